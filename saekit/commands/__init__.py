@@ -1,0 +1,1 @@
+"""One module per `saekit` verb; see saekit/cli.py."""

@@ -1,0 +1,243 @@
+"""Dataclass configs with validation: the one place for defaults and for config errors.
+
+Every check raises ConfigError with one sentence naming the field, its value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from saekit.errors import ConfigError
+
+VARIANTS = ("baseline", "l1_weights", "act_l1", "pruned", "solu", "topographic", "random")
+# Default regulariser strength per variant (chosen so the tiny demo model shows a clear effect).
+DEFAULT_COEF = {
+    "baseline": 0.0,
+    "l1_weights": 1e-5,
+    "act_l1": 3e-2,
+    "pruned": 0.8,  # target fraction of MLP weights set to zero
+    "solu": 0.0,
+    "topographic": 3.0,
+    "random": 0.0,
+}
+DICTIONARY_KINDS = ("relu", "topk", "batchtopk", "jumprelu")
+RELU_PENALTIES = ("l1", "l1_decnorm", "tanh", "log", "lp")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _positive(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    _require(
+        isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0,
+        f"{name} must be a positive number, got {value!r}.",
+    )
+
+
+class _Config:
+    """Shared helpers: to/from dict, with unknown keys reported clearly."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__} has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(names))}."
+            )
+        return cls(**data)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class ModelConfig(_Config):
+    """A tiny transformer-lens language model and how to train one variant of it."""
+
+    variant: str = "baseline"
+    coef: float | None = None  # regulariser strength; None = DEFAULT_COEF[variant]
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int = 512
+    n_ctx: int = 128
+    vocab_size: int = 4096
+    act_fn: str = "gelu"  # the `solu` variant switches this to "solu_ln"
+    # training
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    seed: int = 0
+    # pruning schedule (variant `pruned`): prune from prune_start to prune_end fraction of steps
+    prune_start: float = 0.3
+    prune_end: float = 0.7
+    prune_every: int = 20
+    # TopoLoss: neurons on a sheet of shape topo_sheet (rows x cols = d_mlp); None = nearly square
+    topo_sheet: tuple[int, int] | None = None
+    topo_downsample: float = 0.5  # blur factor of TopoLoss (fraction of the sheet kept)
+    eval_tokens: int = 65536
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _require(
+            self.variant in VARIANTS,
+            f"variant {self.variant!r} is not known; expected one of {', '.join(VARIANTS)}.",
+        )
+        if self.coef is None:
+            self.coef = DEFAULT_COEF[self.variant]
+        _require(
+            isinstance(self.coef, (int, float)) and self.coef >= 0,
+            f"coef must be a number ≥ 0, got {self.coef!r}.",
+        )
+        if self.variant == "pruned":
+            _require(0 < self.coef < 1, f"coef for variant 'pruned' is the target sparsity and must be in (0, 1), got {self.coef}.")
+        for name in ("n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "vocab_size", "steps", "batch_size"):
+            _positive(name, getattr(self, name))
+            _require(float(getattr(self, name)).is_integer(), f"{name} must be an integer, got {getattr(self, name)!r}.")
+        _positive("lr", self.lr)
+        _require(self.d_model % self.n_heads == 0, f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads}).")
+        if self.topo_sheet is not None:
+            self.topo_sheet = tuple(self.topo_sheet)
+            _require(
+                len(self.topo_sheet) == 2 and self.topo_sheet[0] * self.topo_sheet[1] == self.d_mlp,
+                f"topo_sheet {self.topo_sheet} must be two numbers whose product is d_mlp ({self.d_mlp}).",
+            )
+        if self.variant == "solu":
+            self.act_fn = "solu_ln"
+
+
+@dataclass
+class DictionaryConfig(_Config):
+    """A sparse dictionary: architecture, sizes and the sparsity mechanism.
+
+    kind: relu | topk | batchtopk | jumprelu. ``d_out`` different from ``d_in`` (or
+    ``transcoder=True``) makes a transcoder; ``skip=True`` adds a linear skip path W_skip.
+    """
+
+    kind: str = "topk"
+    d_in: int = 0
+    n_latents: int = 0
+    k: int | None = None  # topk / batchtopk: active latents per token
+    d_out: int | None = None  # None = d_in (an autoencoder)
+    transcoder: bool = False
+    skip: bool = False
+    # relu
+    penalty: str = "l1"  # l1 | l1_decnorm | tanh | log | lp
+    sparsity_coef: float = 5.0  # λ; also the L0 coefficient of jumprelu
+    lp: float = 0.5
+    sparsity_warmup_steps: int = 0
+    # topk
+    k_aux: int | None = None  # None = d_in // 2
+    aux_coef: float = 1 / 32
+    multi_topk: bool = False
+    # jumprelu
+    jumprelu_bandwidth: float = 0.001
+    jumprelu_init_threshold: float = 0.001
+    # initialisation
+    init_encoder_from_decoder: bool = True
+    b_dec_init: str = "geometric_median"  # geometric_median | mean | zero
+    zero_init_decoder: bool = False  # sparsify's choice for transcoders
+    # metadata (file formats): where the activations come from
+    hook_name: str = ""
+    model_name: str = ""
+    variant: str = ""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.kind in DICTIONARY_KINDS,
+            f"kind {self.kind!r} is not known; expected one of {', '.join(DICTIONARY_KINDS)}.",
+        )
+        for name in ("d_in", "n_latents"):
+            value = getattr(self, name)
+            _require(
+                isinstance(value, int) and not isinstance(value, bool) and value > 0,
+                f"{name} must be a positive integer, got {value!r}.",
+            )
+        if self.d_out is None:
+            self.d_out = self.d_in
+        _require(isinstance(self.d_out, int) and self.d_out > 0, f"d_out must be a positive integer, got {self.d_out!r}.")
+        if self.d_out != self.d_in:
+            self.transcoder = True
+        if self.skip:
+            self.transcoder = True
+        if self.kind in ("topk", "batchtopk"):
+            _require(self.k is not None, f"kind {self.kind!r} needs k (active latents per token).")
+            _require(
+                isinstance(self.k, int) and 0 < self.k <= self.n_latents,
+                f"k must be an integer in 1..n_latents ({self.n_latents}), got {self.k!r}.",
+            )
+        _require(self.penalty in RELU_PENALTIES, f"penalty {self.penalty!r} is not known; expected one of {', '.join(RELU_PENALTIES)}.")
+        _require(self.sparsity_coef >= 0, f"sparsity_coef must be ≥ 0, got {self.sparsity_coef}.")
+        _require(0 < self.lp < 1 or self.penalty != "lp", f"lp must be in (0, 1) for penalty 'lp', got {self.lp}.")
+        _require(
+            self.b_dec_init in ("geometric_median", "mean", "zero"),
+            f"b_dec_init {self.b_dec_init!r} is not known; expected geometric_median, mean or zero.",
+        )
+        if self.k_aux is None:
+            self.k_aux = max(1, min(self.n_latents, self.d_in // 2))
+
+    @property
+    def is_transcoder(self) -> bool:
+        return self.transcoder
+
+
+@dataclass
+class TrainConfig(_Config):
+    """How a dictionary is trained: tokens, batches, optimiser, logging and checkpoints."""
+
+    batch_size: int = 4096
+    lr: float | None = None  # None = 2e-4 / sqrt(n_latents / 16384) (Gao et al. 2024 scaling)
+    total_tokens: int = 50_000_000
+    seed: int = 0
+    lr_warmup_steps: int = 100
+    lr_decay_fraction: float = 0.2  # linear decay to 0 over the last fraction of steps
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    autocast_bf16: bool = False
+    dead_tokens: int | None = None  # None = min(10M, total_tokens // 5)
+    resample_dead_every: int | None = None  # relu only: Anthropic-style resampling period in steps
+    normalize: bool = False  # scale activations so E||x||^2 = d_in; folded into weights at save
+    checkpoint_every: int | None = None  # steps; None = no periodic checkpoints
+    out_dir: str | None = None
+    log_every: int = 10
+    use_kernels: str = "auto"  # auto | triton | torch
+    device: str = "auto"
+    wandb: bool = False
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.batch_size, int) and self.batch_size > 0,
+            f"batch_size must be a positive integer, got {self.batch_size!r}.",
+        )
+        _require(self.lr is None or (isinstance(self.lr, (int, float)) and self.lr > 0), f"lr must be > 0, got {self.lr!r}.")
+        _require(
+            isinstance(self.total_tokens, int) and self.total_tokens > 0,
+            f"total_tokens must be a positive integer, got {self.total_tokens!r}.",
+        )
+        _require(0 <= self.lr_decay_fraction <= 1, f"lr_decay_fraction must be in [0, 1], got {self.lr_decay_fraction}.")
+        _require(self.use_kernels in ("auto", "triton", "torch"), f"use_kernels must be auto, triton or torch, got {self.use_kernels!r}.")
+        self.adam_betas = tuple(self.adam_betas)
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.total_tokens // self.batch_size)
+
+    def dead_token_window(self) -> int:
+        return self.dead_tokens if self.dead_tokens is not None else min(10_000_000, max(self.batch_size, self.total_tokens // 5))
+
+    def learning_rate(self, n_latents: int) -> float:
+        if self.lr is not None:
+            return float(self.lr)
+        return 2e-4 / (n_latents / 16384) ** 0.5
