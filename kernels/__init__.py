@@ -1,0 +1,1 @@
+"""Sparse-decode kernels (Triton on CUDA) with plain-torch references."""

@@ -1,0 +1,1 @@
+"""saekit.models"""
