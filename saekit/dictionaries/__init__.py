@@ -1,1 +1,64 @@
-"""saekit.dictionaries"""
+"""Sparse dictionaries: one file per architecture over a shared base (``base.py``).
+
+``create(cfg)`` builds and initialises the dictionary a ``DictionaryConfig`` describes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from saekit.config import DictionaryConfig
+from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
+from saekit.dictionaries.init import geometric_median, init_b_dec, init_weights
+from saekit.dictionaries.topk import TopKDictionary
+from saekit.errors import ConfigError
+
+ARCHITECTURES: dict[str, type[SparseDictionary]] = {"topk": TopKDictionary}
+
+
+def architecture(kind: str) -> type[SparseDictionary]:
+    """The dictionary class for ``kind`` (relu, topk, batchtopk, jumprelu)."""
+    try:
+        return ARCHITECTURES[kind]
+    except KeyError:
+        raise ConfigError(
+            f"kind {kind!r} is not known; expected one of {', '.join(ARCHITECTURES)}."
+        ) from None
+
+
+def create(
+    cfg: DictionaryConfig,
+    seed: int = 0,
+    sample: torch.Tensor | None = None,
+    init: bool = True,
+    device: str | torch.device | None = None,
+) -> SparseDictionary:
+    """Build the dictionary ``cfg`` describes, initialised from ``seed``.
+
+    ``sample`` (targets [N, d_out]) sets b_dec per ``cfg.b_dec_init``; ``init=False`` leaves the
+    weights at zero (for a loader about to fill them).
+    """
+    if not isinstance(cfg, DictionaryConfig):
+        raise ConfigError(f"create() expects a DictionaryConfig, got {type(cfg).__name__}.")
+    sae = architecture(cfg.kind)(cfg)
+    if init:
+        init_weights(sae, seed)
+        if sample is not None:
+            init_b_dec(sae, sample)
+    if device is not None:
+        sae = sae.to(device)
+    return sae
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "SparseDictionary",
+    "TopKDictionary",
+    "TrainOutput",
+    "architecture",
+    "create",
+    "geometric_median",
+    "init_b_dec",
+    "init_weights",
+    "sparse_decode",
+]

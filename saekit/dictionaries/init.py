@@ -1,0 +1,74 @@
+"""Initialisation: random unit-norm decoder rows, encoder = decoder transpose, b_dec at the
+geometric median (Weiszfeld) or mean of a sample, zero decoder for transcoders on request.
+
+Every random draw uses a ``torch.Generator`` seeded from the caller, so the same config and
+seed give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from saekit.dictionaries.base import SparseDictionary
+
+
+def geometric_median(points: torch.Tensor, max_iter: int = 100, tol: float = 1e-6) -> torch.Tensor:
+    """The point minimising the sum of Euclidean distances to ``points`` [N, d] (Weiszfeld).
+
+    Starts at the mean; each step is the distance-weighted mean. The geometric median is a
+    robust centre: a few huge-norm activations (e.g. BOS tokens) do not drag it as they drag
+    the mean.
+    """
+    pts = points.double()
+    y = pts.mean(0)
+    for _ in range(max_iter):
+        dist = (pts - y).norm(dim=-1).clamp_min(1e-12)
+        w = 1.0 / dist
+        y_new = (w[:, None] * pts).sum(0) / w.sum()
+        shift = (y_new - y).norm()
+        y = y_new
+        if shift <= tol * max(1.0, float(y.norm())):
+            break
+    return y.to(points.dtype)
+
+
+@torch.no_grad()
+def init_weights(sae: SparseDictionary, seed: int = 0) -> SparseDictionary:
+    """Initialise encoder, decoder and biases of ``sae`` from ``seed`` (b_dec set to zero)."""
+    cfg = sae.cfg
+    gen = torch.Generator().manual_seed(int(seed))
+    dtype = sae.W_dec.dtype
+    w_dec = torch.randn(cfg.n_latents, cfg.d_out, generator=gen, dtype=torch.float32)
+    w_dec /= w_dec.norm(dim=-1, keepdim=True)
+    if cfg.init_encoder_from_decoder and cfg.d_in == cfg.d_out and not cfg.zero_init_decoder:
+        # Gao et al. 2024: tied init puts every latent's encoder on its own decoder direction,
+        # so each latent fires on the inputs it reconstructs from the first step: fewer dead.
+        w_enc = w_dec.T.clone()
+    else:
+        bound = 1.0 / math.sqrt(cfg.d_in)  # nn.Linear's default (Kaiming-uniform) scale
+        w_enc = torch.empty(cfg.d_in, cfg.n_latents).uniform_(-bound, bound, generator=gen)
+    if cfg.zero_init_decoder:
+        w_dec.zero_()
+    sae.W_dec.copy_(w_dec.to(dtype))
+    sae.W_enc.copy_(w_enc.to(dtype))
+    sae.b_enc.zero_()
+    sae.b_dec.zero_()
+    if sae.W_skip is not None:
+        sae.W_skip.zero_()  # the skip path starts as nothing and learns the linear part
+    sae.init_extra()
+    return sae
+
+
+@torch.no_grad()
+def init_b_dec(sae: SparseDictionary, target_sample: torch.Tensor) -> SparseDictionary:
+    """Set b_dec from a sample of (scaled) targets [N, d_out] per ``cfg.b_dec_init``."""
+    how = sae.cfg.b_dec_init
+    if how == "zero" or target_sample.numel() == 0:
+        sae.b_dec.zero_()
+    elif how == "mean":
+        sae.b_dec.copy_(target_sample.float().mean(0).to(sae.b_dec.dtype))
+    else:
+        sae.b_dec.copy_(geometric_median(target_sample.float()).to(sae.b_dec.dtype))
+    return sae

@@ -1,0 +1,70 @@
+"""TopK SAE (Gao et al. 2024): keep the k largest (ReLU'd) pre-activations per token.
+
+Training adds AuxK: the k_aux largest pre-activations among *dead* latents reconstruct the
+main model's residual error, weighted by ``aux_coef`` (α = 1/32) and by min(n_dead / k_aux, 1),
+which gives dead latents a gradient and brings most of them back. ``multi_topk=True`` adds
+Gao et al.'s Multi-TopK term L(4k)/8 so the dictionary also works at larger k.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
+
+
+class TopKDictionary(SparseDictionary):
+    kind = "topk"
+    sparse_output = True
+
+    def select(self, pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, indices) [B, k] of the k largest ReLU'd pre-activations of each row."""
+        vals, idx = torch.relu(pre).topk(min(k, pre.shape[-1]), dim=-1, sorted=False)
+        return vals, idx
+
+    def activation(self, pre: torch.Tensor) -> torch.Tensor:
+        vals, idx = self.select(pre, self.cfg.k)
+        return torch.zeros_like(pre).scatter_(-1, idx, vals)
+
+    def encode_sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.select(self.pre_acts(self.scale_in(x)), self.cfg.k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = self.scale_in(x)
+        vals, idx = self.select(self.pre_acts(xs), self.cfg.k)
+        return (sparse_decode(idx, vals, self.W_dec, self.b_dec) + self.skip_path(xs)) / self.act_scale
+
+    def training_loss(self, x, y=None, *, dead_mask=None, step_frac=1.0) -> TrainOutput:
+        xs = self.scale_in(x)
+        ys = xs if y is None else self.scale_in(y)
+        pre = self.pre_acts(xs)
+        vals, idx = self.select(pre, self.cfg.k)
+        skip = self.skip_path(xs)
+        y_hat = sparse_decode(idx, vals, self.W_dec, self.b_dec) + skip
+        terms = {"mse": (y_hat - ys).pow(2).sum(-1).mean()}
+        if self.cfg.multi_topk:
+            v4, i4 = self.select(pre, 4 * self.cfg.k)
+            y4 = sparse_decode(i4, v4, self.W_dec, self.b_dec) + skip
+            terms["multi_topk"] = (y4 - ys).pow(2).sum(-1).mean() / 8
+        terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
+        active = vals > 0
+        fired = torch.zeros(self.n_latents, dtype=torch.bool, device=x.device)
+        fired[idx[active]] = True
+        return TrainOutput(sum(terms.values()), y_hat, fired, active.sum(-1).float().mean(), terms)
+
+    def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:
+        """AuxK (Gao et al. 2024, appendix A.2) on the latents in ``dead_mask``."""
+        if dead_mask is None or self.cfg.aux_coef == 0:
+            return {}
+        n_dead = int(dead_mask.sum())
+        if n_dead == 0:
+            return {}
+        k_aux = min(self.cfg.k_aux, n_dead)
+        masked = torch.where(
+            dead_mask[None], torch.relu(pre), torch.zeros((), dtype=pre.dtype, device=pre.device)
+        )
+        vals, idx = masked.topk(k_aux, dim=-1, sorted=False)
+        e = (ys - y_hat).detach()  # the residual the dead latents should explain
+        e_hat = sparse_decode(idx, vals, self.W_dec, None)
+        scale = min(n_dead / self.cfg.k_aux, 1.0)
+        return {"aux": self.cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}
