@@ -9,11 +9,19 @@ import torch
 
 from saekit.config import DictionaryConfig
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
+from saekit.dictionaries.batchtopk import BatchTopKDictionary
 from saekit.dictionaries.init import geometric_median, init_b_dec, init_weights
+from saekit.dictionaries.jumprelu import JumpReLUDictionary
+from saekit.dictionaries.relu import ReLUDictionary
 from saekit.dictionaries.topk import TopKDictionary
 from saekit.errors import ConfigError
 
-ARCHITECTURES: dict[str, type[SparseDictionary]] = {"topk": TopKDictionary}
+ARCHITECTURES: dict[str, type[SparseDictionary]] = {
+    "relu": ReLUDictionary,
+    "topk": TopKDictionary,
+    "batchtopk": BatchTopKDictionary,
+    "jumprelu": JumpReLUDictionary,
+}
 
 
 def architecture(kind: str) -> type[SparseDictionary]:
@@ -52,6 +60,9 @@ def create(
 
 __all__ = [
     "ARCHITECTURES",
+    "BatchTopKDictionary",
+    "JumpReLUDictionary",
+    "ReLUDictionary",
     "SparseDictionary",
     "TopKDictionary",
     "TrainOutput",

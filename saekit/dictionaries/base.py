@@ -165,7 +165,7 @@ class SparseDictionary(nn.Module, abc.ABC):
         pre = self.pre_acts(xs)
         return pre, self.activation(pre)
 
-    def sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor, step_frac: float) -> dict[str, torch.Tensor]:
+    def sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Extra loss terms of the architecture (none by default)."""
         return {}
 
@@ -175,13 +175,13 @@ class SparseDictionary(nn.Module, abc.ABC):
         y: torch.Tensor | None = None,
         *,
         dead_mask: torch.Tensor | None = None,
-        step_frac: float = 1.0,
+        step: int = 0,
     ) -> TrainOutput:
         """The training objective on one batch (x, and y for transcoders; y = x for an SAE).
 
         Works in scaled space (``act_scale`` applied to x and y). ``dead_mask`` [n_latents] marks
-        latents that have not fired for the dead window (used by AuxK); ``step_frac`` in [0, 1]
-        is the fraction of training done (used by penalty warm-ups).
+        latents that have not fired for the dead window (used by AuxK); ``step`` is the
+        optimiser step (used by penalty warm-ups).
         """
         xs = self.scale_in(x)
         ys = xs if y is None else self.scale_in(y)
@@ -189,7 +189,7 @@ class SparseDictionary(nn.Module, abc.ABC):
         y_hat = z @ self.W_dec + self.b_dec + self.skip_path(xs)
         mse = (y_hat - ys).pow(2).sum(-1).mean()
         terms = {"mse": mse}
-        terms.update(self.sparsity_loss(pre, z, step_frac))
+        terms.update(self.sparsity_loss(pre, z, step))
         terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
         loss = sum(terms.values())
         active = z != 0

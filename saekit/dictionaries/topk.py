@@ -34,7 +34,7 @@ class TopKDictionary(SparseDictionary):
         vals, idx = self.select(self.pre_acts(xs), self.cfg.k)
         return (sparse_decode(idx, vals, self.W_dec, self.b_dec) + self.skip_path(xs)) / self.act_scale
 
-    def training_loss(self, x, y=None, *, dead_mask=None, step_frac=1.0) -> TrainOutput:
+    def training_loss(self, x, y=None, *, dead_mask=None, step=0) -> TrainOutput:
         xs = self.scale_in(x)
         ys = xs if y is None else self.scale_in(y)
         pre = self.pre_acts(xs)

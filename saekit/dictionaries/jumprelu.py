@@ -1,0 +1,83 @@
+"""JumpReLU SAE (Rajamanoharan et al. 2024): z = pre · H(pre − θ), θ a learned per-latent threshold.
+
+The loss is reconstruction + λ · L0, where L0 = Σ H(pre − θ) counts active latents directly
+(no shrinkage of the active values, unlike L1). H has zero gradient almost everywhere, so θ
+learns through straight-through estimators: the pseudo-derivative of H(u − θ) in θ is
+−K((u − θ)/ε)/ε with the rectangle kernel K and bandwidth ε (``jumprelu_bandwidth``).
+λ is ``sparsity_coef`` (warmed up over ``sparsity_warmup_steps``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from saekit.dictionaries.base import SparseDictionary
+
+
+def _rectangle(u: torch.Tensor) -> torch.Tensor:
+    return ((u > -0.5) & (u < 0.5)).to(u.dtype)
+
+
+class _JumpReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, threshold, bandwidth):
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return pre * (pre > threshold)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pre, threshold = ctx.saved_tensors
+        eps = ctx.bandwidth
+        grad_pre = grad * (pre > threshold)
+        grad_thr = -(threshold / eps) * _rectangle((pre - threshold) / eps) * grad
+        return grad_pre, grad_thr.sum(0), None
+
+
+class _Step(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, threshold, bandwidth):
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pre, threshold = ctx.saved_tensors
+        eps = ctx.bandwidth
+        grad_thr = -(1.0 / eps) * _rectangle((pre - threshold) / eps) * grad
+        return None, grad_thr.sum(0), None
+
+
+class JumpReLUDictionary(SparseDictionary):
+    kind = "jumprelu"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.threshold = nn.Parameter(torch.zeros(cfg.n_latents))
+
+    def init_extra(self) -> None:
+        with torch.no_grad():
+            self.threshold.fill_(self.cfg.jumprelu_init_threshold)
+
+    def activation(self, pre: torch.Tensor) -> torch.Tensor:
+        return pre * (pre > self.threshold)
+
+    def train_codes(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = self.pre_acts(xs)
+        return pre, _JumpReLU.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth)
+
+    def sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        warm = self.cfg.sparsity_warmup_steps
+        coef = self.cfg.sparsity_coef * (1.0 if warm <= 0 else min(1.0, step / warm))
+        if coef == 0:
+            return {}
+        l0 = _Step.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth).sum(-1).mean()
+        return {"sparsity": coef * l0}
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        super().after_step()
+        # A negative threshold would let negative pre-activations through; keep θ > 0.
+        self.threshold.clamp_(min=1e-6)
