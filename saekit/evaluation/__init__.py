@@ -1,1 +1,55 @@
-"""saekit.evaluation"""
+"""saekit.evaluation: metrics, splicing into the model, offline auto-interpretation, dictionary matching.
+
+``evaluate(sae, source, model=None)`` is the one-call entry point; the modules hold the pieces:
+metrics (reconstruction and sparsity), splice (CE loss recovered, KL), autointerp (n-gram
+explanations, token entropy, logit lens), matching (MMCS, Hungarian, activation correlation),
+probes (opposing pairs, feature splitting, synthetic ground truth).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from saekit.errors import ConfigError
+from saekit.evaluation.matching import compare_dictionaries
+from saekit.evaluation.metrics import dictionary_metrics
+from saekit.evaluation.splice import splice_metrics
+
+__all__ = ["evaluate", "compare_dictionaries", "dictionary_metrics", "splice_metrics"]
+
+
+def evaluate(
+    sae: torch.nn.Module,
+    source: Any,
+    model: Any = None,
+    tokens: torch.Tensor | None = None,
+    hook_name: str | None = None,
+    out_hook_name: str | None = None,
+    batch_size: int = 4096,
+    max_tokens: int | None = None,
+    splice_batch_size: int = 16,
+    keep_bos: bool = True,
+    include_density: bool = False,
+) -> dict[str, Any]:
+    """Core metrics of ``sae`` on held-out activations ``source``; with ``model``, also the splice metrics.
+
+    source: a Tensor [N, d_in], an (X, Y) pair for transcoders, or an activation source.
+    model + tokens [n_seq, n_ctx]: CE loss recovered (zero and mean ablation), KL and Δ loss. When
+    tokens is None the source's own token ids (``source.tokens``) are used if it has them.
+    """
+    out = dictionary_metrics(sae, source, batch_size=batch_size, max_tokens=max_tokens)
+    if not include_density:
+        out.pop("density")
+    if model is not None:
+        if tokens is None:
+            tokens = getattr(source, "tokens", None)
+            if callable(tokens):
+                tokens = tokens()
+        if tokens is None:
+            raise ConfigError(
+                "evaluate() with a model needs tokens= ([n_seq, n_ctx] token ids) to splice into the model."
+            )
+        out.update(splice_metrics(sae, model, tokens, hook_name, out_hook_name, splice_batch_size, keep_bos))
+    return out

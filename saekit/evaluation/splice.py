@@ -1,0 +1,224 @@
+"""Splice a dictionary's reconstruction into a model's forward pass: CE loss recovered, KL, Δ loss.
+
+For an autoencoder on hookpoint h the activation at h is replaced by ŷ = sae(x). For a transcoder
+(MLP input hook → MLP output hook) the MLP's output is replaced by the transcoder's output computed
+from the MLP's input in the same pass. Two ablation baselines are reported, because the score
+depends on the choice (docs/metrics.md):
+
+* zero ablation: the activation (or the MLP output) is replaced by zeros (SAELens' convention);
+* mean ablation: it is replaced by its mean over the evaluated tokens.
+
+``ce_loss_recovered = (L_ablated - L_spliced) / (L_ablated - L_clean)``: 1 is a perfect
+reconstruction, 0 is no better than the ablation. KL is KL(p_clean ‖ p_spliced) per token, in nats.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from saekit.errors import ConfigError, DataError
+
+Replace = Callable[[torch.Tensor], torch.Tensor]
+
+# transcoder input hook -> the MLP output hook it predicts
+_MLP_IN = re.compile(r"^blocks\.(\d+)\.(ln2\.hook_normalized|hook_mlp_in|hook_resid_mid)$")
+
+
+def unwrap_model(model: Any) -> tuple[torch.nn.Module, str]:
+    """A ModelHandle or a bare module -> (module, kind) with kind 'transformer_lens' or 'hf'."""
+    module = getattr(model, "model", None) if not isinstance(model, torch.nn.Module) else model
+    if module is None:
+        raise ConfigError(
+            f"model must be a saekit ModelHandle or a torch module, got {type(model).__name__}."
+        )
+    kind = "transformer_lens" if hasattr(module, "run_with_hooks") else "hf"
+    return module, kind
+
+
+def split_hooks(
+    sae: torch.nn.Module, hook_name: str | None, out_hook_name: str | None
+) -> tuple[str, str | None]:
+    """(input hook, output hook or None): the output hook is only set for transcoders."""
+    cfg = getattr(sae, "cfg", None)
+    hook_name = hook_name or getattr(cfg, "hook_name", "") or ""
+    if "->" in hook_name:  # "in_hook->out_hook" names both ends of a transcoder
+        hook_name, out_hook_name = (s.strip() for s in hook_name.split("->", 1))
+    if not hook_name:
+        raise ConfigError(
+            "hook_name is empty; pass hook_name= (the hookpoint the dictionary was trained on)."
+        )
+    if not getattr(cfg, "transcoder", False):
+        return hook_name, None
+    out_hook_name = out_hook_name or getattr(cfg, "out_hook_name", None)
+    if not out_hook_name:
+        m = _MLP_IN.match(hook_name)
+        if m is None:
+            raise ConfigError(
+                f"the transcoder's output hook is unknown for input hook {hook_name!r}; pass out_hook_name=."
+            )
+        out_hook_name = f"blocks.{m.group(1)}.hook_mlp_out"
+    return hook_name, out_hook_name
+
+
+def _hf_output_tensor(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def run_logits(
+    model: Any,
+    tokens: torch.Tensor,
+    hooks: dict[str, Callable[[torch.Tensor], torch.Tensor | None]] | None = None,
+) -> torch.Tensor:
+    """Logits [B, T, V] of a forward pass where each hook may read (return None) or replace its activation.
+
+    Hooks run in forward order, so a hook on an earlier point can store what a later one reads.
+    """
+    module, kind = unwrap_model(model)
+    hooks = hooks or {}
+    if kind == "transformer_lens":
+
+        def wrap(fn):
+            return lambda act, hook: fn(act)
+
+        return module.run_with_hooks(
+            tokens, return_type="logits", fwd_hooks=[(n, wrap(f)) for n, f in hooks.items()]
+        )
+    handles = []
+    try:
+        for name, fn in hooks.items():
+            try:
+                sub = module.get_submodule(name)
+            except AttributeError:
+                raise ConfigError(f"hookpoint {name!r} is not a module of the model.") from None
+
+            def hf_hook(_mod, _inp, output, fn=fn):
+                new = fn(_hf_output_tensor(output))
+                if new is None:
+                    return None
+                return (new, *output[1:]) if isinstance(output, tuple) else new
+
+            handles.append(sub.register_forward_hook(hf_hook))
+        out = module(tokens)
+        return out.logits if hasattr(out, "logits") else out
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _token_losses(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    return -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+
+
+def _kl(clean_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    lp = F.log_softmax(clean_logits[:, :-1].float(), dim=-1)
+    lq = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    return (lp.exp() * (lp - lq)).sum(-1)
+
+
+@torch.no_grad()
+def mean_activation(
+    model: Any, tokens: torch.Tensor, hook_name: str, batch_size: int = 16, keep_bos: bool = True
+) -> torch.Tensor:
+    """Mean activation at ``hook_name`` over all evaluated positions (position 0 left out if keep_bos)."""
+    total, count = None, 0
+    for start in range(0, tokens.shape[0], batch_size):
+        batch = tokens[start : start + batch_size]
+        seen: dict[str, torch.Tensor] = {}
+        run_logits(model, batch, {hook_name: lambda a, seen=seen: seen.__setitem__("a", a.detach())})
+        act = seen["a"][:, 1:] if keep_bos else seen["a"]
+        s = act.double().sum((0, 1))
+        total = s if total is None else total + s
+        count += act.shape[0] * act.shape[1]
+    return (total / count).float()
+
+
+def _apply_sae(sae: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    p = next(sae.parameters())
+    flat = x.reshape(-1, x.shape[-1]).to(device=p.device, dtype=p.dtype)
+    return sae(flat).to(dtype=x.dtype, device=x.device)
+
+
+@torch.no_grad()
+def splice_metrics(
+    sae: torch.nn.Module,
+    model: Any,
+    tokens: torch.Tensor,
+    hook_name: str | None = None,
+    out_hook_name: str | None = None,
+    batch_size: int = 16,
+    keep_bos: bool = True,
+) -> dict[str, Any]:
+    """CE loss recovered (zero and mean ablation), KL and Δ loss of ``sae`` spliced into ``model``.
+
+    tokens: LongTensor [n_seq, n_ctx]. keep_bos: leave position 0 (the BOS token, an outlier most
+    dictionaries are not trained on) untouched in every run, the ablations included.
+    """
+    if tokens.ndim != 2 or tokens.shape[1] < 2:
+        raise DataError(f"tokens must be a [n_seq, n_ctx ≥ 2] tensor, got shape {tuple(tokens.shape)}.")
+    in_hook, out_hook = split_hooks(sae, hook_name, out_hook_name)
+    target_hook = out_hook or in_hook
+    module, _ = unwrap_model(model)
+    p = next(module.parameters())
+    tokens = tokens.to(p.device)
+    mean = mean_activation(model, tokens, target_hook, batch_size, keep_bos).to(p.device)
+
+    def keep_first(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        if keep_bos:
+            new = new.clone()
+            new[:, 0] = old[:, 0]
+        return new
+
+    sums = {k: 0.0 for k in ("clean", "spliced", "zero", "mean", "kl_spliced", "kl_zero", "kl_mean")}
+    n = 0
+    for start in range(0, tokens.shape[0], batch_size):
+        batch = tokens[start : start + batch_size]
+        clean = run_logits(model, batch)
+        if out_hook is None:
+            spliced_hooks = {in_hook: lambda a: keep_first(_apply_sae(sae, a).reshape(a.shape), a)}
+        else:
+            store: dict[str, torch.Tensor] = {}
+
+            def read_in(a: torch.Tensor, store=store) -> None:
+                store["x"] = a
+
+            def write_out(a: torch.Tensor, store=store) -> torch.Tensor:
+                return keep_first(_apply_sae(sae, store["x"]).reshape(a.shape), a)
+
+            spliced_hooks = {in_hook: read_in, out_hook: write_out}
+        spliced = run_logits(model, batch, spliced_hooks)
+        zero = run_logits(model, batch, {target_hook: lambda a: keep_first(torch.zeros_like(a), a)})
+        meaned = run_logits(
+            model, batch, {target_hook: lambda a: keep_first(mean.to(a.dtype).expand_as(a), a)}
+        )
+        for key, logits in (("clean", clean), ("spliced", spliced), ("zero", zero), ("mean", meaned)):
+            sums[key] += float(_token_losses(logits, batch).double().sum())
+        for key, logits in (("kl_spliced", spliced), ("kl_zero", zero), ("kl_mean", meaned)):
+            sums[key] += float(_kl(clean, logits).double().sum())
+        n += batch.shape[0] * (batch.shape[1] - 1)
+    avg = {k: v / n for k, v in sums.items()}
+
+    def recovered(ablated: float) -> float:
+        denom = ablated - avg["clean"]
+        return (ablated - avg["spliced"]) / denom if denom != 0 else float("nan")
+
+    return {
+        "splice_hook": target_hook,
+        "mlp_replacement": out_hook is not None,
+        "clean_loss": avg["clean"],
+        "spliced_loss": avg["spliced"],
+        "zero_ablation_loss": avg["zero"],
+        "mean_ablation_loss": avg["mean"],
+        "delta_loss": avg["spliced"] - avg["clean"],
+        "ce_loss_recovered": recovered(avg["zero"]),
+        "ce_loss_recovered_mean_ablation": recovered(avg["mean"]),
+        "kl_div": avg["kl_spliced"],
+        "kl_div_zero_ablation": avg["kl_zero"],
+        "kl_div_mean_ablation": avg["kl_mean"],
+        "splice_tokens": n,
+    }
