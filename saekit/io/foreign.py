@@ -1,0 +1,349 @@
+"""Read dictionaries other libraries wrote: SAELens, EleutherAI sparsify, dictionary_learning.
+
+Each reader turns a folder into (DictionaryConfig, tensors in saekit's layout) and hands them to
+``build_dictionary``, which checks every tensor. Conversions are exact: where the source
+computes something saekit's dictionaries do not (an SAE that does not centre its input on b_dec,
+SAELens's ``rescale_acts_by_decoder_norm``), the difference is folded into the weights so
+``encode``/``decode`` give the source's outputs. Decoder rows are kept as stored (not
+renormalised), because renormalising would change a top-k selection.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saekit.config import DictionaryConfig
+from saekit.errors import ConfigError, DataError
+from saekit.fileutil import read_json
+from saekit.io.format import (
+    CFG_FILENAME,
+    SAEKIT_FILENAME,
+    WEIGHTS_FILENAME,
+    build_dictionary,
+    load_native,
+    read_tensors,
+)
+
+SPARSIFY_WEIGHTS = "sae.safetensors"
+DL_WEIGHTS = "ae.pt"
+
+# SAELens architecture -> (saekit kind, transcoder, skip)
+SAELENS_ARCHITECTURES: dict[str, tuple[str, bool, bool]] = {
+    "standard": ("relu", False, False),
+    "topk": ("topk", False, False),
+    "jumprelu": ("jumprelu", False, False),
+    "transcoder": ("relu", True, False),
+    "skip_transcoder": ("relu", True, True),
+    "jumprelu_transcoder": ("jumprelu", True, False),
+    # saekit-only names (SAELens 6 has no such classes); written by saekit, read back here
+    "topk_transcoder": ("topk", True, False),
+    "topk_skip_transcoder": ("topk", True, True),
+    "jumprelu_skip_transcoder": ("jumprelu", True, True),
+    "batchtopk_skip_transcoder": ("jumprelu", True, True),
+}
+
+DL_CLASSES = ("AutoEncoder", "AutoEncoderTopK", "BatchTopKSAE", "JumpReluAutoEncoder")
+
+
+def _center_input(tensors: dict[str, torch.Tensor], source_centres: bool, saekit_centres: bool) -> None:
+    """Fold a difference in input centring into b_enc, in place.
+
+    (x - b_dec)·W_enc + b = x·W_enc + (b - b_dec·W_enc), so a source that centres and a target
+    that does not (or the reverse) differ by b_dec·W_enc in the encoder bias.
+    """
+    if source_centres == saekit_centres:
+        return
+    shift = tensors["b_dec"].to(tensors["W_enc"].dtype) @ tensors["W_enc"]
+    tensors["b_enc"] = tensors["b_enc"] - shift if source_centres else tensors["b_enc"] + shift
+
+
+def _config(source: str, **fields: Any) -> DictionaryConfig:
+    try:
+        return DictionaryConfig(**fields)
+    except ConfigError as e:
+        raise DataError(f"{source} describes a dictionary saekit cannot build: {e}") from None
+
+
+def _int_field(d: dict, key: str, source: str) -> int:
+    value = d.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise DataError(f"{source} needs a positive integer {key!r}, got {value!r}.")
+    return value
+
+
+# ---------------------------------------------------------------------- SAELens
+
+
+def load_saelens(folder: Path) -> torch.nn.Module:
+    """A SAELens folder (``cfg.json`` + ``sae_weights.safetensors``), SAELens 6 or older configs."""
+    cfg_file = folder / CFG_FILENAME
+    raw = read_json(cfg_file, "SAELens config")
+    if not isinstance(raw, dict):
+        raise DataError(f"{cfg_file} must hold a JSON object, got {type(raw).__name__}.")
+    meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    arch = raw.get("architecture")
+    if arch is None:  # pre-6.0 configs: a top-k SAE says so through activation_fn
+        act = raw.get("activation_fn") or raw.get("activation_fn_str")
+        arch = "topk" if act == "topk" else "standard"
+    if arch not in SAELENS_ARCHITECTURES:
+        raise DataError(
+            f"{cfg_file} has architecture {arch!r}, which saekit cannot load; expected one of "
+            f"{', '.join(SAELENS_ARCHITECTURES)}."
+        )
+    kind, transcoder, skip = SAELENS_ARCHITECTURES[arch]
+    norm = raw.get("normalize_activations", "none")
+    if norm in (False, None):
+        norm = "none"
+    # SAELens's own load_from_disk applies no runtime op for these two (the scale lives outside
+    # the folder), so the weights alone define the function.
+    if norm not in ("none", "expected_average_only_in", True):
+        raise DataError(
+            f"{cfg_file} has normalize_activations={norm!r}, a per-token normalisation saekit "
+            f"dictionaries do not apply; expected 'none'."
+        )
+    d_in = _int_field(raw, "d_in", str(cfg_file))
+    d_sae = _int_field(raw, "d_sae", str(cfg_file))
+    k = raw.get("k")
+    if k is None and isinstance(raw.get("activation_fn_kwargs"), dict):
+        k = raw["activation_fn_kwargs"].get("k")
+    d_out = raw.get("d_out", d_in) if transcoder else d_in
+    cfg = _config(
+        str(cfg_file),
+        kind=kind,
+        d_in=d_in,
+        n_latents=d_sae,
+        k=int(k) if kind == "topk" and k is not None else None,
+        d_out=d_out,
+        transcoder=transcoder,
+        skip=skip,
+        hook_name=str(meta.get("hook_name") or raw.get("hook_name") or raw.get("hook_point") or ""),
+        model_name=str(meta.get("model_name") or raw.get("model_name") or ""),
+        variant=str(meta.get("saekit_variant") or ""),
+    )
+    weights = folder / WEIGHTS_FILENAME
+    tensors = read_tensors(weights)
+    scaling = tensors.pop("scaling_factor", None)
+    if scaling is not None and not torch.allclose(scaling, torch.ones_like(scaling)):
+        raise DataError(f"{weights} has a finetuning scaling_factor ≠ 1, which saekit does not support.")
+    if "b_enc" in tensors and "W_enc" in tensors and "b_dec" in tensors and not transcoder:
+        _center_input(tensors, bool(raw.get("apply_b_dec_to_input", True)), True)
+    if kind == "topk" and raw.get("rescale_acts_by_decoder_norm") and "W_dec" in tensors:
+        # SAELens ranks pre·‖W_dec_i‖ and decodes z/‖W_dec_i‖: the same as scaling encoder
+        # column i by ‖W_dec_i‖ and dividing decoder row i by it.
+        norms = tensors["W_dec"].norm(dim=-1)
+        tensors["W_enc"] = tensors["W_enc"] * norms
+        tensors["b_enc"] = tensors["b_enc"] * norms
+        tensors["W_dec"] = tensors["W_dec"] / norms[:, None]
+    return build_dictionary(cfg, tensors, str(weights))
+
+
+# ---------------------------------------------------------------------- sparsify
+
+
+def load_sparsify(folder: Path) -> torch.nn.Module:
+    """An EleutherAI sparsify folder: ``cfg.json`` + ``sae.safetensors``.
+
+    sparsify stores the encoder as an nn.Linear (``encoder.weight [n, d_in]``, ``encoder.bias``),
+    ``W_dec [n, d]``, ``b_dec [d]`` and optionally ``W_skip [d, d]``; it centres inputs on b_dec
+    unless ``transcode`` is set, and uses ReLU then top-k.
+    """
+    cfg_file = folder / CFG_FILENAME
+    raw = read_json(cfg_file, "sparsify config")
+    if not isinstance(raw, dict):
+        raise DataError(f"{cfg_file} must hold a JSON object, got {type(raw).__name__}.")
+    if raw.get("activation", "topk") != "topk":
+        raise DataError(
+            f"{cfg_file} has activation {raw.get('activation')!r}; "
+            "saekit loads sparsify top-k coders only (expected 'topk')."
+        )
+    d_in = _int_field(raw, "d_in", str(cfg_file))
+    n = raw.get("num_latents") or d_in * int(raw.get("expansion_factor", 32))
+    weights = folder / SPARSIFY_WEIGHTS
+    st = read_tensors(weights)
+    for key in ("encoder.weight", "encoder.bias", "W_dec", "b_dec"):
+        if key not in st:
+            raise DataError(
+                f"{weights} is missing tensor {key}; "
+                "a sparsify coder has encoder.weight, encoder.bias, W_dec and b_dec."
+            )
+    transcode = bool(raw.get("transcode", False))
+    skip = "W_skip" in st or bool(raw.get("skip_connection", False))
+    tensors = {
+        "W_enc": st["encoder.weight"].T.contiguous(),
+        "b_enc": st["encoder.bias"],
+        "W_dec": st["W_dec"],
+        "b_dec": st["b_dec"],
+    }
+    if skip:
+        if "W_skip" not in st:
+            raise DataError(
+                f"{weights} is missing tensor W_skip, which skip_connection=true in {cfg_file} requires."
+            )
+        tensors["W_skip"] = st["W_skip"]
+    transcoder = transcode or skip
+    _center_input(tensors, not transcode, not transcoder)
+    parent_cfg = folder.parent / "config.json"
+    model_name = ""
+    if parent_cfg.is_file():
+        try:
+            model_name = str(json.loads(parent_cfg.read_text()).get("model", ""))
+        except (json.JSONDecodeError, AttributeError):
+            model_name = ""
+    cfg = _config(
+        str(cfg_file),
+        kind="topk",
+        d_in=d_in,
+        n_latents=int(n),
+        k=raw.get("k", 32),
+        d_out=d_in,
+        transcoder=transcoder,
+        skip=skip,
+        multi_topk=bool(raw.get("multi_topk", False)),
+        hook_name=folder.name,
+        model_name=model_name,
+    )
+    return build_dictionary(cfg, tensors, str(weights))
+
+
+# ---------------------------------------------------------------------- dictionary_learning
+
+
+def load_dictionary_learning(folder: Path) -> torch.nn.Module:
+    """A dictionary_learning (Marks et al.) folder: ``ae.pt`` + ``config.json``.
+
+    Supported classes: AutoEncoder (ReLU), AutoEncoderTopK, BatchTopKSAE (its inference rule,
+    a global threshold, becomes a JumpReLU with that threshold on every latent) and
+    JumpReluAutoEncoder.
+    """
+    weights = folder / DL_WEIGHTS
+    if not weights.is_file():
+        raise DataError(f"{weights} does not exist; a dictionary_learning folder needs ae.pt.")
+    try:
+        st = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt pickle
+        raise DataError(
+            f"{weights} is not a readable PyTorch state dict ({type(e).__name__}: {e})."
+        ) from None
+    if not isinstance(st, dict):
+        raise DataError(f"{weights} must hold a state dict, got {type(st).__name__}.")
+    cfg_file = folder / "config.json"
+    trainer = {}
+    if cfg_file.is_file():
+        conf = read_json(cfg_file, "dictionary_learning config")
+        trainer = conf.get("trainer", {}) if isinstance(conf, dict) else {}
+    cls = trainer.get("dict_class") or _guess_dl_class(st)
+    if cls not in DL_CLASSES:
+        raise DataError(
+            f"{folder} holds a dictionary_learning {cls!r}; saekit loads {', '.join(DL_CLASSES)}."
+        )
+
+    def need(*keys: str) -> None:
+        missing = [k for k in keys if k not in st]
+        if missing:
+            raise DataError(f"{weights} is missing tensor(s) {', '.join(missing)} for a {cls}.")
+
+    layer = trainer.get("layer")
+    hook = (
+        f"blocks.{layer}.hook_resid_post"
+        if isinstance(layer, int)
+        else str(trainer.get("submodule_name") or "")
+    )
+    common = {"hook_name": hook, "model_name": str(trainer.get("lm_name") or "")}
+    if cls == "JumpReluAutoEncoder":
+        need("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
+        tensors = {k: st[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
+        # dictionary_learning's JumpReLU does not centre its input by default.
+        _center_input(tensors, False, True)
+        d_in, n = tensors["W_enc"].shape
+        cfg = _config(str(weights), kind="jumprelu", d_in=d_in, n_latents=n, **common)
+        return build_dictionary(cfg, tensors, str(weights))
+    need("encoder.weight", "encoder.bias", "decoder.weight")
+    tensors = {
+        "W_enc": st["encoder.weight"].T.contiguous(),
+        "b_enc": st["encoder.bias"],
+        "W_dec": st["decoder.weight"].T.contiguous(),
+    }
+    n, d_in = st["encoder.weight"].shape
+    if cls == "AutoEncoder":
+        need("bias")
+        tensors["b_dec"] = st["bias"]
+        cfg = _config(str(weights), kind="relu", d_in=d_in, n_latents=n, **common)
+    else:
+        need("b_dec", "k")
+        tensors["b_dec"] = st["b_dec"]
+        k = int(st["k"])
+        if cls == "AutoEncoderTopK":
+            cfg = _config(str(weights), kind="topk", d_in=d_in, n_latents=n, k=k, **common)
+        else:
+            need("threshold")
+            thr = float(st["threshold"])
+            if thr < 0:
+                raise DataError(
+                    f"{weights} has threshold {thr} (never set during training); "
+                    "a BatchTopKSAE needs a threshold ≥ 0 for inference."
+                )
+            tensors["threshold"] = torch.full((n,), thr, dtype=tensors["W_enc"].dtype)
+            cfg = _config(str(weights), kind="jumprelu", d_in=d_in, n_latents=n, **common)
+    return build_dictionary(cfg, tensors, str(weights))
+
+
+def _guess_dl_class(st: dict) -> str:
+    if "threshold" in st and "W_enc" in st:
+        return "JumpReluAutoEncoder"
+    if "bias" in st and "encoder.weight" in st:
+        return "AutoEncoder"
+    if "k" in st:
+        return "BatchTopKSAE" if float(st.get("threshold", -1)) >= 0 else "AutoEncoderTopK"
+    return "unknown"
+
+
+# ---------------------------------------------------------------------- dispatch
+
+
+def detect_format(folder: Path) -> str:
+    """'saekit', 'saelens', 'sparsify' or 'dictionary_learning' for a dictionary folder."""
+    if (folder / SAEKIT_FILENAME).is_file():
+        return "saekit"
+    if (folder / WEIGHTS_FILENAME).is_file():
+        return "saelens"
+    if (folder / SPARSIFY_WEIGHTS).is_file():
+        return "sparsify"
+    if (folder / DL_WEIGHTS).is_file():
+        return "dictionary_learning"
+    return ""
+
+
+LOADERS = {
+    "saekit": load_native,
+    "saelens": load_saelens,
+    "sparsify": load_sparsify,
+    "dictionary_learning": load_dictionary_learning,
+}
+
+
+def load_folder(folder: str | Path) -> torch.nn.Module:
+    """Load the dictionary in ``folder``, whichever supported library wrote it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder} is not a folder; expected a dictionary folder or a Hub repo id (org/name)."
+        )
+    fmt = detect_format(folder)
+    if fmt:
+        return LOADERS[fmt](folder)
+    subs = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_dir() and detect_format(p))
+    if subs:
+        shown = ", ".join(subs[:8]) + (", ..." if len(subs) > 8 else "")
+        raise DataError(
+            f"{folder} holds {len(subs)} dictionaries ({shown}); "
+            "pass subfolder= (or --subfolder) to pick one."
+        )
+    raise DataError(
+        f"{folder} holds no dictionary; expected saekit.json or "
+        f"cfg.json + {WEIGHTS_FILENAME} (saekit, SAELens), "
+        f"cfg.json + {SPARSIFY_WEIGHTS} (sparsify) or {DL_WEIGHTS} + config.json (dictionary_learning)."
+    )
