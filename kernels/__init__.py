@@ -1,29 +1,39 @@
 """Sparse-decode kernels (Triton on CUDA) with plain-torch references.
 
 ``sparse_decode(idx, vals, W_dec, b_dec)`` computes ``x_hat[b] = sum_j vals[b, j] * W_dec[idx[b, j]] + b_dec``
-without building the dense [B, n_latents] code. Backends:
+without building the dense [B, n_latents] code; ``topk_encode(x, W_enc, b_enc, k)`` is a top-k
+encoder whose backward never builds a dense [B, n_latents] gradient. Backends:
 
 - ``"triton"``: the Triton kernels in ``saekit.kernels.triton_decode`` (CUDA tensors; on CPU only
-  under ``TRITON_INTERPRET=1``, which is how the tests check them without a GPU);
+  under ``TRITON_INTERPRET=1`` set before triton is first imported — that is how the tests check
+  them without a GPU);
 - ``"torch"``: the plain-torch reference (embedding_bag / gather + index_add), fast on CPU;
+- ``"dense"``: the dense baseline (scatter into [B, n], then a matmul; dense autograd), kept to
+  compare against and to train "the way SAELens does";
 - ``"auto"`` (default): Triton for CUDA tensors when Triton is importable, the reference otherwise.
 
-The environment variable ``SAEKIT_KERNELS=torch`` forces the reference everywhere (and
-``SAEKIT_KERNELS=triton`` forces Triton), whatever the ``backend`` argument says.
+Choosing: the ``backend=`` argument of a call wins over ``with use_backend(...)`` (what a trainer
+sets from ``TrainConfig.use_kernels``), which wins over "auto". The environment variable
+``SAEKIT_KERNELS`` (torch | triton | dense) overrides all of them, e.g. ``SAEKIT_KERNELS=torch``
+forces the reference everywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import threading
+from collections.abc import Iterator
 
 import torch
 
 from saekit.errors import ConfigError
 
+from .encoder import TopKEncode, topk_encode_dense
 from .reference import SparseDecodeTorch, dense_decode, sparse_decode_naive
 
-BACKENDS = ("auto", "triton", "torch")
+BACKENDS = ("auto", "triton", "torch", "dense")
 
 __all__ = [
     "BACKENDS",
@@ -31,8 +41,13 @@ __all__ = [
     "resolve_backend",
     "sparse_decode",
     "sparse_decode_naive",
+    "topk_encode",
+    "topk_encode_dense",
     "triton_available",
+    "use_backend",
 ]
+
+_local = threading.local()
 
 
 def triton_available() -> bool:
@@ -44,19 +59,35 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def _validate(name: str, backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ConfigError(f"{name} must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+    return backend
+
+
+@contextlib.contextmanager
+def use_backend(backend: str) -> Iterator[None]:
+    """Within the block, calls that pass ``backend="auto"`` use ``backend`` (thread-local)."""
+    _validate("backend", backend)
+    previous = getattr(_local, "backend", "auto")
+    _local.backend = backend
+    try:
+        yield
+    finally:
+        _local.backend = previous
+
+
 def resolve_backend(backend: str = "auto", device: torch.device | str = "cpu") -> str:
-    """The backend ('triton' or 'torch') a call on ``device`` with ``backend`` runs."""
+    """The backend ('triton', 'torch' or 'dense') a call on ``device`` with ``backend`` runs."""
+    _validate("backend", backend)
     env = os.environ.get("SAEKIT_KERNELS", "").strip().lower()
     if env:
-        if env not in BACKENDS:
-            raise ConfigError(f"SAEKIT_KERNELS must be one of {', '.join(BACKENDS)}, got {env!r}.")
-        if env != "auto":
-            backend = env
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+        backend = _validate("SAEKIT_KERNELS", env) if env != "auto" else backend
+    if backend == "auto":
+        backend = getattr(_local, "backend", "auto")
+    if backend in ("torch", "dense"):
+        return backend
     dev = torch.device(device)
-    if backend == "torch":
-        return "torch"
     if backend == "auto":
         return "triton" if dev.type == "cuda" and triton_available() else "torch"
     if not triton_available():
@@ -93,7 +124,7 @@ def sparse_decode(
 
     idx: [..., k] int64/int32 latent indices (repeats in a row are summed); vals: [..., k];
     W_dec: [n_latents, d_out]; b_dec: [d_out] or None. Returns [..., d_out] in the promoted
-    dtype of vals and W_dec, accumulated in fp32.
+    dtype of vals and W_dec, accumulated in fp32 (the dense backend accumulates as matmul does).
     """
     _check(idx, vals, W_dec, b_dec)
     lead = idx.shape[:-1]
@@ -103,11 +134,35 @@ def sparse_decode(
         rows *= s
     idx2 = idx.reshape(rows, k).long()
     vals2 = vals.reshape(rows, k)
-    # Empty batches or k = 0 go to the reference: no kernel launch for nothing.
-    if idx2.numel() > 0 and resolve_backend(backend, W_dec.device) == "triton":
+    chosen = resolve_backend(backend, W_dec.device)
+    if chosen == "dense":
+        out = dense_decode(idx2, vals2.to(torch.promote_types(vals.dtype, W_dec.dtype)), W_dec, b_dec)
+    elif chosen == "triton" and idx2.numel() > 0:  # empty inputs: no kernel launch for nothing
         from .triton_decode import SparseDecodeTriton
 
         out = SparseDecodeTriton.apply(idx2, vals2, W_dec, b_dec)
     else:
         out = SparseDecodeTorch.apply(idx2, vals2, W_dec, b_dec)
     return out.reshape(*lead, W_dec.shape[1])
+
+
+def topk_encode(
+    x: torch.Tensor,
+    W_enc: torch.Tensor,
+    b_enc: torch.Tensor | None,
+    k: int,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(vals, idx)`` [B, k]: the k largest of ``x @ W_enc + b_enc`` per row, ReLU'd.
+
+    The backward is sparse (see ``saekit.kernels.encoder``): grads of x, W_enc [d_in, n] and
+    b_enc come from the k selected entries per row, never from a dense [B, n] gradient.
+    """
+    if x.dim() != 2 or W_enc.dim() != 2 or x.shape[1] != W_enc.shape[0]:
+        raise ValueError(f"x must be [B, d_in] and W_enc [d_in, n]; got {tuple(x.shape)} and {tuple(W_enc.shape)}.")
+    if not 1 <= k <= W_enc.shape[1]:
+        raise ValueError(f"k must be in [1, n_latents={W_enc.shape[1]}], got {k}.")
+    chosen = resolve_backend(backend, W_enc.device)
+    if chosen == "dense":
+        return topk_encode_dense(x, W_enc, b_enc, k)
+    return TopKEncode.apply(x, W_enc, b_enc, k, chosen)

@@ -1,0 +1,70 @@
+"""Top-k encoder with a sparse backward: no dense [B, n] gradient, no dense x.T @ grad_pre.
+
+Forward: ``pre = x @ W_enc + b_enc`` (one dense matmul), then the k largest pre-activations per
+row and a ReLU on them (the SAELens / Gao et al. order: top-k, then ReLU). Only ``(vals, idx)``
+[B, k] are kept for backward.
+
+Backward: only the k selected pre-activations per row receive a gradient
+``g[b, j] = grad_vals[b, j] · 1[vals[b, j] > 0]``. Then
+
+- ``grad_W_enc[:, i] = Σ_{(b,j): idx[b,j]=i} g[b,j] · x[b]``   (sparseᵀ × dense, O(B·k·d_in))
+- ``grad_b_enc[i]   = Σ_{(b,j): idx[b,j]=i} g[b,j]``
+- ``grad_x[b]       = Σ_j g[b,j] · W_enc[:, idx[b,j]]``           (a sparse decode with W_encᵀ)
+
+instead of the dense ``x.T @ grad_pre`` (O(B·n·d_in)). The Triton backend computes grad_W_enc
+and grad_b_enc in one sorted-by-latent pass (deterministic); the torch backend uses index_add.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import reference
+
+
+class TopKEncode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, W_enc, b_enc, k, backend):  # type: ignore[override]
+        pre = torch.addmm(b_enc, x, W_enc) if b_enc is not None else x @ W_enc
+        top = pre.topk(k, dim=-1, sorted=False)
+        vals = torch.relu(top.values)
+        idx = top.indices
+        ctx.save_for_backward(x, W_enc, idx, vals)
+        ctx.backend = backend
+        ctx.has_bias = b_enc is not None
+        ctx.mark_non_differentiable(idx)
+        return vals, idx
+
+    @staticmethod
+    def backward(ctx, grad_vals, _grad_idx):  # type: ignore[override]
+        x, W_enc, idx, vals = ctx.saved_tensors
+        n = W_enc.shape[1]
+        g = grad_vals * (vals > 0).to(grad_vals.dtype)  # ReLU' on the selected entries
+        grad_x = grad_W = grad_b = None
+        need_x, need_W, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        if ctx.backend == "triton":
+            from . import triton_decode as td
+
+            if need_x:
+                grad_x = td.decode_forward(idx, g, W_enc.t(), None).to(x.dtype)
+            if need_W or (need_b and ctx.has_bias):
+                gw_t, gb = td.grad_rows(idx, g, x, n, with_bias=ctx.has_bias)
+                grad_W = gw_t.t().to(W_enc.dtype) if need_W else None
+                grad_b = gb.to(W_enc.dtype) if need_b and ctx.has_bias else None
+        else:
+            if need_x:
+                grad_x = reference.decode_forward(idx, g, W_enc.t()).to(x.dtype)
+            if need_W or (need_b and ctx.has_bias):
+                gw_t, gb = reference.encoder_backward(x, idx, g, n)
+                grad_W = gw_t.to(W_enc.dtype) if need_W else None
+                grad_b = gb.to(W_enc.dtype) if need_b and ctx.has_bias else None
+        return grad_x, grad_W, grad_b, None, None
+
+
+def topk_encode_dense(
+    x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor | None, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same computation through plain autograd (dense backward): the test ground truth."""
+    pre = torch.addmm(b_enc, x, W_enc) if b_enc is not None else x @ W_enc
+    top = pre.topk(k, dim=-1, sorted=False)
+    return torch.relu(top.values), top.indices
