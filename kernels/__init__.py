@@ -159,7 +159,8 @@ def topk_encode(
     b_enc come from the k selected entries per row, never from a dense [B, n] gradient.
     """
     if x.dim() != 2 or W_enc.dim() != 2 or x.shape[1] != W_enc.shape[0]:
-        raise ValueError(f"x must be [B, d_in] and W_enc [d_in, n]; got {tuple(x.shape)} and {tuple(W_enc.shape)}.")
+        shapes = f"{tuple(x.shape)} and {tuple(W_enc.shape)}"
+        raise ValueError(f"x must be [B, d_in] and W_enc [d_in, n] with one d_in, got {shapes}.")
     if not 1 <= k <= W_enc.shape[1]:
         raise ValueError(f"k must be in [1, n_latents={W_enc.shape[1]}], got {k}.")
     chosen = resolve_backend(backend, W_enc.device)

@@ -150,7 +150,9 @@ def _grad_rows_atomic(
 # Host wrappers (shapes: idx, vals [B, k]; W [n, d]; g [B, d]). All return fp32 results.
 
 
-def decode_forward(idx: torch.Tensor, vals: torch.Tensor, W: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def decode_forward(
+    idx: torch.Tensor, vals: torch.Tensor, W: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
     """fp32 [B, d] = Σ_j vals[:, j] · W[idx[:, j]] (+ bias)."""
     B, K = idx.shape
     D = W.shape[1]
