@@ -212,7 +212,7 @@ class TrainConfig(_Config):
     checkpoint_every: int | None = None  # steps; None = no periodic checkpoints
     out_dir: str | None = None
     log_every: int = 10
-    use_kernels: str = "auto"  # auto | triton | torch
+    use_kernels: str = "auto"  # auto | triton | torch | dense (saekit.kernels backend for sparse decode)
     device: str = "auto"
     wandb: bool = False
 
@@ -227,7 +227,7 @@ class TrainConfig(_Config):
             f"total_tokens must be a positive integer, got {self.total_tokens!r}.",
         )
         _require(0 <= self.lr_decay_fraction <= 1, f"lr_decay_fraction must be in [0, 1], got {self.lr_decay_fraction}.")
-        _require(self.use_kernels in ("auto", "triton", "torch"), f"use_kernels must be auto, triton or torch, got {self.use_kernels!r}.")
+        _require(self.use_kernels in ("auto", "triton", "torch", "dense"), f"use_kernels must be auto, triton, torch or dense, got {self.use_kernels!r}.")
         self.adam_betas = tuple(self.adam_betas)
 
     @property
