@@ -336,6 +336,8 @@ def load_folder(folder: str | Path) -> torch.nn.Module:
     if fmt:
         return LOADERS[fmt](folder)
     subs = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_dir() and detect_format(p))
+    if len(subs) == 1:
+        return LOADERS[detect_format(folder / subs[0])](folder / subs[0])
     if subs:
         shown = ", ".join(subs[:8]) + (", ..." if len(subs) > 8 else "")
         raise DataError(

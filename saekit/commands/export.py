@@ -1,0 +1,31 @@
+"""`saekit export`: write dictionaries in another library's layout (SAELens, sparsify, circuit-tracer)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export dictionaries to SAELens, sparsify or circuit-tracer layouts",
+        description="Read every dictionary under DIR (saekit, SAELens, sparsify or dictionary_learning "
+        "folders) and write it to OUT in FORMAT, with the activation scale folded into the weights. "
+        "circuit-tracer takes a set of ReLU transcoders, one per layer.",
+    )
+    p.add_argument("dir", help="dictionary folder or run folder")
+    p.add_argument("--format", required=True, choices=["saelens", "sparsify", "circuit-tracer"])
+    p.add_argument("--out", default=None, help="output folder (default: DIR-FORMAT next to DIR)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from saekit.io import export
+
+    src = Path(args.dir)
+    out = Path(args.out) if args.out else src.with_name(f"{src.name}-{args.format}")
+    written = export(src, out, args.format)
+    print(f"exported {len(written)} files to {out} ({args.format})")
+    return 0
