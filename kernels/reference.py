@@ -97,8 +97,8 @@ def sparse_decode_naive(
     idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The definition, through plain autograd, in fp32: test ground truth only (builds [B, k, d])."""
-    rows = W_dec.float()[idx]  # [B, k, d]
-    out = (vals.float().unsqueeze(2) * rows).sum(1)
+    rows = W_dec.float()[idx]  # [..., k, d]
+    out = (vals.float().unsqueeze(-1) * rows).sum(-2)
     if b_dec is not None:
         out = out + b_dec.float()
     return out
