@@ -30,7 +30,15 @@ from saekit.io.format import (
 
 FORMATS = ("saelens", "sparsify", "circuit-tracer")
 # SAELens 6 architectures (saekit writes other names for kinds SAELens lacks).
-SAELENS_KNOWN = {"standard", "topk", "jumprelu", "transcoder", "skip_transcoder", "jumprelu_transcoder"}
+SAELENS_KNOWN = {
+    "standard",
+    "topk",
+    "jumprelu",
+    "transcoder",
+    "skip_transcoder",
+    "jumprelu_transcoder",
+    "jumprelu_skip_transcoder",
+}
 
 
 def _meta_info(folder: Path) -> dict:
@@ -47,9 +55,8 @@ def export_saelens(sae: torch.nn.Module, out: Path, folder: Path) -> list[Path]:
     arch = saelens_architecture(sae.cfg)
     if arch not in SAELENS_KNOWN:
         raise DataError(
-            f"{folder} is a {sae.cfg.kind} {'skip ' if sae.cfg.skip else ''}transcoder, "
-            "which SAELens 6 has no "
-            f"class for (its transcoders are relu/jumprelu, skip only relu); keep it in saekit's format."
+            f"{folder} is a {sae.cfg.kind} {'skip ' if sae.cfg.skip else ''}transcoder, which SAELens has "
+            "no class for (its transcoders are ReLU or JumpReLU); keep it in saekit's format."
         )
     tensors, _ = export_tensors(sae)
     written = [atomic_save_safetensors(out / WEIGHTS_FILENAME, tensors, metadata={"format": "pt"})]

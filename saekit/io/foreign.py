@@ -39,11 +39,10 @@ SAELENS_ARCHITECTURES: dict[str, tuple[str, bool, bool]] = {
     "transcoder": ("relu", True, False),
     "skip_transcoder": ("relu", True, True),
     "jumprelu_transcoder": ("jumprelu", True, False),
-    # saekit-only names (SAELens 6 has no such classes); written by saekit, read back here
+    "jumprelu_skip_transcoder": ("jumprelu", True, True),
+    # saekit-only names (SAELens has no top-k transcoder); written by saekit, read back here
     "topk_transcoder": ("topk", True, False),
     "topk_skip_transcoder": ("topk", True, True),
-    "jumprelu_skip_transcoder": ("jumprelu", True, True),
-    "batchtopk_skip_transcoder": ("jumprelu", True, True),
 }
 
 DL_CLASSES = ("AutoEncoder", "AutoEncoderTopK", "BatchTopKSAE", "JumpReluAutoEncoder")

@@ -44,8 +44,9 @@ TENSOR_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "W_skip")
 SAELENS_SCHEMA_VERSION = "6.0.0"
 
 # saekit kind (+ transcoder/skip) -> SAELens architecture name (inference classes).
-# SAELens has no top-k or batch-top-k transcoder; those get saekit-specific names that SAELens
-# rejects with its own "unknown architecture" error (saekit still loads them).
+# SAELens has no top-k transcoder; it gets a saekit-specific name that SAELens rejects with its
+# own "unknown architecture" error (saekit still loads it). A batchtopk dictionary is written in
+# its inference form, a JumpReLU.
 _SAE_ARCH = {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu"}
 _TRANSCODER_ARCH = {
     "relu": "transcoder",
@@ -67,9 +68,10 @@ DTYPES = {name: dt for dt, name in _DTYPE_NAMES.items()} | {
 def saelens_architecture(cfg: DictionaryConfig) -> str:
     """The SAELens ``architecture`` string for a saekit dictionary config."""
     if cfg.skip:
-        if cfg.kind != "relu":
-            return f"{cfg.kind}_skip_transcoder"  # not in SAELens 6 (only a ReLU skip transcoder)
-        return "skip_transcoder"
+        # SAELens has skip_transcoder (ReLU) and, since 6.2x, jumprelu_skip_transcoder.
+        if cfg.kind == "relu":
+            return "skip_transcoder"
+        return "topk_skip_transcoder" if cfg.kind == "topk" else "jumprelu_skip_transcoder"
     if cfg.transcoder:
         return _TRANSCODER_ARCH[cfg.kind]
     return _SAE_ARCH[cfg.kind]

@@ -1,0 +1,189 @@
+"""Interop with real peers: do SAELens and sparsify load saekit's files and compute the same thing?
+
+For each architecture this script builds a saekit dictionary with random weights and a
+non-trivial activation scale (so the fold on export is exercised), writes it with saekit
+(native folder = SAELens folder; ``export(..., "sparsify")`` for top-k coders), then, in a
+separate virtual environment with the peer installed from PyPI, loads the folder with
+``sae_lens.SAE.load_from_disk`` / ``sparsify.SparseCoder.load_from_disk`` and computes encode,
+decode and forward on the same inputs. Outputs are compared with saekit's to float tolerance.
+
+Run:  .venv/bin/python benchmarks/interop_peers.py [--venvs /tmp/saekit-interop] [--work DIR]
+The venvs are created on first use (``pip install torch==2.13.0`` first, then the peer).
+Exit status 0 when every comparison is within tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import saekit
+from saekit.config import DictionaryConfig
+from saekit.dictionaries import create
+from saekit.io import export, save_dictionary
+
+D, N, B = 16, 64, 32
+ATOL, RTOL = 1e-5, 1e-5
+
+# name -> (DictionaryConfig kwargs, peers that should load it)
+CASES = {
+    "relu": (dict(kind="relu"), ["saelens"]),
+    "topk": (dict(kind="topk", k=6), ["saelens", "sparsify"]),
+    "jumprelu": (dict(kind="jumprelu"), ["saelens"]),
+    "batchtopk": (dict(kind="batchtopk", k=6), ["saelens"]),
+    "transcoder_relu": (dict(kind="relu", d_out=12), ["saelens"]),
+    "skip_transcoder_relu": (dict(kind="relu", d_out=12, skip=True), ["saelens"]),
+    "transcoder_jumprelu": (dict(kind="jumprelu", d_out=12), ["saelens"]),
+    "transcoder_topk": (dict(kind="topk", k=6, transcoder=True), ["sparsify"]),
+    "skip_transcoder_topk": (dict(kind="topk", k=6, skip=True), ["sparsify"]),
+}
+
+PEERS = {"saelens": "sae-lens", "sparsify": "eai-sparsify"}
+
+SAELENS_RUNNER = r"""
+import json, sys, torch
+from safetensors.torch import load_file, save_file
+from sae_lens import SAE
+import sae_lens
+jobs = json.loads(open(sys.argv[1]).read())
+for job in jobs:
+    sae = SAE.load_from_disk(job["folder"], device="cpu")
+    x = load_file(job["inputs"])["x"]
+    with torch.no_grad():
+        z = sae.encode(x)
+        out = {"z": z, "decode": sae.decode(z), "forward": sae(x)}
+    save_file({k: v.contiguous() for k, v in out.items()}, job["out"])
+print("sae_lens", sae_lens.__version__)
+"""
+
+SPARSIFY_RUNNER = r"""
+import json, sys, torch
+from importlib.metadata import version
+from safetensors.torch import load_file, save_file
+from sparsify import SparseCoder
+jobs = json.loads(open(sys.argv[1]).read())
+for job in jobs:
+    sc = SparseCoder.load_from_disk(job["folder"], device="cpu")
+    x = load_file(job["inputs"])["x"]
+    with torch.no_grad():
+        acts, idx, _ = sc.encode(x)
+        z = torch.zeros(x.shape[0], sc.num_latents).scatter_(-1, idx, acts)
+        out = {"z": z, "decode": sc.decode(acts, idx), "forward": sc(x).sae_out}
+    save_file({k: v.contiguous() for k, v in out.items()}, job["out"])
+print("eai-sparsify", version("eai-sparsify"))
+"""
+
+
+def ensure_venv(root: Path, peer: str) -> Path:
+    """A venv with torch 2.13.0 and the peer; created (and cached under ``root``) when missing."""
+    venv = root / peer
+    py = venv / "bin" / "python"
+    mod = "sae_lens" if peer == "saelens" else "sparsify"
+    if py.exists() and subprocess.run([py, "-c", f"import {mod}"], capture_output=True).returncode == 0:
+        return py
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+    # torch first, pinned to the version saekit is tested with, so the peer does not pull another
+    subprocess.run([py, "-m", "pip", "install", "-q", "torch==2.13.0"], check=True)
+    subprocess.run([py, "-m", "pip", "install", "-q", PEERS[peer]], check=True)
+    return py
+
+
+def perturbed(cfg: DictionaryConfig, seed: int) -> torch.nn.Module:
+    """A saekit dictionary with random (not just initial) weights and act_scale ≠ 1."""
+    g = torch.Generator().manual_seed(seed)
+    sae = create(cfg, seed=seed)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+        if hasattr(sae, "threshold"):
+            sae.threshold.copy_(0.05 + 0.1 * torch.rand(sae.threshold.shape, generator=g))
+        sae.act_scale.fill_(1.7)
+    return sae.to_inference().eval()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--venvs", default="/tmp/saekit-interop", help="where the peer venvs live (created if missing)"
+    )
+    ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--json", default=None, help="write the results here as JSON")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    work = Path(args.work or tempfile.mkdtemp(prefix="saekit-interop-"))
+    jobs: dict[str, list[dict]] = {"saelens": [], "sparsify": []}
+    expected = {}
+    for i, (name, (kw, peers)) in enumerate(CASES.items()):
+        cfg = DictionaryConfig(
+            d_in=D, n_latents=N, hook_name="blocks.0.hook_resid_post", model_name="tiny", **kw
+        )
+        sae = perturbed(cfg, seed=i)
+        x = torch.randn(B, D, generator=torch.Generator().manual_seed(100 + i)) * 2
+        inputs = work / f"{name}.inputs.safetensors"
+        save_file({"x": x}, inputs)
+        with torch.no_grad():
+            z = sae.encode(x)
+            expected[name] = {"z": z, "decode": sae.decode(z), "forward": sae(x)}
+        native = work / "saekit" / name
+        save_dictionary(sae, native)
+        for peer in peers:
+            if peer == "saelens":
+                folder = native
+            else:
+                folder = work / "sparsify" / name
+                export(native, folder, "sparsify")
+            jobs[peer].append(
+                {
+                    "name": name,
+                    "folder": str(folder),
+                    "inputs": str(inputs),
+                    "out": str(work / f"{name}.{peer}.out.safetensors"),
+                }
+            )
+    results = []
+    versions = {}
+    for peer, runner in (("saelens", SAELENS_RUNNER), ("sparsify", SPARSIFY_RUNNER)):
+        py = ensure_venv(Path(args.venvs), peer)
+        job_file = work / f"{peer}.jobs.json"
+        job_file.write_text(json.dumps(jobs[peer]))
+        proc = subprocess.run([py, "-c", runner, str(job_file)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            results.append({"peer": peer, "error": proc.stderr.strip().splitlines()[-1]})
+            continue
+        versions[peer] = proc.stdout.strip().splitlines()[-1]
+        for job in jobs[peer]:
+            got = load_file(job["out"])
+            row = {"peer": peer, "case": job["name"]}
+            for key in ("z", "decode", "forward"):
+                want = expected[job["name"]][key]
+                row[key] = float((got[key] - want).abs().max())
+                row[f"{key}_ok"] = bool(torch.allclose(got[key], want, atol=ATOL, rtol=RTOL))
+            row["active"] = float((expected[job["name"]]["z"] != 0).float().sum(-1).mean())
+            results.append(row)
+    ok = all("error" not in r and r["z_ok"] and r["decode_ok"] and r["forward_ok"] for r in results)
+    print(f"saekit {saekit.__version__}, torch {torch.__version__}; peers: {versions}")
+    print(f"{'peer':9} {'case':22} {'L0':>5} {'max|Δz|':>10} {'max|Δdecode|':>13} {'max|Δforward|':>14}  ok")
+    for r in results:
+        if "error" in r:
+            print(f"{r['peer']:9} ERROR {r['error']}")
+            continue
+        good = r["z_ok"] and r["decode_ok"] and r["forward_ok"]
+        diffs = f"{r['z']:10.2e} {r['decode']:13.2e} {r['forward']:14.2e}"
+        print(f"{r['peer']:9} {r['case']:22} {r['active']:5.1f} {diffs}  {good}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"versions": versions, "results": results}, indent=2))
+    print("ALL MATCH" if ok else "MISMATCH")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
