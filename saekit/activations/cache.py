@@ -1,0 +1,383 @@
+"""Disk cache reader: shuffled batches from safetensors shards in bounded memory.
+
+``ActivationCache(path, hookpoint)`` streams rows of one hookpoint (or a pair of hookpoints for
+a transcoder, lined up row by row) in the order described in ``shuffle.py``. A background
+thread reads the next fill into a second preallocated pool while the trainer consumes the
+current one, so memory is ``buffer_tokens`` rows (two pools of ``buffer_tokens // 2``) plus one
+batch, whatever the size of the cache.
+
+Integrity: the manifest lists every shard with its byte size and SHA-256. Opening a cache
+checks that every shard exists, has that size and a readable header; with ``verify=True``
+(default) it also hashes every shard. Any mismatch raises one DataError naming the file;
+nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saekit.activations.shards import META_KEYS, ShardFile, sha256_file
+from saekit.activations.shuffle import EpochPlan, make_chunks
+from saekit.activations.writer import FORMAT, MANIFEST
+from saekit.errors import ConfigError, DataError
+from saekit.fileutil import read_json
+from saekit.progress import token_bar
+
+Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise DataError(f"cache manifest {mpath} does not exist; {path} is not a finished saekit activation cache.")
+    manifest = read_json(mpath, "cache manifest")
+    if manifest.get("format") != FORMAT:
+        raise DataError(f"cache manifest {mpath} is not a saekit activation cache manifest (format {manifest.get('format')!r}).")
+    if not manifest.get("complete"):
+        raise DataError(
+            f"cache {path} is incomplete ({manifest.get('n_tokens', 0)} tokens written; manifest {mpath} says "
+            "complete=false); rerun `saekit cache` with the same arguments to finish it."
+        )
+    return manifest
+
+
+class _Fill:
+    """One pool buffer and the state of its consumption."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+        self.size = 0
+        self.order = torch.empty(0, dtype=torch.long)
+        self.pos = 0
+        self.epoch = 0
+        self.index = 0
+
+
+class ActivationCache:
+    """Shuffled, resumable batches from a disk cache written by ``build_cache``/``saekit cache``.
+
+    hookpoint: a hookpoint name, or a pair ``(input, output)`` for transcoders (batches are
+      then tuples ``(x, y)`` of the same tokens); None picks the only hookpoint of the cache.
+    buffer_tokens: rows held in memory (two halves: one being read ahead, one consumed).
+    chunk_tokens: rows read at once from one place of one shard (None: about 1 MiB per read,
+      and at least 64 chunks per fill so consecutive rows come from many places).
+    normalize: multiply rows by the manifest's ``norm_scale`` (E||x||^2 = d); the scale is
+      ``self.norm_scale`` (or ``(scale_in, scale_out)`` for pairs) to fold into a dictionary.
+    with_meta: also read token_ids, doc_ids and positions; ``self.last_meta`` then holds them
+      for the last batch.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        hookpoint: str | tuple[str, str] | list[str] | None = None,
+        *,
+        buffer_tokens: int = 1 << 18,
+        seed: int = 0,
+        chunk_tokens: int | None = None,
+        normalize: bool = False,
+        with_meta: bool = False,
+        prefetch: bool = True,
+        verify: bool = True,
+        device: str | torch.device = "cpu",
+        progress: bool | None = None,
+    ):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        hps = self.manifest["hookpoints"]
+        if hookpoint is None:
+            if len(hps) != 1:
+                raise ConfigError(
+                    f"cache {self.path} holds several hookpoints ({', '.join(hps)}); pass hookpoint= one of them "
+                    "or an (input, output) pair."
+                )
+            hookpoint = next(iter(hps))
+        keys = [hookpoint] if isinstance(hookpoint, str) else list(hookpoint)
+        if len(keys) not in (1, 2):
+            raise ConfigError(f"hookpoint must be one name or an (input, output) pair, got {hookpoint!r}.")
+        for hp in keys:
+            if hp not in hps:
+                raise ConfigError(f"hookpoint {hp!r} is not in cache {self.path}; it holds {', '.join(hps)}.")
+        self.hookpoints = keys
+        self.paired = len(keys) == 2
+        self.d_in = int(hps[keys[0]]["d"])
+        self.d_out = int(hps[keys[-1]]["d"])
+        self.n_tokens = int(self.manifest["n_tokens"])
+        self.normalize = normalize
+        scales = [float(hps[hp]["norm_scale"]) for hp in keys]
+        self.norm_scale: float | tuple[float, float] = tuple(scales) if self.paired else scales[0]
+        self._scales = scales if normalize else [1.0] * len(keys)
+        self.with_meta = with_meta
+        self.device = torch.device(device)
+        self.seed = int(seed)
+
+        if not isinstance(buffer_tokens, int) or buffer_tokens < 2:
+            raise ConfigError(f"buffer_tokens must be an integer ≥ 2, got {buffer_tokens!r}.")
+        self.fill_tokens = buffer_tokens // 2
+        self.buffer_tokens = buffer_tokens
+        shard_sizes = [int(s["n_tokens"]) for s in self.manifest["shards"]]
+        if chunk_tokens is None:
+            row_bytes = sum(int(hps[hp]["d"]) for hp in keys) * torch.empty((), dtype=_dtype(self.manifest)).element_size()
+            chunk_tokens = max(1, min((1 << 20) // row_bytes, self.fill_tokens // 64, max(shard_sizes)))
+        if not isinstance(chunk_tokens, int) or not 0 < chunk_tokens <= self.fill_tokens:
+            raise ConfigError(f"chunk_tokens must be an integer in 1..buffer_tokens/2 ({self.fill_tokens}), got {chunk_tokens!r}.")
+        self.chunk_tokens = chunk_tokens
+        self._chunks = make_chunks(shard_sizes, chunk_tokens)
+        self._shards = self._open_shards(verify, progress)
+
+        self._keys = keys + (list(META_KEYS) if with_meta else [])
+        self._epoch, self._offset = 0, 0  # position of the next row to emit
+        self._plans: dict[int, EpochPlan] = {}
+        self.last_meta: dict[str, torch.Tensor] | None = None
+        self._waited = 0.0
+        self._t_first: float | None = None
+        self._thread: threading.Thread | None = None
+        self._prefetch = prefetch
+        self._pools = [self._alloc_pool() for _ in range(2)]
+        self._cur: _Fill | None = None
+        self._started = False
+        self._seq: Iterator[tuple[int, int]] | None = None
+
+    # -- opening ----------------------------------------------------------------------------
+    def _open_shards(self, verify: bool, progress: bool | None) -> list[ShardFile]:
+        shards = []
+        bar = token_bar(self.n_tokens if verify else None, "verify cache", disable=None if progress is None else not progress)
+        for rec in self.manifest["shards"]:
+            f = self.path / rec["file"]
+            shard = ShardFile(f, int(rec["bytes"]))
+            for key in self.hookpoints:
+                span = shard.spans.get(key)
+                if span is None or span.shape[0] != rec["n_tokens"]:
+                    raise DataError(f"cache shard {f} does not hold {rec['n_tokens']} rows of {key!r} as the manifest says.")
+            if verify and sha256_file(f) != rec["sha256"]:
+                raise DataError(f"cache shard {f} is corrupt: its SHA-256 does not match the manifest; rebuild the cache.")
+            bar.update(rec["n_tokens"])
+            shards.append(shard)
+        bar.close()
+        return shards
+
+    def _alloc_pool(self) -> _Fill:
+        sh = self._shards[0]
+        tensors = {}
+        for key in self._keys:
+            span = sh.spans[key]
+            tensors[key] = torch.empty((self.fill_tokens, *span.shape[1:]), dtype=span.dtype)
+        return _Fill(tensors)
+
+    # -- order ------------------------------------------------------------------------------
+    def _plan(self, epoch: int) -> EpochPlan:
+        plan = self._plans.get(epoch)
+        if plan is None:
+            self._plans = {e: p for e, p in self._plans.items() if e >= epoch - 1}  # keep memory flat
+            plan = EpochPlan(self._chunks, self.fill_tokens, self.seed, epoch)
+            self._plans[epoch] = plan
+        return plan
+
+    def _read_fill(self, epoch: int, index: int, fill: _Fill) -> _Fill:
+        plan = self._plan(epoch)
+        for chunk, pos in plan.read_layout(index):
+            shard = self._shards[chunk.shard]
+            for key in self._keys:
+                shard.read_rows(key, chunk.start, fill.tensors[key][pos : pos + chunk.length])
+        for shard in {self._shards[c.shard] for c, _ in plan.read_layout(index)}:
+            shard.close()  # keep the number of open files flat on caches with many shards
+        fill.size = plan.sizes[index]
+        fill.order = plan.row_order(index)
+        fill.epoch, fill.index, fill.pos = epoch, index, 0
+        return fill
+
+    def _fill_sequence(self, epoch: int, index: int) -> Iterator[tuple[int, int]]:
+        while True:
+            yield epoch, index
+            index += 1
+            if index == len(self._plan(epoch).fills):
+                epoch, index = epoch + 1, 0
+
+    # -- background prefetch ------------------------------------------------------------------
+    def _start(self) -> None:
+        epoch, offset = self._epoch, self._offset
+        if offset >= self.n_tokens:
+            epoch, offset = epoch + 1, 0
+        index, within = self._plan(epoch).locate(offset)
+        self._free: queue.Queue = queue.Queue()
+        self._ready: queue.Queue = queue.Queue()
+        for p in self._pools:
+            self._free.put(p)
+        self._stop = threading.Event()
+        seq = self._fill_sequence(epoch, index)
+        self._skip_first = within
+        if self._prefetch:
+            self._thread = threading.Thread(target=self._produce, args=(seq,), daemon=True, name="saekit-cache-prefetch")
+            self._thread.start()
+        else:
+            self._seq = seq
+
+    def _produce(self, seq: Iterator[tuple[int, int]]) -> None:
+        try:
+            for epoch, index in seq:
+                while True:  # wait for a free pool, but notice a stop request
+                    if self._stop.is_set():
+                        return
+                    try:
+                        pool = self._free.get(timeout=0.1)
+                        break
+                    except queue.Empty:
+                        continue
+                self._ready.put(self._read_fill(epoch, index, pool))
+        except BaseException as e:  # hand the error to the consumer instead of dying silently
+            self._ready.put(e)
+
+    def _next_fill(self) -> _Fill:
+        if self._cur is not None:
+            self._free.put(self._cur)
+            self._cur = None
+        if not self._prefetch:
+            epoch, index = next(self._seq)
+            fill = self._read_fill(epoch, index, self._free.get_nowait())
+        else:
+            t = time.perf_counter()
+            item = self._ready.get()
+            self._waited += time.perf_counter() - t
+            if isinstance(item, BaseException):
+                raise item
+            fill = item
+        if self._skip_first:
+            fill.pos, self._skip_first = self._skip_first, 0
+        self._cur = fill
+        return fill
+
+    def close(self) -> None:
+        """Stop the prefetch thread (the reader can be used again; it restarts where it was)."""
+        if self._thread is not None:
+            self._stop.set()
+            while self._thread.is_alive():
+                try:  # unblock a producer waiting on nothing
+                    self._ready.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            self._thread = None
+        for shard in self._shards:
+            shard.close()
+        self._cur = None
+        self._seq = None
+        self._started = False
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- the source interface -------------------------------------------------------------------
+    def next_batch(self, batch_size: int, *, stop_at_epoch_end: bool = False) -> Batch:
+        """The next ``batch_size`` rows (a Tensor [B, d], or (x, y) for a pair).
+
+        Batches run across epoch boundaries unless ``stop_at_epoch_end``, in which case the
+        last batch of an epoch may be shorter (and an empty batch means the epoch is over).
+        """
+        if not self._started:
+            self._start()
+            self._started = True
+        if self._t_first is None:
+            self._t_first = time.perf_counter()
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in self._keys}
+        need = batch_size
+        while need > 0:
+            if self._offset >= self.n_tokens:
+                if stop_at_epoch_end:
+                    break
+                self._epoch, self._offset = self._epoch + 1, 0
+            fill = self._cur if self._cur is not None and self._cur.pos < self._cur.size else self._next_fill()
+            take = min(need, fill.size - fill.pos, self.n_tokens - self._offset)
+            idx = fill.order[fill.pos : fill.pos + take]
+            for k in self._keys:
+                parts[k].append(fill.tensors[k].index_select(0, idx))
+            fill.pos += take
+            self._offset += take
+            need -= take
+        out = []
+        for i, hp in enumerate(self.hookpoints):
+            x = torch.cat(parts[hp]) if parts[hp] else torch.empty(0, self.d_out if i else self.d_in)
+            x = x.to(self.device, torch.float32, non_blocking=True)
+            if self._scales[i] != 1.0:
+                x = x * self._scales[i]
+            out.append(x)
+        if self.with_meta:
+            self.last_meta = {k: torch.cat(parts[k]) if parts[k] else torch.empty(0, dtype=torch.long) for k in META_KEYS}
+        return (out[0], out[1]) if self.paired else out[0]
+
+    def batches(self, batch_size: int, epochs: float | None = None) -> Iterator[Batch]:
+        """Iterate batches; ``epochs=None`` never ends, an integer stops at that epoch's end."""
+        end_epoch = None if epochs is None else self._epoch + int(epochs)
+        while end_epoch is None or self._epoch < end_epoch:
+            batch = self.next_batch(batch_size, stop_at_epoch_end=end_epoch is not None)
+            n = (batch[0] if self.paired else batch).shape[0]
+            if n:
+                yield batch
+            if end_epoch is not None and self._offset >= self.n_tokens:
+                self._epoch, self._offset = self._epoch + 1, 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.batches(4096)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def wait_fraction(self) -> float:
+        """Fraction of wall time since the first batch that the consumer spent waiting for reads."""
+        if self._t_first is None:
+            return 0.0
+        return self._waited / max(time.perf_counter() - self._t_first, 1e-9)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue with the same batches: the order is a pure function of these."""
+        return {
+            "epoch": self._epoch,
+            "offset": self._offset,
+            "seed": self.seed,
+            "fill_tokens": self.fill_tokens,
+            "chunk_tokens": self.chunk_tokens,
+            "n_tokens": self.n_tokens,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("seed", "fill_tokens", "chunk_tokens", "n_tokens"):
+            if int(state[key]) != getattr(self, key):
+                raise ConfigError(
+                    f"reader state has {key}={state[key]} but this reader has {getattr(self, key)}; "
+                    "open the cache with the same seed, buffer_tokens and chunk_tokens to resume."
+                )
+        self.close()
+        self._epoch, self._offset = int(state["epoch"]), int(state["offset"])
+
+    # -- unshuffled access ----------------------------------------------------------------------
+    def read_all(self, key: str | None = None) -> torch.Tensor:
+        """All rows of one tensor (a hookpoint or a meta key) in cache order; for small caches."""
+        key = key or self.hookpoints[0]
+        out = torch.cat([s.read_all(key) for s in self._shards])
+        for s in self._shards:
+            s.close()
+        return out
+
+    def __len__(self) -> int:
+        return self.n_tokens
+
+    def __repr__(self) -> str:
+        hp = " -> ".join(self.hookpoints)
+        return f"ActivationCache({str(self.path)!r}, {hp}, n_tokens={self.n_tokens}, dtype={self.manifest['dtype']})"
+
+
+def _dtype(manifest: dict[str, Any]) -> torch.dtype:
+    from saekit.activations.shards import DTYPES
+
+    return DTYPES[manifest["dtype"]]

@@ -1,0 +1,81 @@
+"""`saekit cache`: run a model once over a corpus and write its activations to disk shards."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from saekit.activations.hookpoints import transcoder_hookpoints
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cache",
+        help="cache a model's activations at hookpoints as safetensors shards",
+        description="Run MODEL over a corpus once and write activations at HOOKPOINTS to fixed-size safetensors "
+        "shards with a JSON manifest. An interrupted run resumes from the last complete shard when rerun.",
+    )
+    p.add_argument("--model", required=True, help="saekit model folder, local Hugging Face folder, or transformer-lens name")
+    p.add_argument("--hookpoints", nargs="+", default=[], help="hook names (transformer-lens) or module paths (HF)")
+    p.add_argument(
+        "--transcoder-layer", type=int, action="append", default=[],
+        help="also cache the MLP input/output pair of this layer (repeatable)",
+    )
+    p.add_argument("--tokens", type=int, required=True, help="number of activation rows (tokens) to cache")
+    p.add_argument("--out", required=True, help="cache folder")
+    p.add_argument("--dataset", default=None, help="HF dataset name or local text/jsonl/parquet path (default: built-in corpus)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 1024)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--shard-tokens", type=int, default=65536, help="rows per shard")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
+    p.add_argument("--keep-bos", action="store_true", help="keep BOS positions (dropped by default)")
+    p.add_argument("--exclude-special", action="store_true", help="drop every special-token position")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing cache in --out first")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from saekit.activations.writer import build_cache
+    from saekit.data import iter_texts, load_corpus, load_text_dataset, pack_tokens_with_docs
+    from saekit.errors import ConfigError
+    from saekit.models import load_model
+
+    hookpoints = list(args.hookpoints)
+    for layer in args.transcoder_layer:
+        hookpoints += list(transcoder_hookpoints(layer))
+    if not hookpoints:
+        raise ConfigError("give at least one hookpoint with --hookpoints or --transcoder-layer.")
+    if args.tokens <= 0:
+        raise ConfigError(f"--tokens must be a positive integer, got {args.tokens}.")
+    handle = load_model(args.model, device=args.device)
+    n_ctx = args.n_ctx
+    if n_ctx is None:
+        cfg = getattr(handle.model, "cfg", None)
+        n_ctx = min(int(getattr(cfg, "n_ctx", 128)), 1024) if cfg is not None else 128
+    docs = iter_texts(load_text_dataset(args.dataset, args.split, args.text_column), args.text_column) if args.dataset else (
+        load_corpus(args.split)
+    )
+    # only tokenize what is needed: (n_ctx - 1) kept tokens per row after dropping BOS, plus slack
+    # for excluded special tokens
+    per_row = n_ctx - (0 if args.keep_bos else 1)
+    rows = math.ceil(args.tokens / max(per_row, 1) * (1.25 if args.exclude_special else 1.0)) + 1
+    tokens, doc_ids = pack_tokens_with_docs(docs, handle.tokenizer, n_ctx, bos=True, max_rows=rows)
+    out = build_cache(
+        handle,
+        tokens,
+        list(dict.fromkeys(hookpoints)),
+        args.out,
+        doc_ids=doc_ids,
+        n_tokens=args.tokens,
+        dtype=args.dtype,
+        shard_tokens=args.shard_tokens,
+        batch_size=args.batch_size,
+        drop_bos=not args.keep_bos,
+        exclude_special=args.exclude_special,
+        overwrite=args.overwrite,
+    )
+    print(f"cached {args.tokens} tokens at {len(hookpoints)} hookpoint(s) in {out}")
+    return 0
