@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from saekit.config import DictionaryConfig, TrainConfig
+from saekit.errors import ConfigError
 from saekit.kernels import (
     dense_decode,
     reference,
@@ -16,9 +19,6 @@ from saekit.kernels import (
     topk_encode_dense,
     use_backend,
 )
-
-from saekit.config import DictionaryConfig, TrainConfig
-from saekit.errors import ConfigError
 
 TOL = {
     torch.float32: dict(atol=1e-5, rtol=1e-5),
