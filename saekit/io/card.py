@@ -52,9 +52,11 @@ def model_card(repo_id: str, dictionaries: list[tuple[str, dict, dict]]) -> str:
     hub_models = [m for m in models if "/" in m]
     if hub_models:
         data["base_model"] = hub_models[0] if len(hub_models) == 1 else hub_models
-    data["model_name"] = models[0] if len(models) == 1 else models
-    data["model_variant"] = variants[0] if len(variants) == 1 else variants
-    data["hookpoints"] = hooks
+    for key, values in (("model_name", models), ("model_variant", variants)):
+        if values:
+            data[key] = values[0] if len(values) == 1 else values
+    if hooks:
+        data["hookpoints"] = hooks
     data["architectures"] = kinds
     yaml = ModelCardData(**data).to_yaml()
 

@@ -1,0 +1,316 @@
+"""Hub code paths without the network.
+
+Loading: a real Hugging Face cache layout (blobs/, snapshots/<commit>/, refs/main) read through
+``snapshot_download`` with HF_HUB_OFFLINE=1. Publishing: huggingface_hub's real HfApi pointed at
+a local HTTP server started here, which speaks the Hub's create-repo / preupload / commit
+endpoints and records every request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard, constants, metadata_load, scan_cache_dir
+
+from saekit.config import DictionaryConfig
+from saekit.dictionaries import create
+from saekit.errors import DataError, SaekitError
+from saekit.io import load, push_to_hub, save_dictionary
+
+TOKEN = "hf_saekitTestToken0123456789"
+HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")
+
+
+class FakeHub:
+    """The slice of the Hub API that create_repo / create_branch / upload_folder use."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.repos: dict[str, dict] = {}
+        self.commits: list[dict] = []
+        self.fail_commit = False
+        self.validated: list[str] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def _reply(self, status: int, obj: dict) -> None:
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hub.requests.append(
+                    {
+                        "method": "POST",
+                        "path": self.path,
+                        "auth": self.headers.get("Authorization"),
+                        "body": body,
+                    }
+                )
+                status, obj = hub.handle(self.path.split("?")[0], body)
+                self._reply(status, obj)
+
+            def do_GET(self) -> None:
+                hub.requests.append(
+                    {"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")}
+                )
+                self._reply(404, {"error": "not found"})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def handle(self, path: str, body: bytes) -> tuple[int, dict]:
+        if path == "/api/repos/create":
+            req = json.loads(body)
+            repo = f"{req['organization']}/{req['name']}"
+            if repo in self.repos:
+                return 409, {"error": "You already created this model repo", "url": f"{self.url}/{repo}"}
+            self.repos[repo] = {"files": {}, "visibility": req.get("visibility"), "branches": {"main"}}
+            return 200, {"url": f"{self.url}/{repo}", "name": repo}
+        if path == "/api/validate-yaml":  # upload_folder checks a README's metadata first
+            content = json.loads(body)["content"]
+            try:
+                yaml.safe_load(content.split("---")[1])
+            except (yaml.YAMLError, IndexError) as e:
+                return 400, {"errors": [{"message": str(e)}]}
+            self.validated.append(content)
+            return 200, {"warnings": []}
+        m = re.match(r"^/api/models/([^/]+/[^/]+)/(preupload|commit|branch)/(.+)$", path)
+        if not m or m.group(1) not in self.repos:
+            return 404, {"error": "Repository not found"}
+        repo, action, rev = m.groups()
+        if action == "branch":
+            self.repos[repo]["branches"].add(rev)
+            return 200, {}
+        if action == "preupload":
+            files = json.loads(body)["files"]
+            return 200, {
+                "files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
+            }
+        if self.fail_commit:
+            # 413 rather than a 5xx: huggingface_hub retries 5xx with backoff (~23 s), same outcome
+            return 413, {"error": "Payload Too Large"}
+        lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+        header = next(x["value"] for x in lines if x["key"] == "header")
+        files = {
+            x["value"]["path"]: base64.b64decode(x["value"]["content"]) for x in lines if x["key"] == "file"
+        }
+        oid = hashlib.sha1(body).hexdigest()
+        self.commits.append({"repo": repo, "revision": rev, "summary": header.get("summary"), "files": files})
+        self.repos[repo]["files"].update(files)
+        return 200, {"commitUrl": f"{self.url}/{repo}/commit/{oid}", "commitOid": oid}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    server = FakeHub()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest sets offline for every other test
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    yield server
+    server.close()
+
+
+def _dictionary(seed: int, hook: str, kind: str = "topk") -> torch.nn.Module:
+    cfg = DictionaryConfig(kind=kind, d_in=8, n_latents=32, k=4, hook_name=hook, model_name="tiny-baseline")
+    return create(cfg, seed=seed)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "run"
+    for i, hook in enumerate(HOOKS):
+        extra = {
+            "metrics": {"fvu": 0.1 + i, "l0": 4.0, "dead_fraction": 0.0},
+            "model": {"name": "tiny", "variant": "l1_weights"},
+        }
+        save_dictionary(_dictionary(i, hook), run / hook, extra=extra, feature_density=torch.full((32,), 0.1))
+    (run / "run.json").write_text('{"note": "run summary"}')
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "step_10.pt").write_bytes(b"optimizer state, not for publishing")
+    return run
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_push_run_one_commit_every_file_and_model_card(hub, run_dir, tmp_path):
+    before = _snapshot(run_dir)
+    url = push_to_hub(run_dir, "org/sae-run", endpoint=hub.url)
+    assert url.startswith(f"{hub.url}/org/sae-run/commit/")
+    creates = [r for r in hub.requests if r["path"] == "/api/repos/create"]
+    assert len(creates) == 1 and json.loads(creates[0]["body"])["name"] == "sae-run"
+    assert len(hub.commits) == 1, "the whole run must go up in one commit"
+    files = hub.commits[0]["files"]
+    expected = {
+        f"{h}/{n}"
+        for h in HOOKS
+        for n in ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "saekit.json")
+    }
+    assert set(files) == expected | {"run.json", "README.md"}  # no checkpoints
+    for name in expected | {"run.json"}:
+        assert files[name] == before[name], name
+    # token: sent to the endpoint, never written anywhere locally
+    assert all(r["auth"] == f"Bearer {TOKEN}" for r in hub.requests)
+    assert _snapshot(run_dir) == before  # local files untouched, no README written there
+    assert not any(TOKEN.encode() in content for content in files.values())
+
+    assert hub.validated == [files["README.md"].decode()]
+    card_file = tmp_path / "README.md"
+    card_file.write_bytes(files["README.md"])
+    meta = metadata_load(card_file)
+    assert meta["library_name"] == "saekit"
+    assert "saekit" in meta["tags"] and "sparse-autoencoder" in meta["tags"]
+    assert meta["hookpoints"] == list(HOOKS)
+    assert meta["model_variant"] == "l1_weights"
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.library_name == "saekit"
+    assert "| fvu |" in card.text and "0.1" in card.text and "1.1" in card.text
+    assert 'saekit.load("org/sae-run", subfolder="blocks.0.hook_resid_post")' in card.text
+    assert "SAE.load_from_disk" in card.text
+
+
+def test_push_to_branch_creates_it(hub, run_dir):
+    push_to_hub(run_dir, "org/sae-run", endpoint=hub.url, revision="v2", private=True)
+    assert "v2" in hub.repos["org/sae-run"]["branches"]
+    assert hub.repos["org/sae-run"]["visibility"] == "private"
+    assert [c["revision"] for c in hub.commits] == ["v2"]
+
+
+def test_push_existing_repo_and_dictionary_method(hub):
+    sae = _dictionary(5, "blocks.3.hook_mlp_out", kind="jumprelu")
+    sae.push_to_hub("org/one", endpoint=hub.url)
+    sae.push_to_hub("org/one", endpoint=hub.url, commit_message="again")  # repo exists: 409 is fine
+    assert len(hub.commits) == 2 and hub.commits[1]["summary"] == "again"
+    assert "blocks.3.hook_mlp_out/sae_weights.safetensors" in hub.commits[0]["files"]
+
+
+def test_failed_upload_keeps_local_files_and_says_what_to_retry(hub, run_dir):
+    hub.fail_commit = True
+    before = _snapshot(run_dir)
+    with pytest.raises(SaekitError) as e:
+        push_to_hub(run_dir, "org/sae-run", endpoint=hub.url)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.endswith(".")
+    assert "failed while uploading (HTTP 413: Payload Too Large)" in msg
+    assert f"retry with `saekit push {run_dir} org/sae-run`" in msg
+    assert "local files are unchanged" in msg and TOKEN not in msg
+    assert hub.commits == [] and _snapshot(run_dir) == before
+
+
+def test_push_refused_offline_before_any_request(run_dir, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SaekitError, match="HF_HUB_OFFLINE=1 is set"):
+        push_to_hub(run_dir, "org/sae-run", endpoint="http://127.0.0.1:9")
+
+
+def test_push_refuses_a_folder_it_cannot_read(hub, run_dir):
+    (run_dir / HOOKS[1] / "sae_weights.safetensors").write_bytes(b"truncated")
+    with pytest.raises(DataError, match="not a readable safetensors file"):
+        push_to_hub(run_dir, "org/sae-run", endpoint=hub.url)
+    assert hub.requests == []
+
+
+def test_cli_push_uses_env_token_and_never_prints_it(hub, run_dir):
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "saekit",
+            "push",
+            str(run_dir),
+            "org/cli-run",
+            "--private",
+            "--message",
+            "first",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert TOKEN not in proc.stdout + proc.stderr
+    assert "published" in proc.stdout and "org/cli-run" in proc.stdout
+    assert hub.repos["org/cli-run"]["visibility"] == "private"
+    assert len(hub.commits) == 1 and hub.commits[0]["summary"] == "first"
+
+
+# ---------------------------------------------------------------------- loading from the cache
+
+
+def _populate_cache(cache: Path, repo_id: str, files: dict[str, bytes], commit: str) -> None:
+    """Write the documented HF cache layout: blobs by sha256, snapshot symlinks, refs/main."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    for rel, content in files.items():
+        sha = hashlib.sha256(content).hexdigest()
+        blob = repo / "blobs" / sha
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(content)
+        link = repo / "snapshots" / commit / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_load_from_local_cache_offline(tmp_path, run_dir, monkeypatch):
+    assert constants.HF_HUB_OFFLINE, "conftest runs tests with HF_HUB_OFFLINE=1"
+    cache = tmp_path / "hub-cache"
+    files = {k: v for k, v in _snapshot(run_dir).items() if not k.startswith("checkpoints")}
+    _populate_cache(cache, "org/sae-run", files, commit="a" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    info = scan_cache_dir(cache)  # huggingface_hub itself recognises the layout
+    assert [r.repo_id for r in info.repos] == ["org/sae-run"] and not info.warnings
+
+    for i, hook in enumerate(HOOKS):
+        sae = load("org/sae-run", subfolder=hook)
+        ref = _dictionary(i, hook)
+        assert sae.cfg == ref.cfg
+        for name, t in ref.state_dict().items():
+            assert torch.equal(sae.state_dict()[name], t), name
+    with pytest.raises(DataError, match="holds 2 dictionaries"):
+        load("org/sae-run")
+    with pytest.raises(DataError, match="no subfolder 'blocks.9.hook_resid_post'"):
+        load("org/sae-run", subfolder="blocks.9.hook_resid_post")
+
+
+def test_load_uncached_repo_offline_is_one_clear_sentence(tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(DataError) as e:
+        load("org/not-cached")
+    msg = str(e.value)
+    assert msg == (
+        "org/not-cached is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 is set; "
+        "unset HF_HUB_OFFLINE to download it."
+    )
+
+
+def test_huggingface_hub_is_the_real_client():
+    # guard: these tests exercise the installed client, not a stand-in
+    assert huggingface_hub.HfApi.upload_folder.__module__ == "huggingface_hub.hf_api"
