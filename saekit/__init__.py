@@ -31,6 +31,8 @@ _EXPORTS = {
     "build_cache": "saekit.activations",
     "train": "saekit.training",
     "load": "saekit.io",
+    "save_dictionary": "saekit.io",
+    "push_to_hub": "saekit.io",
     "evaluate": "saekit.evaluation",
     "compare_dictionaries": "saekit.evaluation",
 }
