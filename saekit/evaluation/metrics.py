@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saekit.errors import DataError
+from saekit.errors import ConfigError, DataError
 
 DENSE_THRESHOLD = 0.1  # a latent firing on more than 10 % of tokens counts as dense
 DENSITY_BINS = np.linspace(-8.0, 0.0, 41)  # log10 firing frequency, 0.2 decades per bin
@@ -49,7 +49,9 @@ def iter_source(source: Any, batch_size: int) -> Iterator[tuple[torch.Tensor, to
         for start in range(0, x_all.shape[0], batch_size):
             yield x_all[start : start + batch_size], y_all[start : start + batch_size]
         return
-    if hasattr(source, "iter_batches"):
+    if hasattr(source, "batches") and hasattr(source, "d_in"):  # ActivationCache / ActivationStream
+        batches = source.batches(batch_size, epochs=1)
+    elif hasattr(source, "iter_batches"):
         batches = source.iter_batches(batch_size)
     elif hasattr(source, "__iter__"):
         batches = iter(source)
@@ -180,6 +182,8 @@ def dictionary_metrics(
     dense_threshold: float = DENSE_THRESHOLD,
 ) -> dict[str, Any]:
     """Core metrics of ``sae`` on ``source`` (a Tensor, (X, Y) pair or activation source)."""
+    if max_tokens is None and hasattr(source, "batches") and not hasattr(source, "__len__"):
+        raise ConfigError("a live activation stream never ends; pass max_tokens= to evaluate on it.")
     device = next(sae.parameters()).device
     dtype = next(sae.parameters()).dtype
     acc = MetricAccumulator(n_latents_of(sae), dense_threshold)

@@ -1,0 +1,163 @@
+"""Matplotlib figures for the comparison report, returned as PNG data URIs (self-contained HTML)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+MARKERS = "osD^v<>pX*"
+
+
+def variant_colors(variants: list[str]) -> dict[str, str]:
+    cmap = plt.get_cmap("tab10")
+    return {v: matplotlib.colors.to_hex(cmap(i % 10)) for i, v in enumerate(variants)}
+
+
+def to_data_uri(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _num(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def scatter_l0(results: dict, key: str, ylabel: str) -> str:
+    """L0 against a metric: one point per dictionary and seed, colour = variant, marker = dictionary."""
+    variants = list(results["variants"])
+    colors = variant_colors(variants)
+    names = list(results["settings"]["dictionaries"])
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for rec in results["dictionaries"]:
+        m = rec["metrics"]
+        ax.scatter(
+            _num(m.get("l0")),
+            _num(m.get(key)),
+            color=colors[rec["variant"]],
+            marker=MARKERS[names.index(rec["dict"]) % len(MARKERS)],
+            s=46,
+            edgecolor="black",
+            linewidth=0.4,
+        )
+    for v in variants:
+        ax.scatter([], [], color=colors[v], label=v)
+    for i, n in enumerate(names):
+        ax.scatter([], [], color="white", edgecolor="black", marker=MARKERS[i % len(MARKERS)], label=n)
+    ax.set_xlabel("L0 (active latents per token)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return to_data_uri(fig)
+
+
+def density_histograms(results: dict, dict_name: str) -> str:
+    """log10 firing frequency of latents, first seed of each variant."""
+    variants = list(results["variants"])
+    colors = variant_colors(variants)
+    seed = results["settings"]["seeds"][0]
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for rec in results["dictionaries"]:
+        if rec["dict"] != dict_name or rec["seed"] != seed:
+            continue
+        h = rec["metrics"]["density_log10_hist"]
+        edges = np.array(h["edges"])
+        ax.stairs(h["counts"], edges, color=colors[rec["variant"]], label=rec["variant"], linewidth=1.6)
+    ax.set_xlabel("log10 firing frequency")
+    ax.set_ylabel("latents")
+    ax.set_title(f"{dict_name}: feature density", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return to_data_uri(fig)
+
+
+def score_distributions(results: dict, dict_name: str, key: str, xlabel: str, bins: np.ndarray) -> str:
+    """Histogram per variant of a per-latent auto-interp score (all seeds pooled)."""
+    variants = list(results["variants"])
+    colors = variant_colors(variants)
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for v in variants:
+        vals = [
+            x
+            for rec in results["dictionaries"]
+            if rec["dict"] == dict_name and rec["variant"] == v
+            for x in rec["autointerp"].get(key, [])
+            if x is not None
+        ]
+        if vals:
+            ax.hist(
+                vals,
+                bins=bins,
+                histtype="step",
+                linewidth=1.6,
+                color=colors[v],
+                label=f"{v} (n={len(vals)})",
+                density=True,
+            )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density of latents")
+    ax.set_title(dict_name, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return to_data_uri(fig)
+
+
+def matching_curves(results: dict, dict_name: str) -> str:
+    """Shared fraction vs cosine threshold: cross-variant pairs (solid), seed noise floor (dashed), chance."""
+    variants = list(results["variants"])
+    colors = variant_colors(variants)
+    m = results["matching"][dict_name]
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    t = m["chance"]["thresholds"]
+    for v, r in m["noise_floor"].items():
+        ax.plot(t, r["decoder"]["shared_fraction"], "--", color=colors[v], label=f"{v}: seed vs seed")
+    for r in m["cross"]:
+        ax.plot(
+            t,
+            r["decoder"]["shared_fraction"],
+            "-",
+            color=colors[r["b"]],
+            linewidth=2,
+            label=f"{r['a']} vs {r['b']}",
+            marker=".",
+            markeredgecolor=colors[r["a"]],
+        )
+    ax.plot(t, m["chance"]["shared_fraction"], ":", color="grey", label="chance (random dictionaries)")
+    ax.set_xlabel("decoder cosine threshold (Hungarian one-to-one)")
+    ax.set_ylabel("shared fraction of latents")
+    ax.set_title(dict_name, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6.5, loc="lower left")
+    return to_data_uri(fig)
+
+
+def lm_loss_cost(results: dict) -> str:
+    """Held-out LM loss of each variant (bars) and its difference to the baseline."""
+    variants = list(results["variants"])
+    colors = variant_colors(variants)
+    losses = {}
+    for v in variants:
+        vals = [rec["metrics"].get("clean_loss") for rec in results["dictionaries"] if rec["variant"] == v]
+        vals = [x for x in vals if x is not None]
+        losses[v] = vals[0] if vals else float("nan")
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    ax.bar(range(len(variants)), [losses[v] for v in variants], color=[colors[v] for v in variants])
+    base = losses.get("baseline")
+    for i, v in enumerate(variants):
+        label = f"{losses[v]:.3f}" + (
+            f"\n({losses[v] - base:+.3f})" if base is not None and v != "baseline" else ""
+        )
+        ax.text(i, losses[v], label, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(variants)), variants, fontsize=8)
+    ax.set_ylabel("held-out LM loss (nats/token)")
+    ax.set_ylim(0, max([x for x in losses.values() if x == x] + [1]) * 1.2)
+    ax.grid(alpha=0.3, axis="y")
+    return to_data_uri(fig)
