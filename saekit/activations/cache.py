@@ -37,13 +37,19 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     mpath = path / MANIFEST
     if not mpath.is_file():
-        raise DataError(f"cache manifest {mpath} does not exist; {path} is not a finished saekit activation cache.")
+        raise DataError(
+            f"cache manifest {mpath} does not exist; {path} is not a finished saekit activation cache."
+        )
     manifest = read_json(mpath, "cache manifest")
     if manifest.get("format") != FORMAT:
-        raise DataError(f"cache manifest {mpath} is not a saekit activation cache manifest (format {manifest.get('format')!r}).")
+        raise DataError(
+            f"cache manifest {mpath} is not a saekit activation cache manifest "
+            f"(format {manifest.get('format')!r})."
+        )
     if not manifest.get("complete"):
         raise DataError(
-            f"cache {path} is incomplete ({manifest.get('n_tokens', 0)} tokens written; manifest {mpath} says "
+            f"cache {path} is incomplete ({manifest.get('n_tokens', 0)} tokens written; "
+            f"manifest {mpath} says "
             "complete=false); rerun `saekit cache` with the same arguments to finish it."
         )
     return manifest
@@ -96,7 +102,8 @@ class ActivationCache:
         if hookpoint is None:
             if len(hps) != 1:
                 raise ConfigError(
-                    f"cache {self.path} holds several hookpoints ({', '.join(hps)}); pass hookpoint= one of them "
+                    f"cache {self.path} holds several hookpoints ({', '.join(hps)}); "
+                    "pass hookpoint= one of them "
                     "or an (input, output) pair."
                 )
             hookpoint = next(iter(hps))
@@ -125,10 +132,16 @@ class ActivationCache:
         self.buffer_tokens = buffer_tokens
         shard_sizes = [int(s["n_tokens"]) for s in self.manifest["shards"]]
         if chunk_tokens is None:
-            row_bytes = sum(int(hps[hp]["d"]) for hp in keys) * torch.empty((), dtype=_dtype(self.manifest)).element_size()
+            row_bytes = (
+                sum(int(hps[hp]["d"]) for hp in keys)
+                * torch.empty((), dtype=_dtype(self.manifest)).element_size()
+            )
             chunk_tokens = max(1, min((1 << 20) // row_bytes, self.fill_tokens // 64, max(shard_sizes)))
         if not isinstance(chunk_tokens, int) or not 0 < chunk_tokens <= self.fill_tokens:
-            raise ConfigError(f"chunk_tokens must be an integer in 1..buffer_tokens/2 ({self.fill_tokens}), got {chunk_tokens!r}.")
+            raise ConfigError(
+                f"chunk_tokens must be an integer in 1..buffer_tokens/2 ({self.fill_tokens}), "
+                f"got {chunk_tokens!r}."
+            )
         self.chunk_tokens = chunk_tokens
         self._chunks = make_chunks(shard_sizes, chunk_tokens)
         self._shards = self._open_shards(verify, progress)
@@ -149,16 +162,25 @@ class ActivationCache:
     # -- opening ----------------------------------------------------------------------------
     def _open_shards(self, verify: bool, progress: bool | None) -> list[ShardFile]:
         shards = []
-        bar = token_bar(self.n_tokens if verify else None, "verify cache", disable=None if progress is None else not progress)
+        bar = token_bar(
+            self.n_tokens if verify else None,
+            "verify cache",
+            disable=None if progress is None else not progress,
+        )
         for rec in self.manifest["shards"]:
             f = self.path / rec["file"]
             shard = ShardFile(f, int(rec["bytes"]))
             for key in self.hookpoints:
                 span = shard.spans.get(key)
                 if span is None or span.shape[0] != rec["n_tokens"]:
-                    raise DataError(f"cache shard {f} does not hold {rec['n_tokens']} rows of {key!r} as the manifest says.")
+                    raise DataError(
+                        f"cache shard {f} does not hold {rec['n_tokens']} rows of {key!r} "
+                        "as the manifest says."
+                    )
             if verify and sha256_file(f) != rec["sha256"]:
-                raise DataError(f"cache shard {f} is corrupt: its SHA-256 does not match the manifest; rebuild the cache.")
+                raise DataError(
+                    f"cache shard {f} is corrupt: its SHA-256 does not match the manifest; rebuild the cache."
+                )
             bar.update(rec["n_tokens"])
             shards.append(shard)
         bar.close()
@@ -215,7 +237,9 @@ class ActivationCache:
         seq = self._fill_sequence(epoch, index)
         self._skip_first = within
         if self._prefetch:
-            self._thread = threading.Thread(target=self._produce, args=(seq,), daemon=True, name="saekit-cache-prefetch")
+            self._thread = threading.Thread(
+                target=self._produce, args=(seq,), daemon=True, name="saekit-cache-prefetch"
+            )
             self._thread.start()
         else:
             self._seq = seq
@@ -295,7 +319,9 @@ class ActivationCache:
                 if stop_at_epoch_end:
                     break
                 self._epoch, self._offset = self._epoch + 1, 0
-            fill = self._cur if self._cur is not None and self._cur.pos < self._cur.size else self._next_fill()
+            fill = (
+                self._cur if self._cur is not None and self._cur.pos < self._cur.size else self._next_fill()
+            )
             take = min(need, fill.size - fill.pos, self.n_tokens - self._offset)
             idx = fill.order[fill.pos : fill.pos + take]
             for k in self._keys:
@@ -311,7 +337,9 @@ class ActivationCache:
                 x = x * self._scales[i]
             out.append(x)
         if self.with_meta:
-            self.last_meta = {k: torch.cat(parts[k]) if parts[k] else torch.empty(0, dtype=torch.long) for k in META_KEYS}
+            self.last_meta = {
+                k: torch.cat(parts[k]) if parts[k] else torch.empty(0, dtype=torch.long) for k in META_KEYS
+            }
         return (out[0], out[1]) if self.paired else out[0]
 
     def batches(self, batch_size: int, epochs: float | None = None) -> Iterator[Batch]:
@@ -374,7 +402,8 @@ class ActivationCache:
 
     def __repr__(self) -> str:
         hp = " -> ".join(self.hookpoints)
-        return f"ActivationCache({str(self.path)!r}, {hp}, n_tokens={self.n_tokens}, dtype={self.manifest['dtype']})"
+        dtype = self.manifest["dtype"]
+        return f"ActivationCache({str(self.path)!r}, {hp}, n_tokens={self.n_tokens}, dtype={dtype})"
 
 
 def _dtype(manifest: dict[str, Any]) -> torch.dtype:

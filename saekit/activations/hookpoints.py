@@ -56,7 +56,8 @@ def model_info(model: Any) -> ModelInfo:
         )
     if not isinstance(model, nn.Module):
         raise ConfigError(
-            f"model must be a saekit ModelHandle, a HookedTransformer or a torch module, got {type(model).__name__}."
+            "model must be a saekit ModelHandle, a HookedTransformer or a torch module, "
+            f"got {type(model).__name__}."
         )
     is_tl = hasattr(model, "hook_dict") and hasattr(model, "run_with_hooks")
     name = ""
@@ -137,7 +138,9 @@ class HookpointReader:
 
     # -- running ----------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         if self.info.kind == "transformer_lens":
             return self._run_tl(tokens)
         return self._run_hf(tokens, attention_mask)

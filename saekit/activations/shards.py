@@ -78,11 +78,15 @@ class ShardFile:
                 raise DataError(f"cache shard {self.path} is truncated (no safetensors header).")
             (n,) = struct.unpack("<Q", head)
             if n > size - 8:
-                raise DataError(f"cache shard {self.path} is truncated or corrupt (bad safetensors header length).")
+                raise DataError(
+                    f"cache shard {self.path} is truncated or corrupt (bad safetensors header length)."
+                )
             try:
                 header = json.loads(f.read(n))
             except (json.JSONDecodeError, UnicodeDecodeError):
-                raise DataError(f"cache shard {self.path} is corrupt (unreadable safetensors header).") from None
+                raise DataError(
+                    f"cache shard {self.path} is corrupt (unreadable safetensors header)."
+                ) from None
         base = 8 + n
         self.spans: dict[str, TensorSpan] = {}
         for key, info in header.items():
@@ -90,10 +94,14 @@ class ShardFile:
                 continue
             dtype = _ST_DTYPES.get(info.get("dtype"))
             if dtype is None:
-                raise DataError(f"cache shard {self.path} holds tensor {key!r} of unsupported dtype {info.get('dtype')}.")
+                raise DataError(
+                    f"cache shard {self.path} holds tensor {key!r} of unsupported dtype {info.get('dtype')}."
+                )
             lo, hi = info["data_offsets"]
             if base + hi > size:
-                raise DataError(f"cache shard {self.path} is truncated (tensor {key!r} ends past the end of the file).")
+                raise DataError(
+                    f"cache shard {self.path} is truncated (tensor {key!r} ends past the end of the file)."
+                )
             self.spans[key] = TensorSpan(dtype, tuple(info["shape"]), base + lo)
         self._fd: int | None = None
 

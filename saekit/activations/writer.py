@@ -123,7 +123,8 @@ class CacheWriter:
         if not path.exists():
             if self.out.exists() and any(self.out.iterdir()):
                 raise ConfigError(
-                    f"output folder {self.out} is not empty and holds no cache manifest; choose a new folder or overwrite."
+                    f"output folder {self.out} is not empty and holds no cache manifest; "
+                    "choose a new folder or overwrite."
                 )
             (self.out / "shards").mkdir(parents=True, exist_ok=True)
             return
@@ -135,7 +136,9 @@ class CacheWriter:
                 "choose a new folder or overwrite."
             )
         for rec in old["shards"]:
-            ok = (self.out / rec["file"]).is_file() and (self.out / rec["file"]).stat().st_size == rec["bytes"]
+            ok = (self.out / rec["file"]).is_file() and (self.out / rec["file"]).stat().st_size == rec[
+                "bytes"
+            ]
             if ok:
                 ok = sha256_file(self.out / rec["file"]) == rec["sha256"]
             if not ok:
@@ -204,7 +207,8 @@ class CacheWriter:
             "complete": complete,
             **_jsonable(self.info),
             "hookpoints": {
-                hp: {"d": d, **stat} for (hp, d), stat in zip(self.dims.items(), self.stats.to_json().values())
+                hp: {"d": d, **stat}
+                for (hp, d), stat in zip(self.dims.items(), self.stats.to_json().values(), strict=True)
             },
             "dtype": self.dtype,
             "shard_tokens": self.shard_tokens,
@@ -276,11 +280,15 @@ def build_cache(
     info = reader.info
     tokens = torch.as_tensor(tokens)
     if tokens.dim() != 2 or tokens.dtype not in (torch.int32, torch.int64):
-        raise ConfigError(f"tokens must be an integer tensor [n_seq, n_ctx], got {tuple(tokens.shape)} {tokens.dtype}.")
+        raise ConfigError(
+            f"tokens must be an integer tensor [n_seq, n_ctx], got {tuple(tokens.shape)} {tokens.dtype}."
+        )
     if doc_ids is None:
         doc_ids = torch.arange(tokens.shape[0]).unsqueeze(1).expand_as(tokens)
     if doc_ids.shape != tokens.shape:
-        raise ConfigError(f"doc_ids must have the shape of tokens {tuple(tokens.shape)}, got {tuple(doc_ids.shape)}.")
+        raise ConfigError(
+            f"doc_ids must have the shape of tokens {tuple(tokens.shape)}, got {tuple(doc_ids.shape)}."
+        )
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
     bos = bos_token_id(info.tokenizer)
@@ -313,7 +321,13 @@ def build_cache(
         "n_ctx": int(tokens.shape[1]),
     }
     writer = CacheWriter(
-        out_dir, dims, dtype=dtype, shard_tokens=shard_tokens, fingerprint=fingerprint, info=meta, overwrite=overwrite
+        out_dir,
+        dims,
+        dtype=dtype,
+        shard_tokens=shard_tokens,
+        fingerprint=fingerprint,
+        info=meta,
+        overwrite=overwrite,
     )
     if writer.complete:
         return writer.out

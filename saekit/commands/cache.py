@@ -12,21 +12,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cache",
         help="cache a model's activations at hookpoints as safetensors shards",
-        description="Run MODEL over a corpus once and write activations at HOOKPOINTS to fixed-size safetensors "
-        "shards with a JSON manifest. An interrupted run resumes from the last complete shard when rerun.",
+        description="Run MODEL over a corpus once and write activations at HOOKPOINTS to fixed-size "
+        "safetensors shards with a JSON manifest. An interrupted run resumes from the last complete "
+        "shard when rerun.",
     )
-    p.add_argument("--model", required=True, help="saekit model folder, local Hugging Face folder, or transformer-lens name")
-    p.add_argument("--hookpoints", nargs="+", default=[], help="hook names (transformer-lens) or module paths (HF)")
     p.add_argument(
-        "--transcoder-layer", type=int, action="append", default=[],
+        "--model",
+        required=True,
+        help="saekit model folder, local Hugging Face folder, or transformer-lens name",
+    )
+    p.add_argument(
+        "--hookpoints", nargs="+", default=[], help="hook names (transformer-lens) or module paths (HF)"
+    )
+    p.add_argument(
+        "--transcoder-layer",
+        type=int,
+        action="append",
+        default=[],
         help="also cache the MLP input/output pair of this layer (repeatable)",
     )
     p.add_argument("--tokens", type=int, required=True, help="number of activation rows (tokens) to cache")
     p.add_argument("--out", required=True, help="cache folder")
-    p.add_argument("--dataset", default=None, help="HF dataset name or local text/jsonl/parquet path (default: built-in corpus)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="HF dataset name or local text/jsonl/parquet path (default: built-in corpus)",
+    )
     p.add_argument("--split", default="train")
     p.add_argument("--text-column", default="text")
-    p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 1024)")
+    p.add_argument(
+        "--n-ctx", type=int, default=None, help="context length (default: the model's, at most 1024)"
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--shard-tokens", type=int, default=65536, help="rows per shard")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
@@ -55,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if n_ctx is None:
         cfg = getattr(handle.model, "cfg", None)
         n_ctx = min(int(getattr(cfg, "n_ctx", 128)), 1024) if cfg is not None else 128
-    docs = iter_texts(load_text_dataset(args.dataset, args.split, args.text_column), args.text_column) if args.dataset else (
-        load_corpus(args.split)
+    docs = (
+        iter_texts(load_text_dataset(args.dataset, args.split, args.text_column), args.text_column)
+        if args.dataset
+        else (load_corpus(args.split))
     )
     # only tokenize what is needed: (n_ctx - 1) kept tokens per row after dropping BOS, plus slack
     # for excluded special tokens
