@@ -1,0 +1,30 @@
+"""Build a transformer-lens HookedTransformer from a saekit ModelConfig."""
+
+from __future__ import annotations
+
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from saekit.config import ModelConfig
+
+
+def tl_config_dict(cfg: ModelConfig) -> dict:
+    """The HookedTransformerConfig arguments for cfg (saved as tl_config.json)."""
+    return {
+        "n_layers": cfg.n_layers,
+        "d_model": cfg.d_model,
+        "n_heads": cfg.n_heads,
+        "d_head": cfg.d_model // cfg.n_heads,
+        "d_mlp": cfg.d_mlp,
+        "n_ctx": cfg.n_ctx,
+        "d_vocab": cfg.vocab_size,
+        "act_fn": cfg.act_fn,
+        "normalization_type": "LN",
+        "positional_embedding_type": "standard",
+        "seed": cfg.seed,
+        "init_weights": True,
+    }
+
+
+def build_model(tl_args: dict) -> HookedTransformer:
+    """A freshly initialised HookedTransformer (seeded by tl_args['seed'])."""
+    return HookedTransformer(HookedTransformerConfig(**tl_args))

@@ -1,0 +1,88 @@
+"""Model variants: each regulariser does what it claims, on real tiny transformer-lens models."""
+
+import math
+
+import pytest
+import torch
+
+from saekit.config import ModelConfig
+from saekit.data import load_corpus, pack_tokens
+from saekit.models import (
+    load_model,
+    mean_mlp_activation_l1,
+    neighbour_similarity,
+    sheet_shape,
+    train_variants,
+    weight_l1,
+)
+
+TINY = ModelConfig(
+    n_layers=1, d_model=64, n_heads=4, d_mlp=256, n_ctx=32, batch_size=16, steps=120, warmup_steps=10,
+    lr=5e-3, eval_tokens=4096, device="cpu", prune_every=5,
+)
+COEFS = {"act_l1": 0.3, "l1_weights": 3e-4, "pruned": 0.7, "topographic": 5.0}
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory):
+    out = tmp_path_factory.mktemp("variants")
+    names = ["baseline", "act_l1", "l1_weights", "pruned", "topographic", "solu", "random"]
+    return train_variants(names, out, base=TINY, coefs=COEFS)
+
+
+@pytest.fixture(scope="module")
+def val_tokens(variants):
+    return pack_tokens(load_corpus("validation"), variants["baseline"].tokenizer, TINY.n_ctx, max_rows=64)
+
+
+def test_baseline_learns_far_below_unigram_entropy(variants, val_tokens):
+    counts = torch.bincount(val_tokens[:, 1:].flatten(), minlength=TINY.vocab_size).float()
+    p = counts[counts > 0] / counts.sum()
+    unigram_entropy = float(-(p * p.log()).sum())  # nats, the loss of the best context-free model
+    val = variants["baseline"].info["val_loss"]
+    assert val < unigram_entropy - 0.5, (val, unigram_entropy)
+    assert variants["random"].info["val_loss"] > math.log(TINY.vocab_size) - 1.0  # untrained ≈ uniform
+
+
+def test_act_l1_lowers_mlp_activation(variants, val_tokens):
+    base = mean_mlp_activation_l1(variants["baseline"].model, val_tokens)
+    reg = mean_mlp_activation_l1(variants["act_l1"].model, val_tokens)
+    assert reg < 0.7 * base, (reg, base)
+
+
+def test_l1_weights_lowers_weight_l1(variants):
+    assert float(weight_l1(variants["l1_weights"].model)) < 0.8 * float(weight_l1(variants["baseline"].model))
+
+
+def test_pruned_has_target_zero_fraction_and_saved_mask(variants):
+    handle = variants["pruned"]
+    mlp = [p for n, p in handle.model.named_parameters() if n.endswith(("mlp.W_in", "mlp.W_out"))]
+    zero_fraction = sum(int((p == 0).sum()) for p in mlp) / sum(p.numel() for p in mlp)
+    assert zero_fraction == pytest.approx(0.7, abs=0.005)
+    reloaded = load_model(handle.path)  # the zeros survive the round trip, the mask is on disk
+    assert torch.equal(reloaded.model.blocks[0].mlp.W_in, handle.model.blocks[0].mlp.W_in)
+    assert (handle.path / "masks.safetensors").is_file()
+
+
+def test_topographic_is_smoother_on_the_sheet(variants):
+    sheet = sheet_shape(TINY.d_mlp)
+    topo = neighbour_similarity(variants["topographic"].model, sheet)
+    base = neighbour_similarity(variants["baseline"].model, sheet)
+    assert topo > base + 0.1, (topo, base)
+
+
+def test_solu_uses_solu_ln_and_all_share_data_order(variants):
+    assert variants["solu"].model.cfg.act_fn == "solu_ln"
+    # identical init and batches: baseline and a zero-coefficient regulariser give the same model
+    assert variants["random"].model.cfg.seed == variants["baseline"].model.cfg.seed
+
+
+def test_model_folder_round_trip(variants, val_tokens):
+    handle = variants["baseline"]
+    for name in ("model.safetensors", "tl_config.json", "saekit_model.json", "tokenizer/tokenizer.json"):
+        assert (handle.path / name).is_file()
+    loaded = load_model(handle.path)
+    assert loaded.variant == "baseline" and loaded.info["val_loss"] == handle.info["val_loss"]
+    with torch.no_grad():
+        assert torch.equal(loaded.model(val_tokens[:2]), handle.model(val_tokens[:2]))
+    assert loaded.tokenizer.encode("To be, or not to be") == handle.tokenizer.encode("To be, or not to be")
