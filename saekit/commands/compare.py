@@ -1,0 +1,110 @@
+"""`saekit compare`: train dictionaries on several model variants, evaluate, compare, write a report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="train and compare dictionaries across model variants (results.json + report.html)",
+        description="For each model folder: read activations once, train every dictionary config with "
+        "several seeds on them, evaluate (metrics, CE loss recovered, offline auto-interp), compare across "
+        "variants beside the seed noise floor, and write OUT/results.json and OUT/report.html.",
+    )
+    p.add_argument("variants", nargs="+", help="saekit model folders (baseline, regularised, random, ...)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="JSON file: a DictionaryConfig, a list of them, or {name: config}; d_in/d_out may be left out "
+        "(read from the model). Default: a top-k SAE and a top-k transcoder on the last MLP.",
+    )
+    p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per dictionary (≥ 2)")
+    p.add_argument("--train-tokens", type=int, default=200_000, help="training tokens per dictionary")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--eval-seqs", type=int, default=64, help="held-out sequences for metrics and auto-interp")
+    p.add_argument("--autointerp-latents", type=int, default=256, help="latents explained per dictionary")
+    p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic ground-truth check")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run)
+
+
+def load_dict_cfgs(path: str | Path, handle) -> dict:
+    """DictionaryConfigs from a JSON file, with d_in/d_out filled from the model's hook widths."""
+    import torch
+
+    from saekit.activations import HookpointReader
+    from saekit.config import DictionaryConfig
+    from saekit.errors import ConfigError
+    from saekit.evaluation.splice import split_hooks
+    from saekit.fileutil import read_json
+
+    data = read_json(path, "dictionary config")
+    if isinstance(data, dict) and "kind" in data:
+        data = {"dict": data}
+    elif isinstance(data, list):
+        data = {f"dict{i}": d for i, d in enumerate(data)}
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(
+            f"{path} must hold a DictionaryConfig, a list of them or a {{name: config}} object."
+        )
+    out = {}
+    for name, raw in data.items():
+        raw = dict(raw)
+        if not raw.get("hook_name"):
+            raise ConfigError(f"dictionary {name!r} in {path} needs hook_name (the hookpoint to read).")
+        probe_cfg = DictionaryConfig.from_dict(
+            {
+                **raw,
+                "d_in": 1,
+                "d_out": 1,
+                "n_latents": raw.get("n_latents") or 1,
+                "k": 1 if raw.get("k") else None,
+            }
+        )
+        in_hook, out_hook = split_hooks(type("S", (), {"cfg": probe_cfg})(), None, None)
+        hooks = [h for h in (in_hook, out_hook) if h]
+        with torch.no_grad():
+            widths = {
+                h: a.shape[-1]
+                for h, a in HookpointReader(handle, hooks)(torch.zeros(1, 2, dtype=torch.long)).items()
+            }
+        raw.setdefault("d_in", int(widths[in_hook]))
+        if out_hook:
+            raw.setdefault("d_out", int(widths[out_hook]))
+        out[name] = DictionaryConfig.from_dict(raw)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from saekit.config import TrainConfig
+    from saekit.evaluation.compare import run_comparison
+    from saekit.models import load_model
+
+    dict_cfgs = None
+    if args.config:
+        dict_cfgs = load_dict_cfgs(args.config, load_model(args.variants[0], device=args.device))
+    tcfg = TrainConfig(
+        batch_size=args.batch_size, total_tokens=args.train_tokens, lr=args.lr, lr_warmup_steps=10
+    )
+    results = run_comparison(
+        [Path(v) for v in args.variants],
+        dict_cfgs,
+        out_dir=args.out,
+        seeds=tuple(args.seeds),
+        train_tokens=args.train_tokens,
+        tcfg=tcfg,
+        n_eval_seqs=args.eval_seqs,
+        autointerp_latents=args.autointerp_latents,
+        synthetic=not args.no_synthetic,
+        device=args.device,
+    )
+    print(
+        f"compared {len(results['variants'])} variants × {len(results['settings']['dictionaries'])} "
+        f"dictionaries; report: {Path(args.out) / 'report.html'}"
+    )
+    return 0

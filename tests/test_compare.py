@@ -1,0 +1,180 @@
+"""The comparison pipeline end to end on two tiny real model variants, its report in chromium, the CLI."""
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from saekit.cli import main
+from saekit.config import DictionaryConfig, ModelConfig, TrainConfig
+from saekit.data import default_tokenizer, load_corpus, pack_tokens
+from saekit.evaluation.compare import run_comparison
+from saekit.io import load
+from saekit.models import train_model
+from saekit.report.browser import find_chromium, images_loaded, screenshot
+
+
+@pytest.fixture(scope="module")
+def variant_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    tok = default_tokenizer()
+    train = pack_tokens(load_corpus("train")[:1], tok, 32, max_rows=160)
+    val = pack_tokens(load_corpus("validation")[:1], tok, 32, max_rows=16)
+    base = ModelConfig(
+        n_layers=1, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=15, batch_size=8, device="cpu"
+    )
+    for v in ("baseline", "random"):
+        train_model(base.replace(variant=v), root / v, tokenizer=tok, data=(train, val), progress=False)
+    return [root / "baseline", root / "random"]
+
+
+@pytest.fixture(scope="module")
+def comparison(variant_dirs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    cfgs = {
+        "sae": DictionaryConfig(kind="topk", d_in=32, n_latents=64, k=4, hook_name="blocks.0.hook_mlp_out"),
+        "transcoder": DictionaryConfig(
+            kind="topk", d_in=32, n_latents=64, k=4, transcoder=True, hook_name="blocks.0.ln2.hook_normalized"
+        ),
+    }
+    tcfg = TrainConfig(batch_size=256, total_tokens=2048, lr=3e-3, lr_warmup_steps=2, log_every=100)
+    results = run_comparison(
+        variant_dirs,
+        cfgs,
+        out,
+        seeds=(0, 1),
+        train_tokens=2000,
+        tcfg=tcfg,
+        n_eval_seqs=16,
+        n_splice_seqs=4,
+        n_explain_seqs=64,
+        autointerp_latents=16,
+        synthetic=False,
+        quiet=True,
+    )
+    return out, results
+
+
+def test_results_cover_every_variant_dictionary_and_seed(comparison):
+    out, results = comparison
+    on_disk = json.loads((out / "results.json").read_text())  # strict JSON: NaN written as null
+    assert on_disk["settings"]["seeds"] == [0, 1]
+    keys = {(r["variant"], r["dict"], r["seed"]) for r in on_disk["dictionaries"]}
+    assert keys == {(v, d, s) for v in ("baseline", "random") for d in ("sae", "transcoder") for s in (0, 1)}
+    for r in results["dictionaries"]:
+        m = r["metrics"]
+        assert m["l0"] == pytest.approx(4.0) and math.isfinite(m["fvu"])
+        assert m["splice_hook"] == ("blocks.0.hook_mlp_out")  # the transcoder replaces the MLP output there
+        assert m["mlp_replacement"] == (r["dict"] == "transcoder")
+        assert r["autointerp"]["f1"]["n"] > 0 and 0 <= r["autointerp"]["f1"]["mean"] <= 1
+
+
+def test_saved_dictionaries_load_and_seeds_differ(comparison):
+    out, _ = comparison
+    a = load(out / "baseline" / "sae" / "seed0")
+    b = load(out / "baseline" / "sae" / "seed1")
+    assert a.W_dec.shape == (64, 32) and not torch.equal(a.W_dec, b.W_dec)
+    assert a.cfg.variant == "baseline" and a.cfg.hook_name == "blocks.0.hook_mlp_out"
+
+
+def test_matching_reports_noise_floor_cross_pairs_and_chance(comparison):
+    _, results = comparison
+    for name in ("sae", "transcoder"):
+        m = results["matching"][name]
+        assert set(m["noise_floor"]) == {"baseline", "random"}
+        assert [(r["a"], r["b"]) for r in m["cross"]] == [("baseline", "random")]
+        for r in [*m["noise_floor"].values(), *m["cross"], m["chance"]]:
+            curve = r["decoder"]["shared_fraction"] if "decoder" in r else r["shared_fraction"]
+            assert curve[0] == pytest.approx(1.0) and all(np.diff(curve) <= 1e-12)  # falls with the threshold
+        cross = results["cross_application"][name]
+        assert set(cross) == {"baseline", "random"} and set(cross["random"]) == {"baseline", "random"}
+    assert set(results["feature_splitting"]) == {"baseline", "random"}
+    assert results["feature_splitting"]["baseline"]["narrow_n_latents"] == 16
+
+
+def test_report_is_self_contained_and_renders_in_chromium(comparison, tmp_path):
+    out, results = comparison
+    html = (out / "report.html").read_text()
+    for section in (
+        "Summary",
+        "Sparsity vs fidelity",
+        "Feature density",
+        "auto-interpretation",
+        "noise floor",
+        "Cross-application",
+        "Example latents",
+        "Cost of each regulariser",
+    ):
+        assert section in html
+    srcs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)  # nothing fetched from outside
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+    ok, total = images_loaded(out / "report.html")
+    assert total == len(srcs) and ok == total
+    png = screenshot(out / "report.html", tmp_path / "report.png", height=1200)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_eval_cli_prints_and_saves_core_metrics(comparison, variant_dirs, tmp_path, capsys):
+    out, _ = comparison
+    dest = tmp_path / "m.json"
+    rc = main(
+        [
+            "eval",
+            str(out / "baseline" / "transcoder" / "seed0"),
+            "--model",
+            str(variant_dirs[0]),
+            "--seqs",
+            "8",
+            "--splice-seqs",
+            "4",
+            "--out",
+            str(dest),
+        ]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "CE loss recovered (zero abl.)" in printed and "FVU" in printed
+    saved = json.loads(dest.read_text())
+    assert saved["l0"] == pytest.approx(4.0) and saved["mlp_replacement"] is True
+
+
+def test_compare_cli_fills_dimensions_from_the_model(variant_dirs, tmp_path):
+    cfg = tmp_path / "dict.json"
+    cfg.write_text(
+        json.dumps({"kind": "topk", "n_latents": 32, "k": 2, "hook_name": "blocks.0.hook_resid_post"})
+    )
+    rc = main(
+        [
+            "compare",
+            *map(str, variant_dirs),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "c"),
+            "--train-tokens",
+            "1024",
+            "--batch-size",
+            "256",
+            "--eval-seqs",
+            "8",
+            "--autointerp-latents",
+            "4",
+            "--no-synthetic",
+        ]
+    )
+    assert rc == 0
+    results = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert results["settings"]["dictionaries"]["dict"]["d_in"] == 32
+    assert (tmp_path / "c" / "report.html").is_file()
+
+
+def test_compare_rejects_a_single_seed(variant_dirs, tmp_path):
+    from saekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least two seeds"):
+        run_comparison(variant_dirs, out_dir=tmp_path, seeds=(0,))
