@@ -1,10 +1,13 @@
-"""Time one decoder implementation at one shape: forward + backward, median time and peak memory.
+"""Time one implementation at one shape: forward + backward, median time and peak memory.
 
-Run by bench_decode.py in a fresh process per measurement (so CPU peak RSS is this measurement's
-own), with the project's .venv for saekit's implementations and with the peer venv for sparsify.
-It therefore imports neither saekit nor sparsify at module level, only the one it measures.
+``--op decode``: the sparse decoder, out = Σ_j vals[:, j] · W_dec[idx[:, j]] (grads of vals, W_dec).
+``--op encode``: the top-k encoder, (vals, idx) = topk(x @ W_enc + b_enc) (grads of W_enc, b_enc).
 
-Prints one JSON object: {"impl", "B", "n", "k", "d", "dtype", "device", "ms" (median of reps),
+Run by bench_decode.py / bench_encoder.py in a fresh process per measurement (so CPU peak RSS is
+this measurement's own), with the project's .venv for saekit's implementations and with the peer
+venv for sparsify. It imports neither saekit nor sparsify at module level, only what it measures.
+
+Prints one JSON object: {"op", "impl", "B", "n", "k", "d", "dtype", "device", "ms" (median of reps),
 "ms_all", "peak_mb" (extra memory over the inputs: CUDA max_memory_allocated, or the growth of
 the process's peak RSS on CPU), "error" (if it could not run)}.
 """
@@ -21,9 +24,18 @@ import time
 import torch
 
 
+def make_encoder(name: str):
+    """fn(x, W_enc, b_enc, k) -> (vals, idx) [B, k], differentiable in W_enc and b_enc."""
+    from saekit.kernels import topk_encode
+
+    backend = name.split("-", 1)[1]  # saekit-dense | saekit-torch | saekit-triton
+    return lambda x, W, b, k: topk_encode(x, W, b, k, backend=backend)
+
+
 def make_impl(name: str):
     """fn(idx, vals, W) -> out [B, d], differentiable in vals and W."""
     if name == "dense":  # SAELens-style: scatter the k codes into a dense [B, n] z, then z @ W_dec
+
         def dense(idx, vals, W):
             z = torch.zeros(idx.shape[0], W.shape[0], dtype=vals.dtype, device=vals.device)
             return z.scatter_add(1, idx, vals) @ W
@@ -56,6 +68,7 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--op", choices=("decode", "encode"), default="decode")
     p.add_argument("--impl", required=True)
     p.add_argument("--B", type=int, required=True)
     p.add_argument("--n", type=int, required=True)
@@ -66,21 +79,36 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     a = p.parse_args()
-    rec = {k: getattr(a, k) for k in ("impl", "B", "n", "k", "d", "dtype", "device")}
+    rec = {k: getattr(a, k) for k in ("op", "impl", "B", "n", "k", "d", "dtype", "device")}
     dev = torch.device(a.device)
     dtype = getattr(torch, a.dtype)
     torch.manual_seed(0)
     try:
-        fn = make_impl(a.impl)
-        W = (torch.randn(a.n, a.d, device=dev) / a.d**0.5).to(dtype).requires_grad_(True)
-        idx = torch.randint(0, a.n, (a.B, a.k), device=dev)
-        vals = torch.rand(a.B, a.k, device=dev).to(dtype).requires_grad_(True)
-        gout = torch.randn(a.B, a.d, device=dev).to(dtype)
+        if a.op == "decode":
+            fn = make_impl(a.impl)
+            W = (torch.randn(a.n, a.d, device=dev) / a.d**0.5).to(dtype).requires_grad_(True)
+            idx = torch.randint(0, a.n, (a.B, a.k), device=dev)
+            vals = torch.rand(a.B, a.k, device=dev).to(dtype).requires_grad_(True)
+            gout = torch.randn(a.B, a.d, device=dev).to(dtype)
+            params = [W, vals]
 
-        def once():
-            W.grad = None
-            vals.grad = None
-            fn(idx, vals, W).backward(gout)
+            def once():
+                for t in params:
+                    t.grad = None
+                fn(idx, vals, W).backward(gout)
+
+        else:
+            enc = make_encoder(a.impl)
+            x = torch.randn(a.B, a.d, device=dev).to(dtype)
+            W = (torch.randn(a.d, a.n, device=dev) / a.d**0.5).to(dtype).requires_grad_(True)
+            b = torch.zeros(a.n, device=dev).to(dtype).requires_grad_(True)
+            gvals = torch.randn(a.B, a.k, device=dev).to(dtype)
+            params = [W, b]
+
+            def once():
+                for t in params:
+                    t.grad = None
+                enc(x, W, b, a.k)[0].backward(gvals)
 
         def sync():
             if dev.type == "cuda":
@@ -91,7 +119,8 @@ def main() -> None:
             once()
         sync()
         if dev.type == "cuda":
-            W.grad = vals.grad = None
+            for t in params:
+                t.grad = None
             torch.cuda.empty_cache()
             base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
