@@ -13,6 +13,8 @@ other models by raising a private exception from the last hook that fires.
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +73,20 @@ def model_info(model: Any) -> ModelInfo:
         tokenizer=getattr(model, "tokenizer", None),
         name=name,
     )
+
+
+# Hooks are state of the model object: two readers running the same model at once (two streams,
+# or a stream's producer thread and an evaluation) would see each other's hooks. One lock per model.
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(module: nn.Module) -> threading.Lock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(module)
+        if lock is None:
+            lock = _LOCKS[module] = threading.Lock()
+        return lock
 
 
 class _StopForward(Exception):
@@ -141,9 +157,10 @@ class HookpointReader:
     def __call__(
         self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        if self.info.kind == "transformer_lens":
-            return self._run_tl(tokens)
-        return self._run_hf(tokens, attention_mask)
+        with _model_lock(self.module):
+            if self.info.kind == "transformer_lens":
+                return self._run_tl(tokens)
+            return self._run_hf(tokens, attention_mask)
 
     def _run_tl(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
