@@ -1,4 +1,4 @@
-"""Interop with real peers: do SAELens and sparsify load saekit's files and compute the same thing?
+"""Interop with real peers: SAELens and sparsify read saekit's files, and saekit reads theirs.
 
 For each architecture this script builds a saekit dictionary with random weights and a
 non-trivial activation scale (so the fold on export is exercised), writes it with saekit
@@ -6,6 +6,8 @@ non-trivial activation scale (so the fold on export is exercised), writes it wit
 separate virtual environment with the peer installed from PyPI, loads the folder with
 ``sae_lens.SAE.load_from_disk`` / ``sparsify.SparseCoder.load_from_disk`` and computes encode,
 decode and forward on the same inputs. Outputs are compared with saekit's to float tolerance.
+In the other direction the peer builds dictionaries with random weights, writes them with its own
+``save_model`` / ``save_to_disk``, and ``saekit.load`` must reproduce the peer's outputs.
 
 Run:  .venv/bin/python benchmarks/interop_peers.py [--venvs /tmp/saekit-interop] [--work DIR]
 The venvs are created on first use (``pip install torch==2.13.0`` first, then the peer).
@@ -79,6 +81,96 @@ for job in jobs:
     save_file({k: v.contiguous() for k, v in out.items()}, job["out"])
 print("eai-sparsify", version("eai-sparsify"))
 """
+
+
+# Reverse direction: the peer writes folders with its own save function, saekit reads them.
+SAELENS_WRITER = r"""
+import json, sys, torch
+from safetensors.torch import load_file, save_file
+from sae_lens import SAE
+out_dir, inputs = sys.argv[1], sys.argv[2]
+x = load_file(inputs)["x"]
+D, N = x.shape[1], 4 * x.shape[1]
+cases = {
+    "standard": {"architecture": "standard"},
+    "standard_no_bdec": {"architecture": "standard", "apply_b_dec_to_input": False},
+    "topk": {"architecture": "topk", "k": 6},
+    "topk_rescaled": {"architecture": "topk", "k": 6, "rescale_acts_by_decoder_norm": True},
+    "jumprelu": {"architecture": "jumprelu"},
+    "transcoder": {"architecture": "transcoder", "d_out": D // 2, "apply_b_dec_to_input": False},
+    "skip_transcoder": {"architecture": "skip_transcoder", "d_out": D, "apply_b_dec_to_input": False},
+}
+g = torch.Generator().manual_seed(0)
+for name, extra in cases.items():
+    sae = SAE.from_dict({"d_in": D, "d_sae": N, "dtype": "float32", "device": "cpu", **extra})
+    with torch.no_grad():
+        for p_name, p in sae.named_parameters():
+            if p_name == "threshold":
+                p.copy_(0.05 + 0.1 * torch.rand(p.shape, generator=g))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        sae.save_model(f"{out_dir}/{name}")
+        z = sae.encode(x)
+        save_file({"z": z, "decode": sae.decode(z), "forward": sae(x)}, f"{out_dir}/{name}.out.safetensors")
+print(json.dumps(sorted(cases)))
+"""
+
+SPARSIFY_WRITER = r"""
+import json, sys, torch
+from safetensors.torch import load_file, save_file
+from sparsify import SparseCoder, SparseCoderConfig
+out_dir, inputs = sys.argv[1], sys.argv[2]
+x = load_file(inputs)["x"]
+D = x.shape[1]
+cases = {
+    "sae": SparseCoderConfig(num_latents=4 * D, k=6),
+    "transcoder": SparseCoderConfig(num_latents=4 * D, k=6, transcode=True),
+    "skip_transcoder": SparseCoderConfig(num_latents=4 * D, k=6, transcode=True, skip_connection=True),
+}
+g = torch.Generator().manual_seed(1)
+for name, cfg in cases.items():
+    sc = SparseCoder(D, cfg)
+    with torch.no_grad():
+        for p in sc.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        sc.save_to_disk(f"{out_dir}/layers.{name}")
+        acts, idx, _ = sc.encode(x)
+        z = torch.zeros(x.shape[0], sc.num_latents).scatter_(-1, idx, acts)
+        save_file({"z": z, "decode": sc.decode(acts, idx), "forward": sc(x).sae_out},
+                  f"{out_dir}/layers.{name}.out.safetensors")
+print(json.dumps(["layers." + n for n in sorted(cases)]))
+"""
+
+
+def compare(got: dict, want: dict) -> dict:
+    row = {}
+    for key in ("z", "decode", "forward"):
+        row[key] = float((got[key] - want[key]).abs().max())
+        row[f"{key}_ok"] = bool(torch.allclose(got[key], want[key], atol=ATOL, rtol=RTOL))
+    row["active"] = float((want["z"] != 0).float().sum(-1).mean())
+    return row
+
+
+def reverse(py: Path, writer: str, peer: str, work: Path) -> list[dict]:
+    """Folders written by the peer, loaded with saekit.load, outputs compared."""
+    out_dir = work / f"written-by-{peer}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = work / "reverse.inputs.safetensors"
+    save_file({"x": torch.randn(B, D, generator=torch.Generator().manual_seed(7)) * 2}, inputs)
+    proc = subprocess.run([py, "-c", writer, str(out_dir), str(inputs)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return [{"peer": f"{peer}->saekit", "error": proc.stderr.strip().splitlines()[-1]}]
+    x = load_file(inputs)["x"]
+    rows = []
+    for name in json.loads(proc.stdout.strip().splitlines()[-1]):
+        sae = saekit.load(out_dir / name)
+        with torch.no_grad():
+            z = sae.encode(x)
+            got = {"z": z, "decode": sae.decode(z), "forward": sae(x)}
+        want = load_file(out_dir / f"{name}.out.safetensors")
+        rows.append({"peer": f"{peer}->saekit", "case": name, **compare(got, want)})
+    return rows
 
 
 def ensure_venv(root: Path, peer: str) -> Path:
@@ -157,28 +249,26 @@ def main() -> int:
         proc = subprocess.run([py, "-c", runner, str(job_file)], capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
-            results.append({"peer": peer, "error": proc.stderr.strip().splitlines()[-1]})
+            results.append({"peer": f"saekit->{peer}", "error": proc.stderr.strip().splitlines()[-1]})
             continue
         versions[peer] = proc.stdout.strip().splitlines()[-1]
         for job in jobs[peer]:
             got = load_file(job["out"])
-            row = {"peer": peer, "case": job["name"]}
-            for key in ("z", "decode", "forward"):
-                want = expected[job["name"]][key]
-                row[key] = float((got[key] - want).abs().max())
-                row[f"{key}_ok"] = bool(torch.allclose(got[key], want, atol=ATOL, rtol=RTOL))
-            row["active"] = float((expected[job["name"]]["z"] != 0).float().sum(-1).mean())
-            results.append(row)
+            results.append(
+                {"peer": f"saekit->{peer}", "case": job["name"], **compare(got, expected[job["name"]])}
+            )
+        results += reverse(py, SAELENS_WRITER if peer == "saelens" else SPARSIFY_WRITER, peer, work)
     ok = all("error" not in r and r["z_ok"] and r["decode_ok"] and r["forward_ok"] for r in results)
     print(f"saekit {saekit.__version__}, torch {torch.__version__}; peers: {versions}")
-    print(f"{'peer':9} {'case':22} {'L0':>5} {'max|Δz|':>10} {'max|Δdecode|':>13} {'max|Δforward|':>14}  ok")
+    head = f"{'max|Δz|':>10} {'max|Δdecode|':>13} {'max|Δforward|':>14}"
+    print(f"{'direction':17} {'case':22} {'L0':>5} {head}  ok")
     for r in results:
         if "error" in r:
-            print(f"{r['peer']:9} ERROR {r['error']}")
+            print(f"{r['peer']:17} ERROR {r['error']}")
             continue
         good = r["z_ok"] and r["decode_ok"] and r["forward_ok"]
         diffs = f"{r['z']:10.2e} {r['decode']:13.2e} {r['forward']:14.2e}"
-        print(f"{r['peer']:9} {r['case']:22} {r['active']:5.1f} {diffs}  {good}")
+        print(f"{r['peer']:17} {r['case']:22} {r['active']:5.1f} {diffs}  {good}")
     if args.json:
         Path(args.json).write_text(json.dumps({"versions": versions, "results": results}, indent=2))
     print("ALL MATCH" if ok else "MISMATCH")
