@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per dictionary (≥ 2)")
-    p.add_argument("--train-tokens", type=int, default=200_000, help="training tokens per dictionary")
+    p.add_argument("--train-tokens", type=int, default=100_000, help="training tokens per dictionary")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-seqs", type=int, default=64, help="held-out sequences for metrics and auto-interp")

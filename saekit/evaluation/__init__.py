@@ -13,11 +13,13 @@ from typing import Any
 import torch
 
 from saekit.errors import ConfigError
+from saekit.evaluation.compare import run_comparison
 from saekit.evaluation.matching import compare_dictionaries
 from saekit.evaluation.metrics import dictionary_metrics
 from saekit.evaluation.splice import splice_metrics
 
-__all__ = ["evaluate", "compare_dictionaries", "dictionary_metrics", "splice_metrics"]
+__all__ = ["evaluate", "compare_dictionaries", "dictionary_metrics", "run_comparison", "splice_metrics"]
+
 
 
 def evaluate(

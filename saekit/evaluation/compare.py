@@ -34,7 +34,7 @@ _DROP = ("density", "matched_cos", "perm_a", "perm_b", "act_corr")
 
 
 def default_dict_cfgs(
-    d_model: int, n_layers: int, expansion: int = 8, k: int = 16
+    d_model: int, n_layers: int, expansion: int = 4, k: int = 16
 ) -> dict[str, DictionaryConfig]:
     """A top-k SAE on the last MLP's output and a top-k transcoder replacing that MLP."""
     layer = n_layers - 1
@@ -112,7 +112,7 @@ def run_comparison(
     dict_cfgs: dict[str, DictionaryConfig] | None = None,
     out_dir: str | Path = "runs/compare",
     seeds: tuple[int, ...] = (0, 1),
-    train_tokens: int = 200_000,
+    train_tokens: int = 100_000,
     tcfg: TrainConfig | None = None,
     n_eval_seqs: int = 64,
     n_splice_seqs: int = 32,
