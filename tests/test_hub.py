@@ -150,6 +150,8 @@ def run_dir(tmp_path):
         }
         save_dictionary(_dictionary(i, hook), run / hook, extra=extra, feature_density=torch.full((32,), 0.1))
     (run / "run.json").write_text('{"note": "run summary"}')
+    (run / HOOKS[0] / "metrics.jsonl").write_text('{"step": 1, "fvu": 0.5}\n')
+    (run / HOOKS[0] / "checkpoint.pt").write_bytes(b"trainer state inside a dictionary folder")
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "step_10.pt").write_bytes(b"optimizer state, not for publishing")
     return run
@@ -172,8 +174,9 @@ def test_push_run_one_commit_every_file_and_model_card(hub, run_dir, tmp_path):
         for h in HOOKS
         for n in ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "saekit.json")
     }
-    assert set(files) == expected | {"run.json", "README.md"}  # no checkpoints
-    for name in expected | {"run.json"}:
+    expected |= {"run.json", f"{HOOKS[0]}/metrics.jsonl"}
+    assert set(files) == expected | {"README.md"}  # no checkpoints
+    for name in expected:
         assert files[name] == before[name], name
     # token: sent to the endpoint, never written anywhere locally
     assert all(r["auth"] == f"Bearer {TOKEN}" for r in hub.requests)
@@ -314,3 +317,36 @@ def test_load_uncached_repo_offline_is_one_clear_sentence(tmp_path, monkeypatch)
 def test_huggingface_hub_is_the_real_client():
     # guard: these tests exercise the installed client, not a stand-in
     assert huggingface_hub.HfApi.upload_folder.__module__ == "huggingface_hub.hf_api"
+
+
+def test_trained_run_publish_then_load_offline(hub, tmp_path, monkeypatch):
+    """saekit.train -> push (checkpoint left out) -> Hub files in a local cache -> load offline."""
+    import saekit
+
+    torch.manual_seed(0)
+    X = torch.randn(2048, 16) * 3 + 1
+    cfgs = [
+        saekit.DictionaryConfig(kind=kind, d_in=16, n_latents=64, k=4, hook_name="blocks.0.hook_resid_post")
+        for kind in ("topk", "relu")
+    ]
+    run = tmp_path / "run"
+    tcfg = saekit.TrainConfig(
+        batch_size=256, total_tokens=2048, normalize=True, out_dir=str(run), device="cpu"
+    )
+    saes = saekit.train(cfgs, X, tcfg)
+    assert all(float(s.act_scale) != 1.0 for s in saes)  # the fold on save is exercised
+    push_to_hub(run, "org/trained", endpoint=hub.url)
+    files = hub.repos["org/trained"]["files"]
+    assert not any(name.endswith(".pt") for name in files)
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    _populate_cache(tmp_path / "cache", "org/trained", files, commit="b" * 40)
+    subfolders = sorted({name.split("/")[0] for name in files if "/" in name})
+    assert len(subfolders) == 2
+    for sub in subfolders:
+        loaded = load("org/trained", subfolder=sub)
+        sae = next(s for s in saes if s.cfg.kind == loaded.cfg.kind)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(X[:64]), sae(X[:64]), atol=1e-4, rtol=1e-4)
+        assert loaded.saekit_meta["metrics"]["l0"] > 0

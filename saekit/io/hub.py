@@ -19,7 +19,14 @@ import torch
 from saekit.errors import DataError, SaekitError
 from saekit.io.card import model_card
 from saekit.io.foreign import load_folder
-from saekit.io.format import CFG_FILENAME, SAEKIT_FILENAME, dictionary_folders, save_dictionary
+from saekit.io.format import (
+    CFG_FILENAME,
+    SAEKIT_FILENAME,
+    SPARSITY_FILENAME,
+    WEIGHTS_FILENAME,
+    dictionary_folders,
+    save_dictionary,
+)
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 README = "README.md"
@@ -110,21 +117,27 @@ def _folder_name(sae: torch.nn.Module) -> str:
     return re.sub(r"[^\w.\-]", "_", hook)
 
 
+# Files a dictionary folder publishes (weights in every format saekit reads); everything else is
+# published only when it is small text (JSON/JSONL/Markdown), so checkpoints never go up.
+_WEIGHT_FILES = {WEIGHTS_FILENAME, SPARSITY_FILENAME, "sae.safetensors", "ae.pt"}
+_TEXT_SUFFIXES = (".json", ".jsonl", ".md")
+
+
+def _publishable(f: Path) -> bool:
+    if f.name.startswith(".") or f.name.endswith(".tmp") or f.name == README:
+        return False
+    return f.name in _WEIGHT_FILES or f.suffix in _TEXT_SUFFIXES
+
+
 def _stage(source: Path, staging: Path, folders: list[Path]) -> list[str]:
     """Link (or copy) the files to publish into ``staging``; return their repo paths.
 
-    Dictionary folders are published whole (minus hidden and temporary files); from the run
-    folder itself only small JSON/JSONL/Markdown files are added, never checkpoints.
+    From each dictionary folder and from the run folder itself: the weight files and the small
+    JSON/JSONL/Markdown files (configs, metrics logs); never checkpoints or other binaries.
     """
-    files: list[Path] = []
-    for folder in folders:
-        files += [p for p in folder.iterdir() if p.is_file()]
-    if source not in folders:
-        files += [p for p in source.iterdir() if p.is_file() and p.suffix in (".json", ".jsonl", ".md")]
+    files = {f for folder in {source, *folders} for f in folder.iterdir() if f.is_file() and _publishable(f)}
     rels = []
-    for f in sorted(set(files)):
-        if f.name.startswith(".") or f.name.endswith(".tmp") or f.name == README:
-            continue
+    for f in sorted(files):
         rel = f.relative_to(source)
         dst = staging / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
