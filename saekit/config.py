@@ -6,7 +6,7 @@ Every check raises ConfigError with one sentence naming the field, its value and
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from saekit.errors import ConfigError
@@ -149,6 +149,7 @@ class DictionaryConfig(_Config):
     init_encoder_from_decoder: bool = True
     b_dec_init: str = "geometric_median"  # geometric_median | mean | zero
     zero_init_decoder: bool = False  # sparsify's choice for transcoders
+    seed: int | None = None  # initialisation seed; None = TrainConfig.seed (set it to sweep seeds)
     # metadata (file formats): where the activations come from
     hook_name: str = ""
     model_name: str = ""

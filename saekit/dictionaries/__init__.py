@@ -29,9 +29,7 @@ def architecture(kind: str) -> type[SparseDictionary]:
     try:
         return ARCHITECTURES[kind]
     except KeyError:
-        raise ConfigError(
-            f"kind {kind!r} is not known; expected one of {', '.join(ARCHITECTURES)}."
-        ) from None
+        raise ConfigError(f"kind {kind!r} is not known; expected one of {', '.join(ARCHITECTURES)}.") from None
 
 
 def create(

@@ -114,6 +114,8 @@ class SparseDictionary(nn.Module, abc.ABC):
         """Encoder pre-activations for scaled inputs ``x`` [B, d_in] -> [B, n_latents]."""
         if self.apply_b_dec_to_input:
             x = x - self.b_dec
+        if x.dim() == 2:
+            return torch.addmm(self.b_enc, x, self.W_enc)  # fused bias add
         return x @ self.W_enc + self.b_enc
 
     @abc.abstractmethod

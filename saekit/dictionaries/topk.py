@@ -19,8 +19,9 @@ class TopKDictionary(SparseDictionary):
 
     def select(self, pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, indices) [B, k] of the k largest ReLU'd pre-activations of each row."""
-        vals, idx = torch.relu(pre).topk(min(k, pre.shape[-1]), dim=-1, sorted=False)
-        return vals, idx
+        # top-k then ReLU equals ReLU then top-k (ReLU is monotone) and touches k values, not n.
+        vals, idx = pre.topk(min(k, pre.shape[-1]), dim=-1, sorted=False)
+        return torch.relu(vals), idx
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         vals, idx = self.select(pre, self.cfg.k)
@@ -60,10 +61,8 @@ class TopKDictionary(SparseDictionary):
         if n_dead == 0:
             return {}
         k_aux = min(self.cfg.k_aux, n_dead)
-        masked = torch.where(
-            dead_mask[None], torch.relu(pre), torch.zeros((), dtype=pre.dtype, device=pre.device)
-        )
-        vals, idx = masked.topk(k_aux, dim=-1, sorted=False)
+        vals, idx = pre.masked_fill(~dead_mask[None], float("-inf")).topk(k_aux, dim=-1, sorted=False)
+        vals = torch.relu(vals)
         e = (ys - y_hat).detach()  # the residual the dead latents should explain
         e_hat = sparse_decode(idx, vals, self.W_dec, None)
         scale = min(n_dead / self.cfg.k_aux, 1.0)

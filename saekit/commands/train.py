@@ -1,0 +1,242 @@
+"""`saekit train`: train one dictionary, or a sweep from a TOML file, on one activation source.
+
+Sources: ``--cache DIR`` (from ``saekit cache``), ``--model DIR --hookpoint H`` (a live stream
+over the built-in corpus), or ``--activations FILE.safetensors`` (tensors ``x`` and optional
+``y``). ``--resume --out DIR`` continues an interrupted run from ``DIR/checkpoint.pt`` with the
+configs and source recorded in ``DIR`` (other flags are then not needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from saekit.errors import ConfigError, DataError
+
+SOURCE_FILE = "source.json"
+
+
+def parse_count(text: str | int) -> int:
+    """'50M' -> 50_000_000; '2.5k' -> 2500; plain integers pass through."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGbB]?)\s*", str(text))
+    if not m:
+        raise ConfigError(f"--tokens must be a number with an optional k/M/B suffix (e.g. 50M), got {text!r}.")
+    mult = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}[m.group(2).lower()]
+    return int(float(m.group(1)) * mult)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a sparse dictionary (or a sweep) on cached or live activations",
+        description="Train SAEs / transcoders. Example: saekit train --cache runs/cache --kind topk "
+        "--k 32 --n-latents 16384 --tokens 50M --out runs/sae",
+    )
+    src = p.add_argument_group("activation source (one of)")
+    src.add_argument("--cache", help="activation cache folder written by `saekit cache`")
+    src.add_argument("--model", help="saekit model folder / transformer-lens name to stream activations from")
+    src.add_argument("--activations", help="safetensors file with tensor x [N, d_in] (and y [N, d_out])")
+    src.add_argument("--hookpoint", help="hookpoint to read (input side for transcoders)")
+    src.add_argument("--hookpoint-out", help="output hookpoint: makes a transcoder (e.g. blocks.0.hook_mlp_out)")
+    src.add_argument("--n-ctx", type=int, default=None, help="context length for --model (default: model's)")
+    d = p.add_argument_group("dictionary")
+    d.add_argument("--kind", default=None, help="relu | topk (default) | batchtopk | jumprelu")
+    d.add_argument("--n-latents", type=int, default=None, help="dictionary width")
+    d.add_argument("--k", type=int, default=None, help="active latents per token (topk, batchtopk)")
+    d.add_argument("--skip", action="store_true", help="skip transcoder (adds W_skip)")
+    d.add_argument("--sparsity-coef", type=float, default=None, help="λ of relu penalties / jumprelu L0")
+    d.add_argument("--penalty", default=None, help="relu penalty: l1 | l1_decnorm | tanh | log | lp")
+    d.add_argument("--no-tied-init", action="store_true", help="random encoder instead of decoder transpose")
+    t = p.add_argument_group("training")
+    t.add_argument("--tokens", default=None, help="training tokens, e.g. 50M")
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--normalize", action="store_true", help="scale activations so E||x||² = d_in")
+    t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    t.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    t.add_argument("--device", default=None)
+    p.add_argument("--config", help="TOML file: [source], [train], [[dictionary]] and optional [sweep]")
+    p.add_argument("--out", required=True, help="output folder (dictionaries, checkpoint, metrics.jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------------- config assembly
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"config file {file} does not exist.")
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise DataError(f"config file {file} is not valid TOML ({e}).") from None
+
+
+def expand_sweep(dicts: list[dict], sweep: dict[str, list]) -> list[dict]:
+    """Every dictionary table crossed with every combination of the [sweep] lists."""
+    if not sweep:
+        return dicts
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"[sweep] {key} must be a non-empty list, got {values!r}.")
+    keys = list(sweep)
+    out = []
+    for base in dicts:
+        for combo in itertools.product(*(sweep[k] for k in keys)):
+            out.append({**base, **dict(zip(keys, combo))})
+    return out
+
+
+def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """{'source': {...}, 'train': {...}, 'dictionaries': [{...}]} from the TOML file and flags."""
+    conf = _read_toml(args.config) if args.config else {}
+    unknown = sorted(set(conf) - {"source", "train", "dictionary", "sweep"})
+    if unknown:
+        raise ConfigError(
+            f"{args.config} has unknown table(s) {', '.join(unknown)}; expected source, train, dictionary, sweep."
+        )
+    source = dict(conf.get("source", {}))
+    for key in ("cache", "model", "activations", "hookpoint", "hookpoint_out", "n_ctx"):
+        value = getattr(args, key)
+        if value is not None:
+            source[key] = value
+    train = dict(conf.get("train", {}))
+    flags = {
+        "total_tokens": parse_count(args.tokens) if args.tokens is not None else None,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
+        "device": args.device,
+    }
+    train.update({k: v for k, v in flags.items() if v is not None})
+    if "total_tokens" in train:
+        train["total_tokens"] = parse_count(train["total_tokens"])
+    if args.normalize:
+        train["normalize"] = True
+    if args.bf16:
+        train["autocast_bf16"] = True
+    dicts = conf.get("dictionary", [])
+    dicts = [dicts] if isinstance(dicts, dict) else list(dicts)
+    if not dicts:
+        dicts = [{}]
+    dflags = {
+        "kind": args.kind,
+        "n_latents": args.n_latents,
+        "k": args.k,
+        "sparsity_coef": args.sparsity_coef,
+        "penalty": args.penalty,
+    }
+    dflags = {k: v for k, v in dflags.items() if v is not None}
+    if args.skip:
+        dflags["skip"] = True
+    if args.no_tied_init:
+        dflags["init_encoder_from_decoder"] = False
+    dicts = [{**d, **dflags} for d in dicts]
+    dicts = expand_sweep(dicts, conf.get("sweep", {}))
+    return {"source": source, "train": train, "dictionaries": dicts}
+
+
+def build_source(spec: dict[str, Any], seed: int, device: str) -> Any:
+    """The activation source a [source] spec names."""
+    given = [k for k in ("cache", "model", "activations") if spec.get(k)]
+    if len(given) != 1:
+        raise ConfigError(
+            "give exactly one activation source: --cache DIR, --model DIR --hookpoint H, or --activations FILE."
+        )
+    hp = spec.get("hookpoint")
+    hp_out = spec.get("hookpoint_out")
+    hook = [hp, hp_out] if hp_out else hp
+    if spec.get("activations"):
+        from safetensors.torch import load_file
+
+        file = Path(spec["activations"])
+        if not file.is_file():
+            raise DataError(f"activations file {file} does not exist.")
+        try:
+            tensors = load_file(str(file))
+        except Exception as e:
+            raise DataError(f"activations file {file} is not a readable safetensors file ({e}).") from None
+        if "x" not in tensors:
+            raise DataError(f"activations file {file} has no tensor 'x'; expected x [N, d_in] (and y [N, d_out]).")
+        x = tensors["x"].float()
+        return (x, tensors["y"].float()) if "y" in tensors else x
+    if spec.get("cache"):
+        from saekit.activations import ActivationCache
+
+        return ActivationCache(spec["cache"], hook, seed=seed, device="cpu", progress=False)
+    if not hp:
+        raise ConfigError("--model needs --hookpoint (and --hookpoint-out for a transcoder).")
+    from saekit.activations import ActivationStream
+    from saekit.data import load_corpus, pack_tokens_with_docs
+    from saekit.models import load_model
+
+    handle = load_model(spec["model"], device=device)
+    n_ctx = spec.get("n_ctx") or min(int(getattr(getattr(handle.model, "cfg", None), "n_ctx", 128)), 1024)
+    tokens, doc_ids = pack_tokens_with_docs(load_corpus("train"), handle.tokenizer, n_ctx, bos=True)
+    return ActivationStream(handle, tokens, hook, doc_ids=doc_ids, seed=seed)
+
+
+def _dictionary_configs(dicts: list[dict], d_in: int, d_out: int, paired: bool, hookpoint: str) -> list:
+    from saekit.config import DictionaryConfig
+
+    cfgs = []
+    for d in dicts:
+        d = dict(d)
+        d.setdefault("d_in", d_in)
+        if paired:
+            d.setdefault("d_out", d_out)
+            d.setdefault("transcoder", True)
+        d.setdefault("hook_name", hookpoint or "")
+        if "n_latents" not in d:
+            raise ConfigError("--n-latents (or n_latents in [[dictionary]]) is required.")
+        cfgs.append(DictionaryConfig.from_dict(d))
+    return cfgs
+
+
+def run(args: argparse.Namespace) -> int:
+    from saekit.config import TrainConfig
+    from saekit.fileutil import atomic_write_json, read_json
+    from saekit.training import CHECKPOINT_NAME, Trainer
+
+    out = Path(args.out)
+    if args.resume:
+        if not (out / CHECKPOINT_NAME).is_file():
+            raise DataError(f"{out / CHECKPOINT_NAME} does not exist; nothing to resume.")
+        spec = read_json(out / SOURCE_FILE, "training spec")
+    else:
+        spec = _spec_from_args(args)
+        spec["train"]["out_dir"] = str(out)
+    tcfg = TrainConfig.from_dict(spec["train"])
+    source = build_source(spec["source"], tcfg.seed, tcfg.device)
+    if isinstance(source, tuple):
+        d_in, d_out, paired = source[0].shape[1], source[1].shape[1], True
+    elif hasattr(source, "shape"):
+        d_in, d_out, paired = source.shape[1], source.shape[1], False
+    else:
+        d_in, d_out, paired = source.d_in, source.d_out, bool(getattr(source, "paired", False))
+    cfgs = _dictionary_configs(spec["dictionaries"], d_in, d_out, paired, spec["source"].get("hookpoint"))
+    if not args.resume:
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / CHECKPOINT_NAME).exists():
+            raise ConfigError(f"{out} already holds a training run; use --resume to continue it or another --out.")
+        atomic_write_json(out / SOURCE_FILE, spec)
+    trainer = Trainer(cfgs, source, tcfg)
+    if args.resume:
+        trainer.resume()
+        print(f"resuming at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
+    trainer.fit()
+    for i in range(len(cfgs)):
+        print(f"saved {trainer.dictionary_dir(i)}")
+    return 0

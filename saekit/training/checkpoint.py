@@ -1,0 +1,39 @@
+"""Checkpoints: one file with everything an exact resume needs, written atomically.
+
+Contents: step and token counters; per dictionary its config, weights (and buffers), Adam
+state, dead-latent counters and resampling RNG; the source reader's state; the torch RNG
+states. The learning-rate schedule is a pure function of the step, so the step restores it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saekit.errors import DataError
+from saekit.fileutil import atomic_torch_save
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    state = {"version": CHECKPOINT_VERSION, **state}
+    return atomic_torch_save(path, state)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist; nothing to resume (train without --resume first).")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file: one clear sentence
+        raise DataError(f"checkpoint {path} is not a readable saekit checkpoint ({type(e).__name__}).") from None
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise DataError(f"checkpoint {path} is not a saekit checkpoint of version {CHECKPOINT_VERSION}.")
+    return state

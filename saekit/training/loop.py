@@ -1,0 +1,445 @@
+"""The training loop: one stream of batches, one or many dictionaries (a sweep), exact resume.
+
+    trainer = Trainer([cfg_a, cfg_b], source, tcfg)   # every dictionary sees the same batches
+    saes = trainer.fit()
+
+A step per dictionary: loss (with AuxK / penalties) → backward → remove the decoder-gradient
+component parallel to each unit-norm row → ``reduce_gradients`` (a no-op here; a data-parallel
+subclass all-reduces) → clip → Adam → renormalise decoder rows → dead-latent counters
+(``reduce_fired`` lets a data-parallel subclass OR the fired masks across ranks).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saekit.config import DictionaryConfig, TrainConfig
+from saekit.device import resolve_device
+from saekit.dictionaries import SparseDictionary, create, init_b_dec
+from saekit.errors import ConfigError, DataError
+from saekit.fileutil import atomic_write_json
+from saekit.progress import token_bar
+from saekit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from saekit.training.dead import DeadLatentTracker
+from saekit.training.metrics import MetricsLog
+from saekit.training.resample import resample_dead
+from saekit.training.schedule import lr_factor
+from saekit.training.sources import BatchSource, as_source
+
+INIT_SAMPLE = 4096  # rows used for b_dec (geometric median) and the normalisation scale
+
+
+@dataclass
+class Run:
+    """One dictionary being trained, with its optimiser and counters."""
+
+    name: str
+    sae: SparseDictionary
+    optimizer: torch.optim.Optimizer
+    base_lr: float
+    tracker: DeadLatentTracker
+    generator: torch.Generator  # resampling draws
+
+
+def run_names(cfgs: list[DictionaryConfig]) -> list[str]:
+    """Readable, unique folder names for a sweep (e.g. ``00_topk_n4096_k32``)."""
+    names = []
+    for i, c in enumerate(cfgs):
+        s = f"{i:02d}_{c.kind}_n{c.n_latents}"
+        if c.kind in ("topk", "batchtopk"):
+            s += f"_k{c.k}"
+        elif c.kind in ("relu", "jumprelu"):
+            s += f"_l{c.sparsity_coef:g}"
+        if c.skip:
+            s += "_skip"
+        names.append(s)
+    return names
+
+
+class Trainer:
+    """Trains ``cfgs`` on ``source`` per ``tcfg``; reusable by a data-parallel wrapper.
+
+    A subclass for data parallelism sets ``rank``/``world_size`` (each rank takes its slice of
+    every global batch via ``shard``) and overrides ``reduce_gradients`` and ``reduce_fired``.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+
+    def __init__(
+        self,
+        cfgs: DictionaryConfig | list[DictionaryConfig],
+        source: Any,
+        tcfg: TrainConfig | None = None,
+        names: list[str] | None = None,
+        progress: bool = True,
+    ):
+        self.cfgs = [cfgs] if isinstance(cfgs, DictionaryConfig) else list(cfgs)
+        if not self.cfgs:
+            raise ConfigError("train() needs at least one DictionaryConfig.")
+        for c in self.cfgs:
+            if not isinstance(c, DictionaryConfig):
+                raise ConfigError(f"train() expects DictionaryConfig objects, got {type(c).__name__}.")
+        self.tcfg = tcfg or TrainConfig()
+        self.device = resolve_device(self.tcfg.device)
+        self.source: BatchSource = as_source(source, seed=self.tcfg.seed)
+        self._check_shapes()
+        self.names = names or (["dictionary"] if len(self.cfgs) == 1 else run_names(self.cfgs))
+        self.out_dir = Path(self.tcfg.out_dir) if self.tcfg.out_dir else None
+        self.total_steps = self.tcfg.steps
+        self.step_count = 0
+        self.tokens = 0
+        self.progress = progress
+        self.metrics = MetricsLog(self.out_dir / "metrics.jsonl" if self.out_dir else None)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self._last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self.runs = [self._make_run(c, n) for c, n in zip(self.cfgs, self.names)]
+        self._initialise()
+
+    # ------------------------------------------------------------------ setup
+    def _check_shapes(self) -> None:
+        src = self.source
+        for i, c in enumerate(self.cfgs):
+            which = "" if len(self.cfgs) == 1 else f" of dictionary {i}"
+            if c.d_in != src.d_in:
+                raise ConfigError(
+                    f"d_in{which} is {c.d_in} but the activations have width {src.d_in}; set d_in={src.d_in}."
+                )
+            if src.paired and not c.transcoder:
+                raise ConfigError(
+                    f"the source yields (input, output) pairs but dictionary{which} is an SAE; "
+                    f"set d_out={src.d_out} (or transcoder=True) to train a transcoder."
+                )
+            if c.transcoder and not src.paired:
+                raise ConfigError(
+                    f"dictionary{which} is a transcoder but the source yields only inputs; "
+                    "pass a pair (X, Y) or a source with output activations."
+                )
+            if c.d_out != src.d_out:
+                raise ConfigError(f"d_out{which} is {c.d_out} but the target activations have width {src.d_out}.")
+
+    def _make_run(self, cfg: DictionaryConfig, name: str) -> Run:
+        seed = self.tcfg.seed if cfg.seed is None else cfg.seed
+        sae = create(cfg, seed=seed).to(self.device)
+        lr = self.tcfg.learning_rate(cfg.n_latents)
+        opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=self.tcfg.adam_betas)
+        tracker = DeadLatentTracker(cfg.n_latents, self.tcfg.dead_token_window(), self.device)
+        return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
+
+    @torch.no_grad()
+    def _initialise(self) -> None:
+        """b_dec and the normalisation scale from a sample of the source (not moving the reader
+        if it can sample; else from the first batch, which is then also trained on)."""
+        sample = self.source.sample(INIT_SAMPLE)
+        if sample is None:
+            batch = self.source.next_batch(self.tcfg.batch_size)
+            self._pending.append(batch)
+            sample = batch
+        x, y = (t.to(self.device, torch.float32) if t is not None else None for t in sample)
+        bad = _nonfinite(x, y)
+        if bad is not None:
+            raise DataError(f"the activations used for initialisation have NaN or inf values in {bad}.")
+        scale = 1.0
+        if self.tcfg.normalize and self.source.pre_scaled is None:
+            # E||x||² = d_in after scaling (SAELens/Anthropic convention); one scalar per source
+            # (a transcoder's targets share the input's scale).
+            if self.source.norm_scale is not None:
+                scale = self.source.norm_scale
+            else:
+                scale = math.sqrt(x.shape[1] / float(x.pow(2).sum(-1).mean().clamp_min(1e-12)))
+        target = x if y is None else y
+        for run in self.runs:
+            run.sae.act_scale.fill_(scale)
+            init_b_dec(run.sae, target * scale)
+
+    # ------------------------------------------------------------------ data
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch = self._pending.pop(0) if self._pending else self.source.next_batch(self.tcfg.batch_size)
+        x, y = self.shard(batch[0]), (self.shard(batch[1]) if batch[1] is not None else None)
+        return x.to(self.device, non_blocking=True), (y.to(self.device, non_blocking=True) if y is not None else None)
+
+    def shard(self, t: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a global batch (all rows when not data-parallel)."""
+        if self.world_size == 1:
+            return t
+        return t.tensor_split(self.world_size)[self.rank]
+
+    # ------------------------------------------------------------------ hooks for data parallel
+    def reduce_gradients(self, sae: SparseDictionary) -> None:
+        """Average gradients across ranks (no-op in a single process)."""
+
+    def reduce_fired(self, fired: torch.Tensor) -> torch.Tensor:
+        """OR the per-latent fired masks across ranks (identity in a single process)."""
+        return fired
+
+    # ------------------------------------------------------------------ one step
+    def step(self, x: torch.Tensor, y: torch.Tensor | None = None) -> list[dict[str, float]] | None:
+        """One optimiser step of every dictionary on batch (x, y). Returns metrics on log steps."""
+        step = self.step_count
+        bad = _nonfinite(x, y)
+        if bad is not None:
+            self._on_bad_batch()
+            raise DataError(
+                f"the batch at step {step} has NaN or inf values in {bad}; training stopped{self._checkpoint_note()}."
+            )
+        n_tokens = x.shape[0] * self.world_size
+        x = x.float()
+        y = y.float() if y is not None else None
+        factor = lr_factor(step, self.total_steps, self.tcfg.lr_warmup_steps, self.tcfg.lr_decay_fraction)
+        outs = []
+        # All backward passes first, all updates after: a non-finite loss in any dictionary of a
+        # sweep stops the run before any of them has taken the step.
+        for run in self.runs:
+            run.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tcfg.autocast_bf16):
+                out = run.sae.training_loss(x, y, dead_mask=run.tracker.dead_mask(), step=step)
+            if not bool(torch.isfinite(out.loss)):
+                self._on_bad_batch()
+                raise DataError(
+                    f"the loss of dictionary {run.name} became {float(out.loss)} at step {step} "
+                    f"(lower the learning rate or check the activations){self._checkpoint_note()}."
+                )
+            out.loss.backward()
+            outs.append(out)
+        log = self._is_log_step(step)
+        records = []
+        for run, out in zip(self.runs, outs):
+            sae = run.sae
+            sae.remove_parallel_decoder_grad()
+            self.reduce_gradients(sae)
+            if self.tcfg.grad_clip and self.tcfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(sae.parameters(), self.tcfg.grad_clip)
+            lr = run.base_lr * factor
+            for g in run.optimizer.param_groups:
+                g["lr"] = lr
+            run.optimizer.step()
+            sae.after_step()
+            run.tracker.update(self.reduce_fired(out.fired), n_tokens)
+            every = self.tcfg.resample_dead_every
+            if every and sae.kind == "relu" and (step + 1) % every == 0 and (step + 1) < self.total_steps:
+                dead = run.tracker.dead_mask()
+                if resample_dead(sae, run.optimizer, dead, x, y, run.generator):
+                    run.tracker.reset(dead)
+            if log:
+                records.append(self._record(run, out, x, y, lr))
+        self.step_count += 1
+        self.tokens += n_tokens
+        self._last_batch = None
+        return records if log else None
+
+    def _is_log_step(self, step: int) -> bool:
+        return self.tcfg.log_every > 0 and (step % self.tcfg.log_every == 0 or step == self.total_steps - 1)
+
+    @torch.no_grad()
+    def _record(self, run: Run, out, x, y, lr: float) -> dict[str, Any]:
+        sae = run.sae
+        ys = sae.scale_in(x if y is None else y)
+        y_hat = out.y_hat.float()
+        var = (ys - ys.mean(0)).pow(2).sum()
+        rec = {
+            "step": self.step_count,
+            "tokens": self.tokens + x.shape[0] * self.world_size,
+            "dict": run.name,
+            "loss": float(out.loss),
+            "fvu": float((ys - y_hat).pow(2).sum() / var.clamp_min(1e-12)),
+            "l0": float(out.l0),
+            "dead_fraction": run.tracker.dead_fraction(),
+            "lr": lr,
+        }
+        rec.update({k: float(v) for k, v in out.terms.items()})
+        return rec
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> list[SparseDictionary]:
+        """Train to ``tcfg.total_tokens``; write checkpoints, metrics and the dictionaries."""
+        if self.out_dir is not None and self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.out_dir / "train_config.json", self.describe())
+        total_tokens = self.total_steps * self.tcfg.batch_size
+        bar = token_bar(
+            total_tokens,
+            desc=f"train {len(self.runs)} dictionar{'y' if len(self.runs) == 1 else 'ies'}",
+            disable=None if self.progress and self.rank == 0 else True,
+        )
+        bar.update(self.tokens)
+        t0, tok0 = time.perf_counter(), self.tokens
+        every = self.tcfg.checkpoint_every
+        try:
+            while self.step_count < self.total_steps:
+                x, y = self.next_batch()
+                self._last_batch = (x, y)
+                records = self.step(x, y)
+                bar.update(x.shape[0] * self.world_size)
+                if records and self.rank == 0:
+                    rate = (self.tokens - tok0) / max(time.perf_counter() - t0, 1e-9)
+                    for r in records:
+                        r["tokens_per_s"] = rate
+                        self.metrics.write(r)
+                    bar.set_postfix(fvu=f"{records[0]['fvu']:.3f}", l0=f"{records[0]['l0']:.1f}")
+                if every and self.step_count % every == 0 and self.step_count < self.total_steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            self.metrics.close()
+        if self.out_dir is not None:
+            self.save_checkpoint()
+        if self.source.pre_scaled is not None:
+            # The source multiplied every batch by its scale: the dictionary learnt on scaled
+            # activations, so it takes that scale as act_scale to work on raw ones.
+            for run in self.runs:
+                run.sae.act_scale.fill_(self.source.pre_scaled)
+        saes = [run.sae.to_inference() for run in self.runs]
+        if self.out_dir is not None and self.rank == 0:
+            self.save_dictionaries()
+        return saes
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_path(self) -> Path | None:
+        return self.out_dir / CHECKPOINT_NAME if self.out_dir is not None else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step_count,
+            "tokens": self.tokens,
+            "train_config": self.tcfg.to_dict(),
+            "source": self.source.state_dict(),
+            "pending": [(x.cpu(), y.cpu() if y is not None else None) for x, y in self._pending],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "runs": [
+                {
+                    "name": r.name,
+                    "cfg": r.sae.cfg.to_dict(),
+                    "model": {k: v.cpu() for k, v in r.sae.state_dict().items()},
+                    "optimizer": r.optimizer.state_dict(),
+                    "tracker": r.tracker.state_dict(),
+                    "generator": r.generator.get_state(),
+                }
+                for r in self.runs
+            ],
+        }
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
+        path = Path(path) if path is not None else self.checkpoint_path()
+        if path is None or self.rank != 0:
+            return None
+        return save_checkpoint(path, self.state_dict())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        runs = state["runs"]
+        if [r["cfg"] for r in runs] != [r.sae.cfg.to_dict() for r in self.runs]:
+            raise ConfigError(
+                "the checkpoint was written for different dictionary configs; resume with the same configs."
+            )
+        saved_t = dict(state["train_config"])
+        for key in (
+            "batch_size",
+            "total_tokens",
+            "seed",
+            "lr",
+            "lr_warmup_steps",
+            "lr_decay_fraction",
+            "normalize",
+        ):
+            mine = getattr(self.tcfg, key)
+            if saved_t.get(key) != mine:
+                raise ConfigError(
+                    f"the checkpoint was trained with {key}={saved_t.get(key)!r} but this run has {key}={mine!r}."
+                )
+        self.step_count, self.tokens = int(state["step"]), int(state["tokens"])
+        self.source.load_state_dict(state["source"])
+        self._pending = [(x, y) for x, y in state["pending"]]
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        for run, saved in zip(self.runs, runs):
+            run.sae.load_state_dict(saved["model"])
+            run.optimizer.load_state_dict(saved["optimizer"])
+            run.tracker.load_state_dict(saved["tracker"])
+            run.generator.set_state(saved["generator"])
+        self.metrics.truncate_after(self.step_count)
+
+    def resume(self, path: str | Path | None = None) -> Trainer:
+        """Restore the state of checkpoint ``path`` (default: ``out_dir/checkpoint.pt``)."""
+        path = path if path is not None else self.checkpoint_path()
+        if path is None:
+            raise ConfigError("resume needs out_dir (where the checkpoint is) or a checkpoint path.")
+        self.load_state_dict(load_checkpoint(path))
+        return self
+
+    # ------------------------------------------------------------------ outputs
+    def describe(self) -> dict[str, Any]:
+        return {
+            "dictionaries": [c.to_dict() for c in self.cfgs],
+            "names": self.names,
+            "train": self.tcfg.to_dict(),
+        }
+
+    def dictionary_dir(self, i: int) -> Path:
+        assert self.out_dir is not None
+        return self.out_dir if len(self.runs) == 1 else self.out_dir / self.names[i]
+
+    @torch.no_grad()
+    def save_dictionaries(self) -> list[Path]:
+        """Write each dictionary folder (saekit.io format) with its last metrics and the latent
+        firing densities on a sample (SAELens's sparsity.safetensors)."""
+        from saekit.io import save_dictionary
+
+        last: dict[str, dict] = {r["dict"]: r for r in self.metrics.records}
+        sample = self.source.sample(INIT_SAMPLE)
+        paths = []
+        for i, run in enumerate(self.runs):
+            density = None
+            if sample is not None:
+                z = run.sae.encode(sample[0].to(self.device, torch.float32))
+                density = (z != 0).float().mean(0).cpu()
+            metrics = {k: v for k, v in last.get(run.name, {}).items() if k != "dict"}
+            extra = {"train": self.tcfg.to_dict(), "metrics": metrics}
+            paths.append(save_dictionary(run.sae, self.dictionary_dir(i), extra=extra, feature_density=density))
+        return paths
+
+    def _checkpoint_note(self) -> str:
+        path = self.checkpoint_path()
+        return f"; the last good checkpoint is {path}" if path is not None and path.exists() else ""
+
+    def _on_bad_batch(self) -> None:
+        """Before stopping on bad data, make sure the last good state is on disk."""
+        if self.out_dir is not None and self.step_count > 0:
+            self.save_checkpoint()
+
+
+def _nonfinite(x: torch.Tensor, y: torch.Tensor | None) -> str | None:
+    """'N row(s) of the inputs/targets' when a batch holds NaN or inf, else None."""
+    for name, t in (("inputs", x), ("targets", y)):
+        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).reshape(t.shape[0], -1).any(-1).sum())
+            return f"{bad} row(s) of the {name}"
+    return None
+
+
+def train(
+    cfg: DictionaryConfig | list[DictionaryConfig],
+    source: Any,
+    tcfg: TrainConfig | None = None,
+    *,
+    resume: bool | str | Path = False,
+    names: list[str] | None = None,
+    progress: bool = True,
+) -> SparseDictionary | list[SparseDictionary]:
+    """Train one dictionary (or a sweep: a list of configs on the same batches).
+
+    ``source``: a Tensor [N, d_in], a pair (X, Y) for transcoders, an ActivationCache or an
+    ActivationStream. ``resume=True`` continues from ``tcfg.out_dir/checkpoint.pt`` (or from
+    the checkpoint path given) so the final weights equal an uninterrupted run's.
+    """
+    trainer = Trainer(cfg, source, tcfg, names=names, progress=progress)
+    if resume:
+        trainer.resume(None if resume is True else resume)
+    saes = trainer.fit()
+    return saes[0] if isinstance(cfg, DictionaryConfig) else saes
