@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from saekit.io import export
 
     src = Path(args.dir)
-    out = Path(args.out) if args.out else src.with_name(f"{src.name}-{args.format}")
+    out = Path(args.out) if args.out else src.resolve().with_name(f"{src.resolve().name}-{args.format}")
     written = export(src, out, args.format)
     print(f"exported {len(written)} files to {out} ({args.format})")
     return 0

@@ -19,7 +19,6 @@ on raw activations in any reader.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import platform
 from pathlib import Path
@@ -59,9 +58,6 @@ _DTYPE_NAMES = {
     torch.float64: "float64",
     torch.float16: "float16",
     torch.bfloat16: "bfloat16",
-}
-DTYPES = {name: dt for dt, name in _DTYPE_NAMES.items()} | {
-    f"torch.{n}": dt for dt, n in _DTYPE_NAMES.items()
 }
 
 
@@ -389,7 +385,3 @@ def dictionary_folders(root: str | Path) -> list[Path]:
         if p.name in (SAEKIT_FILENAME, WEIGHTS_FILENAME, "sae.safetensors", "ae.pt")
     )
     return sorted(set(found))
-
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(_jsonable(obj), indent=2, sort_keys=True)
