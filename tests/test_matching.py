@@ -127,3 +127,11 @@ def test_ground_truth_recovery_scores_known_features():
     assert perfect["mmcs_true_to_learned"] == pytest.approx(1.0) and perfect["recovered_fraction"] == 1.0
     random = ground_truth_recovery(torch.randn(48, 32), feats)
     assert random["recovered_fraction"] < 0.1
+
+
+def test_training_pipeline_recovers_synthetic_ground_truth():
+    from saekit.evaluation.compare import synthetic_check
+
+    out = synthetic_check(d=16, n_features=32, n_samples=8192, epochs=3, p_active=0.05, seed=0)
+    assert out["mmcs_true_to_learned"] > 0.95
+    assert out["recovered_fraction"] >= 0.9

@@ -388,7 +388,14 @@ def _split_probe(name, cfg, v, x_tr, wide, tcfg, seed, quiet) -> dict[str, Any]:
 
 
 def synthetic_check(
-    tcfg: TrainConfig, seed: int = 0, d: int = 32, n_features: int = 64, quiet: bool = True
+    tcfg: TrainConfig | None = None,
+    seed: int = 0,
+    d: int = 32,
+    n_features: int = 64,
+    n_samples: int = 16384,
+    epochs: int = 4,
+    p_active: float = 0.03,
+    quiet: bool = True,
 ) -> dict:
     """Train a top-k SAE on toy data made of known sparse features; report how many it recovers.
 
@@ -397,12 +404,14 @@ def synthetic_check(
     """
     from saekit.training import train
 
-    x, feats = toy_sparse_data(16384, d, n_features, p_active=0.03, seed=seed)
+    x, feats = toy_sparse_data(n_samples, d, n_features, p_active=p_active, seed=seed)
     cfg = DictionaryConfig(kind="topk", d_in=d, n_latents=2 * n_features, k=4)
-    t = tcfg.replace(total_tokens=4 * x.shape[0], batch_size=512, lr=4e-3, seed=seed, lr_warmup_steps=10)
+    t = (tcfg or TrainConfig(device="cpu")).replace(
+        total_tokens=epochs * n_samples, batch_size=512, lr=4e-3, seed=seed, lr_warmup_steps=10
+    )
     sae = train(cfg, x, t, progress=not quiet)
     out = ground_truth_recovery(sae, feats)
-    out.update({"d": d, "n_features": n_features, "p_active": 0.03, "n_latents": cfg.n_latents, "k": cfg.k})
+    out.update({"d": d, "n_features": n_features, "p_active": p_active, "n_latents": cfg.n_latents, "k": cfg.k})
     return out
 
 
