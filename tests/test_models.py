@@ -17,8 +17,18 @@ from saekit.models import (
 )
 
 TINY = ModelConfig(
-    n_layers=1, d_model=64, n_heads=4, d_mlp=256, n_ctx=32, batch_size=16, steps=120, warmup_steps=10,
-    lr=5e-3, eval_tokens=4096, device="cpu", prune_every=5,
+    n_layers=1,
+    d_model=64,
+    n_heads=4,
+    d_mlp=256,
+    n_ctx=32,
+    batch_size=16,
+    steps=120,
+    warmup_steps=10,
+    lr=5e-3,
+    eval_tokens=4096,
+    device="cpu",
+    prune_every=5,
 )
 COEFS = {"act_l1": 0.3, "l1_weights": 3e-4, "pruned": 0.7, "topographic": 5.0}
 

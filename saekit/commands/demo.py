@@ -10,11 +10,15 @@ from saekit.config import ModelConfig
 
 DEMO_VARIANTS = ["baseline", "act_l1", "random"]
 # Small enough that the whole demo fits in ~15 minutes on a 2-core CPU.
-DEMO_MODEL = ModelConfig(n_layers=2, d_model=128, n_heads=4, d_mlp=512, n_ctx=64, batch_size=32, steps=400, warmup_steps=30, device="cpu")
+DEMO_MODEL = ModelConfig(
+    n_layers=2, d_model=128, n_heads=4, d_mlp=512, n_ctx=64, batch_size=32, steps=400, warmup_steps=30, device="cpu"
+)
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("demo", help="train tiny model variants on the built-in corpus and compare their dictionaries")
+    parser = sub.add_parser(
+        "demo", help="train tiny model variants on the built-in corpus and compare their dictionaries"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     parser.add_argument("--steps", type=int, default=None, help="model training steps per variant")
     parser.add_argument("--overwrite", action="store_true", help="retrain models already in --out")

@@ -16,7 +16,11 @@ def add_parser(sub) -> None:
     train.add_argument("--coef", type=float, default=None, help="regulariser strength λ (pruned: target sparsity)")
     train.add_argument("--out", required=True, type=Path, help="output model folder")
     train.add_argument("--overwrite", action="store_true", help="replace a different model already in --out")
-    train.add_argument("--dataset", default=None, help="HF dataset name or local .txt/.jsonl/.parquet file(s) instead of the built-in corpus")
+    train.add_argument(
+        "--dataset",
+        default=None,
+        help="HF dataset name or local .txt/.jsonl/.parquet file(s) instead of the built-in corpus",
+    )
     train.add_argument("--text-column", default="text")
     train.add_argument("--tokenizer", default=None, help="HF tokenizer name/path (default: the built-in corpus BPE)")
     for name in ("steps", "batch_size", "n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "seed"):

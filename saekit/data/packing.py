@@ -65,6 +65,8 @@ def pack_tokens_with_docs(
     return torch.stack(rows_t), torch.stack(rows_d)
 
 
-def pack_tokens(docs: Iterable[str | list[int]], tokenizer, n_ctx: int, bos: bool = True, max_rows: int | None = None) -> torch.Tensor:
+def pack_tokens(
+    docs: Iterable[str | list[int]], tokenizer, n_ctx: int, bos: bool = True, max_rows: int | None = None
+) -> torch.Tensor:
     """Pack documents into a LongTensor [n_rows, n_ctx] of token ids (see module doc)."""
     return pack_tokens_with_docs(docs, tokenizer, n_ctx, bos, max_rows)[0]

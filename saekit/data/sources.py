@@ -44,13 +44,22 @@ def load_text_dataset(
         if not path.exists():
             raise DataError(f"dataset file {path} does not exist.")
         builder, files = _local_builder(path)
-        ds = datasets.load_dataset(builder, data_files={"train": files}, split="train", streaming=bool(streaming))
+        if all(Path(f).stat().st_size == 0 for f in files):
+            raise DataError(f"dataset {path} is empty: its files hold no text.")
+        try:
+            ds = datasets.load_dataset(builder, data_files={"train": files}, split="train", streaming=bool(streaming))
+        except Exception as e:  # malformed JSON/parquet: name the file and the cause in one line
+            raise DataError(f"could not read dataset {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     else:
         try:
-            ds = datasets.load_dataset(name_or_path, name, split=split, streaming=True if streaming is None else streaming)
+            ds = datasets.load_dataset(
+                name_or_path, name, split=split, streaming=True if streaming is None else streaming
+            )
         except Exception as e:  # the datasets library raises many types; one sentence for the user
             raise DataError(
-                f"could not load Hugging Face dataset {name_or_path!r} (split {split!r}): {type(e).__name__}: {e}".rstrip(".")
+                f"could not load Hugging Face dataset {name_or_path!r} (split {split!r}): {type(e).__name__}: {e}".rstrip(
+                    "."
+                )
                 + "."
             ) from None
     columns = getattr(ds, "column_names", None)

@@ -60,5 +60,7 @@ def load_tokenizer(name_or_path: str | os.PathLike):
     try:
         tok = AutoTokenizer.from_pretrained(str(name_or_path))
     except Exception as e:
-        raise DataError(f"could not load tokenizer {str(name_or_path)!r}: {type(e).__name__}: {e}".rstrip(".") + ".") from None
+        raise DataError(
+            f"could not load tokenizer {str(name_or_path)!r}: {type(e).__name__}: {e}".rstrip(".") + "."
+        ) from None
     return tok

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from saekit.config import ModelConfig
@@ -27,4 +29,8 @@ def tl_config_dict(cfg: ModelConfig) -> dict:
 
 def build_model(tl_args: dict) -> HookedTransformer:
     """A freshly initialised HookedTransformer (seeded by tl_args['seed'])."""
-    return HookedTransformer(HookedTransformerConfig(**tl_args))
+    with warnings.catch_warnings():
+        # transformer-lens 3.x deprecates HookedTransformer for TransformerBridge; saekit pins <4
+        # and keeps HookedTransformer because SAELens and its users do too.
+        warnings.filterwarnings("ignore", message=".*HookedTransformer.*deprecated", category=DeprecationWarning)
+        return HookedTransformer(HookedTransformerConfig(**tl_args))

@@ -8,6 +8,7 @@ saekit_model.json is written last: a folder without it is not a complete model.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -49,10 +50,14 @@ def _load_saekit_folder(folder: Path, device: torch.device) -> ModelHandle:
         state = load_file(weights)
         model.load_state_dict(state, strict=True)
     except Exception as e:
-        raise DataError(f"model weights {weights} do not match {folder / 'tl_config.json'}: {str(e).splitlines()[0]}") from None
+        raise DataError(
+            f"model weights {weights} do not match {folder / 'tl_config.json'}: {str(e).splitlines()[0]}"
+        ) from None
     model.to(device, print_details=False).eval()
     tok = load_tokenizer(folder / "tokenizer")
-    return ModelHandle(model, tok, "transformer_lens", info.get("name", folder.name), info.get("variant", ""), folder, info)
+    return ModelHandle(
+        model, tok, "transformer_lens", info.get("name", folder.name), info.get("variant", ""), folder, info
+    )
 
 
 def _load_hf_folder(folder: Path, device: torch.device) -> ModelHandle:
@@ -63,7 +68,9 @@ def _load_hf_folder(folder: Path, device: torch.device) -> ModelHandle:
         model = AutoModel.from_pretrained(str(folder))
         tok = AutoTokenizer.from_pretrained(str(folder))
     except Exception as e:
-        raise DataError(f"could not load the Hugging Face model in {folder}: {type(e).__name__}: {e}".rstrip(".") + ".") from None
+        raise DataError(
+            f"could not load the Hugging Face model in {folder}: {type(e).__name__}: {e}".rstrip(".") + "."
+        ) from None
     model.to(device).eval()
     return ModelHandle(model, tok, "hf", folder.name, "pretrained", folder, {})
 
@@ -73,7 +80,9 @@ def _load_tl_pretrained(name: str, device: torch.device) -> ModelHandle:
     from transformer_lens import HookedTransformer
 
     try:
-        model = HookedTransformer.from_pretrained(name, device=str(device))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*deprecated", category=DeprecationWarning)
+            model = HookedTransformer.from_pretrained(name, device=str(device))
     except Exception as e:
         raise DataError(
             f"could not load transformer-lens model {name!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

@@ -31,7 +31,9 @@ def corpus_tokens(cfg: ModelConfig, tokenizer=None) -> tuple[object, torch.Tenso
 
     tokenizer = tokenizer or default_tokenizer(cfg.vocab_size)
     if len(tokenizer) > cfg.vocab_size:
-        raise ConfigError(f"vocab_size ({cfg.vocab_size}) is smaller than the tokenizer's vocabulary ({len(tokenizer)}).")
+        raise ConfigError(
+            f"vocab_size ({cfg.vocab_size}) is smaller than the tokenizer's vocabulary ({len(tokenizer)})."
+        )
     train = pack_tokens(load_corpus("train"), tokenizer, cfg.n_ctx)
     val = pack_tokens(load_corpus("validation"), tokenizer, cfg.n_ctx, max_rows=max(1, cfg.eval_tokens // cfg.n_ctx))
     return tokenizer, train, val
@@ -46,7 +48,9 @@ def dataset_tokens(
 
     tokenizer = load_tokenizer(tokenizer_name) if tokenizer_name else default_tokenizer(cfg.vocab_size)
     if len(tokenizer) > cfg.vocab_size:
-        raise ConfigError(f"vocab_size ({cfg.vocab_size}) is smaller than the tokenizer's vocabulary ({len(tokenizer)}).")
+        raise ConfigError(
+            f"vocab_size ({cfg.vocab_size}) is smaller than the tokenizer's vocabulary ({len(tokenizer)})."
+        )
     texts = iter_texts(load_text_dataset(dataset), text_column) if dataset else load_corpus("all")
     tokens = pack_tokens(texts, tokenizer, cfg.n_ctx)
     if len(tokens) < 2:
@@ -184,7 +188,9 @@ def _train_loop(model, cfg: ModelConfig, train_tokens, sheet, pruner, log_path: 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     losses: list[float] = []
     tokens_per_step = cfg.batch_size * cfg.n_ctx
-    bar = token_bar(cfg.steps * tokens_per_step, f"train {cfg.variant}", disable=None if progress is None else not progress)
+    bar = token_bar(
+        cfg.steps * tokens_per_step, f"train {cfg.variant}", disable=None if progress is None else not progress
+    )
     start = time.perf_counter()
     model.train()
     with open(log_path, "w") as log:
@@ -207,8 +213,13 @@ def _train_loop(model, cfg: ModelConfig, train_tokens, sheet, pruner, log_path: 
             bar.update(tokens_per_step)
             if step % 10 == 0 or step == cfg.steps - 1:
                 elapsed = time.perf_counter() - start
-                record = {"step": step, "lm_loss": float(lm.detach()), "reg": float(reg.detach()), "lr": _lr_at(step, cfg),
-                          "tokens_per_s": (step + 1) * tokens_per_step / elapsed}
+                record = {
+                    "step": step,
+                    "lm_loss": float(lm.detach()),
+                    "reg": float(reg.detach()),
+                    "lr": _lr_at(step, cfg),
+                    "tokens_per_s": (step + 1) * tokens_per_step / elapsed,
+                }
                 log.write(json.dumps(record) + "\n")
                 bar.set_postfix(loss=f"{float(lm.detach()):.3f}")
     bar.close()
