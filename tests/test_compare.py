@@ -23,9 +23,7 @@ def variant_dirs(tmp_path_factory):
     tok = default_tokenizer()
     train = pack_tokens(load_corpus("train")[:1], tok, 32, max_rows=160)
     val = pack_tokens(load_corpus("validation")[:1], tok, 32, max_rows=16)
-    base = ModelConfig(
-        n_layers=1, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=15, batch_size=8, device="cpu"
-    )
+    base = ModelConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=15, batch_size=8, device="cpu")
     for v in ("baseline", "random"):
         train_model(base.replace(variant=v), root / v, tokenizer=tok, data=(train, val), progress=False)
     return [root / "baseline", root / "random"]
@@ -145,9 +143,7 @@ def test_eval_cli_prints_and_saves_core_metrics(comparison, variant_dirs, tmp_pa
 
 def test_compare_cli_fills_dimensions_from_the_model(variant_dirs, tmp_path):
     cfg = tmp_path / "dict.json"
-    cfg.write_text(
-        json.dumps({"kind": "topk", "n_latents": 32, "k": 2, "hook_name": "blocks.0.hook_resid_post"})
-    )
+    cfg.write_text(json.dumps({"kind": "topk", "n_latents": 32, "k": 2, "hook_name": "blocks.0.hook_resid_post"}))
     rc = main(
         [
             "compare",
@@ -178,3 +174,18 @@ def test_compare_rejects_a_single_seed(variant_dirs, tmp_path):
 
     with pytest.raises(ConfigError, match="at least two seeds"):
         run_comparison(variant_dirs, out_dir=tmp_path, seeds=(0,))
+
+
+def test_report_escapes_token_text_and_shows_missing_values(comparison):
+    import copy
+
+    from saekit.report.html import render_html
+
+    _, results = comparison
+    r = copy.deepcopy(results)
+    assert r["examples"], "the pipeline picked example latents"
+    r["examples"][0]["contexts"][0]["text"][0] = "<script>alert(1)</script>"
+    r["dictionaries"][0]["metrics"]["ce_loss_recovered"] = float("nan")
+    html = render_html(r)
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "–" in html
