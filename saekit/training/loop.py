@@ -178,6 +178,12 @@ class Trainer:
         """OR the per-latent fired masks across ranks (identity in a single process)."""
         return fired
 
+    def gather_batch(
+        self, x: torch.Tensor, y: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The whole global batch (resampling must see the same rows on every rank)."""
+        return x, y
+
     # ------------------------------------------------------------------ one step
     def step(self, x: torch.Tensor, y: torch.Tensor | None = None) -> list[dict[str, float]] | None:
         """One optimiser step of every dictionary on batch (x, y). Returns metrics on log steps."""
@@ -224,7 +230,7 @@ class Trainer:
             every = self.tcfg.resample_dead_every
             if every and sae.kind == "relu" and (step + 1) % every == 0 and (step + 1) < self.total_steps:
                 dead = run.tracker.dead_mask()
-                if resample_dead(sae, run.optimizer, dead, x, y, run.generator):
+                if resample_dead(sae, run.optimizer, dead, *self.gather_batch(x, y), run.generator):
                     run.tracker.reset(dead)
             if log:
                 records.append(self._record(run, out, x, y, lr))
