@@ -8,6 +8,8 @@ from huggingface_hub import ModelCardData
 
 # Metrics listed first in the table, in this order; any other numeric metric follows, sorted.
 _METRIC_ORDER = ("fvu", "mse", "l0", "dead_fraction", "ce_loss_recovered", "kl_div")
+# Training-log bookkeeping that the last metrics record carries but that says nothing of quality.
+_NOT_METRICS = {"step", "tokens", "tokens_per_s", "lr", "loss", "time", "elapsed_s"}
 
 
 def _fmt(value: Any) -> str:
@@ -22,16 +24,26 @@ def _row_info(rel: str, meta: dict, cfg: dict) -> dict[str, Any]:
     d = meta.get("dictionary", {}) if isinstance(meta.get("dictionary"), dict) else {}
     md = cfg.get("metadata", {}) if isinstance(cfg.get("metadata"), dict) else {}
     model = meta.get("model", {}) if isinstance(meta.get("model"), dict) else {}
+    kind = d.get("kind") or cfg.get("architecture", "")
+    if d.get("skip"):
+        kind = f"{kind} skip transcoder"
+    elif d.get("transcoder"):
+        kind = f"{kind} transcoder"
     return {
         "path": rel or ".",
-        "kind": d.get("kind") or cfg.get("architecture", ""),
+        "kind": kind,
         "hook": d.get("hook_name") or md.get("hook_name") or cfg.get("hook_name") or "",
         "d_in": d.get("d_in", cfg.get("d_in")),
         "n_latents": d.get("n_latents", cfg.get("d_sae")),
         "k": d.get("k", cfg.get("k")),
         "model": d.get("model_name") or model.get("name") or md.get("model_name") or "",
         "variant": d.get("variant") or model.get("variant") or md.get("saekit_variant") or "",
-        "metrics": {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))},
+        "metrics": {
+            k: v
+            for k, v in (meta.get("metrics") or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _NOT_METRICS
+        },
+        "saelens_ok": not (d.get("kind") == "topk" and d.get("transcoder")),
     }
 
 
@@ -78,6 +90,9 @@ def model_card(repo_id: str, dictionaries: list[tuple[str, dict, dict]]) -> str:
     first = rows[0]["path"] if rows else "."
     sub = "" if first == "." else f', subfolder="{first}"'
     sl_path = "path" if first == "." else f'f"{{path}}/{first}"'
+    caveat = ""
+    if not all(r["saelens_ok"] for r in rows):
+        caveat = "\nTop-k transcoders have no SAELens class; load those with saekit (or export them to sparsify).\n"
     model_line = ", ".join(models) if models else "(not recorded)"
     variant_line = ", ".join(variants) if variants else "(not recorded)"
     return f"""---
@@ -86,8 +101,8 @@ def model_card(repo_id: str, dictionaries: list[tuple[str, dict, dict]]) -> str:
 
 # Sparse dictionaries for {model_line}
 
-{len(rows)} sparse dictionar{"y" if len(rows) == 1 else "ies"} trained with
-[saekit](https://github.com/saekit/saekit). Model variant: {variant_line}.
+{len(rows)} sparse dictionar{"y" if len(rows) == 1 else "ies"} trained with saekit.
+Model variant: {variant_line}.
 Each subfolder is a SAELens-compatible folder (`cfg.json`, `sae_weights.safetensors`,
 `sparsity.safetensors`) plus `saekit.json` (full training config, metrics, versions).
 Activation normalisation is folded into the weights: the dictionaries work on raw activations.
@@ -115,4 +130,4 @@ from sae_lens import SAE
 path = snapshot_download("{repo_id}")
 sae = SAE.load_from_disk({sl_path})
 ```
-"""
+{caveat}"""
