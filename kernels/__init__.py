@@ -152,11 +152,15 @@ def topk_encode(
     b_enc: torch.Tensor | None,
     k: int,
     backend: str = "auto",
+    fused: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(vals, idx)`` [B, k]: the k largest of ``x @ W_enc + b_enc`` per row, ReLU'd.
 
     The backward is sparse (see ``saekit.kernels.encoder``): grads of x, W_enc [d_in, n] and
     b_enc come from the k selected entries per row, never from a dense [B, n] gradient.
+    ``fused=True`` (Triton backend only; other backends ignore it) computes the forward with the
+    fused kernel of ``saekit.kernels.fused_encoder``, never materialising the [B, n] pre-activations.
+    The order of the k entries in a row is unspecified.
     """
     if x.dim() != 2 or W_enc.dim() != 2 or x.shape[1] != W_enc.shape[0]:
         shapes = f"{tuple(x.shape)} and {tuple(W_enc.shape)}"
@@ -166,4 +170,4 @@ def topk_encode(
     chosen = resolve_backend(backend, W_enc.device)
     if chosen == "dense":
         return topk_encode_dense(x, W_enc, b_enc, k)
-    return TopKEncode.apply(x, W_enc, b_enc, k, chosen)
+    return TopKEncode.apply(x, W_enc, b_enc, k, chosen, fused)

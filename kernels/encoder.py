@@ -24,11 +24,17 @@ from . import reference
 
 class TopKEncode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, W_enc, b_enc, k, backend):  # type: ignore[override]
-        pre = torch.addmm(b_enc, x, W_enc) if b_enc is not None else x @ W_enc
-        top = pre.topk(k, dim=-1, sorted=False)
-        vals = torch.relu(top.values)
-        idx = top.indices
+    def forward(ctx, x, W_enc, b_enc, k, backend, fused=False):  # type: ignore[override]
+        if fused and backend == "triton":
+            from .fused_encoder import fused_topk_forward
+
+            pre_vals, idx = fused_topk_forward(x, W_enc, b_enc, k)
+            vals = torch.relu(pre_vals).to(torch.promote_types(x.dtype, W_enc.dtype))
+        else:
+            pre = torch.addmm(b_enc, x, W_enc) if b_enc is not None else x @ W_enc
+            top = pre.topk(k, dim=-1, sorted=False)
+            vals = torch.relu(top.values)
+            idx = top.indices
         ctx.save_for_backward(x, W_enc, idx, vals)
         ctx.backend = backend
         ctx.has_bias = b_enc is not None
@@ -58,7 +64,7 @@ class TopKEncode(torch.autograd.Function):
                 gw_t, gb = reference.encoder_backward(x, idx, g, n)
                 grad_W = gw_t.to(W_enc.dtype) if need_W else None
                 grad_b = gb.to(W_enc.dtype) if need_b and ctx.has_bias else None
-        return grad_x, grad_W, grad_b, None, None
+        return grad_x, grad_W, grad_b, None, None, None
 
 
 def topk_encode_dense(

@@ -89,9 +89,7 @@ else:
             vals = torch.randn(k, 2 * B, generator=g).t()[::2]
             W = torch.randn(d, n, generator=g).t() / d**0.5
             gout = torch.randn(B, 2 * d, generator=g)[:, ::2]
-            assert not (
-                idx.is_contiguous() or vals.is_contiguous() or W.is_contiguous() or gout.is_contiguous()
-            )
+            assert not (idx.is_contiguous() or vals.is_contiguous() or W.is_contiguous() or gout.is_contiguous())
         dev = DEVICE
         return (
             idx.to(dev),
@@ -102,9 +100,7 @@ else:
         )
 
     def _decode_and_grads(idx, vals, W, b, gout, fn):
-        leaves = [
-            t.detach().clone().requires_grad_(True) for t in (vals, W) + ((b,) if b is not None else ())
-        ]
+        leaves = [t.detach().clone().requires_grad_(True) for t in (vals, W) + ((b,) if b is not None else ())]
         out = fn(idx, leaves[0], leaves[1], leaves[2] if b is not None else None)
         grads = torch.autograd.grad(out, leaves, gout)
         return out, grads
@@ -118,18 +114,12 @@ else:
     }
 
     @pytest.mark.parametrize("name", list(SHAPES))
-    @pytest.mark.parametrize(
-        "dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"]
-    )
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
     def test_decode_matches_reference(name, dtype):
         B, k, n, d = SHAPES[name]
         idx, vals, W, b, gout = _make(B, k, n, d, dtype, seed=len(name))
-        out, grads = _decode_and_grads(
-            idx, vals, W, b, gout, lambda i, v, w, bb: sparse_decode(i, v, w, bb, "triton")
-        )
-        ref, ref_grads = _decode_and_grads(
-            idx, vals.float(), W.float(), b.float(), gout.float(), sparse_decode_naive
-        )
+        out, grads = _decode_and_grads(idx, vals, W, b, gout, lambda i, v, w, bb: sparse_decode(i, v, w, bb, "triton"))
+        ref, ref_grads = _decode_and_grads(idx, vals.float(), W.float(), b.float(), gout.float(), sparse_decode_naive)
         _close(out, ref, dtype, "out")
         for what, got, exp in zip(("grad vals", "grad W_dec", "grad b_dec"), grads, ref_grads):
             _close(got, exp, dtype, what)
@@ -149,9 +139,7 @@ else:
                 vals.reshape(2, B // 2, k),
                 gout.reshape(2, B // 2, d),
             )
-        out, grads = _decode_and_grads(
-            idx, vals, W, b, gout, lambda i, v, w, bb: sparse_decode(i, v, w, bb, "triton")
-        )
+        out, grads = _decode_and_grads(idx, vals, W, b, gout, lambda i, v, w, bb: sparse_decode(i, v, w, bb, "triton"))
         ref, ref_grads = _decode_and_grads(idx.long(), vals, W, b, gout, sparse_decode_naive)
         _close(out, ref, torch.float32, "out")
         assert len(grads) == len(ref_grads)
@@ -165,9 +153,7 @@ else:
         idx, vals, _, _, gout = _make(B, k, n, d, dtype, seed=3, repeat=True, hot=True)
         got, bias = td.grad_rows(idx, vals, gout, n, method=method, with_bias=True)
         exp = torch.zeros(n, d, dtype=torch.float64, device=DEVICE)
-        exp.index_add_(
-            0, idx.reshape(-1), (vals.double()[:, :, None] * gout.double()[:, None, :]).reshape(-1, d)
-        )
+        exp.index_add_(0, idx.reshape(-1), (vals.double()[:, :, None] * gout.double()[:, None, :]).reshape(-1, d))
         exp_b = torch.zeros(n, dtype=torch.float64, device=DEVICE).index_add_(
             0, idx.reshape(-1), vals.double().reshape(-1)
         )
@@ -251,3 +237,33 @@ else:
         triton_losses, dense_losses = curve("triton"), curve("dense")
         assert len(triton_losses) == 10 and triton_losses[-1] < triton_losses[0]
         torch.testing.assert_close(triton_losses, dense_losses, rtol=1e-3, atol=1e-5)
+
+    @pytest.mark.parametrize("shape", [(5, 12, 7, 7), (9, 37, 130, 3)], ids=["k_eq_n", "splits"])
+    def test_fused_topk_encoder_matches_dense(shape):
+        """The fused encoder picks the same latents with the same values, and (through the
+        shared sparse backward) gives the same gradients; the loss weights each latent by a fixed
+        number so it does not depend on the order of the k entries in a row."""
+        from saekit.kernels.fused_encoder import fused_topk_forward
+
+        B, d_in, n, k = shape
+        g = torch.Generator().manual_seed(n)
+        x, W, bias = (torch.randn(*s, generator=g).to(DEVICE) for s in ((B, d_in), (d_in, n), (n,)))
+        per_latent = torch.randn(n, generator=g).to(DEVICE)
+        # several splits of the latents are merged when there are few row blocks
+        pre_vals, pre_idx = fused_topk_forward(x, W, bias, k, programs=4)
+        ref = torch.addmm(bias, x, W).topk(k, dim=1)
+        order = pre_vals.argsort(dim=1, descending=True)
+        assert torch.equal(pre_idx.gather(1, order), ref.indices)
+        _close(pre_vals.gather(1, order), ref.values, torch.float32, "pre-activations")
+
+        def run(fused):
+            leaves = [t.clone().requires_grad_(True) for t in (x, W, bias)]
+            if fused:
+                vals, idx = topk_encode(*leaves, k, backend="triton", fused=True)
+            else:
+                vals, idx = topk_encode_dense(*leaves, k)
+            loss = (vals * per_latent[idx]).sum()
+            return torch.autograd.grad(loss, leaves)
+
+        for what, got, exp in zip(("grad x", "grad W_enc", "grad b_enc"), run(True), run(False)):
+            _close(got, exp, torch.float32, what)

@@ -15,7 +15,8 @@ Implementations of the decoder, fwd+bwd (grads of vals and W_dec):
 - ``sparsify-eager``   sparsify's fallback (``SPARSIFY_DISABLE_TRITON=1``: embedding_bag + autograd)
 
 ``--op encode`` times the top-k encoder instead (saekit-dense = dense autograd backward,
-saekit-torch / saekit-triton = the sparse backward).
+saekit-torch / saekit-triton = the sparse backward, saekit-triton-fused = the fused top-k forward
+that never writes the [B, n] pre-activations, with the same sparse backward).
 
 Each measurement runs in a fresh process (``worker.py``): warm-up, then the median of ``--reps``
 timed fwd+bwd passes; peak memory is CUDA ``max_memory_allocated`` over the inputs (GPU) or the
@@ -64,7 +65,7 @@ PEAK_GBS = {
 }
 GPU_IMPLS = ["dense", "saekit-triton", "saekit-triton-atomic", "saekit-torch", "sparsify-triton"]
 CPU_IMPLS = ["dense", "saekit-torch", "sparsify-eager"]
-ENC_GPU_IMPLS = ["saekit-dense", "saekit-triton", "saekit-torch"]
+ENC_GPU_IMPLS = ["saekit-dense", "saekit-triton", "saekit-triton-fused", "saekit-torch"]
 ENC_CPU_IMPLS = ["saekit-dense", "saekit-torch"]
 PEERS = {"sparsify": ("eai-sparsify", "sparsify")}
 

@@ -28,8 +28,10 @@ def make_encoder(name: str):
     """fn(x, W_enc, b_enc, k) -> (vals, idx) [B, k], differentiable in W_enc and b_enc."""
     from saekit.kernels import topk_encode
 
-    backend = name.split("-", 1)[1]  # saekit-dense | saekit-torch | saekit-triton
-    return lambda x, W, b, k: topk_encode(x, W, b, k, backend=backend)
+    backend = name.split("-", 1)[1]  # saekit-dense | saekit-torch | saekit-triton | saekit-triton-fused
+    fused = backend.endswith("-fused")
+    backend = backend.removesuffix("-fused")
+    return lambda x, W, b, k: topk_encode(x, W, b, k, backend=backend, fused=fused)
 
 
 def make_impl(name: str):
