@@ -328,13 +328,13 @@ def test_export_saelens_converts_a_sparsify_folder(tmp_path):
 def test_export_circuit_tracer_layout(tmp_path):
     run = tmp_path / "run"
     saes = []
-    for layer in (0, 1):
+    for layer, kind in enumerate(("relu", "jumprelu", "relu")):  # mixed skip: see the refusal test
         cfg = DictionaryConfig(
-            kind="relu",
+            kind=kind,
             d_in=D,
             n_latents=N,
             transcoder=True,
-            skip=layer == 1,
+            skip=True,
             hook_name=f"blocks.{layer}.ln2.hook_normalized",
             model_name="tiny",
         )
@@ -342,20 +342,32 @@ def test_export_circuit_tracer_layout(tmp_path):
         with torch.no_grad():
             for p in sae.parameters():
                 p.add_(0.1 * torch.randn_like(p))
+            if kind == "jumprelu":
+                sae.threshold.fill_(0.05)
+            sae.act_scale.fill_(1.5)
         saes.append(sae)
         save_dictionary(sae, run / f"layer{layer}", extra={"hook_name_out": f"blocks.{layer}.hook_mlp_out"})
-    export(run, tmp_path / "ct", "circuit-tracer")
-    conf = yaml.safe_load((tmp_path / "ct" / "transcoders.yaml").read_text())
-    assert conf["feature_input_hook"] == "ln2.hook_normalized"
-    assert conf["feature_output_hook"] == "hook_mlp_out"
-    assert [t["layer"] for t in conf["transcoders"]] == [0, 1]
+    written = export(run, tmp_path / "ct", "circuit-tracer")
+    assert sorted(p.name for p in written) == ["config.yaml"] + [f"layer_{i}.safetensors" for i in range(3)]
+    conf = yaml.safe_load((tmp_path / "ct" / "config.yaml").read_text())
+    assert conf == {
+        "model_kind": "transcoder_set",
+        "model_name": "tiny",
+        "feature_input_hook": "ln2.hook_normalized",
+        "feature_output_hook": "hook_mlp_out",
+    }
     x = x_batch()
     for layer, sae in enumerate(saes):
-        st = load_file(conf["transcoders"][layer]["filepath"])
-        assert st["W_enc"].shape == (N, D) and st["W_dec"].shape == (D, N) and st["W_skip"].shape == (D, D)
-        # circuit-tracer's SingleLayerTranscoder after its loader transposes W_enc and W_dec
-        W_enc, W_dec = st["W_enc"].T, st["W_dec"].T
-        out = torch.relu(x @ W_enc + st["b_enc"]) @ W_dec + st["b_dec"] + x @ st["W_skip"].T
+        st = load_file(tmp_path / "ct" / f"layer_{layer}.safetensors")
+        assert st["W_enc"].shape == (N, D) and st["W_dec"].shape == (N, D)
+        assert st["W_skip"].shape == (D, D)
+        assert ("activation_function.threshold" in st) == (layer == 1)
+        # circuit-tracer 0.5's SingleLayerTranscoder: F.linear(x, W_enc, b_enc), then ReLU or
+        # JumpReLU x·[x > θ], then acts @ W_dec + b_dec (+ x @ W_skip.T)
+        pre = torch.nn.functional.linear(x, st["W_enc"], st["b_enc"])
+        thr = st.get("activation_function.threshold")
+        acts = pre * (pre > thr) if thr is not None else torch.relu(pre)
+        out = acts @ st["W_dec"] + st["b_dec"] + (x @ st["W_skip"].T if "W_skip" in st else 0)
         with torch.no_grad():
             torch.testing.assert_close(out, sae(x), atol=1e-5, rtol=1e-5)
 
@@ -369,5 +381,15 @@ def test_export_refuses_what_the_target_cannot_represent(tmp_path):
         export(tmp_path / "tc", tmp_path / "o2", "sparsify")
     with pytest.raises(saekit.DataError, match="SAELens has no class"):
         export(tmp_path / "tc", tmp_path / "o3", "saelens")
-    with pytest.raises(saekit.DataError, match="ReLU transcoder"):
+    with pytest.raises(saekit.DataError, match="ReLU or JumpReLU transcoder"):
         export(tmp_path / "relu", tmp_path / "o4", "circuit-tracer")
+    for layer in (0, 1):
+        cfg = DictionaryConfig(kind="relu", d_in=D, n_latents=N, transcoder=True, skip=layer == 1)
+        save_dictionary(
+            create(cfg.replace(hook_name=f"blocks.{layer}.ln2.hook_normalized")), tmp_path / "ct" / str(layer)
+        )
+    with pytest.raises(saekit.DataError, match="layers \\[1\\] have skip connections and the others do not"):
+        export(tmp_path / "ct", tmp_path / "o5", "circuit-tracer")
+    (tmp_path / "ct" / "0").rename(tmp_path / "ct0")
+    with pytest.raises(saekit.DataError, match="every layer 0..1; layers \\[0\\] have none"):
+        export(tmp_path / "ct", tmp_path / "o6", "circuit-tracer")

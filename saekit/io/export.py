@@ -61,9 +61,7 @@ def export_saelens(sae: torch.nn.Module, out: Path, folder: Path) -> list[Path]:
     tensors, _ = export_tensors(sae)
     written = [atomic_save_safetensors(out / WEIGHTS_FILENAME, tensors, metadata={"format": "pt"})]
     written.append(
-        atomic_write_json(
-            out / CFG_FILENAME, saelens_cfg(sae.cfg, tensors["W_enc"].dtype, _meta_info(folder))
-        )
+        atomic_write_json(out / CFG_FILENAME, saelens_cfg(sae.cfg, tensors["W_enc"].dtype, _meta_info(folder)))
     )
     if (folder / SPARSITY_FILENAME).is_file() and folder.resolve() != out.resolve():
         shutil.copyfile(folder / SPARSITY_FILENAME, out / SPARSITY_FILENAME)
@@ -83,9 +81,7 @@ def export_sparsify(sae: torch.nn.Module, out: Path, folder: Path) -> list[Path]
             f"{folder} is a {cfg.kind} dictionary; sparsify has top-k coders only, so it cannot be exported."
         )
     if cfg.d_out != cfg.d_in:
-        raise DataError(
-            f"{folder} maps d_in={cfg.d_in} to d_out={cfg.d_out}; sparsify transcoders need d_out = d_in."
-        )
+        raise DataError(f"{folder} maps d_in={cfg.d_in} to d_out={cfg.d_out}; sparsify transcoders need d_out = d_in.")
     tensors, _ = export_tensors(sae)
     st = {
         "encoder.weight": tensors["W_enc"].T.contiguous(),
@@ -118,19 +114,20 @@ def _hook_suffix(hook: str) -> str:
 
 
 def export_circuit_tracer(items: list[tuple[torch.nn.Module, Path]], out: Path) -> list[Path]:
-    """circuit-tracer's per-layer transcoder set: ``layer_{L}.safetensors`` + ``transcoders.yaml``.
+    """circuit-tracer's per-layer transcoder set: ``layer_{L}.safetensors`` + ``config.yaml``.
 
-    circuit-tracer (safety-research/circuit-tracer, ``load_relu_transcoder``) stores W_enc as
-    [d_transcoder, d_model] and W_dec as [d_model, d_transcoder], always reads W_skip (zeros
-    for a transcoder without one), and needs one ReLU transcoder per layer 0..L.
+    The layout circuit-tracer 0.5 reads (``load_relu_transcoder`` / ``load_transcoder_set``, and
+    ``load_transcoder_from_hub`` for a Hub repo): W_enc and W_dec both [d_transcoder, d_model],
+    b_enc, b_dec, optional W_skip [d_model, d_model], and ``activation_function.threshold`` for
+    JumpReLU; one transcoder per layer 0..L, reading and writing d_model-wide hookpoints.
     """
     by_layer: dict[int, tuple[torch.nn.Module, Path]] = {}
     for sae, folder in items:
         cfg = sae.cfg
-        if not cfg.transcoder or cfg.kind != "relu" or cfg.d_out != cfg.d_in:
+        if not cfg.transcoder or cfg.kind == "topk" or cfg.d_out != cfg.d_in:
             raise DataError(
-                f"{folder} is not a ReLU transcoder with d_out = d_in; "
-                "circuit-tracer's local loader reads only those."
+                f"{folder} is not a ReLU or JumpReLU transcoder with d_out = d_in; "
+                "circuit-tracer's per-layer transcoders are only those."
             )
         layer = hook_layer(cfg.hook_name)
         if layer is None:
@@ -140,44 +137,40 @@ def export_circuit_tracer(items: list[tuple[torch.nn.Module, Path]], out: Path) 
             )
         if layer in by_layer:
             raise DataError(
-                f"{folder} and {by_layer[layer][1]} are both transcoders for layer {layer}; "
-                "keep one per layer."
+                f"{folder} and {by_layer[layer][1]} are both transcoders for layer {layer}; keep one per layer."
             )
         by_layer[layer] = (sae, folder)
     missing = sorted(set(range(max(by_layer) + 1)) - set(by_layer))
     if missing:
         raise DataError(
-            f"circuit-tracer needs a transcoder for every layer 0..{max(by_layer)}; "
-            f"layers {missing} have none."
+            f"circuit-tracer needs a transcoder for every layer 0..{max(by_layer)}; layers {missing} have none."
+        )
+    skips = {layer for layer, (sae, _) in by_layer.items() if sae.cfg.skip}
+    if skips and len(skips) != len(by_layer):
+        raise DataError(
+            f"layers {sorted(skips)} have skip connections and the others do not; "
+            "a circuit-tracer transcoder set needs all or none."
         )
     written: list[Path] = []
-    entries = []
-    first_sae, first_folder = by_layer[min(by_layer)]
     for layer in sorted(by_layer):
-        sae, folder = by_layer[layer]
+        sae, _ = by_layer[layer]
         t, _ = export_tensors(sae)
-        w_skip = (
-            t["W_skip"] if "W_skip" in t else torch.zeros(sae.cfg.d_out, sae.cfg.d_in, dtype=t["W_enc"].dtype)
-        )
-        st = {
-            "W_enc": t["W_enc"].T.contiguous(),
-            "W_dec": t["W_dec"].T.contiguous(),
-            "b_enc": t["b_enc"],
-            "b_dec": t["b_dec"],
-            "W_skip": w_skip,
-        }
-        file = out / f"layer_{layer}.safetensors"
-        written.append(atomic_save_safetensors(file, st, metadata={"format": "pt"}))
-        entries.append({"id": f"{folder.name}", "layer": layer, "filepath": str(file.resolve())})
+        st = {"W_enc": t["W_enc"].T.contiguous(), "W_dec": t["W_dec"], "b_enc": t["b_enc"], "b_dec": t["b_dec"]}
+        if "W_skip" in t:
+            st["W_skip"] = t["W_skip"]
+        if "threshold" in t:
+            st["activation_function.threshold"] = t["threshold"]
+        written.append(atomic_save_safetensors(out / f"layer_{layer}.safetensors", st, metadata={"format": "pt"}))
+    first_sae, first_folder = by_layer[0]
     meta = read_meta(first_folder)
-    hook_out = meta.get("hook_name_out") or f"blocks.{min(by_layer)}.hook_mlp_out"
+    hook_out = meta.get("hook_name_out") or "blocks.0.hook_mlp_out"
     config = {
+        "model_kind": "transcoder_set",
         "model_name": first_sae.cfg.model_name or (meta.get("model") or {}).get("name", ""),
         "feature_input_hook": _hook_suffix(first_sae.cfg.hook_name),
         "feature_output_hook": _hook_suffix(hook_out),
-        "transcoders": entries,
     }
-    written.append(atomic_write_text(out / "transcoders.yaml", yaml.safe_dump(config, sort_keys=False)))
+    written.append(atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False)))
     return written
 
 
