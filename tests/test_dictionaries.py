@@ -1,0 +1,206 @@
+"""Dictionary architectures: parameter names and shapes, encode/decode identities, init, folding."""
+
+import math
+
+import pytest
+import torch
+
+import saekit
+from saekit.config import DictionaryConfig
+from saekit.dictionaries import create, geometric_median
+from saekit.errors import ConfigError
+
+KINDS = ["relu", "topk", "batchtopk", "jumprelu"]
+
+
+def make(kind, d_in=16, n=48, **kw):
+    kw.setdefault("k", 4)
+    return create(DictionaryConfig(kind=kind, d_in=d_in, n_latents=n, **kw), seed=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("variant", ["sae", "transcoder", "skip"])
+def test_parameter_names_shapes_and_forward(kind, variant):
+    extra = {"sae": {}, "transcoder": {"d_out": 8}, "skip": {"d_out": 8, "skip": True}}[variant]
+    sae = make(kind, **extra)
+    d_out = extra.get("d_out", 16)
+    shapes = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
+    assert shapes["W_enc"] == (16, 48) and shapes["b_enc"] == (48,)
+    assert shapes["W_dec"] == (48, d_out) and shapes["b_dec"] == (d_out,)
+    assert ("W_skip" in shapes) == (variant == "skip")
+    if variant == "skip":
+        assert shapes["W_skip"] == (d_out, 16)
+    if kind in ("jumprelu", "batchtopk"):
+        assert shapes["threshold"] == (48,)
+    torch.manual_seed(0)
+    x = torch.randn(10, 16)
+    sae.to_inference()
+    z = sae.encode(x)
+    assert z.shape == (10, 48)
+    # forward = decode(encode(x)) (+ skip path), with decoder rows of unit norm
+    expected = sae.decode(z) + (x @ sae.W_skip.T if sae.W_skip is not None else 0)
+    torch.testing.assert_close(sae(x), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sae.W_dec.norm(dim=-1), torch.ones(48))
+
+
+def test_topk_encode_sparse_matches_dense_and_k():
+    sae = make("topk")
+    x = torch.randn(12, 16)
+    vals, idx = sae.encode_sparse(x)
+    assert vals.shape == idx.shape == (12, 4)
+    z = sae.encode(x)
+    dense = torch.zeros_like(z).scatter_(1, idx, vals)
+    torch.testing.assert_close(dense, z)
+    assert ((z != 0).sum(-1) <= 4).all()
+    # the kept values are the largest pre-activations
+    pre = sae.pre_acts(x)
+    assert torch.equal(torch.sort(idx, -1).values, torch.sort(pre.topk(4, -1).indices, -1).values)
+
+
+def test_relu_is_relu_of_affine_map():
+    sae = make("relu")
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.b_enc.normal_()
+    x = torch.randn(5, 16)
+    torch.testing.assert_close(sae.encode(x), torch.relu((x - sae.b_dec) @ sae.W_enc + sae.b_enc))
+
+
+def test_tied_init_and_random_init_and_determinism():
+    tied = make("topk")
+    torch.testing.assert_close(tied.W_enc, tied.W_dec.T)
+    untied = make("topk", init_encoder_from_decoder=False)
+    assert not torch.allclose(untied.W_enc, untied.W_dec.T)
+    again = make("topk")
+    for a, b in zip(tied.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)  # same config + seed -> same bytes
+    other = create(tied.cfg, seed=1)
+    assert not torch.equal(other.W_dec, tied.W_dec)
+
+
+def test_transcoder_zero_init_decoder():
+    sae = make("topk", d_out=8, zero_init_decoder=True)
+    assert torch.count_nonzero(sae.W_dec) == 0
+    assert not sae.unit_norm_decoder  # a zero row cannot be renormalised
+    assert sae.W_enc.abs().sum() > 0
+
+
+def test_geometric_median_matches_scipy_minimiser():
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    torch.manual_seed(0)
+    pts = torch.randn(200, 5)
+    pts[:10] += 50.0  # outliers drag the mean, not the median
+    gm = geometric_median(pts, max_iter=500, tol=1e-10)
+
+    def cost(y):
+        return float((pts.double() - torch.as_tensor(y)).norm(dim=-1).sum())
+
+    ref = scipy_opt.minimize(
+        cost,
+        pts.mean(0).double().numpy(),
+        method="Nelder-Mead",
+        options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 20000},
+    ).x
+    assert cost(gm.double().numpy()) <= cost(ref) + 1e-6
+    assert (gm - pts.mean(0)).norm() > 1.0  # robust: far from the outlier-dragged mean
+
+
+def test_fold_act_scale_keeps_the_function():
+    for kind in KINDS:
+        sae = make(kind, d_out=8, skip=True)
+        with torch.no_grad():
+            sae.b_dec.normal_()
+            sae.W_skip.normal_()
+            sae.act_scale.fill_(3.7)
+        x = torch.randn(6, 16)
+        sae.to_inference()
+        before, z_before = sae(x), sae.encode(x)
+        sae.fold_act_scale()
+        assert float(sae.act_scale) == 1.0
+        torch.testing.assert_close(sae(x), before, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(sae.encode(x), z_before, atol=1e-4, rtol=1e-4)
+
+
+def test_batchtopk_batch_level_selection_and_threshold():
+    sae = make("batchtopk", k=3)
+    x = torch.randn(20, 16)
+    out = sae.training_loss(x)
+    pre = sae.pre_acts(x)
+    z = sae.batch_topk(pre)
+    assert int((z != 0).sum()) == 3 * 20  # k per token on average, not per token
+    assert int(sae.threshold_updates) == 1
+    assert float(sae.threshold[0]) == pytest.approx(float(z[z > 0].min().detach()))
+    assert out.l0.item() == pytest.approx(3.0)
+    sae.to_inference()
+    zi = sae.encode(x)
+    assert torch.equal(zi != 0, pre > sae.threshold)  # per-token rule after to_inference
+
+
+def test_jumprelu_threshold_learns_through_straight_through_estimator():
+    sae = make("jumprelu", sparsity_coef=1.0, jumprelu_bandwidth=0.5, jumprelu_init_threshold=0.2)
+    x = torch.randn(64, 16)
+    out = sae.training_loss(x)
+    out.loss.backward()
+    assert sae.threshold.grad is not None and sae.threshold.grad.abs().sum() > 0
+    # only latents with pre-activations inside the bandwidth window around θ get a gradient
+    pre = sae.pre_acts(x).detach()
+    near = ((pre - 0.2).abs() < 0.25).any(0)
+    assert torch.equal(sae.threshold.grad != 0, near)
+    assert "sparsity" in out.terms
+
+
+@pytest.mark.parametrize("penalty", ["l1", "l1_decnorm", "tanh", "log", "lp"])
+def test_relu_penalties_and_warmup(penalty):
+    sae = make("relu", penalty=penalty, sparsity_coef=2.0, sparsity_warmup_steps=10)
+    with torch.no_grad():
+        sae.W_dec.mul_(2.0)  # decoder norm 2 enters every penalty
+    x = torch.randn(8, 16)
+    z = sae.encode(x)
+    u = 2.0 * z
+    expected = (
+        {
+            "l1": u,
+            "l1_decnorm": u,
+            "tanh": torch.tanh(u),
+            "log": torch.log1p(u**2),
+            "lp": (u + 1e-6) ** 0.5 - 1e-6**0.5,
+        }[penalty]
+        .sum(-1)
+        .mean()
+    )
+    assert "sparsity" not in sae.training_loss(x, step=0).terms  # warm-up starts at 0
+    half = sae.training_loss(x, step=5).terms["sparsity"]
+    torch.testing.assert_close(half, 2.0 * 0.5 * expected, rtol=1e-4, atol=1e-5)
+    assert sae.unit_norm_decoder == (penalty != "l1_decnorm")
+
+
+def test_auxk_only_on_dead_latents():
+    sae = make("topk", k=2, k_aux=4)
+    x = torch.randn(16, 16)
+    assert "aux" not in sae.training_loss(x, dead_mask=torch.zeros(48, dtype=torch.bool)).terms
+    dead = torch.zeros(48, dtype=torch.bool)
+    dead[:10] = True
+    out = sae.training_loss(x, dead_mask=dead)
+    assert out.terms["aux"] > 0
+    sae.zero_grad()
+    out.terms["aux"].backward()
+    g = sae.W_dec.grad.abs().sum(-1)
+    assert g[10:].sum() == 0 and g[:10].sum() > 0  # AuxK trains dead decoder rows only
+
+
+def test_bad_configs_are_one_sentence():
+    with pytest.raises(ConfigError, match=r"^k must be an integer in 1\.\.n_latents \(48\), got 100\.$"):
+        DictionaryConfig(kind="topk", d_in=16, n_latents=48, k=100)
+    with pytest.raises(ConfigError, match=r"^kind 'gated' is not known; expected one of"):
+        DictionaryConfig(kind="gated", d_in=16, n_latents=48)
+    with pytest.raises(ConfigError, match=r"^lr must be > 0, got -0\.1\.$"):
+        saekit.TrainConfig(lr=-0.1)
+    with pytest.raises(ConfigError, match="lr must be > 0"):
+        saekit.TrainConfig(lr=0.0)
+
+
+def test_public_api_names():
+    cfg = saekit.DictionaryConfig(kind="topk", d_in=16, n_latents=32, k=2)
+    sae = saekit.dictionaries.create(cfg)
+    assert sae.cfg is cfg and callable(saekit.train)
+    assert math.isclose(float(sae.act_scale), 1.0)
