@@ -65,6 +65,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="TOML file: [source], [train], [[dictionary]] and optional [sweep]")
     p.add_argument("--out", required=True, help="output folder (dictionaries, checkpoint, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument(
+        "--dist-timeout", type=float, default=None,
+        help="under torchrun: seconds a rank waits for the others before failing (default 600)",
+    )
     p.set_defaults(func=run)
 
 
@@ -208,7 +212,8 @@ def _dictionary_configs(dicts: list[dict], d_in: int, d_out: int, paired: bool, 
 def run(args: argparse.Namespace) -> int:
     from saekit.config import TrainConfig
     from saekit.fileutil import atomic_write_json, read_json
-    from saekit.training import CHECKPOINT_NAME, Trainer
+    from saekit.training import CHECKPOINT_NAME
+    from saekit.training.distributed import make_trainer
 
     out = Path(args.out)
     if args.resume:
@@ -232,11 +237,12 @@ def run(args: argparse.Namespace) -> int:
         if (out / CHECKPOINT_NAME).exists():
             raise ConfigError(f"{out} already holds a training run; use --resume to continue it or another --out.")
         atomic_write_json(out / SOURCE_FILE, spec)
-    trainer = Trainer(cfgs, source, tcfg)
+    # A plain Trainer, or a data-parallel one when torchrun started this process as one of N ranks.
+    trainer = make_trainer(cfgs, source, tcfg, timeout_s=getattr(args, "dist_timeout", None))
     if args.resume:
         trainer.resume()
         print(f"resuming at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
     trainer.fit()
-    for i in range(len(cfgs)):
+    for i in range(len(cfgs) if trainer.rank == 0 else 0):
         print(f"saved {trainer.dictionary_dir(i)}")
     return 0

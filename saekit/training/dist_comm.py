@@ -1,0 +1,210 @@
+"""torch.distributed plumbing: joining the process group from torchrun's environment, and
+collectives that give up after a timeout with one clear sentence instead of hanging.
+
+torchrun (or any launcher) sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
+``init_distributed`` reads them, picks NCCL when the run is on CUDA and gloo otherwise, and
+joins with ``timeout_s`` (the same limit then applies to every collective of the group).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from saekit.errors import ConfigError, SaekitError
+
+DEFAULT_TIMEOUT_S = 600.0  # 10 min: room for a slow first batch (model load, cache open)
+ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+class DistributedError(SaekitError):
+    """A collective failed: another rank died, hung past the timeout, or the group broke."""
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str
+    timeout_s: float
+
+
+_STATE: dict[str, DistInfo] = {}
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE from the launcher's environment (1 when not launched by torchrun)."""
+    value = os.environ.get("WORLD_SIZE", "1")
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"environment variable WORLD_SIZE must be an integer, got {value!r}.") from None
+
+
+def is_distributed_launch() -> bool:
+    """True when a launcher started this process as one of several ranks."""
+    return env_world_size() > 1
+
+
+def init_distributed(
+    timeout_s: float | None = None, backend: str | None = None, device: str = "auto"
+) -> DistInfo:
+    """Join the process group described by the environment (idempotent).
+
+    ``backend`` None picks NCCL when ``device`` resolves to CUDA, gloo otherwise. With NCCL each
+    rank uses ``cuda:LOCAL_RANK`` (so ``device="cuda"``/``"auto"`` means the rank's own GPU).
+    """
+    if "info" in _STATE and dist.is_initialized():
+        return _STATE["info"]
+    timeout_s = float(timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S)
+    if timeout_s <= 0:
+        raise ConfigError(f"dist timeout must be a positive number of seconds, got {timeout_s}.")
+    missing = [v for v in ENV_VARS if v not in os.environ and v != "LOCAL_RANK"]
+    if missing:
+        raise ConfigError(
+            f"distributed training needs the environment variables {', '.join(missing)} "
+            "(launch with torchrun --nproc-per-node N -m saekit ...)."
+        )
+    rank, world = int(os.environ["RANK"]), env_world_size()
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    use_cuda = torch.cuda.is_available() and device not in ("cpu",) and not str(device).startswith("cpu")
+    backend = backend or ("nccl" if use_cuda else "gloo")
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+    try:
+        dist.init_process_group(
+            backend, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s)
+        )
+    except Exception as e:  # rendezvous failure: the store could not be reached or a rank never came
+        raise DistributedError(
+            f"rank {rank} could not join the {world}-rank process group at "
+            f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} within {timeout_s:g} s "
+            f"({_short(e)}); check that every rank was started with the same rendezvous settings."
+        ) from None
+    info = DistInfo(rank, world, local_rank, backend, timeout_s)
+    _STATE["info"] = info
+    return info
+
+
+def dist_info() -> DistInfo:
+    """The group this process joined (``init_distributed`` first)."""
+    if "info" not in _STATE or not dist.is_initialized():
+        raise ConfigError("torch.distributed is not initialised; call saekit.training.distributed.init_distributed().")
+    return _STATE["info"]
+
+
+def shutdown() -> None:
+    """Leave the process group (only after a clean finish: a broken group cannot be torn down)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _STATE.pop("info", None)
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return (text[:200] + "…") if len(text) > 200 else (text or type(e).__name__)
+
+
+def failure(what: str, e: BaseException | None, note: str = "") -> DistributedError:
+    """The one-sentence error every failed collective raises."""
+    info = _STATE.get("info")
+    who = f"rank {info.rank} of {info.world_size}" if info else "this rank"
+    limit = f" within {info.timeout_s:g} s" if info else ""
+    cause = f" ({_short(e)})" if e is not None else ""
+    return DistributedError(
+        f"{who} could not complete {what}{limit}: another rank died, hung or lost its connection{cause}"
+        f"{note}."
+    )
+
+
+def wait(work, what: str, note: str = "") -> None:
+    """Wait for an async collective with the group's timeout; raise DistributedError on failure."""
+    info = _STATE.get("info")
+    try:
+        if info is not None and info.backend == "gloo":
+            work.wait(timeout=timedelta(seconds=info.timeout_s))
+        else:  # NCCL: the group's watchdog enforces the timeout
+            work.wait()
+    except Exception as e:
+        raise failure(what, e, note) from None
+
+
+def all_reduce(t: torch.Tensor, op=dist.ReduceOp.SUM, what: str = "an all-reduce", group=None, note: str = "") -> torch.Tensor:
+    """In-place all-reduce of ``t`` with the timeout; returns ``t``."""
+    try:
+        work = dist.all_reduce(t, op=op, group=group, async_op=True)
+    except Exception as e:
+        raise failure(what, e, note) from None
+    wait(work, what, note)
+    return t
+
+
+def all_gather(t: torch.Tensor, what: str = "an all-gather", group=None, note: str = "") -> list[torch.Tensor]:
+    """All ranks' copies of ``t`` (same shape everywhere), in rank order."""
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
+    try:
+        work = dist.all_gather(out, t.contiguous(), group=group, async_op=True)
+    except Exception as e:
+        raise failure(what, e, note) from None
+    wait(work, what, note)
+    return out
+
+
+def broadcast(t: torch.Tensor, src: int = 0, what: str = "a broadcast", group=None, note: str = "") -> torch.Tensor:
+    try:
+        work = dist.broadcast(t, src=src, group=group, async_op=True)
+    except Exception as e:
+        raise failure(what, e, note) from None
+    wait(work, what, note)
+    return t
+
+
+def send(t: torch.Tensor, dst: int, what: str = "a send", note: str = "") -> None:
+    try:
+        work = dist.isend(t.contiguous(), dst=dst)
+    except Exception as e:
+        raise failure(what, e, note) from None
+    wait(work, what, note)
+
+
+def recv(t: torch.Tensor, src: int, what: str = "a receive", note: str = "") -> torch.Tensor:
+    try:
+        work = dist.irecv(t, src=src)
+    except Exception as e:
+        raise failure(what, e, note) from None
+    wait(work, what, note)
+    return t
+
+
+def barrier(what: str = "the final barrier", note: str = "") -> None:
+    """A barrier with the timeout (an all-reduce of one number: works on gloo and NCCL)."""
+    info = dist_info()
+    dev = torch.device("cuda", torch.cuda.current_device()) if info.backend == "nccl" else torch.device("cpu")
+    all_reduce(torch.zeros(1, device=dev), what=what, note=note)
+
+
+def broadcast_object(obj, src: int = 0, what: str = "a broadcast", note: str = ""):
+    """``obj`` from rank ``src`` on every rank (torch.save bytes: its size first, then the bytes)."""
+    import io
+
+    info = dist_info()
+    dev = torch.device("cuda", torch.cuda.current_device()) if info.backend == "nccl" else torch.device("cpu")
+    if info.rank == src:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+        size = torch.tensor([data.numel()], dtype=torch.long, device=dev)
+    else:
+        size = torch.zeros(1, dtype=torch.long, device=dev)
+    broadcast(size, src, what, note=note)
+    if info.rank != src:
+        data = torch.empty(int(size[0]), dtype=torch.uint8)
+    payload = broadcast(data.to(dev), src, what, note=note).cpu()
+    if info.rank == src:
+        return obj
+    return torch.load(io.BytesIO(payload.numpy().tobytes()), map_location="cpu", weights_only=False)
