@@ -136,7 +136,7 @@ def sparse_decode(
     vals2 = vals.reshape(rows, k)
     chosen = resolve_backend(backend, W_dec.device)
     if chosen == "dense":
-        out = dense_decode(idx2, vals2.to(torch.promote_types(vals.dtype, W_dec.dtype)), W_dec, b_dec)
+        out = dense_decode(idx2, vals2, W_dec, b_dec)
     elif chosen == "triton" and idx2.numel() > 0:  # empty inputs: no kernel launch for nothing
         from .triton_decode import SparseDecodeTriton
 

@@ -141,9 +141,10 @@ def dense_decode(
     idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The dense baseline: scatter vals into a [B, n] z and multiply by W_dec (what SAELens does)."""
-    z = torch.zeros(idx.shape[0], W_dec.shape[0], dtype=vals.dtype, device=vals.device)
-    z = z.scatter_add(1, idx, vals)  # scatter_add so repeated indices sum, as in the sparse path
-    out = z @ W_dec
+    dtype = out_dtype(vals, W_dec)
+    z = torch.zeros(idx.shape[0], W_dec.shape[0], dtype=dtype, device=vals.device)
+    z = z.scatter_add(1, idx, vals.to(dtype))  # scatter_add so repeated indices sum, as in the sparse path
+    out = z @ W_dec.to(dtype)
     return out + b_dec if b_dec is not None else out
 
 

@@ -64,9 +64,7 @@ SHAPES = [(1, 1, 5, 8), (7, 5, 13, 37), (4, 9, 9, 20), (3, 40, 50, 300), (0, 3, 
 
 @pytest.mark.parametrize("backend", ["torch", "dense"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize(
-    "dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"]
-)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
 def test_backends_match_definition(backend, shape, dtype):
     idx, vals, W, b, gout = _case(*shape, dtype=dtype, seed=sum(shape))
     out, grads = _run(lambda i, v, w, bb: sparse_decode(i, v, w, bb, backend=backend), idx, vals, W, b, gout)
@@ -80,9 +78,7 @@ def test_backends_match_definition(backend, shape, dtype):
 def test_reference_edge_cases(case, monkeypatch):
     if case == "chunked":  # force many row chunks in the gather / index_add loops
         monkeypatch.setattr(reference, "_CHUNK_ELEMENTS", 50)
-    idx, vals, W, b, gout = _case(
-        21, 4, 6, 10, seed=3, repeat=case == "repeat", noncontig=case == "noncontig"
-    )
+    idx, vals, W, b, gout = _case(21, 4, 6, 10, seed=3, repeat=case == "repeat", noncontig=case == "noncontig")
     for dtype in (torch.float32, torch.bfloat16):  # bf16 takes the gather path rather than embedding_bag
         args = (idx, vals.to(dtype), W.to(dtype), b.to(dtype), gout.to(dtype))
         out, grads = _run(lambda i, v, w, bb: sparse_decode(i, v, w, bb, backend="torch"), *args)
@@ -150,9 +146,7 @@ def _has_triton() -> bool:
     return triton_available()
 
 
-@pytest.mark.parametrize(
-    "shape", [(1, 8, 6, 1), (5, 12, 7, 7), (9, 37, 40, 5)], ids=["B1_k1", "k_eq_n", "d37"]
-)
+@pytest.mark.parametrize("shape", [(1, 8, 6, 1), (5, 12, 7, 7), (9, 37, 40, 5)], ids=["B1_k1", "k_eq_n", "d37"])
 def test_topk_encode_sparse_backward_matches_dense(shape):
     B, d_in, n, k = shape
     g = torch.Generator().manual_seed(n)
@@ -216,3 +210,16 @@ def test_topk_training_sparse_path_matches_dense_path():
         torch.testing.assert_close(
             sparse_w[name], dense_w[name], rtol=1e-3, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}"
         )
+
+
+@pytest.mark.parametrize("backend", ["torch", "dense"])
+def test_mixed_dtypes_promote(backend):
+    """fp32 codes with a bf16 decoder decode to fp32 (the promoted dtype), like z @ W_dec would."""
+    idx, vals, W, b, gout = _case(5, 3, 9, 12, seed=4)
+    Wb = W.bfloat16()
+    out, grads = _run(lambda i, v, w, bb: sparse_decode(i, v, w, bb, backend=backend), idx, vals, Wb, b, gout)
+    ref, ref_grads = _run(sparse_decode_naive, idx, vals, Wb.float(), b, gout)
+    assert out.dtype == torch.float32 and grads[1].dtype == torch.bfloat16
+    _close(out, ref, torch.float32)
+    _close(grads[0], ref_grads[0], torch.float32)
+    _close(grads[1], ref_grads[1].bfloat16(), torch.bfloat16)
