@@ -3,8 +3,9 @@
 ``ActivationCache(path, hookpoint)`` streams rows of one hookpoint (or a pair of hookpoints for
 a transcoder, lined up row by row) in the order described in ``shuffle.py``. A background
 thread reads the next fill into a second preallocated pool while the trainer consumes the
-current one, so memory is ``buffer_tokens`` rows (two pools of ``buffer_tokens // 2``) plus one
-batch, whatever the size of the cache.
+current one, so memory is ``buffer_tokens`` rows (two pools and one read scratch of
+``buffer_tokens // 3`` rows each) plus one batch, whatever the size of the cache. The random
+gather that shuffles a fill happens in that thread too; the consumer copies contiguous rows.
 
 Integrity: the manifest lists every shard with its byte size and SHA-256. Opening a cache
 checks that every shard exists, has that size and a readable header; with ``verify=True``
@@ -37,14 +38,11 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     mpath = path / MANIFEST
     if not mpath.is_file():
-        raise DataError(
-            f"cache manifest {mpath} does not exist; {path} is not a finished saekit activation cache."
-        )
+        raise DataError(f"cache manifest {mpath} does not exist; {path} is not a finished saekit activation cache.")
     manifest = read_json(mpath, "cache manifest")
     if manifest.get("format") != FORMAT:
         raise DataError(
-            f"cache manifest {mpath} is not a saekit activation cache manifest "
-            f"(format {manifest.get('format')!r})."
+            f"cache manifest {mpath} is not a saekit activation cache manifest (format {manifest.get('format')!r})."
         )
     if not manifest.get("complete"):
         raise DataError(
@@ -61,7 +59,6 @@ class _Fill:
     def __init__(self, tensors: dict[str, torch.Tensor]):
         self.tensors = tensors
         self.size = 0
-        self.order = torch.empty(0, dtype=torch.long)
         self.pos = 0
         self.epoch = 0
         self.index = 0
@@ -72,7 +69,8 @@ class ActivationCache:
 
     hookpoint: a hookpoint name, or a pair ``(input, output)`` for transcoders (batches are
       then tuples ``(x, y)`` of the same tokens); None picks the only hookpoint of the cache.
-    buffer_tokens: rows held in memory (two halves: one being read ahead, one consumed).
+    buffer_tokens: rows held in memory (thirds: one consumed, one read ahead, one read scratch);
+      a fill, the unit the mixing pool shuffles, is ``buffer_tokens // 3`` rows.
     chunk_tokens: rows read at once from one place of one shard (None: about 1 MiB per read,
       and at least 64 chunks per fill so consecutive rows come from many places).
     normalize: multiply rows by the manifest's ``norm_scale`` (E||x||^2 = d); the scale is
@@ -126,21 +124,19 @@ class ActivationCache:
         self.device = torch.device(device)
         self.seed = int(seed)
 
-        if not isinstance(buffer_tokens, int) or buffer_tokens < 2:
-            raise ConfigError(f"buffer_tokens must be an integer ≥ 2, got {buffer_tokens!r}.")
-        self.fill_tokens = buffer_tokens // 2
+        if not isinstance(buffer_tokens, int) or buffer_tokens < 3:
+            raise ConfigError(f"buffer_tokens must be an integer ≥ 3, got {buffer_tokens!r}.")
+        self.fill_tokens = buffer_tokens // 3
         self.buffer_tokens = buffer_tokens
         shard_sizes = [int(s["n_tokens"]) for s in self.manifest["shards"]]
         if chunk_tokens is None:
             row_bytes = (
-                sum(int(hps[hp]["d"]) for hp in keys)
-                * torch.empty((), dtype=_dtype(self.manifest)).element_size()
+                sum(int(hps[hp]["d"]) for hp in keys) * torch.empty((), dtype=_dtype(self.manifest)).element_size()
             )
             chunk_tokens = max(1, min((1 << 20) // row_bytes, self.fill_tokens // 64, max(shard_sizes)))
         if not isinstance(chunk_tokens, int) or not 0 < chunk_tokens <= self.fill_tokens:
             raise ConfigError(
-                f"chunk_tokens must be an integer in 1..buffer_tokens/2 ({self.fill_tokens}), "
-                f"got {chunk_tokens!r}."
+                f"chunk_tokens must be an integer in 1..buffer_tokens/3 ({self.fill_tokens}), got {chunk_tokens!r}."
             )
         self.chunk_tokens = chunk_tokens
         self._chunks = make_chunks(shard_sizes, chunk_tokens)
@@ -154,7 +150,10 @@ class ActivationCache:
         self._t_first: float | None = None
         self._thread: threading.Thread | None = None
         self._prefetch = prefetch
+        # two pools (one consumed, one read ahead) and a scratch the reads land in before the
+        # pool gets them in shuffled order: the consumer then only copies contiguous rows
         self._pools = [self._alloc_pool() for _ in range(2)]
+        self._scratch = self._alloc_pool()
         self._cur: _Fill | None = None
         self._started = False
         self._seq: Iterator[tuple[int, int]] | None = None
@@ -174,8 +173,7 @@ class ActivationCache:
                 span = shard.spans.get(key)
                 if span is None or span.shape[0] != rec["n_tokens"]:
                     raise DataError(
-                        f"cache shard {f} does not hold {rec['n_tokens']} rows of {key!r} "
-                        "as the manifest says."
+                        f"cache shard {f} does not hold {rec['n_tokens']} rows of {key!r} as the manifest says."
                     )
             if verify and sha256_file(f) != rec["sha256"]:
                 raise DataError(
@@ -205,14 +203,19 @@ class ActivationCache:
 
     def _read_fill(self, epoch: int, index: int, fill: _Fill) -> _Fill:
         plan = self._plan(epoch)
-        for chunk, pos in plan.read_layout(index):
+        layout = plan.read_layout(index)
+        raw = self._scratch.tensors
+        for chunk, pos in layout:
             shard = self._shards[chunk.shard]
             for key in self._keys:
-                shard.read_rows(key, chunk.start, fill.tensors[key][pos : pos + chunk.length])
-        for shard in {self._shards[c.shard] for c, _ in plan.read_layout(index)}:
+                shard.read_rows(key, chunk.start, raw[key][pos : pos + chunk.length])
+        for shard in {self._shards[c.shard] for c, _ in layout}:
             shard.close()  # keep the number of open files flat on caches with many shards
-        fill.size = plan.sizes[index]
-        fill.order = plan.row_order(index)
+        size = plan.sizes[index]
+        order = plan.row_order(index)
+        for key in self._keys:  # the random gather happens here, off the consumer's path
+            torch.index_select(raw[key][:size], 0, order, out=fill.tensors[key][:size])
+        fill.size = size
         fill.epoch, fill.index, fill.pos = epoch, index, 0
         return fill
 
@@ -319,27 +322,23 @@ class ActivationCache:
                 if stop_at_epoch_end:
                     break
                 self._epoch, self._offset = self._epoch + 1, 0
-            fill = (
-                self._cur if self._cur is not None and self._cur.pos < self._cur.size else self._next_fill()
-            )
+            fill = self._cur if self._cur is not None and self._cur.pos < self._cur.size else self._next_fill()
             take = min(need, fill.size - fill.pos, self.n_tokens - self._offset)
-            idx = fill.order[fill.pos : fill.pos + take]
-            for k in self._keys:
-                parts[k].append(fill.tensors[k].index_select(0, idx))
+            for k in self._keys:  # copy now: the pool is handed back to the reader thread below
+                view = fill.tensors[k][fill.pos : fill.pos + take]
+                parts[k].append(view.to(torch.float32 if view.is_floating_point() else view.dtype, copy=True))
             fill.pos += take
             self._offset += take
             need -= take
         out = []
         for i, hp in enumerate(self.hookpoints):
-            x = torch.cat(parts[hp]) if parts[hp] else torch.empty(0, self.d_out if i else self.d_in)
-            x = x.to(self.device, torch.float32, non_blocking=True)
+            x = _join(parts[hp], (0, self.d_out if i else self.d_in), torch.float32)
+            x = x.to(self.device, non_blocking=True)
             if self._scales[i] != 1.0:
                 x = x * self._scales[i]
             out.append(x)
         if self.with_meta:
-            self.last_meta = {
-                k: torch.cat(parts[k]) if parts[k] else torch.empty(0, dtype=torch.long) for k in META_KEYS
-            }
+            self.last_meta = {k: _join(parts[k], (0,), None) for k in META_KEYS}
         return (out[0], out[1]) if self.paired else out[0]
 
     def batches(self, batch_size: int, epochs: float | None = None) -> Iterator[Batch]:
@@ -352,6 +351,8 @@ class ActivationCache:
                 yield batch
             if end_epoch is not None and self._offset >= self.n_tokens:
                 self._epoch, self._offset = self._epoch + 1, 0
+
+    iter_batches = batches  # the name saekit.training looks for
 
     def __iter__(self) -> Iterator[Batch]:
         return self.batches(4096)
@@ -404,6 +405,13 @@ class ActivationCache:
         hp = " -> ".join(self.hookpoints)
         dtype = self.manifest["dtype"]
         return f"ActivationCache({str(self.path)!r}, {hp}, n_tokens={self.n_tokens}, dtype={dtype})"
+
+
+def _join(parts: list[torch.Tensor], empty_shape: tuple[int, ...], dtype: torch.dtype | None) -> torch.Tensor:
+    """One tensor from the batch's parts (already copies, so a single part is used as it is)."""
+    if not parts:
+        return torch.empty(empty_shape, dtype=dtype or torch.long)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _dtype(manifest: dict[str, Any]) -> torch.dtype:

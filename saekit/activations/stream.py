@@ -275,6 +275,8 @@ class ActivationStream:
         while True:
             yield self.next_batch(batch_size)
 
+    iter_batches = batches  # the name saekit.training looks for
+
     def __iter__(self) -> Iterator[Batch]:
         return self.batches(4096)
 
