@@ -1,4 +1,9 @@
-"""Shared test setup: offline Hugging Face, quiet progress bars, small thread counts."""
+"""Shared test setup: offline Hugging Face, quiet progress bars, one compute thread.
+
+One thread per process (inherited by the subprocesses tests start) keeps the many small ops
+of the tests free of thread-synchronisation stalls on a busy 2-core machine, and makes
+results independent of the machine's core count.
+"""
 
 import os
 
@@ -6,3 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("SAEKIT_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
