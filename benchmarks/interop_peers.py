@@ -47,7 +47,36 @@ CASES = {
     "skip_transcoder_topk": (dict(kind="topk", k=6, skip=True), ["sparsify"]),
 }
 
-PEERS = {"saelens": "sae-lens", "sparsify": "eai-sparsify"}
+PEERS = {"saelens": "sae-lens", "sparsify": "eai-sparsify", "circuit": "circuit-tracer"}
+MODULES = {"saelens": "sae_lens", "sparsify": "sparsify", "circuit": "circuit_tracer"}
+
+# circuit-tracer reads a whole per-layer transcoder set: two sets of two layers (all or none skip)
+CIRCUIT_SETS = {
+    "ct_relu_jumprelu": [dict(kind="relu"), dict(kind="jumprelu")],
+    "ct_skip": [dict(kind="relu", skip=True), dict(kind="jumprelu", skip=True)],
+}
+
+CIRCUIT_RUNNER = r"""
+import json, sys, torch, yaml
+from importlib.metadata import version
+from safetensors.torch import load_file, save_file
+from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set
+for job in json.loads(open(sys.argv[1]).read()):
+    conf = yaml.safe_load(open(job["folder"] + "/config.yaml"))
+    assert conf["model_kind"] == "transcoder_set"
+    paths = {i: f"{job['folder']}/layer_{i}.safetensors" for i in range(job["n_layers"])}
+    ts = load_transcoder_set(paths, scan="saekit-interop", feature_input_hook=conf["feature_input_hook"],
+                             feature_output_hook=conf["feature_output_hook"], device=torch.device("cpu"),
+                             dtype=torch.float32, lazy_encoder=False, lazy_decoder=False)
+    x = load_file(job["inputs"])["x"]
+    out = {}
+    with torch.no_grad():
+        for i, tc in enumerate(ts):
+            z = tc.encode(x)
+            out[f"z{i}"], out[f"decode{i}"], out[f"forward{i}"] = z, tc.decode(z, x), tc(x)
+    save_file({k: v.contiguous() for k, v in out.items()}, job["out"])
+print("circuit-tracer", version("circuit-tracer"))
+"""
 
 SAELENS_RUNNER = r"""
 import json, sys, torch
@@ -177,7 +206,7 @@ def ensure_venv(root: Path, peer: str) -> Path:
     """A venv with torch 2.13.0 and the peer; created (and cached under ``root``) when missing."""
     venv = root / peer
     py = venv / "bin" / "python"
-    mod = "sae_lens" if peer == "saelens" else "sparsify"
+    mod = MODULES[peer]
     if py.exists() and subprocess.run([py, "-c", f"import {mod}"], capture_output=True).returncode == 0:
         return py
     root.mkdir(parents=True, exist_ok=True)
@@ -203,9 +232,7 @@ def perturbed(cfg: DictionaryConfig, seed: int) -> torch.nn.Module:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--venvs", default="/tmp/saekit-interop", help="where the peer venvs live (created if missing)"
-    )
+    ap.add_argument("--venvs", default="/tmp/saekit-interop", help="where the peer venvs live (created if missing)")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--json", default=None, help="write the results here as JSON")
     args = ap.parse_args()
@@ -214,9 +241,7 @@ def main() -> int:
     jobs: dict[str, list[dict]] = {"saelens": [], "sparsify": []}
     expected = {}
     for i, (name, (kw, peers)) in enumerate(CASES.items()):
-        cfg = DictionaryConfig(
-            d_in=D, n_latents=N, hook_name="blocks.0.hook_resid_post", model_name="tiny", **kw
-        )
+        cfg = DictionaryConfig(d_in=D, n_latents=N, hook_name="blocks.0.hook_resid_post", model_name="tiny", **kw)
         sae = perturbed(cfg, seed=i)
         x = torch.randn(B, D, generator=torch.Generator().manual_seed(100 + i)) * 2
         inputs = work / f"{name}.inputs.safetensors"
@@ -240,9 +265,30 @@ def main() -> int:
                     "out": str(work / f"{name}.{peer}.out.safetensors"),
                 }
             )
+    jobs["circuit"] = []
+    for j, (name, layers) in enumerate(CIRCUIT_SETS.items()):
+        run = work / "saekit" / name
+        x = torch.randn(B, D, generator=torch.Generator().manual_seed(200 + j)) * 2
+        for layer, kw in enumerate(layers):
+            cfg = DictionaryConfig(
+                d_in=D, n_latents=N, transcoder=True, hook_name=f"blocks.{layer}.ln2.hook_normalized", **kw
+            )
+            sae = perturbed(cfg, seed=50 + 2 * j + layer)
+            save_dictionary(sae, run / f"layer{layer}", extra={"hook_name_out": f"blocks.{layer}.hook_mlp_out"})
+            with torch.no_grad():
+                z = sae.encode(x)
+                # circuit-tracer's decode(z, x) includes the skip path, like saekit's forward
+                expected[f"{name}/layer{layer}"] = {"z": z, "decode": sae(x), "forward": sae(x)}
+        inputs = work / f"{name}.inputs.safetensors"
+        save_file({"x": x}, inputs)
+        folder = work / "circuit" / name
+        export(run, folder, "circuit-tracer")
+        out = str(work / f"{name}.circuit.out.safetensors")
+        jobs["circuit"].append({"name": name, "folder": str(folder), "inputs": str(inputs), "out": out, "n_layers": 2})
     results = []
     versions = {}
-    for peer, runner in (("saelens", SAELENS_RUNNER), ("sparsify", SPARSIFY_RUNNER)):
+    runners = (("saelens", SAELENS_RUNNER), ("sparsify", SPARSIFY_RUNNER), ("circuit", CIRCUIT_RUNNER))
+    for peer, runner in runners:
         py = ensure_venv(Path(args.venvs), peer)
         job_file = work / f"{peer}.jobs.json"
         job_file.write_text(json.dumps(jobs[peer]))
@@ -254,10 +300,15 @@ def main() -> int:
         versions[peer] = proc.stdout.strip().splitlines()[-1]
         for job in jobs[peer]:
             got = load_file(job["out"])
-            results.append(
-                {"peer": f"saekit->{peer}", "case": job["name"], **compare(got, expected[job["name"]])}
-            )
-        results += reverse(py, SAELENS_WRITER if peer == "saelens" else SPARSIFY_WRITER, peer, work)
+            if peer == "circuit":  # one comparison per layer of the set
+                for i in range(job["n_layers"]):
+                    layer = {k: got[f"{k}{i}"] for k in ("z", "decode", "forward")}
+                    case = f"{job['name']}/layer{i}"
+                    results.append({"peer": "saekit->circuit", "case": case, **compare(layer, expected[case])})
+                continue
+            results.append({"peer": f"saekit->{peer}", "case": job["name"], **compare(got, expected[job["name"]])})
+        if peer != "circuit":
+            results += reverse(py, SAELENS_WRITER if peer == "saelens" else SPARSIFY_WRITER, peer, work)
     ok = all("error" not in r and r["z_ok"] and r["decode_ok"] and r["forward_ok"] for r in results)
     print(f"saekit {saekit.__version__}, torch {torch.__version__}; peers: {versions}")
     head = f"{'max|Δz|':>10} {'max|Δdecode|':>13} {'max|Δforward|':>14}"
