@@ -64,6 +64,10 @@ def test_dictionary_metrics_agree_with_direct_computation_and_batch_size():
     assert a["dead_fraction"] == pytest.approx(float(((z != 0).sum(0) == 0).float().mean()))
     for key in ("fvu", "mse", "cosine", "shrinkage", "l0", "dead_fraction"):
         assert a[key] == pytest.approx(b[key], rel=1e-6)  # float32 matmuls differ by batch
+    dense = reconstruction_metrics(x, x_hat, z)  # the dense path, against the sparse top-k path
+    for key in ("fvu", "cosine", "shrinkage", "l0", "l0_std", "dead_fraction", "dense_fraction"):
+        assert a[key] == pytest.approx(dense[key], rel=1e-5, abs=1e-12)
+    assert a["density"] == pytest.approx(dense["density"])
 
 
 def test_transcoder_metrics_use_the_target_activations():

@@ -91,14 +91,29 @@ class MetricAccumulator:
 
     @torch.no_grad()
     def update(self, y: torch.Tensor, y_hat: torch.Tensor, z: torch.Tensor) -> None:
+        """One batch: targets y, reconstructions ŷ [B, d] and dense codes z [B, n_latents]."""
+        if z.shape[-1] != self.n_latents:
+            raise DataError(f"latents have {z.shape[-1]} columns, expected n_latents = {self.n_latents}.")
+        fires = (z.detach() != 0).cpu()
+        self._update_recon(y, y_hat)
+        self.fire_counts += fires.sum(0, dtype=torch.float64)
+        self.l0_counts += torch.bincount(fires.sum(1), minlength=self.n_latents + 1).double()
+
+    @torch.no_grad()
+    def update_sparse(self, y: torch.Tensor, y_hat: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor) -> None:
+        """One batch with sparse codes (values, indices) [B, k], as top-k dictionaries give them."""
+        fires = (vals.detach() != 0).cpu()
+        self._update_recon(y, y_hat)
+        self.fire_counts += torch.bincount(idx.detach().cpu()[fires], minlength=self.n_latents).double()
+        self.l0_counts += torch.bincount(fires.sum(1), minlength=self.n_latents + 1).double()
+
+    def _update_recon(self, y: torch.Tensor, y_hat: torch.Tensor) -> None:
         y = y.detach().double().cpu()
         y_hat = y_hat.detach().double().cpu()
         if y.shape != y_hat.shape:
             raise DataError(
                 f"target {tuple(y.shape)} and reconstruction {tuple(y_hat.shape)} differ in shape."
             )
-        if z.shape[-1] != self.n_latents:
-            raise DataError(f"latents have {z.shape[-1]} columns, expected n_latents = {self.n_latents}.")
         if self.sum_y is None:
             self.d = y.shape[1]
             self.sum_y = torch.zeros(self.d, dtype=torch.float64)
@@ -113,9 +128,6 @@ class MetricAccumulator:
         self.ratio_sum += float((yhat_norm / y_norm.clamp_min(eps)).sum())
         self.yhat_yhat += float((y_hat * y_hat).sum())
         self.yhat_y += float((y_hat * y).sum())
-        fires = (z.detach() != 0).cpu()
-        self.fire_counts += fires.sum(0, dtype=torch.float64)
-        self.l0_counts += torch.bincount(fires.sum(1), minlength=self.n_latents + 1).double()
 
     def result(self) -> dict[str, Any]:
         if self.n == 0:
@@ -187,6 +199,7 @@ def dictionary_metrics(
     device = next(sae.parameters()).device
     dtype = next(sae.parameters()).dtype
     acc = MetricAccumulator(n_latents_of(sae), dense_threshold)
+    sparse = bool(getattr(sae, "sparse_output", False)) and hasattr(sae, "decode_sparse")
     seen = 0
     for x, y in iter_source(source, batch_size):
         if max_tokens is not None:
@@ -194,8 +207,13 @@ def dictionary_metrics(
                 break
             x, y = x[: max_tokens - seen], y[: max_tokens - seen]
         x = x.to(device=device, dtype=dtype)
-        z = sae.encode(x)
-        y_hat = sae(x)
-        acc.update(y, y_hat, z)
+        no_skip = getattr(sae, "W_skip", None) is None
+        if sparse and no_skip:  # top-k: k codes per token, decoded without a dense [B, n] matrix
+            vals, idx = sae.encode_sparse(x)
+            acc.update_sparse(y, sae.decode_sparse(vals, idx), vals, idx)
+        else:
+            z = sae.encode(x)
+            # one encoder pass: decode the codes unless a skip path (which needs x) is in the output
+            acc.update(y, sae.decode(z) if no_skip else sae(x), z)
         seen += x.shape[0]
     return acc.result()
