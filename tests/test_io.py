@@ -393,3 +393,31 @@ def test_export_refuses_what_the_target_cannot_represent(tmp_path):
     (tmp_path / "ct" / "0").rename(tmp_path / "ct0")
     with pytest.raises(saekit.DataError, match="every layer 0..1; layers \\[0\\] have none"):
         export(tmp_path / "ct", tmp_path / "o6", "circuit-tracer")
+
+
+def test_resave_replaces_config_and_drops_stale_sparsity(tmp_path):
+    save_dictionary(make(kind="relu"), tmp_path / "d", feature_density=torch.full((N,), 0.5))
+    topk = make(seed=3, kind="topk", k=4)
+    save_dictionary(topk, tmp_path / "d")
+    assert not (tmp_path / "d" / "sparsity.safetensors").exists()  # it described the old weights
+    back = load(tmp_path / "d")
+    assert back.cfg == topk.cfg and torch.equal(back.W_enc, topk.W_enc)
+
+
+def test_save_does_not_touch_the_dictionary(tmp_path):
+    sae = make(kind="batchtopk", k=4, act_scale=2.0)
+    before = {k: v.clone() for k, v in sae.state_dict().items()}
+    save_dictionary(sae, tmp_path / "d")
+    for k, v in sae.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_round_trip_from_a_cuda_dictionary(tmp_path):
+    sae = make(kind="topk", k=4, act_scale=1.5).cuda()
+    save_dictionary(sae, tmp_path / "d")
+    back = load(tmp_path / "d", device="cuda")
+    x = x_batch().cuda()
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), sae(x), atol=1e-5, rtol=1e-5)
+    assert back.W_enc.device.type == "cuda"

@@ -18,7 +18,6 @@ on raw activations in any reader.
 
 from __future__ import annotations
 
-import copy
 import math
 import platform
 from pathlib import Path
@@ -170,7 +169,11 @@ def export_tensors(sae: torch.nn.Module) -> tuple[dict[str, torch.Tensor], float
 
     Returns (tensors, folded_scale). The dictionary itself is not modified.
     """
-    folded = copy.deepcopy(sae)
+    from saekit.dictionaries import create
+
+    # A fresh CPU copy (not deepcopy): a dictionary on the GPU is not duplicated there.
+    folded = create(sae.cfg, init=False).to(sae.W_enc.dtype)
+    folded.load_state_dict(sae.state_dict())
     if hasattr(folded, "to_inference"):
         folded = folded.to_inference()  # batchtopk: the per-token threshold replaces the batch top-k
     scale = float(folded.act_scale) if hasattr(folded, "act_scale") else 1.0
@@ -225,6 +228,11 @@ def save_dictionary(
     path.mkdir(parents=True, exist_ok=True)
 
     tensors, scale = export_tensors(sae)
+    # Re-saving over an old folder: remove the files that mark it complete first, so a crash
+    # part-way never leaves new weights beside an old config (or a stale sparsity file).
+    stale = [SAEKIT_FILENAME, CFG_FILENAME] + ([SPARSITY_FILENAME] if feature_density is None else [])
+    for name in stale:
+        (path / name).unlink(missing_ok=True)
     dtype = tensors["W_enc"].dtype
     info = {
         k: extra[k] for k in ("hook_name_out", "context_size", "dataset_path", "prepend_bos") if k in extra
