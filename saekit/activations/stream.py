@@ -160,6 +160,7 @@ class ActivationStream:
         self.normalize = normalize
         self._scales = [1.0] * len(keys)
         self._fill_initial()
+        self._waited = 0.0  # the first fill is setup; waiting is counted from the first batch
         d = [self._buf[k].shape[1] for k in keys]
         self.d_in, self.d_out = d[0], d[-1]
         scales = [norm_scale_of(self._buf[k]) for k in keys]

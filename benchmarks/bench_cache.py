@@ -1,0 +1,381 @@
+"""Activation cache benchmark: write, raw disk read, shuffled read, live stream, and SAELens.
+
+Run:  .venv/bin/python benchmarks/bench_cache.py [--tokens 1000000] [--work /tmp/saekit-bench-cache]
+      [--saelens-venv /tmp/saekit-interop/saelens] [--skip-saelens]
+
+One run measures, on the same model (a random-weight transformer-lens model in a saekit model
+folder), the same tokens and the same disk:
+- saekit cache write (tokens/s, GB/s, peak RSS);
+- raw sequential read of the shard files with plain 8 MiB reads (the disk's speed);
+- the shuffled reader (ActivationCache, one epoch, batch 4096) as a fraction of raw speed,
+  cold (page cache dropped with posix_fadvise) and warm;
+- the live ActivationStream: model-forward tokens/s and the trainer's wait fraction while a
+  top-k SAE trains on it;
+- SAELens CacheActivationsRunner + ActivationsStore reading that cache, in a separate venv
+  (torch 2.13.0 then sae-lens), with the same model weights and tokens.
+Each phase runs in its own process so peak RSS (VmHWM - baseline after imports) is its own.
+Results: JSON to --work/results.json and a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HOOK = "blocks.1.hook_resid_post"
+N_CTX = 128
+
+
+def rss(field: str = "VmRSS") -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def drop_page_cache(files: list[Path]) -> None:
+    """Evict the files from the page cache (clean pages only, hence fsync first) for a cold read."""
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def raw_read(files: list[Path]) -> tuple[float, int]:
+    buf = bytearray(8 << 20)
+    view = memoryview(buf)
+    total = 0
+    t = time.perf_counter()
+    for f in files:
+        with open(f, "rb", buffering=0) as fh:
+            while n := fh.readinto(view):
+                total += n
+    return time.perf_counter() - t, total
+
+
+# -- phases run as children ---------------------------------------------------------------------
+
+
+def child_prepare(work: Path, tokens: int) -> dict:
+    """A saekit model folder with random weights and the packed tokens (saved for every phase)."""
+    from safetensors.torch import save_file
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from saekit.data import default_tokenizer, load_corpus, pack_tokens_with_docs
+    from saekit.models.handle import ModelHandle
+    from saekit.models.store import save_model_folder
+
+    tok = default_tokenizer(4096)
+    tl_args = {
+        "n_layers": 2, "d_model": 256, "n_heads": 8, "d_head": 32, "d_mlp": 1024, "n_ctx": N_CTX,
+        "d_vocab": 4096, "act_fn": "gelu", "normalization_type": "LN", "seed": 0,
+    }  # fmt: skip
+    model = HookedTransformer(HookedTransformerConfig(**tl_args))
+    save_model_folder(
+        ModelHandle(model, tok, "transformer_lens", "bench", "random", work / "model"), tl_args, {"name": "bench"}
+    )
+    rows = -(-tokens // (N_CTX - 1))
+    docs = load_corpus("train")
+    t, d = pack_tokens_with_docs(docs * 8, tok, N_CTX, max_rows=rows)  # repeat the corpus if needed
+    if t.shape[0] < rows:
+        raise SystemExit(f"corpus too small for {tokens} tokens")
+    save_file({"tokens": t.contiguous(), "doc_ids": d.contiguous()}, str(work / "tokens.safetensors"))
+    return {"rows": int(t.shape[0])}
+
+
+def child_write(work: Path, tokens: int) -> dict:
+    import torch
+    from safetensors.torch import load_file
+
+    from saekit.activations import build_cache
+    from saekit.models import load_model
+
+    torch.manual_seed(0)
+    handle = load_model(work / "model")
+    data = load_file(str(work / "tokens.safetensors"))
+    base = rss()
+    t = time.perf_counter()
+    build_cache(
+        handle, data["tokens"], [HOOK], work / "saekit_cache", doc_ids=data["doc_ids"], n_tokens=tokens,
+        batch_size=32, shard_tokens=65536, overwrite=True, progress=False,
+    )  # fmt: skip
+    return {"seconds": time.perf_counter() - t, "peak_rss": rss("VmHWM") - base}
+
+
+def child_read(work: Path, buffer_tokens: int, verify: bool) -> dict:
+    import torch
+
+    from saekit.activations import ActivationCache
+
+    base = rss()
+    t = time.perf_counter()
+    cache = ActivationCache(work / "saekit_cache", buffer_tokens=buffer_tokens, seed=0, verify=verify, progress=False)
+    t_open = time.perf_counter() - t
+    n = 0
+    s = torch.zeros(())
+    for batch in cache.batches(4096, epochs=1):
+        n += batch.shape[0]
+        s += batch[0, 0]  # touch the batch
+    seconds = time.perf_counter() - t
+    out = {
+        "seconds": seconds, "open_seconds": t_open, "rows": n, "peak_rss": rss("VmHWM") - base,
+        "wait_fraction": cache.wait_fraction, "chunk_tokens": cache.chunk_tokens,
+    }  # fmt: skip
+    cache.close()
+    return out
+
+
+def child_stream(work: Path, tokens: int) -> dict:
+    import torch
+    from safetensors.torch import load_file
+
+    from saekit.activations import ActivationStream, HookpointReader
+    from saekit.config import DictionaryConfig
+    from saekit.dictionaries import create
+    from saekit.models import load_model
+
+    torch.manual_seed(0)
+    handle = load_model(work / "model")
+    toks = load_file(str(work / "tokens.safetensors"))["tokens"]
+    toks = toks[: -(-min(tokens, 60_000) // (N_CTX - 1))]  # the stream phase is model-bound on CPU
+    # forward alone: the ceiling of a live stream
+    reader = HookpointReader(handle, [HOOK])
+    t = time.perf_counter()
+    for i in range(0, toks.shape[0], 32):
+        reader(toks[i : i + 32])
+    fwd = toks.numel() / (time.perf_counter() - t)
+    sae = create(DictionaryConfig(kind="topk", d_in=256, n_latents=4096, k=32))
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+    stream = ActivationStream(handle, toks, HOOK, buffer_tokens=1 << 16, refill_fraction=0.5, batch_seqs=32)
+    steps = toks.numel() // 4096
+    t = time.perf_counter()
+    for _ in range(steps):
+        x = stream.next_batch(4096)
+        loss = (sae(x) - x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    seconds = time.perf_counter() - t
+    out = {
+        "forward_tokens_per_s": fwd, "train_tokens_per_s": steps * 4096 / seconds,
+        "wait_fraction": stream.wait_fraction, "steps": steps,
+    }  # fmt: skip
+    stream.close()
+    # the same training on precomputed activations: the trainer's own speed
+    xs = torch.randn(4096, 256)
+    t = time.perf_counter()
+    for _ in range(min(steps, 20)):
+        loss = (sae(xs) - xs).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    out["train_only_tokens_per_s"] = min(steps, 20) * 4096 / (time.perf_counter() - t)
+    return out
+
+
+SAELENS_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import torch
+    from safetensors.torch import load_file
+
+    def rss(field="VmRSS"):
+        for line in open("/proc/self/status"):
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+
+    phase, work, tokens, hook = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    import sae_lens.cache_activations_runner as car
+    from sae_lens.training.activations_store import ActivationsStore
+    import datasets
+
+    tl = json.load(open(f"{work}/model/tl_config.json"))
+    model = HookedTransformer(HookedTransformerConfig(**tl))
+    model.load_state_dict(load_file(f"{work}/model/model.safetensors"))
+    model.eval()
+    out_dir = f"{work}/saelens_cache"
+    n_ctx = tl["n_ctx"]
+    if phase == "write":
+        import shutil
+        shutil.rmtree(out_dir, ignore_errors=True)
+        toks = load_file(f"{work}/tokens.safetensors")["tokens"]
+        ds = datasets.Dataset.from_dict({"input_ids": toks.tolist()})
+        car.load_model = lambda **kw: model  # same weights as saekit's run
+        cfg = car.CacheActivationsRunnerConfig(
+            dataset_path="unused", model_name="bench", model_batch_size=32, hook_name=hook, d_in=tl["d_model"],
+            training_tokens=tokens, context_size=n_ctx, new_cached_activations_path=out_dir, shuffle=True,
+            dtype="float32", device="cpu", buffer_size_gb=0.25, streaming=False, prepend_bos=False,
+        )
+        base = rss()
+        t = time.perf_counter()
+        car.CacheActivationsRunner(cfg, override_dataset=ds).run()
+        print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss": rss("VmHWM") - base}))
+    else:
+        base = rss()
+        t = time.perf_counter()
+        store = ActivationsStore(
+            model=model, dataset=None, streaming=False, hook_name=hook, hook_head_index=None, context_size=n_ctx,
+            d_in=tl["d_model"], n_batches_in_buffer=int(sys.argv[5]) // n_ctx, total_training_tokens=tokens,
+            store_batch_size_prompts=32, train_batch_size_tokens=4096, prepend_bos=False,
+            normalize_activations="none", device="cpu", dtype="float32", cached_activations_path=out_dir,
+        )
+        n = 0
+        while n < tokens:
+            n += store.next_batch().shape[0]
+        print(json.dumps({"seconds": time.perf_counter() - t, "rows": n, "peak_rss": rss("VmHWM") - base}))
+    """
+)
+
+
+def run_child(args: list[str]) -> dict:
+    env = {**os.environ, "SAEKIT_NO_PROGRESS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"child {args[0]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_saelens(py: Path, phase: str, work: Path, tokens: int, buffer_tokens: int) -> dict:
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    proc = subprocess.run(
+        [str(py), "-c", SAELENS_CHILD, phase, str(work), str(tokens), HOOK, str(buffer_tokens)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def ensure_saelens(venv: Path) -> Path:
+    py = venv / "bin" / "python"
+    if py.exists() and subprocess.run([py, "-c", "import sae_lens"], capture_output=True).returncode == 0:
+        return py
+    subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+    subprocess.run([py, "-m", "pip", "install", "-q", "torch==2.13.0"], check=True)  # first: no CUDA wheel swap
+    subprocess.run([py, "-m", "pip", "install", "-q", "sae-lens"], check=True)
+    return py
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokens", type=int, default=1_000_000)
+    p.add_argument("--buffer-tokens", type=int, default=1 << 17)
+    p.add_argument("--work", default="/tmp/saekit-bench-cache")
+    p.add_argument("--saelens-venv", default="/tmp/saekit-interop/saelens")
+    p.add_argument("--skip-saelens", action="store_true")
+    p.add_argument("--child", nargs="+")
+    args = p.parse_args()
+    work = Path(args.work)
+    if args.child:
+        phase, rest = args.child[0], args.child[1:]
+        fn = {"prepare": child_prepare, "write": child_write, "stream": child_stream}.get(phase)
+        if phase == "read":
+            out = child_read(Path(rest[0]), int(rest[1]), rest[2] == "1")
+        else:
+            out = fn(Path(rest[0]), int(rest[1]))
+        print(json.dumps(out))
+        return
+
+    work.mkdir(parents=True, exist_ok=True)
+    n = args.tokens
+    res: dict = {"tokens": n, "hook": HOOK, "d": 256, "buffer_tokens": args.buffer_tokens}
+    res["prepare"] = run_child(["prepare", str(work), str(n)])
+    res["write"] = run_child(["write", str(work), str(n)])
+    files = sorted((work / "saekit_cache" / "shards").glob("*.safetensors"))
+    act_bytes = n * 256 * 4
+    drop_page_cache(files)
+    sec, nbytes = raw_read(files)
+    res["raw_cold"] = {"seconds": sec, "bytes": nbytes}
+    res["read_cold"] = (drop_page_cache(files), run_child(["read", str(work), str(args.buffer_tokens), "0"]))[1]
+    sec, nbytes = raw_read(files)  # now in the page cache
+    res["raw_warm"] = {"seconds": sec, "bytes": nbytes}
+    res["read_warm"] = run_child(["read", str(work), str(args.buffer_tokens), "0"])
+    res["read_warm_verify"] = run_child(["read", str(work), str(args.buffer_tokens), "1"])
+    res["stream"] = run_child(["stream", str(work), str(n)])
+    if not args.skip_saelens:
+        py = ensure_saelens(Path(args.saelens_venv))
+        res["saelens_version"] = subprocess.run(
+            [py, "-c", "import importlib.metadata as m; print(m.version('sae-lens'))"], capture_output=True, text=True
+        ).stdout.strip()
+        res["saelens_write"] = run_saelens(py, "write", work, n, args.buffer_tokens)
+        sl_files = sorted((work / "saelens_cache").glob("*.arrow"))
+        if sl_files:
+            drop_page_cache(sl_files)
+            res["saelens_read_cold"] = run_saelens(py, "read", work, n, args.buffer_tokens)
+            res["saelens_read_warm"] = run_saelens(py, "read", work, n, args.buffer_tokens)
+    res["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"
+    res["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    (work / "results.json").write_text(json.dumps(res, indent=2))
+    print(report(res, act_bytes))
+
+
+def report(r: dict, act_bytes: int) -> str:
+    n = r["tokens"]
+    mib = 2**20
+
+    def rate(sec: float) -> str:
+        return f"{n / sec / 1e3:,.0f} k tok/s, {act_bytes / sec / 1e9:.2f} GB/s"
+
+    lines = [
+        f"tokens {n:,}, hook {r['hook']} (d=256, float32, {act_bytes / 1e9:.2f} GB), "
+        f"buffer {r['buffer_tokens']:,} tokens; {r['machine']}; {r['date']}",
+        "",
+        "| phase | time (s) | throughput | peak RSS (MiB) | note |",
+        "|---|---|---|---|---|",
+        f"| saekit write (`build_cache`) | {r['write']['seconds']:.1f} | {rate(r['write']['seconds'])} | "
+        f"{r['write']['peak_rss'] / mib:.0f} | model forward + shards + SHA-256 |",
+    ]
+    for temp in ("cold", "warm"):
+        raw = r[f"raw_{temp}"]
+        rd = r[f"read_{temp}"]
+        raw_gbs = raw["bytes"] / raw["seconds"] / 1e9
+        rd_gbs = raw["bytes"] / rd["seconds"] / 1e9  # same bytes through the shuffled reader
+        lines.append(
+            f"| raw sequential read, {temp} | {raw['seconds']:.2f} | {raw_gbs:.2f} GB/s | - | plain 8 MiB reads |"
+        )
+        lines.append(
+            f"| saekit shuffled read, {temp} | {rd['seconds']:.2f} | {rate(rd['seconds'])} | "
+            f"{rd['peak_rss'] / mib:.0f} | **{rd_gbs / raw_gbs:.0%} of raw**, wait {rd['wait_fraction']:.0%} |"
+        )
+    v = r["read_warm_verify"]
+    lines.append(
+        f"| saekit shuffled read + SHA-256 verify, warm | {v['seconds']:.2f} | {rate(v['seconds'])} | "
+        f"{v['peak_rss'] / mib:.0f} | open (hashing) {v['open_seconds']:.2f} s |"
+    )
+    s = r["stream"]
+    lines.append(
+        f"| saekit live stream + top-k SAE training | - | {s['train_tokens_per_s'] / 1e3:,.0f} k tok/s trained | - | "
+        f"forward alone {s['forward_tokens_per_s'] / 1e3:,.0f} k tok/s, training alone "
+        f"{s['train_only_tokens_per_s'] / 1e3:,.0f} k tok/s, trainer waited {s['wait_fraction']:.0%} |"
+    )
+    if "saelens_write" in r:
+        for key, label in (
+            ("saelens_write", "CacheActivationsRunner write"),
+            ("saelens_read_cold", "ActivationsStore read, cold"),
+            ("saelens_read_warm", "ActivationsStore read, warm"),
+        ):
+            x = r.get(key, {"error": "not run"})
+            if "error" in x:
+                lines.append(f"| SAELens {r.get('saelens_version', '')} {label} | - | - | - | failed: {x['error']} |")
+            else:
+                lines.append(
+                    f"| SAELens {r.get('saelens_version', '')} {label} | {x['seconds']:.1f} | {rate(x['seconds'])} | "
+                    f"{x['peak_rss'] / mib:.0f} | |"
+                )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
