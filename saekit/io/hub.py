@@ -71,9 +71,7 @@ def download(repo_id: str, subfolder: str | None = None, revision: str | None = 
         ) from None
 
 
-def resolve(
-    path_or_repo_id: str | os.PathLike, subfolder: str | None = None, revision: str | None = None
-) -> Path:
+def resolve(path_or_repo_id: str | os.PathLike, subfolder: str | None = None, revision: str | None = None) -> Path:
     """The local folder for a path or a Hub repo id (downloaded or from the cache), plus subfolder."""
     path = Path(path_or_repo_id)
     if path.exists():
@@ -182,11 +180,11 @@ def push_to_hub(
             retry = f"retry with `saekit push {src} {repo_id}`"
             if not src.is_dir():
                 raise DataError(f"{src} is not a folder; expected a dictionary folder or a run folder.")
+        if _offline():
+            raise SaekitError(f"HF_HUB_OFFLINE=1 is set, so {shown} cannot be published; unset it, then {retry}.")
         folders = dictionary_folders(src)
         if not folders:
-            raise DataError(
-                f"{src} holds no dictionaries (no folder with cfg.json + sae_weights.safetensors)."
-            )
+            raise DataError(f"{src} holds no dictionaries (no folder with cfg.json + sae_weights.safetensors).")
         described = []
         for folder in folders:
             load_folder(folder)  # refuse to publish a folder saekit itself cannot read
@@ -198,10 +196,6 @@ def push_to_hub(
         staging.mkdir()
         files = _stage(src, staging, folders)
         (staging / README).write_text(model_card(repo_id, described), encoding="utf-8")
-        if _offline():
-            raise SaekitError(
-                f"HF_HUB_OFFLINE=1 is set, so {shown} cannot be published; unset it, then {retry}."
-            )
         api = HfApi(endpoint=endpoint, token=token)
         stage = "creating the repo"
         try:
