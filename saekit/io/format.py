@@ -63,7 +63,7 @@ _DTYPE_NAMES = {
 def saelens_architecture(cfg: DictionaryConfig) -> str:
     """The SAELens ``architecture`` string for a saekit dictionary config."""
     if cfg.skip:
-        # SAELens has skip_transcoder (ReLU) and, since 6.2x, jumprelu_skip_transcoder.
+        # SAELens has skip_transcoder (ReLU) and jumprelu_skip_transcoder (in 6.54, not in 6.18).
         if cfg.kind == "relu":
             return "skip_transcoder"
         return "topk_skip_transcoder" if cfg.kind == "topk" else "jumprelu_skip_transcoder"
