@@ -1,0 +1,133 @@
+"""Distributed hookpoints on 2 real gloo processes with a real transformer-lens model: rank 0
+runs the model once per batch for every hookpoint and sends rows to the owner; each
+dictionary (two SAEs on different layers and a transcoder) equals the one a single process
+trains alone on its hookpoint, and owners wrote their own folders. Then a resume from the
+mid-run checkpoints lands on the same weights."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from saekit.config import DictionaryConfig, TrainConfig
+
+D = 32
+JOBS = [
+    ("blocks.0.hook_resid_post", DictionaryConfig(kind="topk", d_in=D, n_latents=64, k=4)),
+    ("blocks.1.hook_resid_post", DictionaryConfig(kind="relu", d_in=D, n_latents=48, sparsity_coef=1.0)),
+    (("blocks.0.ln2.hook_normalized", "blocks.0.hook_mlp_out"), DictionaryConfig(kind="topk", d_in=D, d_out=D, transcoder=True, n_latents=40, k=3)),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _model_and_tokens():
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=D, n_heads=4, d_head=8, d_mlp=64, n_ctx=16, d_vocab=128, act_fn="gelu",
+        normalization_type="LN", seed=0,
+    )
+    model = HookedTransformer(cfg).eval()
+    tokens = torch.randint(1, 128, (48, 16), generator=torch.Generator().manual_seed(5))
+    tokens[:, 0] = 0
+    return model, tokens
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)
+    from saekit.training import Trainer
+    from saekit.training.dist_comm import init_distributed, shutdown
+    from saekit.training.dist_hookpoints import HookpointJob, HookpointSource, LiveHookSource, train_hookpoints
+
+    init_distributed(timeout_s=60, backend="gloo")
+    model, tokens = _model_and_tokens()
+    hps = list(dict.fromkeys(k for hp, _ in JOBS for k in ((hp,) if isinstance(hp, str) else hp)))
+    tcfg = TrainConfig(batch_size=96, total_tokens=96 * 12, seed=0, device="cpu", log_every=4, checkpoint_every=5)
+    jobs = [HookpointJob(hp, cfg) for hp, cfg in JOBS]
+    producer = LiveHookSource(model, tokens, hps, seed=0) if rank == 0 else None
+    got = train_hookpoints(jobs, producer, tcfg, out_dir=Path(out) / "dist", progress=False)
+    owned = [j for i, j in enumerate(jobs) if i % world == rank]
+    assert sorted(got) == sorted(j.name for j in owned)
+    for job in owned:
+        # The reference: one process, only this hookpoint read from the model.
+        alone = HookpointSource(LiveHookSource(model, tokens, list(job.keys), seed=0), job.hookpoint)
+        ref = Trainer(job.cfgs, alone, tcfg, progress=False).fit()[0]
+        mine = got[job.name][0]
+        for key, value in ref.state_dict().items():
+            assert torch.equal(mine.state_dict()[key], value), f"rank {rank} job {job.name} {key}"
+        folder = Path(out) / "dist" / job.name
+        assert (folder / "sae_weights.safetensors").is_file() and (folder / "checkpoint.pt").is_file()
+        assert (folder / "metrics.jsonl").read_text().count("\n") == 12 // 4 + 1
+    # Resume: put the step-10 checkpoints back (written during the run) and finish again.
+    shutdown()
+
+
+def _resume_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)
+    from safetensors.torch import load_file
+
+    from saekit.training.dist_comm import init_distributed, shutdown
+    from saekit.training.dist_hookpoints import HookpointJob, LiveHookSource, train_hookpoints
+
+    init_distributed(timeout_s=60, backend="gloo")
+    model, tokens = _model_and_tokens()
+    hps = list(dict.fromkeys(k for hp, _ in JOBS for k in ((hp,) if isinstance(hp, str) else hp)))
+    jobs = [HookpointJob(hp, cfg) for hp, cfg in JOBS]
+    producer = LiveHookSource(model, tokens, hps, seed=0) if rank == 0 else None
+    # A run of 5 steps (it checkpoints at its end), then the full run resumed from it.
+    short = TrainConfig(batch_size=96, total_tokens=96 * 12, seed=0, device="cpu", log_every=4, checkpoint_every=5)
+    root = Path(out) / "resumed"
+    _run_until(jobs, producer, short, root, stop_after=5)
+    got = train_hookpoints(jobs, producer, short, out_dir=root, resume=True, progress=False)
+    for i, job in enumerate(jobs):
+        if i % world != rank:
+            continue
+        ref = load_file(str(Path(out) / "dist" / job.name / "sae_weights.safetensors"))
+        now = load_file(str(root / job.name / "sae_weights.safetensors"))
+        for key in ref:
+            assert torch.equal(ref[key], now[key]), f"resume: rank {rank} job {job.name} {key}"
+        assert job.name in got
+    shutdown()
+
+
+def _run_until(jobs, producer, tcfg, root: Path, stop_after: int) -> None:
+    """Train, then stop (as a crash would) right after the checkpoint of step ``stop_after``."""
+    from saekit.training import dist_hookpoints as dh
+
+    real = dh._checkpoint
+
+    class Stop(Exception):
+        pass
+
+    def checkpoint_then_stop(trainers, ex, out, rank, step):
+        real(trainers, ex, out, rank, step)
+        if step == stop_after:
+            ex.close()
+            raise Stop
+
+    dh._checkpoint = checkpoint_then_stop
+    try:
+        dh.train_hookpoints(jobs, producer, tcfg, out_dir=root, progress=False)
+    except Stop:
+        pass
+    finally:
+        dh._checkpoint = real
+
+
+def test_distributed_hookpoints_equal_single_hookpoint_training(tmp_path):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
