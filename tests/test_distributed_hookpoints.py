@@ -2,7 +2,7 @@
 runs the model once per batch for every hookpoint and sends rows to the owner; each
 dictionary (two SAEs on different layers and a transcoder) equals the one a single process
 trains alone on its hookpoint, and owners wrote their own folders. Then a resume from the
-mid-run checkpoints lands on the same weights."""
+mid-run checkpoints (a run stopped after step 5) lands on the same weights."""
 
 from __future__ import annotations
 
@@ -69,30 +69,21 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         folder = Path(out) / "dist" / job.name
         assert (folder / "sae_weights.safetensors").is_file() and (folder / "checkpoint.pt").is_file()
         assert (folder / "metrics.jsonl").read_text().count("\n") == 12 // 4 + 1
-    # Resume: put the step-10 checkpoints back (written during the run) and finish again.
+    _check_resume(rank, world, out, model, tokens, hps, tcfg)
     shutdown()
 
 
-def _resume_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
-    )
-    torch.set_num_threads(1)
+def _check_resume(rank, world, out, model, tokens, hps, tcfg) -> None:
+    """A run stopped right after its step-5 checkpoints, resumed: the same weights."""
     from safetensors.torch import load_file
 
-    from saekit.training.dist_comm import init_distributed, shutdown
     from saekit.training.dist_hookpoints import HookpointJob, LiveHookSource, train_hookpoints
 
-    init_distributed(timeout_s=60, backend="gloo")
-    model, tokens = _model_and_tokens()
-    hps = list(dict.fromkeys(k for hp, _ in JOBS for k in ((hp,) if isinstance(hp, str) else hp)))
     jobs = [HookpointJob(hp, cfg) for hp, cfg in JOBS]
     producer = LiveHookSource(model, tokens, hps, seed=0) if rank == 0 else None
-    # A run of 5 steps (it checkpoints at its end), then the full run resumed from it.
-    short = TrainConfig(batch_size=96, total_tokens=96 * 12, seed=0, device="cpu", log_every=4, checkpoint_every=5)
     root = Path(out) / "resumed"
-    _run_until(jobs, producer, short, root, stop_after=5)
-    got = train_hookpoints(jobs, producer, short, out_dir=root, resume=True, progress=False)
+    _run_until(jobs, producer, tcfg, root, stop_after=5)
+    got = train_hookpoints(jobs, producer, tcfg, out_dir=root, resume=True, progress=False)
     for i, job in enumerate(jobs):
         if i % world != rank:
             continue
@@ -101,7 +92,6 @@ def _resume_worker(rank: int, world: int, port: int, out: str) -> None:
         for key in ref:
             assert torch.equal(ref[key], now[key]), f"resume: rank {rank} job {job.name} {key}"
         assert job.name in got
-    shutdown()
 
 
 def _run_until(jobs, producer, tcfg, root: Path, stop_after: int) -> None:
@@ -130,4 +120,3 @@ def _run_until(jobs, producer, tcfg, root: Path, stop_after: int) -> None:
 
 def test_distributed_hookpoints_equal_single_hookpoint_training(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
