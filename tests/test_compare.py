@@ -189,3 +189,18 @@ def test_report_escapes_token_text_and_shows_missing_values(comparison):
     html = render_html(r)
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "–" in html
+
+
+def test_eval_cli_on_an_activation_cache(comparison, variant_dirs, tmp_path, capsys):
+    from saekit.activations import build_cache
+    from saekit.models import load_model
+
+    out, _ = comparison
+    handle = load_model(variant_dirs[1])
+    tokens = pack_tokens(load_corpus("validation")[:1], handle.tokenizer, 32, max_rows=8)
+    cache = build_cache(handle, tokens, ["blocks.0.hook_mlp_out"], tmp_path / "cache", progress=False)
+    dest = tmp_path / "m.json"
+    assert main(["eval", str(out / "random" / "sae" / "seed0"), "--acts", str(cache), "--out", str(dest)]) == 0
+    saved = json.loads(dest.read_text())
+    assert saved["n_tokens"] == 8 * 31 and "ce_loss_recovered" not in saved  # BOS dropped, no model: no splice
+    assert "FVU" in capsys.readouterr().out

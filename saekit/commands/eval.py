@@ -37,18 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model folder or name the dictionary was trained on")
     p.add_argument("--acts", help="activation cache folder (core metrics only, no model needed)")
     p.add_argument("--hook", default=None, help="hookpoint (default: the dictionary's hook_name)")
-    p.add_argument(
-        "--split", default="validation", help="built-in corpus split for the text (default validation)"
-    )
-    p.add_argument(
-        "--seqs", type=int, default=64, help="held-out sequences for the core metrics (default 64)"
-    )
-    p.add_argument(
-        "--splice-seqs", type=int, default=32, help="sequences spliced through the model (default 32)"
-    )
-    p.add_argument(
-        "--n-ctx", type=int, default=None, help="context length (default: the model's, at most 256)"
-    )
+    p.add_argument("--split", default="validation", help="built-in corpus split for the text (default validation)")
+    p.add_argument("--seqs", type=int, default=64, help="held-out sequences for the core metrics (default 64)")
+    p.add_argument("--splice-seqs", type=int, default=32, help="sequences spliced through the model (default 32)")
+    p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 256)")
     p.add_argument("--out", default=None, help="JSON file for the metrics (default DICT/eval.json)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
@@ -74,16 +66,17 @@ def run(args: argparse.Namespace) -> int:
         from saekit.models import load_model
 
         handle = load_model(args.model, device=args.device)
-        n_ctx = args.n_ctx or min(int(getattr(handle.model.cfg, "n_ctx", 256)), 256)
+        model_ctx = getattr(getattr(handle.model, "cfg", None), "n_ctx", None) or getattr(
+            getattr(handle.model, "config", None), "max_position_embeddings", 256
+        )
+        n_ctx = args.n_ctx or min(int(model_ctx), 256)
         tokens = pack_tokens(load_corpus(args.split), handle.tokenizer, n_ctx, max_rows=args.seqs)
         hooks = [h for h in (in_hook, out_hook) if h]
         acts = read_activations(handle, tokens, hooks)
         rows = {h: a[:, 1:].reshape(-1, a.shape[-1]) for h, a in acts.items()}  # BOS left out
         source = (rows[in_hook], rows[out_hook]) if out_hook else rows[in_hook]
         with torch.no_grad():
-            metrics = evaluate(
-                sae, source, model=handle, tokens=tokens[: args.splice_seqs], hook_name=in_hook
-            )
+            metrics = evaluate(sae, source, model=handle, tokens=tokens[: args.splice_seqs], hook_name=in_hook)
     else:
         from saekit.activations import ActivationCache
 
@@ -95,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if key in metrics:
             v = metrics[key]
             print(
-                f"{label:<{width}}  {v:.4f}"
-                if isinstance(v, float) and math.isfinite(v)
-                else f"{label:<{width}}  {v}"
+                f"{label:<{width}}  {v:.4f}" if isinstance(v, float) and math.isfinite(v) else f"{label:<{width}}  {v}"
             )
     out = Path(args.out) if args.out else Path(args.dictionary) / "eval.json"
     if not args.out and not Path(args.dictionary).is_dir():

@@ -33,16 +33,12 @@ from saekit.progress import token_bar
 _DROP = ("density", "matched_cos", "perm_a", "perm_b", "act_corr")
 
 
-def default_dict_cfgs(
-    d_model: int, n_layers: int, expansion: int = 4, k: int = 16
-) -> dict[str, DictionaryConfig]:
+def default_dict_cfgs(d_model: int, n_layers: int, expansion: int = 4, k: int = 16) -> dict[str, DictionaryConfig]:
     """A top-k SAE on the last MLP's output and a top-k transcoder replacing that MLP."""
     layer = n_layers - 1
     n = expansion * d_model
     return {
-        "sae": DictionaryConfig(
-            kind="topk", d_in=d_model, n_latents=n, k=k, hook_name=f"blocks.{layer}.hook_mlp_out"
-        ),
+        "sae": DictionaryConfig(kind="topk", d_in=d_model, n_latents=n, k=k, hook_name=f"blocks.{layer}.hook_mlp_out"),
         "transcoder": DictionaryConfig(
             kind="topk",
             d_in=d_model,
@@ -90,9 +86,7 @@ def _sparse_no_bos(sae: torch.nn.Module, x: torch.Tensor) -> SparseActs:
     n_ctx = x.shape[1]
     keep = acts.positions % n_ctx != 0
     lat = np.repeat(np.arange(acts.n_latents), np.diff(acts.indptr))
-    return SparseActs.from_triples(
-        acts.n_tokens, acts.n_latents, acts.positions[keep], lat[keep], acts.values[keep]
-    )
+    return SparseActs.from_triples(acts.n_tokens, acts.n_latents, acts.positions[keep], lat[keep], acts.values[keep])
 
 
 def _clean(d: dict) -> dict:
@@ -154,12 +148,14 @@ def run_comparison(
         handles[name] = h
     variants = list(handles)
     first = handles[variants[0]]
-    mcfg = first.model.cfg
+    mcfg = getattr(first.model, "cfg", None)
+    if mcfg is None or not hasattr(mcfg, "n_ctx"):
+        raise ConfigError(
+            f"variant {variants[0]!r} is not a transformer-lens model; saekit compare needs saekit model folders."
+        )
     n_ctx = int(mcfg.n_ctx)
     dict_cfgs = dict_cfgs or default_dict_cfgs(int(mcfg.d_model), int(mcfg.n_layers))
-    tcfg = tcfg or TrainConfig(
-        batch_size=1024, total_tokens=train_tokens, lr=2e-3, lr_warmup_steps=10, log_every=50
-    )
+    tcfg = tcfg or TrainConfig(batch_size=1024, total_tokens=train_tokens, lr=2e-3, lr_warmup_steps=10, log_every=50)
     tcfg = tcfg.replace(device=device)
 
     # one token list for every variant, so activations and latents can be compared token by token
@@ -169,9 +165,7 @@ def run_comparison(
     eval_ids = pack_tokens(load_corpus("validation"), tok, n_ctx, max_rows=n_eval_seqs)
     for v, h in handles.items():
         if h.tokenizer is not None and h.tokenizer.get_vocab() != tok.get_vocab():
-            raise DataError(
-                f"variant {v!r} uses a different tokenizer from {variants[0]!r}; variants must share one."
-            )
+            raise DataError(f"variant {v!r} uses a different tokenizer from {variants[0]!r}; variants must share one.")
 
     hooks: list[str] = []
     for cfg in dict_cfgs.values():
@@ -209,9 +203,7 @@ def run_comparison(
         results["variants"][v] = {
             "path": str(h.path),
             "info": {
-                k: h.info.get(k)
-                for k in ("variant", "coef", "val_loss", "train_loss", "mlp_zero_fraction")
-                if h.info
+                k: h.info.get(k) for k in ("variant", "coef", "val_loss", "train_loss", "mlp_zero_fraction") if h.info
             },
         }
         W_U = h.model.W_U if hasattr(h.model, "W_U") else None
@@ -239,9 +231,7 @@ def run_comparison(
                 acts_ev = _sparse_no_bos(sae, ev[in_hook])
                 alive = [i for i in range(acts_tr.n_latents) if acts_tr.indptr[i + 1] > acts_tr.indptr[i]]
                 rng = np.random.default_rng(seed)
-                chosen = sorted(
-                    rng.choice(alive, size=min(autointerp_latents, len(alive)), replace=False).tolist()
-                )
+                chosen = sorted(rng.choice(alive, size=min(autointerp_latents, len(alive)), replace=False).tolist())
                 ai = autointerp(
                     acts_tr,
                     train_ids[:n_explain_seqs],
@@ -292,9 +282,7 @@ def _examples(v, name, records, acts_ev, eval_ids, tok, n, seed) -> list[dict]:
     rest = [r for r in scored if r not in best]
     rng = np.random.default_rng(seed + 1)
     picks = best + (
-        [rest[i] for i in rng.choice(len(rest), size=min(n - len(best), len(rest)), replace=False)]
-        if rest
-        else []
+        [rest[i] for i in rng.choice(len(rest), size=min(n - len(best), len(rest)), replace=False)] if rest else []
     )
     out = []
     for r in picks:
