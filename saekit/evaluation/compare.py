@@ -118,6 +118,7 @@ def run_comparison(
     device: str = "cpu",
     quiet: bool = False,
     report: bool = True,
+    report_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and compare dictionaries across model variants; write results.json (+ report.html).
 
@@ -126,6 +127,7 @@ def run_comparison(
       hook is the same layer's ``hook_mlp_out``); default ``default_dict_cfgs``: a top-k SAE and a
       top-k transcoder on the last layer's MLP.
     seeds: ≥ 2 seeds per dictionary, so every cross-variant figure has a seed noise floor beside it.
+    report_path: where report.html goes (default ``out_dir/report.html``).
     The defaults fit the demo budget (a few minutes on a 2-core CPU for d_model = 128 models).
     """
     from saekit.data import load_corpus, pack_tokens
@@ -265,11 +267,12 @@ def run_comparison(
     timing["total"] = time.perf_counter() - t_start
     results["timing_s"] = timing
     atomic_write_json(out / "results.json", _finite(results))
+    report_file = Path(report_path) if report_path else out / "report.html"
     if report:
         from saekit.report import write_report
 
-        write_report(results, out / "report.html")
-    _log(f"wrote {out / 'results.json'}" + (f" and {out / 'report.html'}" if report else ""), quiet)
+        write_report(results, report_file)
+    _log(f"wrote {out / 'results.json'}" + (f" and {report_file}" if report else ""), quiet)
     return results
 
 
