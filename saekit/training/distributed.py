@@ -30,6 +30,7 @@ import torch.distributed as dist
 
 from saekit.config import DictionaryConfig, TrainConfig
 from saekit.dictionaries import SparseDictionary
+from saekit.dictionaries.sharded import ShardedTopK
 from saekit.errors import ConfigError, DataError, SaekitError
 from saekit.training import dist_comm as comm
 from saekit.training.checkpoint import load_checkpoint
@@ -41,6 +42,13 @@ from saekit.training.dist_comm import (
     is_distributed_launch,
     shutdown,
 )
+from saekit.training.dist_hookpoints import (
+    HookpointJob,
+    HookpointSource,
+    LiveHookSource,
+    TensorHookSource,
+    train_hookpoints,
+)
 from saekit.training.loop import Run, Trainer
 from saekit.training.metrics import MetricsLog
 
@@ -49,6 +57,12 @@ __all__ = [
     "DataParallelTrainer",
     "DistInfo",
     "DistributedError",
+    "HookpointJob",
+    "HookpointSource",
+    "LiveHookSource",
+    "ShardedTopK",
+    "TensorHookSource",
+    "train_hookpoints",
     "init_distributed",
     "is_distributed_launch",
     "make_trainer",
@@ -231,3 +245,4 @@ def train_data_parallel(
         trainer.resume(None if resume is True else resume)
     saes = trainer.fit()
     return saes[0] if isinstance(cfg, DictionaryConfig) else saes
+
