@@ -93,9 +93,7 @@ def test_unknown_hookpoint_names_close_matches(tiny_model):
 
 def test_hf_module_paths_match_hidden_states_and_stop_early(minilm):
     model, tok = minilm
-    batch = tok(
-        ["the cat sat on the mat", "sparse dictionaries find features"], padding=True, return_tensors="pt"
-    )
+    batch = tok(["the cat sat on the mat", "sparse dictionaries find features"], padding=True, return_tensors="pt")
     hps = ["encoder.layer.1.output", "encoder.layer.2:input", "encoder.layer.2.intermediate"]
     reader = HookpointReader(model, hps)
     fired = []
@@ -118,12 +116,19 @@ def test_hf_model_cache_drops_cls_and_keeps_rows(minilm, tmp_path):
     out = build_cache(model, ids, ["encoder.layer.0.output"], tmp_path / "c", shard_tokens=7)
     cache = ActivationCache(out, with_meta=True)
     with torch.no_grad():
-        ref = model(
-            input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True
-        ).hidden_states[1]
+        ref = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True).hidden_states[1]
     keep = ids != tok.cls_token_id  # BERT's [CLS] plays the role of BOS
     assert torch.equal(cache.read_all(), ref[keep])
     assert tok.cls_token_id not in cache.read_all("token_ids").tolist()
+    assert tok.sep_token_id in cache.read_all("token_ids").tolist()
+    # exclude_special also drops [SEP] (and any other special token)
+    with pytest.raises(ConfigError, match="exclude_special needs a tokenizer"):
+        build_cache(model, ids, ["encoder.layer.0.output"], tmp_path / "s", exclude_special=True)
+    out = build_cache(model, ids, ["encoder.layer.0.output"], tmp_path / "s", exclude_special=True, tokenizer=tok)
+    kept = ActivationCache(out).read_all("token_ids").tolist()
+    assert not set(kept) & set(tok.all_special_ids) and len(kept) == int(
+        (~torch.isin(ids, torch.tensor(tok.all_special_ids))).sum()
+    )
 
 
 def test_keep_mask_drops_bos_and_special_tokens():

@@ -95,9 +95,7 @@ def test_manifest_normalisation_stats(tiny_model, tokens, tmp_path):
     out = build_cache(tiny_model, tokens, [hp], tmp_path / "c", shard_tokens=64)
     m = json.loads((out / "manifest.json").read_text())
     x = ActivationCache(out).read_all().double()
-    assert torch.allclose(
-        torch.tensor(m["hookpoints"][hp]["mean"], dtype=torch.float64), x.mean(0), atol=1e-9
-    )
+    assert torch.allclose(torch.tensor(m["hookpoints"][hp]["mean"], dtype=torch.float64), x.mean(0), atol=1e-9)
     assert m["hookpoints"][hp]["mean_sq_norm"] == pytest.approx(float(x.pow(2).sum(1).mean()), rel=1e-9)
     cache = ActivationCache(out, normalize=True, buffer_tokens=256)
     batch = cache.next_batch(len(cache), stop_at_epoch_end=True)
@@ -117,9 +115,7 @@ def test_low_precision_storage(tiny_model, tokens, tmp_path, dtype):
 
 def test_paired_transcoder_rows_line_up(tiny_model, tokens, tmp_path):
     x_hp, y_hp = transcoder_hookpoints(1)
-    out = build_cache(
-        tiny_model, tokens, [x_hp, y_hp, "blocks.0.hook_resid_post"], tmp_path / "c", shard_tokens=90
-    )
+    out = build_cache(tiny_model, tokens, [x_hp, y_hp, "blocks.0.hook_resid_post"], tmp_path / "c", shard_tokens=90)
     _, ref = tiny_model.run_with_cache(tokens)
     cache = ActivationCache(out, (x_hp, y_hp), buffer_tokens=256, with_meta=True, seed=3)
     assert cache.paired and (cache.d_in, cache.d_out) == (64, 64)
@@ -361,9 +357,7 @@ def test_cli_cache_resumes_after_sigkill_and_matches_uninterrupted(model_folder,
     deadline = time.time() + 240
     while _listed(killed) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
-    assert proc.poll() is None, (
-        "saekit cache ended before it could be killed: " + proc.stderr.read().decode()[-500:]
-    )
+    assert proc.poll() is None, "saekit cache ended before it could be killed: " + proc.stderr.read().decode()[-500:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     m = json.loads((killed / "manifest.json").read_text())
@@ -386,3 +380,15 @@ def test_cli_cache_resumes_after_sigkill_and_matches_uninterrupted(model_folder,
     pair = ActivationCache(killed, transcoder_hookpoints(1), buffer_tokens=1024)
     x, y = pair.next_batch(8)
     assert x.shape == (8, 64) and y.shape == (8, 64)
+
+
+def test_cli_user_errors_are_one_line(model_folder, tmp_path, capsys):
+    from saekit.cli import main
+
+    args = _cache_args(model_folder, tmp_path / "c", 300)
+    bad = args[: args.index("--hookpoints") + 1] + ["blocks.9.hook_resid_post"] + args[args.index("--shard-tokens") :]
+    assert main(bad) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "blocks.9.hook_resid_post" in err[0]
+    assert main(_cache_args(model_folder, tmp_path / "c", 0)) == 2
+    assert "--tokens must be a positive integer" in capsys.readouterr().err

@@ -58,8 +58,7 @@ def model_info(model: Any) -> ModelInfo:
         )
     if not isinstance(model, nn.Module):
         raise ConfigError(
-            "model must be a saekit ModelHandle, a HookedTransformer or a torch module, "
-            f"got {type(model).__name__}."
+            f"model must be a saekit ModelHandle, a HookedTransformer or a torch module, got {type(model).__name__}."
         )
     is_tl = hasattr(model, "hook_dict") and hasattr(model, "run_with_hooks")
     name = ""
@@ -154,9 +153,7 @@ class HookpointReader:
 
     # -- running ----------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(
-        self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+    def __call__(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         with _model_lock(self.module):
             if self.info.kind == "transformer_lens":
                 return self._run_tl(tokens)

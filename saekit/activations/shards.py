@@ -78,15 +78,11 @@ class ShardFile:
                 raise DataError(f"cache shard {self.path} is truncated (no safetensors header).")
             (n,) = struct.unpack("<Q", head)
             if n > size - 8:
-                raise DataError(
-                    f"cache shard {self.path} is truncated or corrupt (bad safetensors header length)."
-                )
+                raise DataError(f"cache shard {self.path} is truncated or corrupt (bad safetensors header length).")
             try:
                 header = json.loads(f.read(n))
             except (json.JSONDecodeError, UnicodeDecodeError):
-                raise DataError(
-                    f"cache shard {self.path} is corrupt (unreadable safetensors header)."
-                ) from None
+                raise DataError(f"cache shard {self.path} is corrupt (unreadable safetensors header).") from None
         base = 8 + n
         self.spans: dict[str, TensorSpan] = {}
         for key, info in header.items():
@@ -99,9 +95,7 @@ class ShardFile:
                 )
             lo, hi = info["data_offsets"]
             if base + hi > size:
-                raise DataError(
-                    f"cache shard {self.path} is truncated (tensor {key!r} ends past the end of the file)."
-                )
+                raise DataError(f"cache shard {self.path} is truncated (tensor {key!r} ends past the end of the file).")
             self.spans[key] = TensorSpan(dtype, tuple(info["shape"]), base + lo)
         self._fd: int | None = None
 

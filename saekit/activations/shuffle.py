@@ -27,9 +27,7 @@ import torch
 
 def sub_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (numpy's SeedSequence), for torch generators."""
-    state = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(
-        2, dtype=np.uint32
-    )
+    state = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(2, dtype=np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 

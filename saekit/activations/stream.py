@@ -34,16 +34,12 @@ class _Producer:
     chunks of exactly ``chunk`` rows. A cursor (pass, batch start, rows to skip) says where the
     next chunk starts, so production can restart anywhere."""
 
-    def __init__(
-        self, reader: HookpointReader, tokens, doc_ids, keep, batch_seqs: int, chunk: int, with_meta: bool
-    ):
+    def __init__(self, reader: HookpointReader, tokens, doc_ids, keep, batch_seqs: int, chunk: int, with_meta: bool):
         self.reader, self.tokens, self.doc_ids, self.keep = reader, tokens, doc_ids, keep
         self.batch_seqs, self.chunk, self.with_meta = batch_seqs, chunk, with_meta
         self.positions = torch.arange(tokens.shape[1]).unsqueeze(0).expand_as(tokens)
 
-    def chunks(
-        self, cursor: tuple[int, int, int]
-    ) -> Iterator[tuple[dict[str, torch.Tensor], tuple[int, int, int]]]:
+    def chunks(self, cursor: tuple[int, int, int]) -> Iterator[tuple[dict[str, torch.Tensor], tuple[int, int, int]]]:
         passes, start, skip = cursor
         parts: dict[str, list[torch.Tensor]] = {}
         have = 0
@@ -112,6 +108,7 @@ class ActivationStream:
         buffer_device: str | torch.device = "cpu",
         device: str | torch.device | None = None,
         prefetch: bool = True,
+        tokenizer: Any = None,
     ):
         keys = [hookpoint] if isinstance(hookpoint, str) else list(hookpoint)
         if len(keys) not in (1, 2):
@@ -128,7 +125,9 @@ class ActivationStream:
         self.reader = HookpointReader(model, keys)
         self.hookpoints = keys
         self.paired = len(keys) == 2
-        tok = self.reader.info.tokenizer
+        tok = tokenizer if tokenizer is not None else self.reader.info.tokenizer
+        if exclude_special and not special_token_ids(tok):
+            raise ConfigError("exclude_special needs a tokenizer that lists its special tokens; pass tokenizer=.")
         keep = keep_mask(
             tokens,
             drop_bos=drop_bos,
@@ -141,9 +140,7 @@ class ActivationStream:
         self.buffer_tokens = max(1, buffer_tokens // self.refill_tokens) * self.refill_tokens
         self.with_meta = with_meta
         self._keys = keys + (list(META_KEYS) if with_meta else [])
-        self._producer = _Producer(
-            self.reader, tokens, doc_ids, keep, batch_seqs, self.refill_tokens, with_meta
-        )
+        self._producer = _Producer(self.reader, tokens, doc_ids, keep, batch_seqs, self.refill_tokens, with_meta)
         self.buffer_device = torch.device(buffer_device)
         self.device = torch.device(device) if device is not None else self.buffer_device
         self.seed = seed
@@ -174,9 +171,7 @@ class ActivationStream:
         self._queue: queue.Queue = queue.Queue(maxsize=1)  # one refill ready, one being computed
         gen = self._producer.chunks(self._cursor)
         if self._prefetch:
-            self._thread = threading.Thread(
-                target=self._produce, args=(gen,), daemon=True, name="saekit-stream"
-            )
+            self._thread = threading.Thread(target=self._produce, args=(gen,), daemon=True, name="saekit-stream")
             self._thread.start()
         else:
             self._gen_sync = gen

@@ -136,9 +136,7 @@ class CacheWriter:
                 "choose a new folder or overwrite."
             )
         for rec in old["shards"]:
-            ok = (self.out / rec["file"]).is_file() and (self.out / rec["file"]).stat().st_size == rec[
-                "bytes"
-            ]
+            ok = (self.out / rec["file"]).is_file() and (self.out / rec["file"]).stat().st_size == rec["bytes"]
             if ok:
                 ok = sha256_file(self.out / rec["file"]) == rec["sha256"]
             if not ok:
@@ -268,31 +266,32 @@ def build_cache(
     exclude_special: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
+    tokenizer: Any = None,
 ) -> Path:
     """Run ``model`` over ``tokens`` [n_seq, n_ctx] once and cache activations at ``hookpoints``.
 
     ``doc_ids`` [n_seq, n_ctx] (default: the row index) and the in-row positions are stored
     beside the activations. ``n_tokens`` caps the number of cached (kept) tokens. Batches of
-    ``batch_size`` sequences run on the model's device. Returns the cache folder; an interrupted
+    ``batch_size`` sequences run on the model's device. ``tokenizer`` (default: the model's)
+    gives the BOS id (without one, position 0 counts as BOS) and the special tokens. Returns the cache folder; an interrupted
     call resumes when called again with the same arguments.
     """
     reader = HookpointReader(model, hookpoints)
     info = reader.info
     tokens = torch.as_tensor(tokens)
     if tokens.dim() != 2 or tokens.dtype not in (torch.int32, torch.int64):
-        raise ConfigError(
-            f"tokens must be an integer tensor [n_seq, n_ctx], got {tuple(tokens.shape)} {tokens.dtype}."
-        )
+        raise ConfigError(f"tokens must be an integer tensor [n_seq, n_ctx], got {tuple(tokens.shape)} {tokens.dtype}.")
     if doc_ids is None:
         doc_ids = torch.arange(tokens.shape[0]).unsqueeze(1).expand_as(tokens)
     if doc_ids.shape != tokens.shape:
-        raise ConfigError(
-            f"doc_ids must have the shape of tokens {tuple(tokens.shape)}, got {tuple(doc_ids.shape)}."
-        )
+        raise ConfigError(f"doc_ids must have the shape of tokens {tuple(tokens.shape)}, got {tuple(doc_ids.shape)}.")
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    bos = bos_token_id(info.tokenizer)
-    excluded = special_token_ids(info.tokenizer) if exclude_special else []
+    tokenizer = tokenizer if tokenizer is not None else info.tokenizer
+    bos = bos_token_id(tokenizer)
+    excluded = special_token_ids(tokenizer) if exclude_special else []
+    if exclude_special and not excluded:
+        raise ConfigError("exclude_special needs a tokenizer that lists its special tokens; pass tokenizer=.")
     keep = keep_mask(tokens, drop_bos=drop_bos, bos_id=bos, exclude_ids=excluded)
     available = int(keep.sum())
     target = available if n_tokens is None else int(n_tokens)
