@@ -142,9 +142,12 @@ class Trainer:
             self._pending.append(batch)
             sample = batch
         x, y = (t.to(self.device, torch.float32) if t is not None else None for t in sample)
-        bad = _nonfinite(x, y)
-        if bad is not None:
-            raise DataError(f"the activations used for initialisation have NaN or inf values in {bad}.")
+        # Rows with NaN/inf are left out of the initialisation; if they are in the training
+        # stream, the step that meets them stops with a message naming it.
+        ok = torch.isfinite(x).all(-1) & (torch.isfinite(y).all(-1) if y is not None else True)
+        if not bool(ok.any()):
+            raise DataError("every activation row sampled for initialisation has NaN or inf values.")
+        x, y = x[ok], (y[ok] if y is not None else None)
         scale = 1.0
         if self.tcfg.normalize and self.source.pre_scaled is None:
             # E||x||² = d_in after scaling (SAELens/Anthropic convention); one scalar per source
@@ -249,7 +252,7 @@ class Trainer:
         y_hat = out.y_hat.float()
         var = (ys - ys.mean(0)).pow(2).sum()
         rec = {
-            "step": self.step_count,
+            "step": self.step_count + 1,  # steps completed, as in checkpoints
             "tokens": self.tokens + x.shape[0] * self.world_size,
             "dict": run.name,
             "loss": float(out.loss),
