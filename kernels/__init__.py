@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 
 from saekit.errors import ConfigError
 
@@ -141,7 +142,12 @@ def sparse_decode(
         from .triton_decode import SparseDecodeTriton
 
         out = SparseDecodeTriton.apply(idx2, vals2, W_dec, b_dec)
-    else:
+    elif vals2.dtype == W_dec.dtype == torch.float32 and W_dec.is_contiguous() and idx2.numel() > 0:
+        # fp32: embedding_bag's own autograd is the fastest torch path measured on CPU (its fused
+        # sorted-index weight backward beat a CSR matmul; benchmarks/RESULTS.md, issue 5).
+        out = F.embedding_bag(idx2, W_dec, per_sample_weights=vals2, mode="sum")
+        out = out + b_dec if b_dec is not None else out
+    else:  # half precision (fp32 accumulation), strided W_dec: the custom sparse autograd Function
         out = SparseDecodeTorch.apply(idx2, vals2, W_dec, b_dec)
     return out.reshape(*lead, W_dec.shape[1])
 
