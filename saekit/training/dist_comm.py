@@ -208,3 +208,23 @@ def broadcast_object(obj, src: int = 0, what: str = "a broadcast", note: str = "
     if info.rank == src:
         return obj
     return torch.load(io.BytesIO(payload.numpy().tobytes()), map_location="cpu", weights_only=False)
+
+
+def all_gather_object(obj, what: str = "an all-gather", note: str = "") -> list:
+    """Every rank's ``obj`` (torch.save bytes, padded to the longest), in rank order."""
+    import io
+
+    info = dist_info()
+    dev = torch.device("cuda", torch.cuda.current_device()) if info.backend == "nccl" else torch.device("cpu")
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+    sizes = all_gather(torch.tensor([data.numel()], dtype=torch.long, device=dev), what, note=note)
+    width = int(max(int(s) for s in sizes))
+    padded = torch.zeros(width, dtype=torch.uint8)
+    padded[: data.numel()] = data
+    parts = all_gather(padded.to(dev), what, note=note)
+    return [
+        torch.load(io.BytesIO(p.cpu()[: int(s)].numpy().tobytes()), map_location="cpu", weights_only=False)
+        for p, s in zip(parts, sizes)
+    ]

@@ -33,7 +33,7 @@ from saekit.dictionaries import SparseDictionary
 from saekit.dictionaries.sharded import ShardedTopK
 from saekit.errors import ConfigError, DataError, SaekitError
 from saekit.training import dist_comm as comm
-from saekit.training.checkpoint import load_checkpoint
+from saekit.training.checkpoint import load_checkpoint, save_checkpoint
 from saekit.training.dist_comm import (
     DEFAULT_TIMEOUT_S,
     DistInfo,
@@ -71,13 +71,19 @@ __all__ = [
 ]
 
 
+DATA_MODES = ("global", "local")
+
+
 class DataParallelTrainer(Trainer):
     """``Trainer`` with DDP-style gradient averaging across the ranks of the default group.
 
-    Every rank builds the same source (a cache, a stream or a tensor); each reads the global
-    batch and keeps rows ``rank::world`` of it by contiguous slices (``Trainer.shard``), which
-    is what makes N ranks equal one process. ``batch_size`` is the global batch and must be a
-    multiple of the world size.
+    ``data="global"`` (default): every rank builds the same source (a cache, a stream or a
+    tensor), reads the global batch and keeps its contiguous slice (``Trainer.shard``), which
+    is what makes N ranks equal one process. ``data="local"``: each rank's source is already its
+    own disjoint part (its cache shards, its slice of the tokens) and it draws
+    ``batch_size / world`` rows from it per step; nothing is read twice, the initial b_dec and
+    scale are rank 0's, and the checkpoint keeps every rank's source position.
+    ``batch_size`` is the global batch and must be a multiple of the world size.
     """
 
     def __init__(
@@ -87,7 +93,11 @@ class DataParallelTrainer(Trainer):
         tcfg: TrainConfig | None = None,
         names: list[str] | None = None,
         progress: bool = True,
+        data: str = "global",
     ):
+        if data not in DATA_MODES:
+            raise ConfigError(f"data must be 'global' or 'local', got {data!r}.")
+        self.data = data
         info = comm.dist_info()
         self.rank, self.world_size = info.rank, info.world_size
         tcfg = tcfg or TrainConfig()
@@ -96,6 +106,7 @@ class DataParallelTrainer(Trainer):
                 f"batch_size ({tcfg.batch_size}) must be a multiple of the number of ranks "
                 f"({self.world_size}) for data-parallel training."
             )
+        self.local_batch = tcfg.batch_size // self.world_size
         super().__init__(cfgs, source, tcfg, names=names, progress=progress)
         if self.rank != 0:
             self.metrics = MetricsLog(None)  # only rank 0 writes metrics.jsonl
@@ -130,6 +141,23 @@ class DataParallelTrainer(Trainer):
         for run in self.runs:
             for t in list(run.sae.parameters()) + list(run.sae.buffers()):
                 comm.broadcast(t.data, 0, f"the initial weights of {run.name}")
+
+    # ------------------------------------------------------------------ data
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.data == "global":
+            return super().next_batch()
+        if self._pending:  # the initialisation batch (full size): this rank trains on its first rows
+            x, y = self._pending.pop(0)
+            x, y = x[: self.local_batch], (y[: self.local_batch] if y is not None else None)
+        else:
+            x, y = self.source.next_batch(self.local_batch)
+        return x.to(self.device, non_blocking=True), (y.to(self.device, non_blocking=True) if y is not None else None)
+
+    def _on_bad_batch(self) -> None:
+        # With local data only this rank saw the bad rows, so a checkpoint (a collective here)
+        # cannot be taken; the last periodic one stays.
+        if self.data == "global":
+            super()._on_bad_batch()
 
     # ------------------------------------------------------------------ the DDP part
     def reduce_gradients(self, sae: SparseDictionary) -> None:
@@ -178,7 +206,17 @@ class DataParallelTrainer(Trainer):
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "world_size": self.world_size}
+        return {**super().state_dict(), "world_size": self.world_size, "data": self.data}
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
+        if self.data == "global":
+            return super().save_checkpoint(path)
+        # Every rank's source position goes into rank 0's file (a collective: all ranks call it).
+        sources = comm.all_gather_object(self.source.state_dict(), "the checkpoint's source-state gather")
+        path = Path(path) if path is not None else self.checkpoint_path()
+        if path is None or self.rank != 0:
+            return None
+        return save_checkpoint(path, {**self.state_dict(), "sources": sources})
 
     def resume(self, path: str | Path | None = None) -> Trainer:
         """Rank 0 reads the checkpoint and broadcasts it, so ranks need no shared disk."""
@@ -200,6 +238,12 @@ class DataParallelTrainer(Trainer):
                 f"the checkpoint was written by {saved} rank(s) but this run has {self.world_size}; "
                 f"resume with --nproc-per-node/--nnodes giving {saved} ranks."
             )
+        if state.get("data", "global") != self.data:
+            raise ConfigError(
+                f"the checkpoint was written with data={state.get('data', 'global')!r} but this run has data={self.data!r}."
+            )
+        if self.data == "local":
+            state = {**state, "source": state["sources"][self.rank]}
         self.load_state_dict(state)
         return self
 
@@ -218,12 +262,13 @@ def make_trainer(
     names: list[str] | None = None,
     progress: bool = True,
     timeout_s: float | None = None,
+    data: str = "global",
 ) -> Trainer:
     """A ``DataParallelTrainer`` when launched as one of several ranks, else a plain ``Trainer``."""
     if not is_distributed_launch():
         return Trainer(cfgs, source, tcfg, names=names, progress=progress)
     init_distributed(timeout_s, device=(tcfg.device if tcfg else "auto"))
-    return DataParallelTrainer(cfgs, source, tcfg, names=names, progress=progress)
+    return DataParallelTrainer(cfgs, source, tcfg, names=names, progress=progress, data=data)
 
 
 def train_data_parallel(
@@ -235,12 +280,14 @@ def train_data_parallel(
     names: list[str] | None = None,
     progress: bool = True,
     timeout_s: float | None = None,
+    data: str = "global",
 ) -> SparseDictionary | list[SparseDictionary]:
     """``saekit.train`` for a process started by torchrun: joins the group, trains data-parallel.
 
-    Every rank calls it with the same arguments; every rank gets the trained dictionaries.
+    Every rank calls it with the same arguments (with ``data="local"``, each with its own part
+    of the activations); every rank gets the trained dictionaries.
     """
-    trainer = make_trainer(cfg, source, tcfg, names=names, progress=progress, timeout_s=timeout_s)
+    trainer = make_trainer(cfg, source, tcfg, names=names, progress=progress, timeout_s=timeout_s, data=data)
     if resume:
         trainer.resume(None if resume is True else resume)
     saes = trainer.fit()
