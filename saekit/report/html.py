@@ -19,7 +19,8 @@ table{border-collapse:collapse;font-size:0.84em;margin:8px 0}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f4f4f6}td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:12px}
 .grid figure{margin:0}.note{color:#555;font-size:0.88em}
-.ctx{font-family:ui-monospace,Menlo,monospace;font-size:0.82em;white-space:pre-wrap;margin:2px 0}
+.ctx{font-family:ui-monospace,Menlo,monospace;font-size:0.82em;white-space:pre-wrap;margin:0;padding:2px 0;
+border-top:1px dotted #ddd}
 .tok{border-radius:2px}.focus{outline:1px solid #c0392b}
 .latent{border:1px solid #e3e3e3;border-radius:6px;padding:8px 10px;margin:8px 0}
 .dot{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
@@ -161,8 +162,9 @@ def _highlight(ctx: dict) -> str:
         alpha = min(1.0, a / vmax) if a > 0 else 0.0
         cls = "tok focus" if i == ctx["focus"] else "tok"
         title = f' title="{a:.3f}"' if a > 0 else ""
+        shown = tok.replace("\n", "↵").replace("\t", "⇥")  # one context stays on one line
         out.append(
-            f'<span class="{cls}" style="background:rgba(255,140,0,{alpha:.2f})"{title}>{_e(tok)}</span>'
+            f'<span class="{cls}" style="background:rgba(255,140,0,{alpha:.2f})"{title}>{_e(shown)}</span>'
         )
     return f'<div class="ctx">{"".join(out)}</div>'
 
