@@ -69,6 +69,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--dist-timeout", type=float, default=None,
         help="under torchrun: seconds a rank waits for the others before failing (default 600)",
     )
+    p.add_argument(
+        "--dist-data", choices=("global", "local"), default="global",
+        help="under torchrun: 'global' = every rank reads each global batch and keeps its slice "
+        "(equals one process); 'local' = each rank reads only its own rows/sequences",
+    )
     p.set_defaults(func=run)
 
 
@@ -152,8 +157,9 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {"source": source, "train": train, "dictionaries": dicts}
 
 
-def build_source(spec: dict[str, Any], seed: int, device: str) -> Any:
-    """The activation source a [source] spec names."""
+def build_source(spec: dict[str, Any], seed: int, device: str, part: tuple[int, int] | None = None) -> Any:
+    """The activation source a [source] spec names; ``part=(rank, world)`` keeps only this
+    rank's disjoint part (data-parallel training with ``--dist-data local``)."""
     given = [k for k in ("cache", "model", "activations") if spec.get(k)]
     if len(given) != 1:
         raise ConfigError(
@@ -175,10 +181,18 @@ def build_source(spec: dict[str, Any], seed: int, device: str) -> Any:
         if "x" not in tensors:
             raise DataError(f"activations file {file} has no tensor 'x'; expected x [N, d_in] (and y [N, d_out]).")
         x = tensors["x"].float()
-        return (x, tensors["y"].float()) if "y" in tensors else x
+        y = tensors["y"].float() if "y" in tensors else None
+        if part is not None:  # rows rank::world
+            x, y = x[part[0] :: part[1]], (y[part[0] :: part[1]] if y is not None else None)
+        return (x, y) if y is not None else x
     if spec.get("cache"):
         from saekit.activations import ActivationCache
 
+        if part is not None:
+            raise ConfigError(
+                "--dist-data local cannot split a --cache; use --dist-data global (each rank reads "
+                "the global batch and keeps its slice)."
+            )
         return ActivationCache(spec["cache"], hook, seed=seed, device="cpu", progress=False)
     if not hp:
         raise ConfigError("--model needs --hookpoint (and --hookpoint-out for a transcoder).")
@@ -189,6 +203,8 @@ def build_source(spec: dict[str, Any], seed: int, device: str) -> Any:
     handle = load_model(spec["model"], device=device)
     n_ctx = spec.get("n_ctx") or min(int(getattr(getattr(handle.model, "cfg", None), "n_ctx", 128)), 1024)
     tokens, doc_ids = pack_tokens_with_docs(load_corpus("train"), handle.tokenizer, n_ctx, bos=True)
+    if part is not None:  # this rank's sequences only: each rank runs the model on its own tokens
+        tokens, doc_ids = tokens[part[0] :: part[1]], doc_ids[part[0] :: part[1]]
     return ActivationStream(handle, tokens, hook, doc_ids=doc_ids, seed=seed)
 
 
@@ -224,7 +240,10 @@ def run(args: argparse.Namespace) -> int:
         spec = _spec_from_args(args)
         spec["train"]["out_dir"] = str(out)
     tcfg = TrainConfig.from_dict(spec["train"])
-    source = build_source(spec["source"], tcfg.seed, tcfg.device)
+    from saekit.training.distributed import data_part
+
+    dist_data = getattr(args, "dist_data", "global")
+    source = build_source(spec["source"], tcfg.seed, tcfg.device, part=data_part(dist_data))
     if isinstance(source, tuple):
         d_in, d_out, paired = source[0].shape[1], source[1].shape[1], True
     elif hasattr(source, "shape"):
@@ -238,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{out} already holds a training run; use --resume to continue it or another --out.")
         atomic_write_json(out / SOURCE_FILE, spec)
     # A plain Trainer, or a data-parallel one when torchrun started this process as one of N ranks.
-    trainer = make_trainer(cfgs, source, tcfg, timeout_s=getattr(args, "dist_timeout", None))
+    trainer = make_trainer(cfgs, source, tcfg, timeout_s=getattr(args, "dist_timeout", None), data=dist_data)
     if args.resume:
         trainer.resume()
         print(f"resuming at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)

@@ -63,6 +63,7 @@ __all__ = [
     "ShardedTopK",
     "TensorHookSource",
     "train_hookpoints",
+    "data_part",
     "init_distributed",
     "is_distributed_launch",
     "make_trainer",
@@ -252,6 +253,17 @@ class DataParallelTrainer(Trainer):
         # Return only once rank 0 has written the dictionaries, so every rank's "done" is true.
         comm.barrier("the end-of-training barrier")
         return saes
+
+
+def data_part(data: str) -> tuple[int, int] | None:
+    """(rank, world) when this process is one of several ranks reading local data, else None."""
+    if data not in DATA_MODES:
+        raise ConfigError(f"--dist-data must be 'global' or 'local', got {data!r}.")
+    if data == "global" or not is_distributed_launch():
+        return None
+    import os
+
+    return int(os.environ.get("RANK", "0")), comm.env_world_size()
 
 
 def make_trainer(
