@@ -2,7 +2,7 @@
 
 ``ActivationCache(path, hookpoint)`` streams rows of one hookpoint (or a pair of hookpoints for
 a transcoder, lined up row by row) in the order described in ``shuffle.py``. A background
-thread reads the next fill into a second preallocated pool while the trainer consumes the
+thread reads the next fill into another preallocated pool while the trainer consumes the
 current one, so memory is ``buffer_tokens`` rows (two pools and one read scratch of
 ``buffer_tokens // 3`` rows each) plus one batch, whatever the size of the cache. The random
 gather that shuffles a fill happens in that thread too; the consumer copies contiguous rows.
@@ -205,13 +205,12 @@ class ActivationCache:
         plan = self._plan(epoch)
         layout = plan.read_layout(index)
         raw = self._scratch.tensors
-        for chunk, pos in layout:
-            shard = self._shards[chunk.shard]
+        for s, start, length, pos in layout:
             for key in self._keys:
-                shard.read_rows(key, chunk.start, raw[key][pos : pos + chunk.length])
-        for shard in {self._shards[c.shard] for c, _ in layout}:
-            shard.close()  # keep the number of open files flat on caches with many shards
-        size = plan.sizes[index]
+                self._shards[s].read_rows(key, start, raw[key][pos : pos + length])
+        for s in {s for s, *_ in layout}:
+            self._shards[s].close()  # keep the number of open files flat on caches with many shards
+        size = int(plan.sizes[index])
         order = plan.row_order(index)
         for key in self._keys:  # the random gather happens here, off the consumer's path
             torch.index_select(raw[key][:size], 0, order, out=fill.tensors[key][:size])
@@ -223,7 +222,7 @@ class ActivationCache:
         while True:
             yield epoch, index
             index += 1
-            if index == len(self._plan(epoch).fills):
+            if index == self._plan(epoch).n_fills:
                 epoch, index = epoch + 1, 0
 
     # -- background prefetch ------------------------------------------------------------------
