@@ -111,3 +111,43 @@ def test_logit_lens_reads_the_promoted_token():
     ids, vals = logit_lens(torch.eye(8)[3], W_U, k=3)
     assert ids[0] == 17 and vals[0] == pytest.approx(5.0)
     assert ids == (torch.eye(8)[3] @ W_U).topk(3).indices.tolist()
+
+
+def test_llm_explainer_speaks_the_openai_chat_protocol():
+    """A real HTTP round trip to a local OpenAI-compatible server (no network, no key needed)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from saekit.errors import DataError
+    from saekit.evaluation.llm import llm_explain
+
+    seen = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen["path"] = self.path
+            seen["body"] = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": " 'lord' after 'my' \n"}}]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(reply.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        ctx = [{"text": [" my", " lord", ","], "acts": [0.0, 2.5, 0.0]}]
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        assert llm_explain(ctx, url, "local-model") == "'lord' after 'my'"
+        assert seen["path"] == "/v1/chat/completions" and seen["body"]["model"] == "local-model"
+        assert "<< lord:2.50>>" in seen["body"]["messages"][0]["content"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(DataError, match="could not be reached"):
+        llm_explain(ctx, url, "local-model", timeout=2)
