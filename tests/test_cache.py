@@ -392,3 +392,14 @@ def test_cli_user_errors_are_one_line(model_folder, tmp_path, capsys):
     assert len(err) == 1 and "blocks.9.hook_resid_post" in err[0]
     assert main(_cache_args(model_folder, tmp_path / "c", 0)) == 2
     assert "--tokens must be a positive integer" in capsys.readouterr().err
+
+
+def test_cli_token_counts_accept_suffixes():
+    import argparse
+
+    from saekit.commands.cache import token_count
+
+    assert [token_count(s) for s in ("1M", "200k", "1.5m", "12_345")] == [1_000_000, 200_000, 1_500_000, 12345]
+    for bad in ("lots", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            token_count(bad)

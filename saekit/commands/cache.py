@@ -7,6 +7,21 @@ import math
 
 from saekit.activations.hookpoints import transcoder_hookpoints
 
+_SUFFIX = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+def token_count(text: str) -> int:
+    """'200000', '200k', '1M', '1.5M' -> an integer token count."""
+    t = text.strip().lower().replace("_", "")
+    scale = _SUFFIX.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale != 1 else t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a token count like 200000, 200k or 1M, got {text!r}") from None
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"a token count must be a whole number, got {text!r}")
+    return int(value)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -21,9 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="saekit model folder, local Hugging Face folder, or transformer-lens name",
     )
-    p.add_argument(
-        "--hookpoints", nargs="+", default=[], help="hook names (transformer-lens) or module paths (HF)"
-    )
+    p.add_argument("--hookpoints", nargs="+", default=[], help="hook names (transformer-lens) or module paths (HF)")
     p.add_argument(
         "--transcoder-layer",
         type=int,
@@ -31,7 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="also cache the MLP input/output pair of this layer (repeatable)",
     )
-    p.add_argument("--tokens", type=int, required=True, help="number of activation rows (tokens) to cache")
+    p.add_argument(
+        "--tokens", type=token_count, required=True, help="activation rows (tokens) to cache, e.g. 200k or 1M"
+    )
     p.add_argument("--out", required=True, help="cache folder")
     p.add_argument(
         "--dataset",
@@ -40,11 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="train")
     p.add_argument("--text-column", default="text")
-    p.add_argument(
-        "--n-ctx", type=int, default=None, help="context length (default: the model's, at most 1024)"
-    )
+    p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 1024)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    p.add_argument("--shard-tokens", type=int, default=65536, help="rows per shard")
+    p.add_argument("--shard-tokens", type=token_count, default=65536, help="rows per shard")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
     p.add_argument("--keep-bos", action="store_true", help="keep BOS positions (dropped by default)")
     p.add_argument("--exclude-special", action="store_true", help="drop every special-token position")
