@@ -284,6 +284,9 @@ class ShardedTopK(nn.Module):
     def after_step(self) -> None:
         self.set_decoder_norm_to_unit_norm()
 
+    def to_inference(self) -> ShardedTopK:
+        return self  # TopK behaves the same in training and inference
+
     def extra_repr(self) -> str:
         c = self.cfg
         return (

@@ -49,6 +49,7 @@ from saekit.training.dist_hookpoints import (
     TensorHookSource,
     train_hookpoints,
 )
+from saekit.training.dist_sharded import LatentShardedTrainer
 from saekit.training.loop import Run, Trainer
 from saekit.training.metrics import MetricsLog
 
@@ -59,6 +60,7 @@ __all__ = [
     "DistributedError",
     "HookpointJob",
     "HookpointSource",
+    "LatentShardedTrainer",
     "LiveHookSource",
     "ShardedTopK",
     "TensorHookSource",
