@@ -193,3 +193,27 @@ def test_evaluate_with_model_adds_splice_metrics(model, tokens):
     assert m["fvu"] == pytest.approx(0.0, abs=1e-10)
     assert m["l0"] <= 32 and not math.isnan(m["ce_loss_recovered"])
     assert "density" not in m
+
+
+def test_splice_into_a_plain_hugging_face_model_by_module_path():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=16, vocab_size=97)).eval()
+    tokens = torch.randint(0, 97, (4, 16), generator=torch.Generator().manual_seed(2))
+    hook = "transformer.h.0.mlp"
+    m = splice_metrics(identity_dictionary(32), hf, tokens, hook_name=hook, batch_size=2)
+    assert m["ce_loss_recovered"] == pytest.approx(1.0, abs=1e-4) and m["kl_div"] == pytest.approx(0.0, abs=1e-6)
+
+    def zero_mlp(_mod, _inp, out):
+        new = torch.zeros_like(out)
+        new[:, 0] = out[:, 0]
+        return new
+
+    handle = hf.get_submodule(hook).register_forward_hook(zero_mlp)
+    try:
+        with torch.no_grad():
+            zero = float(hf(tokens, labels=tokens).loss)  # HF's own shifted cross-entropy
+    finally:
+        handle.remove()
+    assert m["zero_ablation_loss"] == pytest.approx(zero, rel=1e-5)
