@@ -275,6 +275,12 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/saekit-bench-cache")
     p.add_argument("--saelens-venv", default="/tmp/saekit-interop/saelens")
     p.add_argument("--skip-saelens", action="store_true")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the model, tokens, both caches and their write figures from the last run in --work; "
+        "re-measure every read and the stream",
+    )
     p.add_argument("--child", nargs="+")
     args = p.parse_args()
     work = Path(args.work)
@@ -291,8 +297,17 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     n = args.tokens
     res: dict = {"tokens": n, "hook": HOOK, "d": 256, "buffer_tokens": args.buffer_tokens}
-    res["prepare"] = run_child(["prepare", str(work), str(n)])
-    res["write"] = run_child(["write", str(work), str(n)])
+    old = json.loads((work / "results.json").read_text()) if args.reuse else {}
+    if old and old["tokens"] != n:
+        raise SystemExit(f"--reuse: the last run cached {old['tokens']} tokens, not {n}")
+    if old:
+        res["reused_from"] = old["date"]
+        for key in ("prepare", "write", "saelens_write", "saelens_version"):
+            if key in old:
+                res[key] = old[key]
+    else:
+        res["prepare"] = run_child(["prepare", str(work), str(n)])
+        res["write"] = run_child(["write", str(work), str(n)])
     files = sorted((work / "saekit_cache" / "shards").glob("*.safetensors"))
     act_bytes = n * 256 * 4
     drop_page_cache(files)
@@ -309,7 +324,8 @@ def main() -> None:
         res["saelens_version"] = subprocess.run(
             [py, "-c", "import importlib.metadata as m; print(m.version('sae-lens'))"], capture_output=True, text=True
         ).stdout.strip()
-        res["saelens_write"] = run_saelens(py, "write", work, n, args.buffer_tokens)
+        if "saelens_write" not in res:
+            res["saelens_write"] = run_saelens(py, "write", work, n, args.buffer_tokens)
         sl_files = sorted((work / "saelens_cache").glob("*.arrow"))
         if sl_files:
             drop_page_cache(sl_files)
@@ -331,6 +347,11 @@ def report(r: dict, act_bytes: int) -> str:
     lines = [
         f"tokens {n:,}, hook {r['hook']} (d=256, float32, {act_bytes / 1e9:.2f} GB), "
         f"buffer {r['buffer_tokens']:,} tokens; {r['machine']}; {r['date']}",
+        *(
+            [f"(write figures and caches from the run of {r['reused_from']}; everything else re-measured)"]
+            if "reused_from" in r
+            else []
+        ),
         "",
         "| phase | time (s) | throughput | peak RSS (MiB) | note |",
         "|---|---|---|---|---|",
