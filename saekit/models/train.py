@@ -221,6 +221,7 @@ def _train_loop(model, cfg: ModelConfig, train_tokens, sheet, pruner, log_path: 
                     "tokens_per_s": (step + 1) * tokens_per_step / elapsed,
                 }
                 log.write(json.dumps(record) + "\n")
+                log.flush()
                 bar.set_postfix(loss=f"{float(lm.detach()):.3f}")
     bar.close()
     model.eval()
