@@ -38,6 +38,8 @@ _EXPORTS = {
     "push_to_hub": "saekit.io",
     "evaluate": "saekit.evaluation",
     "compare_dictionaries": "saekit.evaluation",
+    "run_comparison": "saekit.evaluation",
+    "write_report": "saekit.report",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
