@@ -151,3 +151,52 @@ def test_llm_explainer_speaks_the_openai_chat_protocol():
         server.server_close()
     with pytest.raises(DataError, match="could not be reached"):
         llm_explain(ctx, url, "local-model", timeout=2)
+
+
+def test_autointerp_reads_token_ids_from_activation_caches(text, tmp_path):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from saekit.activations import build_cache
+    from saekit.evaluation.autointerp import autointerp_from_caches, grid_from_cache
+
+    tok, train, test = text
+    train, test = train[:40], test[:20]
+    model = HookedTransformer(
+        HookedTransformerConfig(
+            n_layers=1,
+            d_model=32,
+            n_heads=2,
+            d_head=16,
+            d_mlp=64,
+            n_ctx=64,
+            d_vocab=len(tok),
+            act_fn="gelu",
+            normalization_type="LN",
+            seed=0,
+        )
+    ).eval()
+    hook = "blocks.0.hook_resid_post"
+    tr = build_cache(model, train, [hook], tmp_path / "train", progress=False)
+    te = build_cache(model, test, [hook], tmp_path / "test", progress=False)
+    tokens, acts, present = grid_from_cache(tr)
+    assert tokens.shape == train.shape and not present[:, 0].any() and present[:, 1:].all()  # BOS not cached
+    assert torch.equal(tokens[:, 1:], train[:, 1:])
+    with torch.no_grad():
+        _, c_tr = model.run_with_cache(train, names_filter=hook)
+        _, c_te = model.run_with_cache(test, names_filter=hook)
+    assert torch.allclose(acts[:, 1:], c_tr[hook][:, 1:], atol=1e-5)
+
+    sae = create(DictionaryConfig(kind="topk", d_in=32, n_latents=64, k=4, hook_name=hook), seed=0)
+    via_cache = autointerp_from_caches(sae, tr, te, tokenizer=tok)
+    keep = lambda t: np.arange(t.numel()) % t.shape[1] != 0  # noqa: E731
+    direct = autointerp(
+        collect_acts(sae, c_tr[hook]).restrict(keep(train)),
+        train,
+        collect_acts(sae, c_te[hook]).restrict(keep(test)),
+        test,
+        tokenizer=tok,
+        W_dec=sae.W_dec,
+    )
+    assert [r["latent"] for r in via_cache["latents"]] == [r["latent"] for r in direct["latents"]]
+    assert via_cache["f1_values"] == pytest.approx(direct["f1_values"], abs=1e-9)
+    assert via_cache["n_latents_explained"] > 10

@@ -48,14 +48,18 @@ class SparseActs:
         np.cumsum(np.bincount(lat, minlength=n_latents), out=indptr[1:])
         return cls(n_tokens, n_latents, indptr, pos.astype(np.int64), val.astype(np.float32))
 
+    def restrict(self, keep: np.ndarray) -> SparseActs:
+        """Only the entries at token positions where ``keep`` [n_tokens] (bool) is True."""
+        lat = np.repeat(np.arange(self.n_latents), np.diff(self.indptr))
+        ok = keep[self.positions]
+        return SparseActs.from_triples(self.n_tokens, self.n_latents, self.positions[ok], lat[ok], self.values[ok])
+
     @classmethod
     def from_dense(cls, z: torch.Tensor) -> SparseActs:
         z = z.reshape(-1, z.shape[-1])
         nz = (z != 0).nonzero()
         val = z[nz[:, 0], nz[:, 1]]
-        return cls.from_triples(
-            z.shape[0], z.shape[1], nz[:, 0].numpy(), nz[:, 1].numpy(), val.float().numpy()
-        )
+        return cls.from_triples(z.shape[0], z.shape[1], nz[:, 0].numpy(), nz[:, 1].numpy(), val.float().numpy())
 
 
 @torch.no_grad()
@@ -72,9 +76,7 @@ def collect_acts(sae: torch.nn.Module, x: torch.Tensor, batch_size: int = 4096) 
         val.append(z[nz[:, 0], nz[:, 1]].numpy())
     n_latents = n_latents_of(sae)
     cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)
-    return SparseActs.from_triples(
-        x.shape[0], n_latents, cat(pos, np.int64), cat(lat, np.int64), cat(val, np.float32)
-    )
+    return SparseActs.from_triples(x.shape[0], n_latents, cat(pos, np.int64), cat(lat, np.int64), cat(val, np.float32))
 
 
 class NgramIndex:
@@ -205,9 +207,7 @@ def explain_latent(
                 suf = np.array(sorted(patterns[n])) % index.base**m
                 keep = ~np.isin(suf, np.array(sorted(patterns[m])))
                 patterns[n] = set(np.array(sorted(patterns[n]))[keep].tolist())
-    return Explanation(
-        latent, {n: np.array(sorted(s), dtype=np.int64) for n, s in patterns.items() if s}, index.base
-    )
+    return Explanation(latent, {n: np.array(sorted(s), dtype=np.int64) for n, s in patterns.items() if s}, index.base)
 
 
 def score_explanation(expl: Explanation, acts: SparseActs, index: NgramIndex) -> dict[str, float]:
@@ -306,9 +306,7 @@ def autointerp(
     Returns per-latent records and summary distributions (F1, precision, recall, token entropy).
     """
     if acts_train.n_tokens != tokens_train.numel() or acts_test.n_tokens != tokens_test.numel():
-        raise DataError(
-            "activations and tokens differ in length; pass the tokens the activations were computed on."
-        )
+        raise DataError("activations and tokens differ in length; pass the tokens the activations were computed on.")
     train_index = NgramIndex(tokens_train, max_n)
     test_index = NgramIndex(tokens_test, max_n)
     if latents is None:
@@ -316,9 +314,7 @@ def autointerp(
     lens = W_dec is not None and W_U is not None and W_dec.shape[1] == W_U.shape[0]
     records = []
     for i in latents:
-        expl = explain_latent(
-            i, acts_train, train_index, n_top, n_random, min_precision, min_count, seed=seed
-        )
+        expl = explain_latent(i, acts_train, train_index, n_top, n_random, min_precision, min_count, seed=seed)
         rec: dict[str, Any] = {
             "latent": int(i),
             "explanation": expl.text(tokenizer),
@@ -347,3 +343,54 @@ def autointerp(
         "token_entropy_values": [r["token_entropy"] for r in records if not math.isnan(r["token_entropy"])],
         "latents": records,
     }
+
+
+def grid_from_cache(cache: Any, hookpoint: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(token ids [n_rows, n_ctx], activations [n_rows, n_ctx, d], present [n_rows, n_ctx]) from a cache.
+
+    Uses the token ids and in-row positions the activation layer records beside every row (read
+    in cache order): a new row starts where the position stops increasing. Positions the cache
+    left out (BOS) get the BOS id and zero activations, and ``present`` False.
+    """
+    from saekit.activations import ActivationCache
+
+    if not isinstance(cache, ActivationCache):
+        cache = ActivationCache(cache, hookpoint, prefetch=False)
+    key = hookpoint or cache.hookpoints[0]
+    x = cache.read_all(key).float()
+    token_ids = cache.read_all("token_ids").long()
+    pos = cache.read_all("positions").long()
+    new_row = torch.ones_like(pos, dtype=torch.bool)
+    new_row[1:] = pos[1:] <= pos[:-1]
+    row = torch.cumsum(new_row.long(), 0) - 1
+    n_ctx = int(cache.manifest.get("n_ctx") or int(pos.max()) + 1)
+    fill = (cache.manifest.get("fingerprint") or {}).get("bos_token_id")
+    n_rows = int(row[-1]) + 1 if len(row) else 0
+    tokens = torch.full((n_rows, n_ctx), int(fill) if fill is not None else 0, dtype=torch.long)
+    acts = torch.zeros(n_rows, n_ctx, x.shape[-1])
+    present = torch.zeros(n_rows, n_ctx, dtype=torch.bool)
+    tokens[row, pos] = token_ids
+    acts[row, pos] = x
+    present[row, pos] = True
+    return tokens, acts, present
+
+
+def autointerp_from_caches(
+    sae: torch.nn.Module,
+    train_cache: Any,
+    test_cache: Any,
+    hookpoint: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``autointerp`` on two activation caches (explained on the first, scored on the second).
+
+    hookpoint: the dictionary's input hookpoint in the caches (default the dictionary's hook_name).
+    """
+    hookpoint = hookpoint or getattr(getattr(sae, "cfg", None), "hook_name", None) or None
+    out = []
+    for cache in (train_cache, test_cache):
+        tokens, acts, present = grid_from_cache(cache, hookpoint)
+        sparse = collect_acts(sae, acts).restrict(present.reshape(-1).numpy())
+        out += [sparse, tokens]
+    kwargs.setdefault("W_dec", sae.W_dec)
+    return autointerp(out[0], out[1], out[2], out[3], **kwargs)

@@ -83,10 +83,7 @@ def _rows(acts: torch.Tensor) -> torch.Tensor:
 def _sparse_no_bos(sae: torch.nn.Module, x: torch.Tensor) -> SparseActs:
     """Codes on the whole token grid, with position 0 (BOS) cleared so it never counts as firing."""
     acts = collect_acts(sae, x.reshape(-1, x.shape[-1]))
-    n_ctx = x.shape[1]
-    keep = acts.positions % n_ctx != 0
-    lat = np.repeat(np.arange(acts.n_latents), np.diff(acts.indptr))
-    return SparseActs.from_triples(acts.n_tokens, acts.n_latents, acts.positions[keep], lat[keep], acts.values[keep])
+    return acts.restrict(np.arange(acts.n_tokens) % x.shape[1] != 0)
 
 
 def _clean(d: dict) -> dict:
