@@ -217,3 +217,15 @@ def test_splice_into_a_plain_hugging_face_model_by_module_path():
     finally:
         handle.remove()
     assert m["zero_ablation_loss"] == pytest.approx(zero, rel=1e-5)
+
+
+def test_evaluate_on_a_live_activation_stream_needs_a_token_budget(model, tokens):
+    from saekit.activations import ActivationStream
+    from saekit.errors import ConfigError
+
+    hook = "blocks.0.hook_resid_post"
+    stream = ActivationStream(model, tokens, hook, buffer_tokens=64, prefetch=False)
+    with pytest.raises(ConfigError, match="max_tokens"):
+        evaluate(identity_dictionary(32), stream)
+    m = evaluate(identity_dictionary(32), stream, max_tokens=50, batch_size=16)
+    assert m["n_tokens"] == 50 and m["fvu"] == pytest.approx(0.0, abs=1e-10)
