@@ -43,12 +43,19 @@ CASES = {
     "transcoder_relu": (dict(kind="relu", d_out=12), ["saelens"]),
     "skip_transcoder_relu": (dict(kind="relu", d_out=12, skip=True), ["saelens"]),
     "transcoder_jumprelu": (dict(kind="jumprelu", d_out=12), ["saelens"]),
+    "skip_transcoder_jumprelu": (dict(kind="jumprelu", d_out=12, skip=True), ["saelens"]),
+    "transcoder_batchtopk": (dict(kind="batchtopk", k=6, d_out=12), ["saelens"]),
     "transcoder_topk": (dict(kind="topk", k=6, transcoder=True), ["sparsify"]),
     "skip_transcoder_topk": (dict(kind="topk", k=6, skip=True), ["sparsify"]),
 }
 
-PEERS = {"saelens": "sae-lens", "sparsify": "eai-sparsify", "circuit": "circuit-tracer"}
-MODULES = {"saelens": "sae_lens", "sparsify": "sparsify", "circuit": "circuit_tracer"}
+PEERS = {
+    "saelens": "sae-lens",
+    "sparsify": "eai-sparsify",
+    "circuit": "circuit-tracer",
+    "dl": "dictionary-learning",
+}
+MODULES = {"saelens": "sae_lens", "sparsify": "sparsify", "circuit": "circuit_tracer", "dl": "dictionary_learning"}
 
 # circuit-tracer reads a whole per-layer transcoder set: two sets of two layers (all or none skip)
 CIRCUIT_SETS = {
@@ -168,6 +175,38 @@ for name, cfg in cases.items():
         save_file({"z": z, "decode": sc.decode(acts, idx), "forward": sc(x).sae_out},
                   f"{out_dir}/layers.{name}.out.safetensors")
 print(json.dumps(["layers." + n for n in sorted(cases)]))
+"""
+
+
+# dictionary_learning (Marks et al.): its four SAE classes, saved the way its trainer saves them
+# (ae.pt = state_dict, config.json with a "trainer" block); read only (saekit does not write it).
+DL_WRITER = r"""
+import json, os, sys, torch
+from safetensors.torch import load_file, save_file
+from dictionary_learning.dictionary import AutoEncoder, JumpReluAutoEncoder
+from dictionary_learning.trainers.top_k import AutoEncoderTopK
+from dictionary_learning.trainers.batch_top_k import BatchTopKSAE
+out_dir, inputs = sys.argv[1], sys.argv[2]
+x = load_file(inputs)["x"]
+D, N, K = x.shape[1], 4 * x.shape[1], 6
+g = torch.Generator().manual_seed(2)
+made = {"AutoEncoder": AutoEncoder(D, N), "AutoEncoderTopK": AutoEncoderTopK(D, N, K),
+        "BatchTopKSAE": BatchTopKSAE(D, N, K), "JumpReluAutoEncoder": JumpReluAutoEncoder(D, N)}
+for name, ae in made.items():
+    with torch.no_grad():
+        for p_name, p in ae.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        if name == "JumpReluAutoEncoder":
+            ae.threshold.copy_(0.05 + 0.2 * torch.rand(N, generator=g))
+        if name == "BatchTopKSAE":
+            ae.threshold.fill_(0.4)  # the running threshold its trainer learns
+        os.makedirs(f"{out_dir}/{name}", exist_ok=True)
+        torch.save(ae.state_dict(), f"{out_dir}/{name}/ae.pt")
+        trainer = {"dict_class": name, "activation_dim": D, "dict_size": N, "k": K, "layer": 0, "lm_name": "tiny"}
+        json.dump({"trainer": trainer}, open(f"{out_dir}/{name}/config.json", "w"))
+        z = ae.encode(x)
+        save_file({"z": z, "decode": ae.decode(z), "forward": ae(x)}, f"{out_dir}/{name}.out.safetensors")
+print(json.dumps(sorted(made)))
 """
 
 
@@ -309,6 +348,12 @@ def main() -> int:
             results.append({"peer": f"saekit->{peer}", "case": job["name"], **compare(got, expected[job["name"]])})
         if peer != "circuit":
             results += reverse(py, SAELENS_WRITER if peer == "saelens" else SPARSIFY_WRITER, peer, work)
+    py = ensure_venv(Path(args.venvs), "dl")
+    results += reverse(py, DL_WRITER, "dl", work)
+    probe = "from importlib.metadata import version; print(version('dictionary-learning'))"
+    versions["dl"] = (
+        "dictionary-learning " + subprocess.run([py, "-c", probe], capture_output=True, text=True).stdout.strip()
+    )
     ok = all("error" not in r and r["z_ok"] and r["decode_ok"] and r["forward_ok"] for r in results)
     print(f"saekit {saekit.__version__}, torch {torch.__version__}; peers: {versions}")
     head = f"{'max|Δz|':>10} {'max|Δdecode|':>13} {'max|Δforward|':>14}"
