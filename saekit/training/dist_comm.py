@@ -98,6 +98,12 @@ def dist_info() -> DistInfo:
     return _STATE["info"]
 
 
+def comm_device() -> torch.device:
+    """Where tensors for a collective must live: this rank's GPU under NCCL, else the CPU."""
+    info = dist_info()
+    return torch.device("cuda", torch.cuda.current_device()) if info.backend == "nccl" else torch.device("cpu")
+
+
 def shutdown() -> None:
     """Leave the process group (only after a clean finish: a broken group cannot be torn down)."""
     if dist.is_initialized():
@@ -183,9 +189,7 @@ def recv(t: torch.Tensor, src: int, what: str = "a receive", note: str = "") -> 
 
 def barrier(what: str = "the final barrier", note: str = "") -> None:
     """A barrier with the timeout (an all-reduce of one number: works on gloo and NCCL)."""
-    info = dist_info()
-    dev = torch.device("cuda", torch.cuda.current_device()) if info.backend == "nccl" else torch.device("cpu")
-    all_reduce(torch.zeros(1, device=dev), what=what, note=note)
+    all_reduce(torch.zeros(1, device=comm_device()), what=what, note=note)
 
 
 def broadcast_object(obj, src: int = 0, what: str = "a broadcast", note: str = ""):
@@ -193,7 +197,7 @@ def broadcast_object(obj, src: int = 0, what: str = "a broadcast", note: str = "
     import io
 
     info = dist_info()
-    dev = torch.device("cuda", torch.cuda.current_device()) if info.backend == "nccl" else torch.device("cpu")
+    dev = comm_device()
     if info.rank == src:
         buf = io.BytesIO()
         torch.save(obj, buf)
@@ -214,8 +218,7 @@ def all_gather_object(obj, what: str = "an all-gather", note: str = "") -> list:
     """Every rank's ``obj`` (torch.save bytes, padded to the longest), in rank order."""
     import io
 
-    info = dist_info()
-    dev = torch.device("cuda", torch.cuda.current_device()) if info.backend == "nccl" else torch.device("cpu")
+    dev = comm_device()
     buf = io.BytesIO()
     torch.save(obj, buf)
     data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)

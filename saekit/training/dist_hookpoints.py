@@ -243,7 +243,8 @@ class _Exchange:
         missing = [k for k in job.keys if k not in batch]
         if missing:
             raise DataError(f"the hookpoint producer yields {sorted(batch)} but job {job.name} needs {missing}.")
-        return [batch[k].float().contiguous() for k in job.keys]
+        dev = comm.comm_device()
+        return [batch[k].to(dev, torch.float32).contiguous() for k in job.keys]
 
     def _settle(self) -> None:
         for work, _tensor in self._in_flight:  # the tensor is kept alive until its send completes
@@ -258,6 +259,8 @@ class _Exchange:
             n = torch.tensor([-1 if batch is None else next(iter(batch.values())).shape[0]], dtype=torch.long)
         else:
             n = torch.zeros(1, dtype=torch.long)
+        dev = comm.comm_device()  # NCCL moves CUDA tensors only
+        n = n.to(dev)
         if use_sample:
             comm.broadcast(n, 0, "the hookpoint sample size broadcast")
             if int(n) < 0:
@@ -281,7 +284,7 @@ class _Exchange:
                 continue
             if owner == self.rank and self.rank != 0:
                 parts = [
-                    comm.recv(torch.empty(rows, w), 0, f"receiving {job.name} activations ({what}) from rank 0")
+                    comm.recv(torch.empty(rows, w, device=dev), 0, f"receiving {job.name} activations ({what}) from rank 0")
                     for w in job.widths
                 ]
             item = (parts[0], parts[1] if job.paired else None)
@@ -408,8 +411,8 @@ def _resume(trainers: dict[int, Trainer], ex: _Exchange, out: Path, rank: int) -
         ex.producer.load_state_dict(state["producer"])
         steps.append(int(state["step"]))
     big = 1 << 40
-    lo = torch.tensor([min(steps, default=big)], dtype=torch.long)
-    hi = torch.tensor([max(steps, default=-1)], dtype=torch.long)
+    lo = torch.tensor([min(steps, default=big)], dtype=torch.long, device=comm.comm_device())
+    hi = torch.tensor([max(steps, default=-1)], dtype=torch.long, device=comm.comm_device())
     comm.all_reduce(lo, torch.distributed.ReduceOp.MIN, "the resume step check")
     comm.all_reduce(hi, torch.distributed.ReduceOp.MAX, "the resume step check")
     if int(lo) != int(hi):

@@ -104,7 +104,7 @@ class LatentShardedTrainer(Trainer):
 
     def resume(self, path: str | Path | None = None) -> Trainer:
         super().resume(path)
-        steps = torch.tensor([self.step_count, self.step_count], dtype=torch.long)
+        steps = torch.tensor([self.step_count, self.step_count], dtype=torch.long, device=comm.comm_device())
         lo, hi = steps[:1].clone(), steps[1:].clone()
         comm.all_reduce(lo, dist.ReduceOp.MIN, "the resume step check")
         comm.all_reduce(hi, dist.ReduceOp.MAX, "the resume step check")
