@@ -71,9 +71,7 @@ class FakeHub:
                 self._reply(status, obj)
 
             def do_GET(self) -> None:
-                hub.requests.append(
-                    {"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")}
-                )
+                hub.requests.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")})
                 self._reply(404, {"error": "not found"})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -105,17 +103,13 @@ class FakeHub:
             return 200, {}
         if action == "preupload":
             files = json.loads(body)["files"]
-            return 200, {
-                "files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
-            }
+            return 200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
         if self.fail_commit:
             # 413 rather than a 5xx: huggingface_hub retries 5xx with backoff (~23 s), same outcome
             return 413, {"error": "Payload Too Large"}
         lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
         header = next(x["value"] for x in lines if x["key"] == "header")
-        files = {
-            x["value"]["path"]: base64.b64decode(x["value"]["content"]) for x in lines if x["key"] == "file"
-        }
+        files = {x["value"]["path"]: base64.b64decode(x["value"]["content"]) for x in lines if x["key"] == "file"}
         oid = hashlib.sha1(body).hexdigest()
         self.commits.append({"repo": repo, "revision": rev, "summary": header.get("summary"), "files": files})
         self.repos[repo]["files"].update(files)
@@ -303,6 +297,24 @@ def test_load_from_local_cache_offline(tmp_path, run_dir, monkeypatch):
         load("org/sae-run", subfolder="blocks.9.hook_resid_post")
 
 
+def test_partly_cached_repo_offline(tmp_path, run_dir, monkeypatch):
+    """Only one subfolder downloaded earlier: that one loads offline, the whole repo says why not."""
+    from huggingface_hub._tree_cache import TreeCacheEntry, write_tree_cache
+
+    cache = tmp_path / "hub-cache"
+    files = {k: v for k, v in _snapshot(run_dir).items() if not k.startswith("checkpoints")}
+    commit = "c" * 40
+    _populate_cache(cache, "org/part", {k: v for k, v in files.items() if k.startswith(HOOKS[0])}, commit)
+    # the file listing an earlier online snapshot_download stored beside the cache
+    listing = {k: TreeCacheEntry(size=len(v), blob_id=hashlib.sha1(v).hexdigest()) for k, v in files.items()}
+    write_tree_cache(str(cache / "models--org--part"), commit, listing)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    assert load("org/part", subfolder=HOOKS[0]).cfg.hook_name == HOOKS[0]
+    with pytest.raises(DataError, match="only partly in the local Hugging Face cache") as e:
+        load("org/part")
+    assert "\n" not in str(e.value)
+
+
 def test_load_uncached_repo_offline_is_one_clear_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(DataError) as e:
@@ -330,9 +342,7 @@ def test_trained_run_publish_then_load_offline(hub, tmp_path, monkeypatch):
         for kind in ("topk", "relu")
     ]
     run = tmp_path / "run"
-    tcfg = saekit.TrainConfig(
-        batch_size=256, total_tokens=2048, normalize=True, out_dir=str(run), device="cpu"
-    )
+    tcfg = saekit.TrainConfig(batch_size=256, total_tokens=2048, normalize=True, out_dir=str(run), device="cpu")
     saes = saekit.train(cfgs, X, tcfg)
     assert all(float(s.act_scale) != 1.0 for s in saes)  # the fold on save is exercised
     push_to_hub(run, "org/trained", endpoint=hub.url)

@@ -44,6 +44,7 @@ def _offline() -> bool:
 
 def download(repo_id: str, subfolder: str | None = None, revision: str | None = None) -> Path:
     """Local path of ``repo_id`` (only ``subfolder`` and the card when given), from the cache if there."""
+    from huggingface_hub import errors as hf_errors
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         LocalEntryNotFoundError,
@@ -51,9 +52,16 @@ def download(repo_id: str, subfolder: str | None = None, revision: str | None = 
         RevisionNotFoundError,
     )
 
+    # newer huggingface_hub: the cache knows the repo's file list and sees files missing from it
+    incomplete = getattr(hf_errors, "IncompleteSnapshotError", ())
     patterns = [f"{subfolder.strip('/')}/*", README] if subfolder else None
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+    except incomplete:
+        raise DataError(
+            f"{repo_id} is only partly in the local Hugging Face cache and the Hub cannot be reached; "
+            "pass subfolder= for a dictionary that is cached, or go online (unset HF_HUB_OFFLINE)."
+        ) from None
     except RepositoryNotFoundError:
         raise DataError(
             f"Hub repo {repo_id} was not found (or is private: log in with `hf auth login` or set HF_TOKEN)."
