@@ -5,6 +5,7 @@ L0 = k. At inference a per-token rule is needed, so training keeps a running est
 smallest activation the batch-level top-k kept; ``to_inference()`` turns that estimate into a
 JumpReLU ``threshold`` [n_latents] (z = pre · [pre > θ]) and the dictionary no longer depends on
 the other tokens of its batch. ``saekit.train`` returns dictionaries already switched.
+Dead latents get the AuxK term of ``topk`` (``k_aux``, ``aux_coef``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from saekit.dictionaries.base import SparseDictionary
+from saekit.dictionaries.topk import TopKDictionary
 
 THRESHOLD_EMA = 0.99  # decay of the running threshold estimate
 
@@ -59,6 +61,10 @@ class BatchTopKDictionary(SparseDictionary):
         else:
             self.threshold.mul_(THRESHOLD_EMA).add_((1 - THRESHOLD_EMA) * smallest)
         self.threshold_updates.add_(1)
+
+    def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:
+        # Bussmann et al. train BatchTopK with the same AuxK term as TopK.
+        return TopKDictionary.aux_loss(self, xs, ys, pre, y_hat, dead_mask)
 
     def to_inference(self) -> BatchTopKDictionary:
         self.use_threshold = True

@@ -12,6 +12,19 @@ import torch
 
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
 
+_ENCODE: list = []
+
+
+def _kernel_topk_encode():
+    """``saekit.kernels.topk_encode`` when the kernels package provides it, else None."""
+    if not _ENCODE:
+        try:
+            from saekit.kernels import topk_encode as fn
+        except ImportError:
+            fn = None
+        _ENCODE.append(fn)
+    return _ENCODE[0]
+
 
 class TopKDictionary(SparseDictionary):
     kind = "topk"
@@ -38,8 +51,17 @@ class TopKDictionary(SparseDictionary):
     def training_loss(self, x, y=None, *, dead_mask=None, step=0) -> TrainOutput:
         xs = self.scale_in(x)
         ys = xs if y is None else self.scale_in(y)
-        pre = self.pre_acts(xs)
-        vals, idx = self.select(pre, self.cfg.k)
+        need_pre = self.cfg.multi_topk or (dead_mask is not None and bool(dead_mask.any()) and self.cfg.aux_coef)
+        encode = _kernel_topk_encode()
+        if need_pre or encode is None:
+            pre = self.pre_acts(xs)
+            vals, idx = self.select(pre, self.cfg.k)
+        else:
+            # Sparse encoder backward (saekit.kernels): the gradient of W_enc comes from the k
+            # chosen entries per row, never from a dense [B, n_latents] gradient.
+            pre = None
+            xin = xs - self.b_dec if self.apply_b_dec_to_input else xs
+            vals, idx = encode(xin, self.W_enc, self.b_enc, self.cfg.k)
         skip = self.skip_path(xs)
         y_hat = sparse_decode(idx, vals, self.W_dec, self.b_dec) + skip
         terms = {"mse": (y_hat - ys).pow(2).sum(-1).mean()}

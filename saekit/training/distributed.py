@@ -125,7 +125,9 @@ class DataParallelTrainer(Trainer):
 
     def _check_same_setup(self) -> None:
         """Every rank must train the same dictionaries with the same settings."""
-        text = json.dumps(self.describe(), sort_keys=True, default=str)
+        setup = self.describe()
+        setup["train"] = {k: v for k, v in setup["train"].items() if k != "device"}  # cuda:0 vs cuda:1 is fine
+        text = json.dumps(setup, sort_keys=True, default=str)
         digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
         mine = torch.tensor([digest], dtype=torch.long, device=self.device)
         lo, hi = mine.clone(), mine.clone()
@@ -173,7 +175,10 @@ class DataParallelTrainer(Trainer):
                 continue
             if p.grad is None:  # another rank has a gradient here: contribute zeros
                 p.grad = torch.zeros_like(p)
-            works.append((p, dist.all_reduce(p.grad, async_op=True)))
+            try:
+                works.append((p, dist.all_reduce(p.grad, async_op=True)))
+            except Exception as e:  # a broken group can fail at submission, not only at wait
+                raise comm.failure("the gradient all-reduce", e, self._note()) from None
         for p, w in works:
             comm.wait(w, "the gradient all-reduce", note=self._note())
             p.grad.div_(self.world_size)

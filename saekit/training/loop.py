@@ -11,6 +11,7 @@ subclass all-reduces) → clip → Adam → renormalise decoder rows → dead-la
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -181,9 +182,7 @@ class Trainer:
         """OR the per-latent fired masks across ranks (identity in a single process)."""
         return fired
 
-    def gather_batch(
-        self, x: torch.Tensor, y: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def gather_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The whole global batch (resampling must see the same rows on every rank)."""
         return x, y
 
@@ -206,7 +205,10 @@ class Trainer:
         # sweep stops the run before any of them has taken the step.
         for run in self.runs:
             run.optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tcfg.autocast_bf16):
+            with (
+                torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tcfg.autocast_bf16),
+                _kernel_backend(self.tcfg.use_kernels),
+            ):
                 out = run.sae.training_loss(x, y, dead_mask=run.tracker.dead_mask(), step=step)
             if not bool(torch.isfinite(out.loss)):
                 self._on_bad_batch()
@@ -421,6 +423,15 @@ class Trainer:
         """Before stopping on bad data, make sure the last good state is on disk."""
         if self.out_dir is not None and self.step_count > 0:
             self.save_checkpoint()
+
+
+def _kernel_backend(backend: str):
+    """``saekit.kernels.use_backend(backend)`` (TrainConfig.use_kernels) when available."""
+    try:
+        from saekit.kernels import use_backend
+    except ImportError:
+        return contextlib.nullcontext()
+    return use_backend(backend)
 
 
 def _nonfinite(x: torch.Tensor, y: torch.Tensor | None) -> str | None:
