@@ -49,9 +49,13 @@ class FakeHub:
             def log_message(self, *args) -> None:  # keep pytest output clean
                 pass
 
+            error_code = ""
+
             def _reply(self, status: int, obj: dict) -> None:
                 body = json.dumps(obj).encode()
                 self.send_response(status)
+                if self.error_code:
+                    self.send_header("X-Error-Code", self.error_code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -72,7 +76,8 @@ class FakeHub:
 
             def do_GET(self) -> None:
                 hub.requests.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")})
-                self._reply(404, {"error": "not found"})
+                self.error_code = "RepoNotFound"  # the header the real Hub sends for unknown repos
+                self._reply(404, {"error": "Repository not found"})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -173,7 +178,7 @@ def test_push_run_one_commit_every_file_and_model_card(hub, run_dir, tmp_path):
     for name in expected:
         assert files[name] == before[name], name
     # token: sent to the endpoint, never written anywhere locally
-    assert all(r["auth"] == f"Bearer {TOKEN}" for r in hub.requests)
+    assert all(r["auth"] == f"Bearer {TOKEN}" for r in hub.requests if r["method"] == "POST")
     assert _snapshot(run_dir) == before  # local files untouched, no README written there
     assert not any(TOKEN.encode() in content for content in files.values())
 
@@ -313,6 +318,17 @@ def test_partly_cached_repo_offline(tmp_path, run_dir, monkeypatch):
     with pytest.raises(DataError, match="only partly in the local Hugging Face cache") as e:
         load("org/part")
     assert "\n" not in str(e.value)
+
+
+def test_load_unknown_repo_online(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError) as e:
+        load("org/does-not-exist", subfolder="blocks.0.hook_resid_post")
+    assert str(e.value) == (
+        "Hub repo org/does-not-exist was not found (or is private: log in with `hf auth login` or set HF_TOKEN)."
+    )
+    assert any(r["path"].startswith("/api/models/org/does-not-exist/revision/main") for r in hub.requests)
 
 
 def test_load_uncached_repo_offline_is_one_clear_sentence(tmp_path, monkeypatch):

@@ -47,6 +47,7 @@ def download(repo_id: str, subfolder: str | None = None, revision: str | None = 
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -76,6 +77,11 @@ def download(repo_id: str, subfolder: str | None = None, revision: str | None = 
             ) from None
         raise DataError(
             f"could not download {repo_id} from the Hub and it is not in the local cache; check the network."
+        ) from None
+    except HfHubHTTPError as e:  # e.g. 401 on a gated repo: the status says what to do
+        status = getattr(getattr(e, "response", None), "status_code", "?")
+        raise DataError(
+            f"the Hub refused to download {repo_id} (HTTP {status}); check access to the repo and your login."
         ) from None
 
 
