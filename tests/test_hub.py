@@ -326,7 +326,8 @@ def test_load_unknown_repo_online(hub, tmp_path, monkeypatch):
     with pytest.raises(DataError) as e:
         load("org/does-not-exist", subfolder="blocks.0.hook_resid_post")
     assert str(e.value) == (
-        "Hub repo org/does-not-exist was not found (or is private: log in with `hf auth login` or set HF_TOKEN)."
+        "there is no local folder org/does-not-exist, and hub repo org/does-not-exist was not found "
+        "(or is private: log in with `hf auth login` or set HF_TOKEN)."
     )
     assert any(r["path"].startswith("/api/models/org/does-not-exist/revision/main") for r in hub.requests)
 
@@ -337,8 +338,8 @@ def test_load_uncached_repo_offline_is_one_clear_sentence(tmp_path, monkeypatch)
         load("org/not-cached")
     msg = str(e.value)
     assert msg == (
-        "org/not-cached is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 is set; "
-        "unset HF_HUB_OFFLINE to download it."
+        "there is no local folder org/not-cached, and org/not-cached is not in the local Hugging Face "
+        "cache and HF_HUB_OFFLINE=1 is set; unset HF_HUB_OFFLINE to download it."
     )
 
 

@@ -91,7 +91,11 @@ def resolve(path_or_repo_id: str | os.PathLike, subfolder: str | None = None, re
     if path.exists():
         root = path
     elif isinstance(path_or_repo_id, str) and is_repo_id(path_or_repo_id):
-        root = download(path_or_repo_id, subfolder, revision)
+        try:
+            root = download(path_or_repo_id, subfolder, revision)
+        except DataError as e:  # "runs/sae" may be a mistyped local path: say both
+            msg = str(e)
+            raise DataError(f"there is no local folder {path_or_repo_id}, and {msg[0].lower()}{msg[1:]}") from None
     else:
         raise DataError(f"{path_or_repo_id} is neither an existing folder nor a Hub repo id (org/name).")
     if not subfolder:
