@@ -75,9 +75,28 @@ class FakeHub:
                 self._reply(status, obj)
 
             def do_GET(self) -> None:
-                hub.requests.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")})
-                self.error_code = "RepoNotFound"  # the header the real Hub sends for unknown repos
-                self._reply(404, {"error": "Repository not found"})
+                self._download(head=False)
+
+            def do_HEAD(self) -> None:
+                self._download(head=True)
+
+            def _download(self, head: bool) -> None:
+                hub.requests.append(
+                    {"method": "HEAD" if head else "GET", "path": self.path, "auth": self.headers.get("Authorization")}
+                )
+                got = hub.serve(self.path.split("?")[0])
+                if got is None:
+                    self.error_code = "RepoNotFound"  # the header the real Hub sends for unknown repos
+                    self._reply(404, {"error": "Repository not found"})
+                    return
+                body, headers = got
+                self.send_response(200)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -118,7 +137,28 @@ class FakeHub:
         oid = hashlib.sha1(body).hexdigest()
         self.commits.append({"repo": repo, "revision": rev, "summary": header.get("summary"), "files": files})
         self.repos[repo]["files"].update(files)
+        self.repos[repo]["sha"] = oid
         return 200, {"commitUrl": f"{self.url}/{repo}/commit/{oid}", "commitOid": oid}
+
+    def serve(self, path: str) -> tuple[bytes, dict] | None:
+        """Read side: repo info, the file tree and file downloads (what snapshot_download uses)."""
+        m = re.match(r"^/api/models/([^/]+/[^/]+)/(revision|tree)/([^/]+)(/.*)?$", path)
+        if m and m.group(1) in self.repos and "sha" in self.repos[m.group(1)]:
+            repo = self.repos[m.group(1)]
+            if m.group(2) == "revision":
+                info = {"id": m.group(1), "sha": repo["sha"], "siblings": [{"rfilename": f} for f in repo["files"]]}
+                return json.dumps(info).encode(), {"Content-Type": "application/json"}
+            tree = [
+                {"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                for f, b in sorted(repo["files"].items())
+            ]
+            return json.dumps(tree).encode(), {"Content-Type": "application/json"}
+        m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
+        if m and m.group(1) in self.repos and m.group(3) in self.repos[m.group(1)]["files"]:
+            body = self.repos[m.group(1)]["files"][m.group(3)]
+            headers = {"X-Repo-Commit": self.repos[m.group(1)]["sha"], "ETag": f'"{hashlib.sha1(body).hexdigest()}"'}
+            return body, headers
+        return None
 
     def close(self) -> None:
         self.server.shutdown()
@@ -377,3 +417,24 @@ def test_trained_run_publish_then_load_offline(hub, tmp_path, monkeypatch):
         with torch.no_grad():
             torch.testing.assert_close(loaded(X[:64]), sae(X[:64]), atol=1e-4, rtol=1e-4)
         assert loaded.saekit_meta["metrics"]["l0"] > 0
+
+
+def test_publish_then_download_online_then_load_offline(hub, run_dir, tmp_path, monkeypatch):
+    """The whole loop through huggingface_hub: push, snapshot_download one subfolder, go offline."""
+    push_to_hub(run_dir, "org/loop", endpoint=hub.url)
+    # what HF_ENDPOINT=<url> sets when huggingface_hub is imported
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    sae = load("org/loop", subfolder=HOOKS[1])  # online: downloads only that subfolder and the card
+    downloads = [r["path"] for r in hub.requests if r["method"] == "GET" and "/resolve/" in r["path"]]
+    assert downloads and all(f"/{HOOKS[1]}/" in p or p.endswith("/README.md") for p in downloads)
+    ref = _dictionary(1, HOOKS[1])
+    assert all(torch.equal(sae.state_dict()[k], v) for k, v in ref.state_dict().items())
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    n = len(hub.requests)
+    again = load("org/loop", subfolder=HOOKS[1])  # from the cache, no request
+    assert len(hub.requests) == n and torch.equal(again.W_dec, ref.W_dec)
+    with pytest.raises(DataError, match="only partly in the local Hugging Face cache"):
+        load("org/loop", subfolder=HOOKS[0])
