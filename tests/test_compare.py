@@ -61,6 +61,10 @@ def test_results_cover_every_variant_dictionary_and_seed(comparison):
     on_disk = json.loads((out / "results.json").read_text())  # strict JSON: NaN written as null
     assert on_disk["settings"]["seeds"] == [0, 1]
     keys = {(r["variant"], r["dict"], r["seed"]) for r in on_disk["dictionaries"]}
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["variant"], r["dict"], r["seed"]) for r in log] == [
+        (r["variant"], r["dict"], r["seed"]) for r in on_disk["dictionaries"]
+    ]
     assert keys == {(v, d, s) for v in ("baseline", "random") for d in ("sae", "transcoder") for s in (0, 1)}
     for r in results["dictionaries"]:
         m = r["metrics"]

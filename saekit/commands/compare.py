@@ -49,9 +49,7 @@ def load_dict_cfgs(path: str | Path, handle) -> dict:
     elif isinstance(data, list):
         data = {f"dict{i}": d for i, d in enumerate(data)}
     if not isinstance(data, dict) or not data:
-        raise ConfigError(
-            f"{path} must hold a DictionaryConfig, a list of them or a {{name: config}} object."
-        )
+        raise ConfigError(f"{path} must hold a DictionaryConfig, a list of them or a {{name: config}} object.")
     out = {}
     for name, raw in data.items():
         raw = dict(raw)
@@ -66,12 +64,11 @@ def load_dict_cfgs(path: str | Path, handle) -> dict:
                 "k": 1 if raw.get("k") else None,
             }
         )
-        in_hook, out_hook = split_hooks(type("S", (), {"cfg": probe_cfg})(), None, None)
+        in_hook, out_hook = split_hooks(probe_cfg)
         hooks = [h for h in (in_hook, out_hook) if h]
         with torch.no_grad():
             widths = {
-                h: a.shape[-1]
-                for h, a in HookpointReader(handle, hooks)(torch.zeros(1, 2, dtype=torch.long)).items()
+                h: a.shape[-1] for h, a in HookpointReader(handle, hooks)(torch.zeros(1, 2, dtype=torch.long)).items()
             }
         raw.setdefault("d_in", int(widths[in_hook]))
         if out_hook:
@@ -88,9 +85,7 @@ def run(args: argparse.Namespace) -> int:
     dict_cfgs = None
     if args.config:
         dict_cfgs = load_dict_cfgs(args.config, load_model(args.variants[0], device=args.device))
-    tcfg = TrainConfig(
-        batch_size=args.batch_size, total_tokens=args.train_tokens, lr=args.lr, lr_warmup_steps=10
-    )
+    tcfg = TrainConfig(batch_size=args.batch_size, total_tokens=args.train_tokens, lr=args.lr, lr_warmup_steps=10)
     results = run_comparison(
         [Path(v) for v in args.variants],
         dict_cfgs,

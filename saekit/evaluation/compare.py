@@ -10,6 +10,7 @@ check of the training pipeline itself. Writes ``results.json`` and ``report.html
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -95,7 +96,7 @@ def _token_text(tokenizer: Any, ids: list[int]) -> list[str]:
 
 
 def _io_hooks(cfg: DictionaryConfig) -> tuple[str, str | None]:
-    return split_hooks(type("S", (), {"cfg": cfg})(), None, None)
+    return split_hooks(cfg)
 
 
 def run_comparison(
@@ -138,6 +139,7 @@ def run_comparison(
         raise ConfigError(f"seeds must name at least two seeds (for the noise floor), got {list(seeds)}.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.jsonl").unlink(missing_ok=True)  # this run's log starts empty
     handles = {}
     for d in variant_dirs:
         h = load_model(d, device=device)
@@ -176,6 +178,8 @@ def run_comparison(
         "settings": {
             "variants": {v: str(h.path) for v, h in handles.items()},
             "dictionaries": {n: c.to_dict() for n, c in dict_cfgs.items()},
+            "variant_order": variants,  # results.json sorts keys; the report keeps this order
+            "dict_order": list(dict_cfgs),
             "seeds": list(seeds),
             "train_tokens": int(n_train_seqs * (n_ctx - 1)),
             "eval_tokens": int(eval_ids.shape[0] * (n_ctx - 1)),
@@ -244,6 +248,8 @@ def run_comparison(
                 rec["autointerp"] = {k: val for k, val in ai.items() if k != "latents"}
                 rec["time_s"] = time.perf_counter() - t1
                 results["dictionaries"].append(rec)
+                with open(out / "metrics.jsonl", "a", encoding="utf-8") as log:  # one line per dictionary
+                    log.write(json.dumps(_finite(rec), sort_keys=True) + "\n")
                 if seed == seeds[0]:
                     results["examples"].extend(
                         _examples(v, name, ai["latents"], acts_ev, eval_ids, tok, n_examples, seed)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 
 Replace = Callable[[torch.Tensor], torch.Tensor]
@@ -33,25 +34,21 @@ def unwrap_model(model: Any) -> tuple[torch.nn.Module, str]:
     """A ModelHandle or a bare module -> (module, kind) with kind 'transformer_lens' or 'hf'."""
     module = getattr(model, "model", None) if not isinstance(model, torch.nn.Module) else model
     if module is None:
-        raise ConfigError(
-            f"model must be a saekit ModelHandle or a torch module, got {type(model).__name__}."
-        )
+        raise ConfigError(f"model must be a saekit ModelHandle or a torch module, got {type(model).__name__}.")
     kind = "transformer_lens" if hasattr(module, "run_with_hooks") else "hf"
     return module, kind
 
 
 def split_hooks(
-    sae: torch.nn.Module, hook_name: str | None, out_hook_name: str | None
+    sae: torch.nn.Module | DictionaryConfig, hook_name: str | None = None, out_hook_name: str | None = None
 ) -> tuple[str, str | None]:
-    """(input hook, output hook or None): the output hook is only set for transcoders."""
-    cfg = getattr(sae, "cfg", None)
+    """(input hook, output hook or None) of a dictionary or its config; output hook only for transcoders."""
+    cfg = sae if isinstance(sae, DictionaryConfig) else getattr(sae, "cfg", None)
     hook_name = hook_name or getattr(cfg, "hook_name", "") or ""
     if "->" in hook_name:  # "in_hook->out_hook" names both ends of a transcoder
         hook_name, out_hook_name = (s.strip() for s in hook_name.split("->", 1))
     if not hook_name:
-        raise ConfigError(
-            "hook_name is empty; pass hook_name= (the hookpoint the dictionary was trained on)."
-        )
+        raise ConfigError("hook_name is empty; pass hook_name= (the hookpoint the dictionary was trained on).")
     if not getattr(cfg, "transcoder", False):
         return hook_name, None
     out_hook_name = out_hook_name or getattr(cfg, "out_hook_name", None)
@@ -85,9 +82,7 @@ def run_logits(
         def wrap(fn):
             return lambda act, hook: fn(act)
 
-        return module.run_with_hooks(
-            tokens, return_type="logits", fwd_hooks=[(n, wrap(f)) for n, f in hooks.items()]
-        )
+        return module.run_with_hooks(tokens, return_type="logits", fwd_hooks=[(n, wrap(f)) for n, f in hooks.items()])
     handles = []
     try:
         for name, fn in hooks.items():
@@ -193,9 +188,7 @@ def splice_metrics(
             spliced_hooks = {in_hook: read_in, out_hook: write_out}
         spliced = run_logits(model, batch, spliced_hooks)
         zero = run_logits(model, batch, {target_hook: lambda a: keep_first(torch.zeros_like(a), a)})
-        meaned = run_logits(
-            model, batch, {target_hook: lambda a: keep_first(mean.to(a.dtype).expand_as(a), a)}
-        )
+        meaned = run_logits(model, batch, {target_hook: lambda a: keep_first(mean.to(a.dtype).expand_as(a), a)})
         for key, logits in (("clean", clean), ("spliced", spliced), ("zero", zero), ("mean", meaned)):
             sums[key] += float(_token_losses(logits, batch).double().sum())
         for key, logits in (("kl_spliced", spliced), ("kl_zero", zero), ("kl_mean", meaned)):

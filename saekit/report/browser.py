@@ -63,9 +63,7 @@ def images_loaded(html_path: str | Path, timeout: float = 120) -> tuple[int, int
     dom = _run(["--virtual-time-budget=10000", "--dump-dom", url], timeout)
     m = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
     if m is None:
-        raise DataError(
-            f"the page {html_path} did not finish loading in chromium (no data-images-loaded mark)."
-        )
+        raise DataError(f"the page {html_path} did not finish loading in chromium (no data-images-loaded mark).")
     return int(m.group(1)), int(m.group(2))
 
 

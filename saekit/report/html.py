@@ -63,7 +63,7 @@ def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
         "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{c}</td>' for i, c in enumerate(r)) + "</tr>"
         for r in rows
     )
-    return f"<table><tr>{th}</tr>{body}</table>"
+    return f'<div style="overflow-x:auto"><table><tr>{th}</tr>{body}</table></div>'
 
 
 def _img(uri: str, alt: str) -> str:
@@ -100,52 +100,50 @@ def _summary_table(results: dict) -> str:
 
 
 def _matching_table(results: dict, name: str) -> str:
+    """One row per pair of variants: each figure beside the two variants' seed noise floors."""
     m = results["matching"][name]
     t = m["chance"]["thresholds"]
     i7 = min(range(len(t)), key=lambda i: abs(t[i] - 0.7))
+    floor = m["noise_floor"]
+    getters = [
+        ("decoder MMCS", lambda r: r["decoder"]["mmcs"]),
+        ("Hungarian cos", lambda r: r["decoder"]["hungarian_mean_cos"]),
+        ("shared @ 0.7", lambda r: r["decoder"]["shared_fraction"][i7]),
+        ("act. corr.", lambda r: r.get("act_corr_mean")),
+    ]
+    enc = lambda r: r.get("encoder", {}).get("mmcs")  # noqa: E731
     rows = []
-
-    def row(label: str, kind: str, r: dict) -> list[str]:
-        d = r["decoder"]
-        return [
-            _e(label),
-            kind,
-            _f(d["mmcs"]),
-            _f(d["hungarian_mean_cos"]),
-            _f(d["shared_fraction"][i7]),
-            _f(r.get("encoder", {}).get("mmcs")),
-            _f(r.get("act_corr_mean")),
-        ]
-
-    for r in m["cross"]:
-        rows.append(row(f"{r['a']} vs {r['b']}", "cross-variant", r))
-        for v in (r["a"], r["b"]):
-            rows.append(row(f"  {v} seed vs seed", "noise floor", m["noise_floor"][v]))
-    if not m["cross"]:
-        for v, r in m["noise_floor"].items():
-            rows.append(row(f"{v} seed vs seed", "noise floor", r))
+    pairs = [(r["a"], r["b"], r) for r in m["cross"]]
+    for a, b, r in pairs:
+        row = [_e(f"{a} vs {b}")]
+        for _, get in getters:
+            row += [f"<b>{_f(get(r))}</b>", f"{_f(get(floor[a]))} / {_f(get(floor[b]))}"]
+        rows.append(row + [f"{_f(enc(r))} ({_f(enc(floor[a]))} / {_f(enc(floor[b]))})"])
+    if not pairs:
+        for v, r in floor.items():
+            row = [_e(f"{v} (seeds only)")]
+            for _, get in getters:
+                row += ["–", f"{_f(get(r))}"]
+            rows.append(row + [f"– ({_f(enc(r))})"])
     c = m["chance"]
     rows.append(
         [
-            "random vs random",
-            "chance",
+            _e("chance (random dictionaries)"),
             _f(c["mmcs"]),
+            "",
             _f(c["hungarian_mean_cos"]),
+            "",
             _f(c["shared_fraction"][i7]),
+            "",
             "–",
+            "",
             "–",
         ]
     )
-    header = [
-        "pair",
-        "kind",
-        "decoder MMCS",
-        "Hungarian mean cos",
-        "shared @ 0.7",
-        "encoder MMCS",
-        "act. corr.",
-    ]
-    return _table(header, rows, left=2)
+    header = ["pair A vs B"]
+    for label, _ in getters:
+        header += [label, "floor A / B"]
+    return _table(header + ["encoder MMCS (floor A / B)"], rows)
 
 
 def _cross_app_table(results: dict, name: str) -> str:
@@ -163,9 +161,7 @@ def _highlight(ctx: dict) -> str:
         cls = "tok focus" if i == ctx["focus"] else "tok"
         title = f' title="{a:.3f}"' if a > 0 else ""
         shown = tok.replace("\n", "↵").replace("\t", "⇥")  # one context stays on one line
-        out.append(
-            f'<span class="{cls}" style="background:rgba(255,140,0,{alpha:.2f})"{title}>{_e(shown)}</span>'
-        )
+        out.append(f'<span class="{cls}" style="background:rgba(255,140,0,{alpha:.2f})"{title}>{_e(shown)}</span>')
     return f'<div class="ctx">{"".join(out)}</div>'
 
 
@@ -190,9 +186,9 @@ def _examples(results: dict, colors: dict[str, str]) -> str:
 def render_html(results: dict[str, Any], title: str = "saekit: dictionaries across model variants") -> str:
     """The report as one HTML string (images embedded as data URIs; no external files)."""
     s = results["settings"]
-    variants = list(results["variants"])
+    variants = plots.variant_order(results)
     colors = plots.variant_colors(variants)
-    names = list(s["dictionaries"])
+    names = plots.dict_order(results)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
@@ -216,8 +212,7 @@ def render_html(results: dict[str, Any], title: str = "saekit: dictionaries acro
             ]
         )
     out.append(
-        "<h2>Model variants</h2>"
-        + _table(["variant", "coef", "val loss (training)", "MLP zeros", "folder"], vrows)
+        "<h2>Model variants</h2>" + _table(["variant", "coef", "val loss (training)", "MLP zeros", "folder"], vrows)
     )
     drows = [
         [
@@ -283,13 +278,14 @@ def render_html(results: dict[str, Any], title: str = "saekit: dictionaries acro
     out.append("</div>")
     out.append(
         "<h2>Matching across variants, with the seed noise floor</h2><p class='note'>A cross-variant "
-        "figure means something only where it sits clearly below the noise floor (two seeds of one variant) "
-        "and above chance.</p>"
+        "figure (bold) means something only where it sits clearly below the noise floor (the same figure "
+        "between two seeds of variant A / of variant B) and above chance. The plot shows the pairs with "
+        "the first variant; the table has every pair.</p>"
     )
     for n in names:
         out.append(
-            f"<h3>{_e(n)}</h3><div class='grid'>{_img(plots.matching_curves(results, n), f'matching {n}')}"
-            f"<div>{_matching_table(results, n)}</div></div>"
+            f"<h3>{_e(n)}</h3><div class='grid'>{_img(plots.matching_curves(results, n), f'matching {n}')}</div>"
+            f"{_matching_table(results, n)}"
         )
     out.append(
         "<h2>Cross-application (FVU)</h2><p class='note'>A dictionary trained on one variant's activations, "

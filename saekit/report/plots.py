@@ -20,6 +20,15 @@ def variant_colors(variants: list[str]) -> dict[str, str]:
     return {v: matplotlib.colors.to_hex(cmap(i % 10)) for i, v in enumerate(variants)}
 
 
+def variant_order(results: dict) -> list[str]:
+    """Variants in the order they were given (results.json stores its keys sorted)."""
+    return list(results["settings"].get("variant_order") or results["variants"])
+
+
+def dict_order(results: dict) -> list[str]:
+    return list(results["settings"].get("dict_order") or results["settings"]["dictionaries"])
+
+
 def to_data_uri(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -33,9 +42,9 @@ def _num(x: Any) -> float:
 
 def scatter_l0(results: dict, key: str, ylabel: str) -> str:
     """L0 against a metric: one point per dictionary and seed, colour = variant, marker = dictionary."""
-    variants = list(results["variants"])
+    variants = variant_order(results)
     colors = variant_colors(variants)
-    names = list(results["settings"]["dictionaries"])
+    names = dict_order(results)
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for rec in results["dictionaries"]:
         m = rec["metrics"]
@@ -61,7 +70,7 @@ def scatter_l0(results: dict, key: str, ylabel: str) -> str:
 
 def density_histograms(results: dict, dict_name: str) -> str:
     """log10 firing frequency of latents, first seed of each variant."""
-    variants = list(results["variants"])
+    variants = variant_order(results)
     colors = variant_colors(variants)
     seed = results["settings"]["seeds"][0]
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
@@ -81,7 +90,7 @@ def density_histograms(results: dict, dict_name: str) -> str:
 
 def score_distributions(results: dict, dict_name: str, key: str, xlabel: str, bins: np.ndarray) -> str:
     """Histogram per variant of a per-latent auto-interp score (all seeds pooled)."""
-    variants = list(results["variants"])
+    variants = variant_order(results)
     colors = variant_colors(variants)
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     for v in variants:
@@ -112,14 +121,18 @@ def score_distributions(results: dict, dict_name: str, key: str, xlabel: str, bi
 
 def matching_curves(results: dict, dict_name: str) -> str:
     """Shared fraction vs cosine threshold: cross-variant pairs (solid), seed noise floor (dashed), chance."""
-    variants = list(results["variants"])
+    variants = variant_order(results)
     colors = variant_colors(variants)
     m = results["matching"][dict_name]
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     t = m["chance"]["thresholds"]
-    for v, r in m["noise_floor"].items():
+    for v in variants:
+        r = m["noise_floor"][v]
         ax.plot(t, r["decoder"]["shared_fraction"], "--", color=colors[v], label=f"{v}: seed vs seed")
+    first = variants[0]  # cross pairs with the first variant (the baseline); the table has every pair
     for r in m["cross"]:
+        if first not in (r["a"], r["b"]):
+            continue
         ax.plot(
             t,
             r["decoder"]["shared_fraction"],
@@ -141,7 +154,7 @@ def matching_curves(results: dict, dict_name: str) -> str:
 
 def lm_loss_cost(results: dict) -> str:
     """Held-out LM loss of each variant (bars) and its difference to the baseline."""
-    variants = list(results["variants"])
+    variants = variant_order(results)
     colors = variant_colors(variants)
     losses = {}
     for v in variants:
@@ -152,9 +165,7 @@ def lm_loss_cost(results: dict) -> str:
     ax.bar(range(len(variants)), [losses[v] for v in variants], color=[colors[v] for v in variants])
     base = losses.get("baseline")
     for i, v in enumerate(variants):
-        label = f"{losses[v]:.3f}" + (
-            f"\n({losses[v] - base:+.3f})" if base is not None and v != "baseline" else ""
-        )
+        label = f"{losses[v]:.3f}" + (f"\n({losses[v] - base:+.3f})" if base is not None and v != "baseline" else "")
         ax.text(i, losses[v], label, ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(variants)), variants, fontsize=8)
     ax.set_ylabel("held-out LM loss (nats/token)")
