@@ -216,7 +216,9 @@ SAELENS_CHILD = textwrap.dedent(
         cfg = car.CacheActivationsRunnerConfig(
             dataset_path="unused", model_name="bench", model_batch_size=32, hook_name=hook, d_in=tl["d_model"],
             training_tokens=tokens, context_size=n_ctx, new_cached_activations_path=out_dir, shuffle=True,
-            dtype="float32", device="cpu", buffer_size_gb=0.25, streaming=False, prepend_bos=False,
+            dtype="float32", device="cpu", streaming=False, prepend_bos=False,
+            # one buffer of exactly `tokens` rows (SAELens rounds the token count up to whole buffers)
+            buffer_size_gb=(tokens * tl["d_model"] * 4 + 512) / 1e9,
         )
         base = rss()
         t = time.perf_counter()
@@ -244,7 +246,7 @@ def run_child(args: list[str]) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"child {args[0]} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "load1": os.getloadavg()[0]}
 
 
 def run_saelens(py: Path, phase: str, work: Path, tokens: int, buffer_tokens: int) -> dict:
@@ -255,7 +257,7 @@ def run_saelens(py: Path, phase: str, work: Path, tokens: int, buffer_tokens: in
     )  # fmt: skip
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "load1": os.getloadavg()[0]}
 
 
 def ensure_saelens(venv: Path) -> Path:
@@ -270,8 +272,8 @@ def ensure_saelens(venv: Path) -> Path:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tokens", type=int, default=1_000_000)
-    p.add_argument("--buffer-tokens", type=int, default=1 << 17)
+    p.add_argument("--tokens", type=int, default=30 * 4096, help="a multiple of 4096 (32 sequences of 128)")
+    p.add_argument("--buffer-tokens", type=int, default=1 << 15)
     p.add_argument("--work", default="/tmp/saekit-bench-cache")
     p.add_argument("--saelens-venv", default="/tmp/saekit-interop/saelens")
     p.add_argument("--skip-saelens", action="store_true")
@@ -296,6 +298,8 @@ def main() -> None:
 
     work.mkdir(parents=True, exist_ok=True)
     n = args.tokens
+    if n % 4096:
+        raise SystemExit("--tokens must be a multiple of 4096 so SAELens caches exactly as many tokens")
     res: dict = {"tokens": n, "hook": HOOK, "d": 256, "buffer_tokens": args.buffer_tokens}
     old = json.loads((work / "results.json").read_text()) if args.reuse else {}
     if old and old["tokens"] != n:
@@ -312,10 +316,10 @@ def main() -> None:
     act_bytes = n * 256 * 4
     drop_page_cache(files)
     sec, nbytes = raw_read(files)
-    res["raw_cold"] = {"seconds": sec, "bytes": nbytes}
+    res["raw_cold"] = {"seconds": sec, "bytes": nbytes, "load1": os.getloadavg()[0]}
     res["read_cold"] = (drop_page_cache(files), run_child(["read", str(work), str(args.buffer_tokens), "0"]))[1]
     sec, nbytes = raw_read(files)  # now in the page cache
-    res["raw_warm"] = {"seconds": sec, "bytes": nbytes}
+    res["raw_warm"] = {"seconds": sec, "bytes": nbytes, "load1": os.getloadavg()[0]}
     res["read_warm"] = run_child(["read", str(work), str(args.buffer_tokens), "0"])
     res["read_warm_verify"] = run_child(["read", str(work), str(args.buffer_tokens), "1"])
     res["stream"] = run_child(["stream", str(work), str(n)])
@@ -342,10 +346,16 @@ def report(r: dict, act_bytes: int) -> str:
     mib = 2**20
 
     def rate(sec: float) -> str:
-        return f"{n / sec / 1e3:,.0f} k tok/s, {act_bytes / sec / 1e9:.2f} GB/s"
+        return f"{n / sec / 1e3:,.1f} k tok/s, {act_bytes / sec / 1e9:.3f} GB/s"
+
+    def row(label: str, x: dict, throughput: str, note: str = "", seconds: bool = True) -> str:
+        sec = f"{x['seconds']:.2f}" if seconds and "seconds" in x else "-"
+        peak = f"{x['peak_rss'] / mib:.0f}" if "peak_rss" in x else "-"
+        load = f"{x['load1']:.1f}" if "load1" in x else "-"
+        return f"| {label} | {sec} | {throughput} | {peak} | {load} | {note} |"
 
     lines = [
-        f"tokens {n:,}, hook {r['hook']} (d=256, float32, {act_bytes / 1e9:.2f} GB), "
+        f"tokens {n:,}, hook {r['hook']} (d=256, float32, {act_bytes / 1e9:.3f} GB), "
         f"buffer {r['buffer_tokens']:,} tokens; {r['machine']}; {r['date']}",
         *(
             [f"(write figures and caches from the run of {r['reused_from']}; everything else re-measured)"]
@@ -353,48 +363,53 @@ def report(r: dict, act_bytes: int) -> str:
             else []
         ),
         "",
-        "| phase | time (s) | throughput | peak RSS (MiB) | note |",
-        "|---|---|---|---|---|",
-        f"| saekit write (`build_cache`) | {r['write']['seconds']:.1f} | {rate(r['write']['seconds'])} | "
-        f"{r['write']['peak_rss'] / mib:.0f} | model forward + shards + SHA-256 |",
+        "| phase | time (s) | throughput | peak RSS (MiB) | load avg | note |",
+        "|---|---|---|---|---|---|",
+        row(
+            "saekit write (`build_cache`)", r["write"], rate(r["write"]["seconds"]), "model forward + shards + SHA-256"
+        ),
     ]
     for temp in ("cold", "warm"):
-        raw = r[f"raw_{temp}"]
-        rd = r[f"read_{temp}"]
+        raw, rd = r[f"raw_{temp}"], r[f"read_{temp}"]
         raw_gbs = raw["bytes"] / raw["seconds"] / 1e9
-        rd_gbs = raw["bytes"] / rd["seconds"] / 1e9  # same bytes through the shuffled reader
+        rd_gbs = raw["bytes"] / rd["seconds"] / 1e9  # the same files' bytes through the shuffled reader
+        lines.append(row(f"raw sequential read, {temp}", raw, f"{raw_gbs:.3f} GB/s (files)", "plain 8 MiB reads"))
         lines.append(
-            f"| raw sequential read, {temp} | {raw['seconds']:.2f} | {raw_gbs:.2f} GB/s | - | plain 8 MiB reads |"
-        )
-        lines.append(
-            f"| saekit shuffled read, {temp} | {rd['seconds']:.2f} | {rate(rd['seconds'])} | "
-            f"{rd['peak_rss'] / mib:.0f} | **{rd_gbs / raw_gbs:.0%} of raw**, wait {rd['wait_fraction']:.0%} |"
+            row(
+                f"saekit shuffled read, {temp}",
+                rd,
+                rate(rd["seconds"]),
+                f"**{rd_gbs / raw_gbs:.0%} of raw**; trainer waited {rd['wait_fraction']:.0%}",
+            )
         )
     v = r["read_warm_verify"]
     lines.append(
-        f"| saekit shuffled read + SHA-256 verify, warm | {v['seconds']:.2f} | {rate(v['seconds'])} | "
-        f"{v['peak_rss'] / mib:.0f} | open (hashing) {v['open_seconds']:.2f} s |"
+        row("saekit shuffled read + SHA-256 verify, warm", v, rate(v["seconds"]), f"open {v['open_seconds']:.2f} s")
     )
     s = r["stream"]
     lines.append(
-        f"| saekit live stream + top-k SAE training | - | {s['train_tokens_per_s'] / 1e3:,.0f} k tok/s trained | - | "
-        f"forward alone {s['forward_tokens_per_s'] / 1e3:,.0f} k tok/s, training alone "
-        f"{s['train_only_tokens_per_s'] / 1e3:,.0f} k tok/s, trainer waited {s['wait_fraction']:.0%} |"
+        row(
+            "saekit live stream + top-k SAE training",
+            s,
+            f"{s['train_tokens_per_s'] / 1e3:,.1f} k tok/s trained",
+            f"forward alone {s['forward_tokens_per_s'] / 1e3:,.1f} k tok/s, training alone "
+            f"{s['train_only_tokens_per_s'] / 1e3:,.1f} k tok/s; trainer waited {s['wait_fraction']:.0%}",
+            seconds=False,
+        )
     )
-    if "saelens_write" in r:
-        for key, label in (
-            ("saelens_write", "CacheActivationsRunner write"),
-            ("saelens_read_cold", "ActivationsStore read, cold"),
-            ("saelens_read_warm", "ActivationsStore read, warm"),
-        ):
-            x = r.get(key, {"error": "not run"})
-            if "error" in x:
-                lines.append(f"| SAELens {r.get('saelens_version', '')} {label} | - | - | - | failed: {x['error']} |")
-            else:
-                lines.append(
-                    f"| SAELens {r.get('saelens_version', '')} {label} | {x['seconds']:.1f} | {rate(x['seconds'])} | "
-                    f"{x['peak_rss'] / mib:.0f} | |"
-                )
+    version = r.get("saelens_version", "")
+    for key, label in (
+        ("saelens_write", "CacheActivationsRunner write"),
+        ("saelens_read_cold", "ActivationsStore read, cold"),
+        ("saelens_read_warm", "ActivationsStore read, warm"),
+    ):
+        if "saelens_write" not in r:
+            break
+        x = r.get(key, {"error": "not run"})
+        if "error" in x:
+            lines.append(f"| SAELens {version} {label} | - | - | - | - | failed: {x['error']} |")
+        else:
+            lines.append(row(f"SAELens {version} {label}", x, rate(x["seconds"])))
     return "\n".join(lines)
 
 
