@@ -140,9 +140,5 @@ def test_cli_reports_one_line_and_exit_2(tmp_path, folder):
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert (
-        len(lines) == 1
-        and lines[0].startswith("saekit export: error: ")
-        and "missing tensor(s) b_enc" in lines[0]
-    )
+    assert len(lines) == 1 and lines[0].startswith("saekit export: error: ") and "missing tensor(s) b_enc" in lines[0]
     assert not (tmp_path / "o").exists()

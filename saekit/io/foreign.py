@@ -179,9 +179,7 @@ def load_sparsify(folder: Path) -> torch.nn.Module:
     }
     if skip:
         if "W_skip" not in st:
-            raise DataError(
-                f"{weights} is missing tensor W_skip, which skip_connection=true in {cfg_file} requires."
-            )
+            raise DataError(f"{weights} is missing tensor W_skip, which skip_connection=true in {cfg_file} requires.")
         tensors["W_skip"] = st["W_skip"]
     transcoder = transcode or skip
     _center_input(tensors, not transcode, not transcoder)
@@ -224,9 +222,7 @@ def load_dictionary_learning(folder: Path) -> torch.nn.Module:
     try:
         st = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt pickle
-        raise DataError(
-            f"{weights} is not a readable PyTorch state dict ({type(e).__name__}: {e})."
-        ) from None
+        raise DataError(f"{weights} is not a readable PyTorch state dict ({type(e).__name__}: {e}).") from None
     if not isinstance(st, dict):
         raise DataError(f"{weights} must hold a state dict, got {type(st).__name__}.")
     cfg_file = folder / "config.json"
@@ -236,9 +232,7 @@ def load_dictionary_learning(folder: Path) -> torch.nn.Module:
         trainer = conf.get("trainer", {}) if isinstance(conf, dict) else {}
     cls = trainer.get("dict_class") or _guess_dl_class(st)
     if cls not in DL_CLASSES:
-        raise DataError(
-            f"{folder} holds a dictionary_learning {cls!r}; saekit loads {', '.join(DL_CLASSES)}."
-        )
+        raise DataError(f"{folder} holds a dictionary_learning {cls!r}; saekit loads {', '.join(DL_CLASSES)}.")
 
     def need(*keys: str) -> None:
         missing = [k for k in keys if k not in st]
@@ -246,11 +240,7 @@ def load_dictionary_learning(folder: Path) -> torch.nn.Module:
             raise DataError(f"{weights} is missing tensor(s) {', '.join(missing)} for a {cls}.")
 
     layer = trainer.get("layer")
-    hook = (
-        f"blocks.{layer}.hook_resid_post"
-        if isinstance(layer, int)
-        else str(trainer.get("submodule_name") or "")
-    )
+    hook = f"blocks.{layer}.hook_resid_post" if isinstance(layer, int) else str(trainer.get("submodule_name") or "")
     common = {"hook_name": hook, "model_name": str(trainer.get("lm_name") or "")}
     if cls == "JumpReluAutoEncoder":
         need("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
@@ -328,9 +318,7 @@ def load_folder(folder: str | Path) -> torch.nn.Module:
     """Load the dictionary in ``folder``, whichever supported library wrote it."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(
-            f"{folder} is not a folder; expected a dictionary folder or a Hub repo id (org/name)."
-        )
+        raise DataError(f"{folder} is not a folder; expected a dictionary folder or a Hub repo id (org/name).")
     fmt = detect_format(folder)
     if fmt:
         return LOADERS[fmt](folder)
@@ -340,8 +328,7 @@ def load_folder(folder: str | Path) -> torch.nn.Module:
     if subs:
         shown = ", ".join(subs[:8]) + (", ..." if len(subs) > 8 else "")
         raise DataError(
-            f"{folder} holds {len(subs)} dictionaries ({shown}); "
-            "pass subfolder= (or --subfolder) to pick one."
+            f"{folder} holds {len(subs)} dictionaries ({shown}); pass subfolder= (or --subfolder) to pick one."
         )
     raise DataError(
         f"{folder} holds no dictionary; expected saekit.json or "

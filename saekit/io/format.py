@@ -74,9 +74,7 @@ def saelens_architecture(cfg: DictionaryConfig) -> str:
 
 def dtype_name(dtype: torch.dtype) -> str:
     if dtype not in _DTYPE_NAMES:
-        raise ConfigError(
-            f"dtype {dtype} cannot be saved; expected one of {', '.join(_DTYPE_NAMES.values())}."
-        )
+        raise ConfigError(f"dtype {dtype} cannot be saved; expected one of {', '.join(_DTYPE_NAMES.values())}.")
     return _DTYPE_NAMES[dtype]
 
 
@@ -214,8 +212,7 @@ def save_dictionary(
     cfg = getattr(sae, "cfg", None)
     if not isinstance(cfg, DictionaryConfig):
         raise ConfigError(
-            f"save_dictionary expects a saekit dictionary with a DictionaryConfig .cfg, "
-            f"got {type(sae).__name__}."
+            f"save_dictionary expects a saekit dictionary with a DictionaryConfig .cfg, got {type(sae).__name__}."
         )
     extra = dict(extra or {})
     reserved = {"saekit_format", "dictionary", "act_scale_folded", "buffers", "versions", "architecture"}
@@ -234,9 +231,7 @@ def save_dictionary(
     for name in stale:
         (path / name).unlink(missing_ok=True)
     dtype = tensors["W_enc"].dtype
-    info = {
-        k: extra[k] for k in ("hook_name_out", "context_size", "dataset_path", "prepend_bos") if k in extra
-    }
+    info = {k: extra[k] for k in ("hook_name_out", "context_size", "dataset_path", "prepend_bos") if k in extra}
     model_info = extra.get("model") if isinstance(extra.get("model"), dict) else {}
     info.setdefault("model_name", model_info.get("name", ""))
     info.setdefault("variant", model_info.get("variant", ""))
@@ -245,9 +240,7 @@ def save_dictionary(
     if feature_density is not None:
         density = torch.as_tensor(feature_density).detach().float().cpu().reshape(-1)
         if density.numel() != cfg.n_latents:
-            raise ConfigError(
-                f"feature_density has {density.numel()} entries, expected n_latents={cfg.n_latents}."
-            )
+            raise ConfigError(f"feature_density has {density.numel()} entries, expected n_latents={cfg.n_latents}.")
         atomic_save_safetensors(path / SPARSITY_FILENAME, {"sparsity": torch.log10(density + 1e-10)})
     atomic_write_json(path / CFG_FILENAME, saelens_cfg(cfg, dtype, info))
     meta = {
@@ -317,9 +310,7 @@ def build_dictionary(
                 f"(d_in={cfg.d_in}, n_latents={cfg.n_latents}, d_out={cfg.d_out})."
             )
         if not got.is_floating_point():
-            raise DataError(
-                f"tensor {name} in {source} has dtype {got.dtype}, expected a floating-point tensor."
-            )
+            raise DataError(f"tensor {name} in {source} has dtype {got.dtype}, expected a floating-point tensor.")
     dtype = tensors["W_enc"].dtype
     sae = sae.to(dtype)
     state = {k: v for k, v in full.items() if k not in TENSOR_NAMES}  # act_scale = 1, counters
@@ -348,8 +339,7 @@ def load_native(folder: Path) -> torch.nn.Module:
     version = meta.get("saekit_format")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise DataError(
-            f"{meta_file} has saekit_format {version!r}; "
-            f"this saekit reads format ≤ {FORMAT_VERSION} (upgrade saekit)."
+            f"{meta_file} has saekit_format {version!r}; this saekit reads format ≤ {FORMAT_VERSION} (upgrade saekit)."
         )
     cfg = dictionary_config_from_saekit(meta, str(meta_file))
     cfg_file = folder / CFG_FILENAME
@@ -358,13 +348,10 @@ def load_native(folder: Path) -> torch.nn.Module:
         for key, want in (("d_in", cfg.d_in), ("d_sae", cfg.n_latents)):
             if sl.get(key) != want:
                 raise DataError(
-                    f"{cfg_file} says {key}={sl.get(key)!r} but {meta_file} says {want}; "
-                    "the folder is inconsistent."
+                    f"{cfg_file} says {key}={sl.get(key)!r} but {meta_file} says {want}; the folder is inconsistent."
                 )
     buffers = meta.get("buffers") if isinstance(meta.get("buffers"), dict) else {}
-    sae = build_dictionary(
-        cfg, read_tensors(folder / WEIGHTS_FILENAME), str(folder / WEIGHTS_FILENAME), buffers
-    )
+    sae = build_dictionary(cfg, read_tensors(folder / WEIGHTS_FILENAME), str(folder / WEIGHTS_FILENAME), buffers)
     sae.saekit_meta = meta  # metrics, training config, variant: for model cards and reports
     return sae
 
@@ -377,9 +364,7 @@ def read_meta(folder: str | Path) -> dict:
 
 def is_dictionary_folder(folder: Path) -> bool:
     """True when ``folder`` directly holds a dictionary in a format saekit reads."""
-    return any(
-        (folder / name).is_file() for name in (SAEKIT_FILENAME, WEIGHTS_FILENAME, "sae.safetensors", "ae.pt")
-    )
+    return any((folder / name).is_file() for name in (SAEKIT_FILENAME, WEIGHTS_FILENAME, "sae.safetensors", "ae.pt"))
 
 
 def dictionary_folders(root: str | Path) -> list[Path]:
@@ -388,8 +373,6 @@ def dictionary_folders(root: str | Path) -> list[Path]:
     if is_dictionary_folder(root):
         return [root]
     found = sorted(
-        p.parent
-        for p in root.rglob("*")
-        if p.name in (SAEKIT_FILENAME, WEIGHTS_FILENAME, "sae.safetensors", "ae.pt")
+        p.parent for p in root.rglob("*") if p.name in (SAEKIT_FILENAME, WEIGHTS_FILENAME, "sae.safetensors", "ae.pt")
     )
     return sorted(set(found))
