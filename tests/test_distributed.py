@@ -195,3 +195,30 @@ def test_hung_rank_fails_within_timeout(setup):
     assert elapsed < 4 + 10, elapsed
     assert "within 4 s" in text0 and "another rank died, hung" in text0, text0
     load_checkpoint(ckpt)
+
+
+def test_shard_latents_cli_equals_one_process(setup):
+    """`saekit train --shard-latents` on 2 ranks: rank r holds latents of its half, the
+    gathered dictionary equals one process's, each rank wrote its own shard checkpoint."""
+    steps = 40
+    config = setup["base"] / "sharded.toml"
+    config.write_text(
+        f'[source]\nactivations = "{setup["base"] / "acts.safetensors"}"\n\n'
+        f'[train]\ntotal_tokens = {steps * BATCH}\nbatch_size = {BATCH}\nseed = 3\ndevice = "cpu"\n'
+        "checkpoint_every = 10\nlog_every = 10\ndead_tokens = 1024\n\n"
+        '[[dictionary]]\nkind = "topk"\nn_latents = 128\nk = 4\n'
+    )
+    out = setup["base"] / "sharded"
+    for rc, text in finish(launch(2, out, config, "--shard-latents")):
+        assert rc == 0, text
+    assert sorted(p.name for p in out.glob("checkpoint*.pt")) == ["checkpoint.rank0-of-2.pt", "checkpoint.rank1-of-2.pt"]
+    shard0 = load_checkpoint(out / "checkpoint.rank0-of-2.pt")
+    assert shard0["runs"][0]["model"]["W_dec"].shape == (64, 24)
+    cfg = DictionaryConfig(kind="topk", d_in=24, n_latents=128, k=4)
+    tcfg = TrainConfig(total_tokens=steps * BATCH, batch_size=BATCH, seed=3, device="cpu", log_every=10, dead_tokens=1024)
+    ref = saekit.train(cfg, setup["x"], tcfg, progress=False)
+    got = weights(out)
+    for key, value in ref.state_dict().items():
+        if key in got:
+            torch.testing.assert_close(got[key], value, atol=2e-4, rtol=1e-3, msg=key)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == steps // 10 + 1

@@ -74,6 +74,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="under torchrun: 'global' = every rank reads each global batch and keeps its slice "
         "(equals one process); 'local' = each rank reads only its own rows/sequences",
     )
+    p.add_argument(
+        "--shard-latents", action="store_true",
+        help="under torchrun: split each TopK dictionary's latents across the ranks (too wide for one GPU)",
+    )
     p.set_defaults(func=run)
 
 
@@ -233,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if args.resume:
-        if not (out / CHECKPOINT_NAME).is_file():
+        if not (out / CHECKPOINT_NAME).is_file() and not any(out.glob("checkpoint.rank*-of-*.pt")):
             raise DataError(f"{out / CHECKPOINT_NAME} does not exist; nothing to resume.")
         spec = read_json(out / SOURCE_FILE, "training spec")
     else:
@@ -253,11 +257,14 @@ def run(args: argparse.Namespace) -> int:
     cfgs = _dictionary_configs(spec["dictionaries"], d_in, d_out, paired, spec["source"].get("hookpoint"))
     if not args.resume:
         out.mkdir(parents=True, exist_ok=True)
-        if (out / CHECKPOINT_NAME).exists():
+        if (out / CHECKPOINT_NAME).exists() or any(out.glob("checkpoint.rank*-of-*.pt")):
             raise ConfigError(f"{out} already holds a training run; use --resume to continue it or another --out.")
         atomic_write_json(out / SOURCE_FILE, spec)
     # A plain Trainer, or a data-parallel one when torchrun started this process as one of N ranks.
-    trainer = make_trainer(cfgs, source, tcfg, timeout_s=getattr(args, "dist_timeout", None), data=dist_data)
+    trainer = make_trainer(
+        cfgs, source, tcfg, timeout_s=getattr(args, "dist_timeout", None), data=dist_data,
+        shard_latents=getattr(args, "shard_latents", False),
+    )
     if args.resume:
         trainer.resume()
         print(f"resuming at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)

@@ -282,11 +282,17 @@ def make_trainer(
     progress: bool = True,
     timeout_s: float | None = None,
     data: str = "global",
+    shard_latents: bool = False,
 ) -> Trainer:
-    """A ``DataParallelTrainer`` when launched as one of several ranks, else a plain ``Trainer``."""
+    """When launched as one of several ranks: a ``DataParallelTrainer``, or with
+    ``shard_latents`` a ``LatentShardedTrainer``; else a plain ``Trainer``."""
     if not is_distributed_launch():
         return Trainer(cfgs, source, tcfg, names=names, progress=progress)
+    if shard_latents and data != "global":
+        raise ConfigError("--shard-latents needs every rank to read the same batches; drop --dist-data local.")
     init_distributed(timeout_s, device=(tcfg.device if tcfg else "auto"))
+    if shard_latents:
+        return LatentShardedTrainer(cfgs, source, tcfg, names=names, progress=progress)
     return DataParallelTrainer(cfgs, source, tcfg, names=names, progress=progress, data=data)
 
 
