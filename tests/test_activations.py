@@ -80,7 +80,8 @@ def test_tl_hookpoints_equal_run_with_cache_and_stop_early(tiny_model, tokens):
         want = ref[hp].flatten(2) if ref[hp].dim() == 4 else ref[hp]  # hook_z: heads flattened
         assert got[hp].shape == (24, 32, 64 if hp != "blocks.0.mlp.hook_post" else 256)
         assert torch.equal(got[hp], want), hp
-    assert HookpointReader(tiny_model, ["blocks.1.hook_resid_post"]).stop_at_layer is None
+    assert HookpointReader(tiny_model, ["blocks.1.hook_resid_post"]).stop_at_layer == 2  # skips ln_final
+    assert HookpointReader(tiny_model, ["hook_embed"]).stop_at_layer == 0
     assert HookpointReader(tiny_model, ["ln_final.hook_normalized"]).stop_at_layer is None
 
 

@@ -128,15 +128,16 @@ class HookpointReader:
         self.stop_at_layer = self._stop_layer()
 
     def _stop_layer(self) -> int | None:
+        """Blocks to run: up to the last block with a hookpoint (0 = embeddings only). None (the
+        whole network) only for hooks after the blocks (ln_final, unembed)."""
         last = -1
         for hp in self.hookpoints:
             m = _BLOCK.match(hp)
             if m:
                 last = max(last, int(m.group(1)))
             elif hp.startswith(_FINAL_HOOKS):
-                return None  # needs the whole network
-        n_layers = self.module.cfg.n_layers
-        return None if last + 1 >= n_layers else last + 1
+                return None
+        return last + 1
 
     def _resolve_module(self, hp: str) -> tuple[nn.Module, str]:
         path, _, where = hp.partition(":")
