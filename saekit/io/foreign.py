@@ -328,7 +328,7 @@ def load_folder(folder: str | Path) -> torch.nn.Module:
     if subs:
         shown = ", ".join(subs[:8]) + (", ..." if len(subs) > 8 else "")
         raise DataError(
-            f"{folder} holds {len(subs)} dictionaries ({shown}); pass subfolder= (or --subfolder) to pick one."
+            f"{folder} holds {len(subs)} dictionaries ({shown}); pass subfolder= (or the path of one of them) to pick one."
         )
     raise DataError(
         f"{folder} holds no dictionary; expected saekit.json or "
