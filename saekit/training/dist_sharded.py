@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from saekit.config import DictionaryConfig, TrainConfig
 from saekit.dictionaries import SparseDictionary, create
-from saekit.dictionaries.sharded import ShardedTopK
+from saekit.dictionaries.sharded import ShardedTopK, latent_bounds
 from saekit.errors import ConfigError
 from saekit.training import dist_comm as comm
 from saekit.training.dead import DeadLatentTracker
@@ -50,12 +50,29 @@ class LatentShardedTrainer(Trainer):
 
     def _make_run(self, cfg: DictionaryConfig, name: str) -> Run:
         seed = self.tcfg.seed if cfg.seed is None else cfg.seed
-        # The full init on CPU (seeded, identical on every rank), then keep this rank's latents.
-        shard = ShardedTopK.from_full(create(cfg, seed=seed)).to(self.device)
+        shard = self._initial_shard(cfg, seed).to(self.device)
         lr = self.tcfg.learning_rate(cfg.n_latents)
         opt = torch.optim.Adam(shard.parameters(), lr=lr, betas=self.tcfg.adam_betas)
         tracker = DeadLatentTracker(shard.n_local, self.tcfg.dead_token_window(), self.device)
         return Run(name, shard, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
+
+    @torch.no_grad()
+    def _initial_shard(self, cfg: DictionaryConfig, seed: int) -> ShardedTopK:
+        """The seeded full initialisation (the same bytes as one process's), built on rank 0
+        only and sent out shard by shard, so the other ranks never hold the whole dictionary."""
+        if self.rank == 0:
+            full = create(cfg, seed=seed)
+            for r in range(1, self.n_shards):
+                a, b = latent_bounds(cfg.n_latents, self.n_shards)[r]
+                for t in (full.W_enc[:, a:b], full.b_enc[a:b], full.W_dec[a:b]):
+                    comm.send(t.contiguous().to(comm.comm_device()), r, "sending the initial dictionary shards")
+            return ShardedTopK.from_full(full)
+        shard = ShardedTopK(cfg)
+        for t in (shard.W_enc, shard.b_enc, shard.W_dec):
+            got = comm.recv(torch.empty(t.shape, device=comm.comm_device()), 0, "receiving the initial dictionary shard")
+            t.copy_(got.to(t.device))
+        # b_dec and W_skip start at zero in every init (b_dec is then set from the sample).
+        return shard
 
     def _note(self) -> str:
         return "; each rank's last checkpoint is intact, restart every rank with resume"
