@@ -109,7 +109,11 @@ def load_saelens(folder: Path) -> torch.nn.Module:
     k = raw.get("k")
     if k is None and isinstance(raw.get("activation_fn_kwargs"), dict):
         k = raw["activation_fn_kwargs"].get("k")
-    d_out = raw.get("d_out", d_in) if transcoder else d_in
+    weights = folder / WEIGHTS_FILENAME
+    tensors = read_tensors(weights)
+    d_out = d_in
+    if transcoder:  # older transcoder configs omit d_out; W_dec [d_sae, d_out] says it
+        d_out = raw.get("d_out") or (tensors["W_dec"].shape[-1] if "W_dec" in tensors else d_in)
     cfg = _config(
         str(cfg_file),
         kind=kind,
@@ -123,8 +127,6 @@ def load_saelens(folder: Path) -> torch.nn.Module:
         model_name=str(meta.get("model_name") or raw.get("model_name") or ""),
         variant=str(meta.get("saekit_variant") or ""),
     )
-    weights = folder / WEIGHTS_FILENAME
-    tensors = read_tensors(weights)
     scaling = tensors.pop("scaling_factor", None)
     if scaling is not None and not torch.allclose(scaling, torch.ones_like(scaling)):
         raise DataError(f"{weights} has a finetuning scaling_factor ≠ 1, which saekit does not support.")
