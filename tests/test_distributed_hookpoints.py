@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from saekit.config import DictionaryConfig, TrainConfig
 
@@ -31,6 +30,9 @@ def _free_port() -> int:
 
 
 def _model_and_tokens():
+    # Imported here so the spawned ranks of the failure test skip transformer-lens.
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
     cfg = HookedTransformerConfig(
         n_layers=2, d_model=D, n_heads=4, d_head=8, d_mlp=64, n_ctx=16, d_vocab=128, act_fn="gelu",
         normalization_type="LN", seed=0,
@@ -120,3 +122,65 @@ def _run_until(jobs, producer, tcfg, root: Path, stop_after: int) -> None:
 
 def test_distributed_hookpoints_equal_single_hookpoint_training(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+
+
+def _dying_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Rank 1 dies (os._exit) after its step-40 checkpoint; rank 0 must stop with DistributedError."""
+    import json
+    import threading
+    import time
+
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)
+    from saekit.training import load_checkpoint
+    from saekit.training.dist_comm import DistributedError, init_distributed
+    from saekit.training.dist_hookpoints import HookpointJob, TensorHookSource, train_hookpoints
+
+    init_distributed(timeout_s=10, backend="gloo")
+    gen = torch.Generator().manual_seed(0)
+    acts = {"a": torch.randn(512, 8, generator=gen), "b": torch.randn(512, 8, generator=gen)}
+    jobs = [HookpointJob(h, DictionaryConfig(kind="topk", d_in=8, n_latents=16, k=2)) for h in ("a", "b")]
+    tcfg = TrainConfig(batch_size=16, total_tokens=16 * 200_000, seed=0, device="cpu", log_every=0, checkpoint_every=20)
+    died = {}
+    if rank == 1:  # dies (no cleanup, sockets dropped) once its step-40 checkpoint is on disk
+
+        def die_after_second_checkpoint() -> None:
+            ckpt = Path(out) / "die" / "b" / "checkpoint.pt"
+            while not (ckpt.exists() and load_checkpoint(ckpt)["step"] >= 40):
+                time.sleep(0.005)
+            os._exit(0)
+
+        threading.Thread(target=die_after_second_checkpoint, daemon=True).start()
+    else:  # rank 0 watches the same file to know when rank 1 died
+
+        def watch() -> None:
+            ckpt = Path(out) / "die" / "b" / "checkpoint.pt"
+            while not (ckpt.exists() and load_checkpoint(ckpt)["step"] >= 40):
+                time.sleep(0.005)
+            died["t"] = time.time()
+
+        threading.Thread(target=watch, daemon=True).start()
+    result: dict = {}
+    try:
+        train_hookpoints(jobs, TensorHookSource(acts) if rank == 0 else None, tcfg, out_dir=Path(out) / "die", progress=False)
+        result["error"] = None
+    except DistributedError as e:
+        result["error"] = str(e)
+        result["after_death_s"] = time.time() - died.get("t", 0.0)
+    Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    os._exit(0)  # a broken group cannot be torn down cleanly
+
+
+def test_dead_owner_rank_stops_producer_with_clear_error(tmp_path):
+    import json
+
+    from saekit.training import load_checkpoint
+
+    mp.spawn(_dying_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    res = json.loads((tmp_path / "rank0.json").read_text())
+    assert res["error"] and "rank 0 of 2 could not complete" in res["error"] and "another rank died" in res["error"]
+    assert res["after_death_s"] < 10 + 5
+    state = load_checkpoint(tmp_path / "die" / "a" / "checkpoint.pt")  # rank 0's job: intact
+    assert state["step"] in (20, 40)
