@@ -129,3 +129,49 @@ def test_parse_count_and_expand_sweep():
     assert parse_count("50M") == 50_000_000 and parse_count("2.5k") == 2500 and parse_count("123") == 123
     out = expand_sweep([{"kind": "topk"}], {"k": [1, 2], "n_latents": [8, 16]})
     assert len(out) == 4 and {"kind": "topk", "k": 2, "n_latents": 16} in out
+
+
+def test_cli_streams_from_a_saekit_model_folder(tmp_path, capsys):
+    from saekit.config import ModelConfig
+    from saekit.data import load_corpus, train_tokenizer
+    from saekit.models import ModelHandle
+    from saekit.models.build import build_model, tl_config_dict
+    from saekit.models.store import save_model_folder
+
+    mcfg = ModelConfig(n_layers=1, d_model=32, n_heads=4, d_mlp=128, n_ctx=32, vocab_size=512)
+    tl_args = tl_config_dict(mcfg)
+    tok = train_tokenizer(load_corpus("train")[:2], vocab_size=512)
+    model = build_model(tl_args)
+    folder = tmp_path / "model"
+    save_model_folder(
+        ModelHandle(model, tok, "transformer_lens", "tiny", "baseline", folder),
+        tl_args,
+        {"name": "tiny", "variant": "baseline"},
+    )
+    out = tmp_path / "sae"
+    code, err = run_cli(
+        capsys,
+        "--model",
+        folder,
+        "--hookpoint",
+        "blocks.0.hook_resid_post",
+        "--kind",
+        "topk",
+        "--k",
+        4,
+        "--n-latents",
+        64,
+        "--tokens",
+        2560,
+        "--batch-size",
+        256,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    import saekit
+
+    sae = saekit.load(out)
+    assert sae.cfg.d_in == 32 and sae.cfg.hook_name == "blocks.0.hook_resid_post"

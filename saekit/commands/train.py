@@ -161,9 +161,16 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {"source": source, "train": train, "dictionaries": dicts}
 
 
-def build_source(spec: dict[str, Any], seed: int, device: str, part: tuple[int, int] | None = None) -> Any:
+def build_source(
+    spec: dict[str, Any],
+    seed: int,
+    device: str,
+    part: tuple[int, int] | None = None,
+    total_tokens: int | None = None,
+) -> Any:
     """The activation source a [source] spec names; ``part=(rank, world)`` keeps only this
-    rank's disjoint part (data-parallel training with ``--dist-data local``)."""
+    rank's disjoint part (data-parallel training with ``--dist-data local``); ``total_tokens``
+    sizes a live stream's tokenization and buffer to the run."""
     given = [k for k in ("cache", "model", "activations") if spec.get(k)]
     if len(given) != 1:
         raise ConfigError(
@@ -206,10 +213,13 @@ def build_source(spec: dict[str, Any], seed: int, device: str, part: tuple[int, 
 
     handle = load_model(spec["model"], device=device)
     n_ctx = spec.get("n_ctx") or min(int(getattr(getattr(handle.model, "cfg", None), "n_ctx", 128)), 1024)
-    tokens, doc_ids = pack_tokens_with_docs(load_corpus("train"), handle.tokenizer, n_ctx, bos=True)
+    # tokenize only what the run needs (the stream cycles over its tokens if it runs out)
+    rows = None if total_tokens is None else total_tokens // max(1, n_ctx - 1) + 2
+    tokens, doc_ids = pack_tokens_with_docs(load_corpus("train"), handle.tokenizer, n_ctx, bos=True, max_rows=rows)
     if part is not None:  # this rank's sequences only: each rank runs the model on its own tokens
         tokens, doc_ids = tokens[part[0] :: part[1]], doc_ids[part[0] :: part[1]]
-    return ActivationStream(handle, tokens, hook, doc_ids=doc_ids, seed=seed)
+    buffer = 1 << 16 if total_tokens is None else max(1024, min(1 << 16, total_tokens))
+    return ActivationStream(handle, tokens, hook, doc_ids=doc_ids, seed=seed, buffer_tokens=buffer)
 
 
 def _dictionary_configs(dicts: list[dict], d_in: int, d_out: int, paired: bool, hookpoint: str) -> list:
@@ -247,7 +257,9 @@ def run(args: argparse.Namespace) -> int:
     from saekit.training.distributed import data_part
 
     dist_data = getattr(args, "dist_data", "global")
-    source = build_source(spec["source"], tcfg.seed, tcfg.device, part=data_part(dist_data))
+    source = build_source(
+        spec["source"], tcfg.seed, tcfg.device, part=data_part(dist_data), total_tokens=tcfg.total_tokens
+    )
     if isinstance(source, tuple):
         d_in, d_out, paired = source[0].shape[1], source[1].shape[1], True
     elif hasattr(source, "shape"):
@@ -265,10 +277,14 @@ def run(args: argparse.Namespace) -> int:
         cfgs, source, tcfg, timeout_s=getattr(args, "dist_timeout", None), data=dist_data,
         shard_latents=getattr(args, "shard_latents", False),
     )
-    if args.resume:
-        trainer.resume()
-        print(f"resuming at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
-    trainer.fit()
+    try:
+        if args.resume:
+            trainer.resume()
+            print(f"resuming at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
+        trainer.fit()
+    finally:
+        if hasattr(source, "close"):  # stop a cache's or stream's prefetch thread
+            source.close()
     for i in range(len(cfgs) if trainer.rank == 0 else 0):
         print(f"saved {trainer.dictionary_dir(i)}")
     return 0
