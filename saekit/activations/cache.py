@@ -3,9 +3,9 @@
 ``ActivationCache(path, hookpoint)`` streams rows of one hookpoint (or a pair of hookpoints for
 a transcoder, lined up row by row) in the order described in ``shuffle.py``. A background
 thread reads the next fill into another preallocated pool while the trainer consumes the
-current one, so memory is ``buffer_tokens`` rows (two pools and one read scratch of
-``buffer_tokens // 3`` rows each) plus one batch, whatever the size of the cache. The random
-gather that shuffles a fill happens in that thread too; the consumer copies contiguous rows.
+current one, so memory is ``buffer_tokens`` rows (two pools of ``buffer_tokens // 2`` rows)
+plus one batch, whatever the size of the cache. Rows are read in file order; the consumer
+gathers each batch in the fill's random order, which is the only copy after the read.
 
 Integrity: the manifest lists every shard with its byte size and SHA-256. Opening a cache
 checks that every shard exists, has that size and a readable header; with ``verify=True``
@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from saekit.activations.shards import META_KEYS, ShardFile, sha256_file
@@ -59,6 +60,7 @@ class _Fill:
     def __init__(self, tensors: dict[str, torch.Tensor]):
         self.tensors = tensors
         self.size = 0
+        self.order_np = np.empty(0, dtype=np.int64)
         self.pos = 0
         self.epoch = 0
         self.index = 0
@@ -69,8 +71,8 @@ class ActivationCache:
 
     hookpoint: a hookpoint name, or a pair ``(input, output)`` for transcoders (batches are
       then tuples ``(x, y)`` of the same tokens); None picks the only hookpoint of the cache.
-    buffer_tokens: rows held in memory (thirds: one consumed, one read ahead, one read scratch);
-      a fill, the unit the mixing pool shuffles, is ``buffer_tokens // 3`` rows.
+    buffer_tokens: rows held in memory (halves: one consumed, one read ahead); a fill, the unit
+      the mixing pool shuffles, is ``buffer_tokens // 2`` rows.
     chunk_tokens: rows read at once from one place of one shard (None: about 1 MiB per read,
       and at least 64 chunks per fill so consecutive rows come from many places).
     normalize: multiply rows by the manifest's ``norm_scale`` (E||x||^2 = d); the scale is
@@ -124,9 +126,9 @@ class ActivationCache:
         self.device = torch.device(device)
         self.seed = int(seed)
 
-        if not isinstance(buffer_tokens, int) or buffer_tokens < 3:
-            raise ConfigError(f"buffer_tokens must be an integer ≥ 3, got {buffer_tokens!r}.")
-        self.fill_tokens = buffer_tokens // 3
+        if not isinstance(buffer_tokens, int) or buffer_tokens < 2:
+            raise ConfigError(f"buffer_tokens must be an integer ≥ 2, got {buffer_tokens!r}.")
+        self.fill_tokens = buffer_tokens // 2
         self.buffer_tokens = buffer_tokens
         shard_sizes = [int(s["n_tokens"]) for s in self.manifest["shards"]]
         if chunk_tokens is None:
@@ -136,7 +138,7 @@ class ActivationCache:
             chunk_tokens = max(1, min((1 << 20) // row_bytes, self.fill_tokens // 64, max(shard_sizes)))
         if not isinstance(chunk_tokens, int) or not 0 < chunk_tokens <= self.fill_tokens:
             raise ConfigError(
-                f"chunk_tokens must be an integer in 1..buffer_tokens/3 ({self.fill_tokens}), got {chunk_tokens!r}."
+                f"chunk_tokens must be an integer in 1..buffer_tokens/2 ({self.fill_tokens}), got {chunk_tokens!r}."
             )
         self.chunk_tokens = chunk_tokens
         self._chunks = make_chunks(shard_sizes, chunk_tokens)
@@ -150,10 +152,9 @@ class ActivationCache:
         self._t_first: float | None = None
         self._thread: threading.Thread | None = None
         self._prefetch = prefetch
-        # two pools (one consumed, one read ahead) and a scratch the reads land in before the
-        # pool gets them in shuffled order: the consumer then only copies contiguous rows
+        # two pools: one consumed, one read ahead. Rows land in file order; the consumer's
+        # gather in the fill's random order is the batch's only copy after the read.
         self._pools = [self._alloc_pool() for _ in range(2)]
-        self._scratch = self._alloc_pool()
         self._cur: _Fill | None = None
         self._started = False
         self._seq: Iterator[tuple[int, int]] | None = None
@@ -204,17 +205,13 @@ class ActivationCache:
     def _read_fill(self, epoch: int, index: int, fill: _Fill) -> _Fill:
         plan = self._plan(epoch)
         layout = plan.read_layout(index)
-        raw = self._scratch.tensors
         for s, start, length, pos in layout:
             for key in self._keys:
-                self._shards[s].read_rows(key, start, raw[key][pos : pos + length])
+                self._shards[s].read_rows(key, start, fill.tensors[key][pos : pos + length])
         for s in {s for s, *_ in layout}:
             self._shards[s].close()  # keep the number of open files flat on caches with many shards
-        size = int(plan.sizes[index])
-        order = plan.row_order(index)
-        for key in self._keys:  # the random gather happens here, off the consumer's path
-            torch.index_select(raw[key][:size], 0, order, out=fill.tensors[key][:size])
-        fill.size = size
+        fill.size = int(plan.sizes[index])
+        fill.order_np = plan.row_order(index).numpy()
         fill.epoch, fill.index, fill.pos = epoch, index, 0
         return fill
 
@@ -323,16 +320,16 @@ class ActivationCache:
                 self._epoch, self._offset = self._epoch + 1, 0
             fill = self._cur if self._cur is not None and self._cur.pos < self._cur.size else self._next_fill()
             take = min(need, fill.size - fill.pos, self.n_tokens - self._offset)
-            for k in self._keys:  # copy now: the pool is handed back to the reader thread below
-                view = fill.tensors[k][fill.pos : fill.pos + take]
-                parts[k].append(view.to(torch.float32 if view.is_floating_point() else view.dtype, copy=True))
+            idx = fill.order_np[fill.pos : fill.pos + take]
+            for k in self._keys:  # a gather is a copy: the pool can go back to the reader thread
+                parts[k].append(_gather_rows(fill.tensors[k], idx))
             fill.pos += take
             self._offset += take
             need -= take
         out = []
         for i, hp in enumerate(self.hookpoints):
             x = _join(parts[hp], (0, self.d_out if i else self.d_in), torch.float32)
-            x = x.to(self.device, non_blocking=True)
+            x = x.to(self.device, torch.float32, non_blocking=True)
             if self._scales[i] != 1.0:
                 x = x * self._scales[i]
             out.append(x)
@@ -404,6 +401,15 @@ class ActivationCache:
         hp = " -> ".join(self.hookpoints)
         dtype = self.manifest["dtype"]
         return f"ActivationCache({str(self.path)!r}, {hp}, n_tokens={self.n_tokens}, dtype={dtype})"
+
+
+def _gather_rows(pool: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+    """pool[idx] as a new tensor, gathered as raw bytes with numpy: one memcpy per row, on the
+    calling thread only (torch's parallel index_select slows to a crawl when the cores are
+    shared with the reader thread and other work), for any dtype (bfloat16 included)."""
+    as_bytes = pool.view(torch.uint8).reshape(pool.shape[0], -1).numpy()
+    out = torch.from_numpy(np.take(as_bytes, idx, axis=0))
+    return out.view(pool.dtype).reshape(len(idx), *pool.shape[1:])
 
 
 def _join(parts: list[torch.Tensor], empty_shape: tuple[int, ...], dtype: torch.dtype | None) -> torch.Tensor:

@@ -11,8 +11,8 @@ shares a chunk with another). Each epoch:
 3. a fill is read into the mixing pool and its rows are emitted in a random order
    (seed, epoch, fill).
 
-Every row is emitted exactly once per epoch, memory holds three fills (one consumed, one read
-in the background, one scratch the reads land in before the shuffled copy), and two consecutive rows come from ``fill_tokens /
+Every row is emitted exactly once per epoch, memory holds two fills (one being read in the
+background, one being consumed), and two consecutive rows come from ``fill_tokens /
 chunk_tokens`` random places in the cache, so their document ids are nearly uncorrelated.
 The order depends only on (seed, epoch, chunk_tokens, fill_tokens), so a position
 (epoch, offset) is all a reader needs to resume exactly.
