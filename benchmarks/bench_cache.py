@@ -157,7 +157,8 @@ def child_stream(work: Path, tokens: int) -> dict:
     fwd = toks.numel() / (time.perf_counter() - t)
     sae = create(DictionaryConfig(kind="topk", d_in=256, n_latents=4096, k=32))
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
-    stream = ActivationStream(handle, toks, HOOK, buffer_tokens=1 << 16, refill_fraction=0.5, batch_seqs=32)
+    # a buffer of 4 batches, half refilled every 2 steps: the producer must keep pace with the trainer
+    stream = ActivationStream(handle, toks, HOOK, buffer_tokens=1 << 14, refill_fraction=0.5, batch_seqs=32)
     steps = toks.numel() // 4096
     t = time.perf_counter()
     for _ in range(steps):
