@@ -389,10 +389,12 @@ class ActivationCache:
     def read_all(self, key: str | None = None) -> torch.Tensor:
         """All rows of one tensor (a hookpoint or a meta key) in cache order; for small caches."""
         key = key or self.hookpoints[0]
-        out = torch.cat([s.read_all(key) for s in self._shards])
-        for s in self._shards:
-            s.close()
-        return out
+        parts = []
+        for rec in self.manifest["shards"]:  # own file handles: the prefetch thread may be reading
+            shard = ShardFile(self.path / rec["file"], int(rec["bytes"]))
+            parts.append(shard.read_all(key))
+            shard.close()
+        return torch.cat(parts)
 
     def __len__(self) -> int:
         return self.n_tokens
