@@ -204,3 +204,37 @@ def test_public_api_names():
     sae = saekit.dictionaries.create(cfg)
     assert sae.cfg is cfg and callable(saekit.train)
     assert math.isclose(float(sae.act_scale), 1.0)
+
+
+def test_multi_topk_term_is_the_4k_reconstruction_over_8():
+    sae = make("topk", k=2, multi_topk=True)
+    x = torch.randn(16, 16)
+    out = sae.training_loss(x)
+    vals, idx = sae.select(sae.pre_acts(x), 8)
+    x4 = torch.zeros(16, 48).scatter_(1, idx, vals) @ sae.W_dec + sae.b_dec
+    torch.testing.assert_close(out.terms["multi_topk"], (x4 - x).pow(2).sum(-1).mean() / 8)
+    assert out.l0.item() == 2.0  # the main codes stay at k
+
+
+def test_relu_resampling_points_dead_latents_at_badly_reconstructed_inputs():
+    from saekit.training.resample import resample_dead
+
+    sae = make("relu")
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
+    x = torch.randn(32, 16)
+    sae.training_loss(x).loss.backward()
+    opt.step()
+    dead = torch.zeros(48, dtype=torch.bool)
+    dead[[3, 7]] = True
+    with torch.no_grad():
+        residual = x - sae(x)
+    n = resample_dead(sae, opt, dead, x, None, torch.Generator().manual_seed(0))
+    assert n == 2
+    dirs = residual / residual.norm(dim=-1, keepdim=True)
+    for i in (3, 7):
+        # each new decoder row is the unit residual of one of the batch's inputs
+        assert (dirs @ sae.W_dec[i]).max() > 1 - 1e-5
+        assert sae.b_enc[i] == 0
+        assert opt.state[sae.W_dec]["exp_avg"][i].abs().sum() == 0
+    alive_norm = sae.W_enc[:, ~dead].norm(dim=0).mean()
+    torch.testing.assert_close(sae.W_enc[:, 3].norm(), 0.2 * alive_norm, rtol=1e-4, atol=1e-6)
