@@ -182,28 +182,40 @@ def _planted(N=2048, d=16, n_true=48, active=3, seed=0):
     return (coef[:, :, None] * D[idx]).sum(1) + 0.01 * torch.randn(N, d, generator=g)
 
 
-def _loss_curve(X, backend: str) -> tuple[list[float], dict[str, torch.Tensor]]:
+def _loss_curve(X, backend: str, monkeypatch) -> tuple[list[float], dict[str, torch.Tensor]]:
+    """Train through TrainConfig.use_kernels (the trainer applies it with use_backend); count the
+    dense decodes so a trainer that ignored the setting could not pass vacuously."""
+    import saekit.kernels as kernels
     from saekit.training.loop import Trainer
+
+    calls = {"dense": 0}
+    real_dense = kernels.dense_decode
+
+    def counting_dense(*args, **kwargs):
+        calls["dense"] += 1
+        return real_dense(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "dense_decode", counting_dense)
 
     cfg = DictionaryConfig(kind="topk", d_in=16, n_latents=64, k=4, seed=0)
     tcfg = TrainConfig(
         batch_size=128, total_tokens=128 * 40, lr=3e-3, lr_warmup_steps=5, log_every=1, seed=0,
         dead_tokens=512, use_kernels=backend, device="cpu",
     )  # fmt: skip
-    with use_backend(backend):  # also honoured if the trainer applies tcfg.use_kernels itself
-        trainer = Trainer(cfg, X, tcfg, progress=False)
-        sae = trainer.fit()[0]
+    trainer = Trainer(cfg, X, tcfg, progress=False)
+    sae = trainer.fit()[0]
+    assert (calls["dense"] > 0) == (backend == "dense"), f"use_kernels={backend!r} not applied: {calls}"
     records = [r for r in trainer.metrics.records if r["dict"] == trainer.names[0]]
     assert len(records) == tcfg.steps
     return [r["loss"] for r in records], {k: v.detach().clone() for k, v in sae.state_dict().items()}
 
 
-def test_topk_training_sparse_path_matches_dense_path():
+def test_topk_training_sparse_path_matches_dense_path(monkeypatch):
     """Same seed, same batches: the kernel (sparse) decode and the dense z @ W_dec decode give the
     same loss curve (only fp32 summation order differs) and nearly the same weights."""
     X = _planted()
-    sparse_losses, sparse_w = _loss_curve(X, "torch")
-    dense_losses, dense_w = _loss_curve(X, "dense")
+    sparse_losses, sparse_w = _loss_curve(X, "torch", monkeypatch)
+    dense_losses, dense_w = _loss_curve(X, "dense", monkeypatch)
     assert sparse_losses[-1] < 0.5 * sparse_losses[0], "the dictionary should learn the planted features"
     torch.testing.assert_close(torch.tensor(sparse_losses), torch.tensor(dense_losses), rtol=1e-3, atol=1e-5)
     for name in sparse_w:

@@ -215,12 +215,21 @@ else:
         for what, got, exp in zip(("grad x", "grad W_enc", "grad b_enc"), grads, rgrads):
             _close(got, exp, torch.float32, what)
 
-    def test_topk_training_triton_path_matches_dense_path():
-        """A TopK dictionary trained through the Triton decode (forward + backward, incl. AuxK)
-        follows the dense z @ W_dec path's loss curve from the same seed."""
+    def test_topk_training_triton_path_matches_dense_path(monkeypatch):
+        """A TopK dictionary trained through the Triton decode (forward + backward, incl. AuxK),
+        chosen by TrainConfig.use_kernels, follows the dense z @ W_dec path's loss curve from the
+        same seed. Kernel launches are counted so an ignored setting cannot pass vacuously."""
         from saekit.config import DictionaryConfig, TrainConfig
-        from saekit.kernels import use_backend
         from saekit.training.loop import Trainer
+
+        launches = {"n": 0}
+        real_forward = td.decode_forward
+
+        def counting_forward(*args, **kwargs):
+            launches["n"] += 1
+            return real_forward(*args, **kwargs)
+
+        monkeypatch.setattr(td, "decode_forward", counting_forward)
 
         g = torch.Generator().manual_seed(0)
         feats = torch.nn.functional.normalize(torch.randn(24, 8, generator=g), dim=-1)
@@ -233,12 +242,15 @@ else:
                 batch_size=16, total_tokens=16 * 10, lr=3e-3, lr_warmup_steps=2, log_every=1, seed=0,
                 dead_tokens=32, use_kernels=backend, device=str(DEVICE),
             )  # fmt: skip
-            with use_backend(backend):
-                trainer = Trainer(cfg, X, tcfg, progress=False)
-                trainer.fit()
+            trainer = Trainer(cfg, X, tcfg, progress=False)
+            trainer.fit()
             return torch.tensor([r["loss"] for r in trainer.metrics.records])
 
-        triton_losses, dense_losses = curve("triton"), curve("dense")
+        triton_losses = curve("triton")
+        assert launches["n"] >= 10, "the Triton decode should run on every step"
+        launches["n"] = 0
+        dense_losses = curve("dense")
+        assert launches["n"] == 0
         assert len(triton_losses) == 10 and triton_losses[-1] < triton_losses[0]
         torch.testing.assert_close(triton_losses, dense_losses, rtol=1e-3, atol=1e-5)
 
