@@ -21,6 +21,7 @@ forces the reference everywhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import threading
@@ -51,8 +52,9 @@ __all__ = [
 _local = threading.local()
 
 
+@functools.lru_cache(maxsize=1)
 def triton_available() -> bool:
-    """True when the triton package can be imported (it is Linux-only)."""
+    """True when the triton package can be imported (it is Linux-only); looked up once."""
     return importlib.util.find_spec("triton") is not None
 
 
