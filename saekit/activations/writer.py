@@ -47,11 +47,12 @@ class _Stats:
         self.sq = dict.fromkeys(dims, 0.0)
         self.n = 0
 
-    def add_shard(self, tensors: dict[str, torch.Tensor], n: int) -> None:
+    def add_shard(self, tensors: dict[str, torch.Tensor], n: int, block: int = 8192) -> None:
         for hp in self.sum:
-            x = tensors[hp][:n].double()
-            self.sum[hp] += x.sum(0)
-            self.sq[hp] += float(x.pow(2).sum())
+            for i in range(0, n, block):  # float64 copies of a block, not of the whole shard
+                x = tensors[hp][i : min(n, i + block)].double()
+                self.sum[hp] += x.sum(0)
+                self.sq[hp] += float((x * x).sum())
         self.n += n
 
     def to_json(self) -> dict[str, Any]:
