@@ -90,3 +90,27 @@ def test_train_from_cache_and_resume_reader_state(model, tokens, tmp_path):
     )
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_normalized_cache_scales_are_carried_into_the_dictionary(model, tokens, tmp_path):
+    build_cache(model, tokens[:64], HOOKS, tmp_path / "cache", n_tokens=1800, shard_tokens=512)
+    raw = ActivationCache(tmp_path / "cache", HOOKS, seed=1, prefetch=False)
+    x, y = raw.next_batch(1024)
+    s_in, s_out = raw.norm_scale
+    assert abs(s_in / s_out - 1) > 0.05  # the two sides really have different scales
+    cache = ActivationCache(tmp_path / "cache", HOOKS, seed=0, prefetch=False, normalize=True)
+    cfg = DictionaryConfig(kind="topk", d_in=64, n_latents=128, k=8, d_out=64, transcoder=True, skip=True)
+    tcfg = TrainConfig(batch_size=128, total_tokens=128 * 60, lr=3e-3, device="cpu")
+    sae = train(cfg, cache, tcfg, progress=False)
+    assert float(sae.act_scale) == pytest.approx(s_in)
+    # works on raw activations: predicts raw y from raw x
+    assert fvu(sae, x, y) < 0.8
+    # the output scale is right: rescaling the prediction by the two sides' ratio only hurts
+    with torch.no_grad():
+        pred = sae(x)
+    r = s_out / s_in
+
+    def fvu_of(p):
+        return float((p - y).pow(2).sum() / (y - y.mean(0)).pow(2).sum())
+
+    assert fvu_of(pred) < fvu_of(pred * r) and fvu_of(pred) < fvu_of(pred / r)

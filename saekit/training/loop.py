@@ -303,8 +303,18 @@ class Trainer:
         if self.source.pre_scaled is not None:
             # The source multiplied every batch by its scale: the dictionary learnt on scaled
             # activations, so it takes that scale as act_scale to work on raw ones.
+            s_in = self.source.pre_scaled
+            ratio = s_in / (self.source.pre_scaled_out or s_in)
             for run in self.runs:
-                run.sae.act_scale.fill_(self.source.pre_scaled)
+                sae = run.sae
+                sae.act_scale.fill_(s_in)
+                if ratio != 1.0:
+                    # targets were scaled by s_out, not s_in: rescale the output side so that
+                    # forward(x) = f(s_in·x)/s_in equals f(s_in·x)/s_out
+                    with torch.no_grad():
+                        for p in (sae.W_dec, sae.b_dec, sae.W_skip):
+                            if p is not None:
+                                p.mul_(ratio)
         saes = [run.sae.to_inference() for run in self.runs]
         if self.out_dir is not None and self.rank == 0:
             self.save_dictionaries()

@@ -24,6 +24,7 @@ class BatchSource(abc.ABC):
     paired: bool  # True when batches carry a separate target y (transcoders)
     norm_scale: float | None = None  # the source's own E||x||² = d factor, when it knows one
     pre_scaled: float | None = None  # set when batches arrive already multiplied by norm_scale
+    pre_scaled_out: float | None = None  # the targets' factor in that case (transcoders)
 
     @abc.abstractmethod
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -122,10 +123,13 @@ class ActivationSourceAdapter(BatchSource):
         self.d_out = int(d_out) if d_out is not None else self.d_in
         self.paired = bool(getattr(source, "paired", False))
         scale = getattr(source, "norm_scale", None)
+        scale_out = scale
         if isinstance(scale, (tuple, list)):
-            scale = scale[0]
+            scale, scale_out = scale[0], scale[-1]
         self.norm_scale = float(scale) if scale is not None else None
         self.pre_scaled = self.norm_scale if getattr(source, "normalize", False) else None
+        # a paired source may scale its targets by a different factor than its inputs
+        self.pre_scaled_out = float(scale_out) if self.pre_scaled is not None else None
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch = self.source.next_batch(batch_size)
