@@ -155,3 +155,16 @@ def test_transcoder_pair_source(small):
     with torch.no_grad():
         fvu = float((sae(small) - Y).pow(2).sum() / (Y - Y.mean(0)).pow(2).sum())
     assert fvu < 0.2  # Y is linear in X: the skip path alone can explain it
+
+
+@pytest.mark.parametrize("kind", ["batchtopk", "jumprelu", "topk", "relu"])
+def test_trained_output_folder_loads_back_with_the_same_function(kind, small, tmp_path):
+    import saekit
+
+    cfg = {c.kind: c for c in SWEEP}[kind]
+    sae = train(cfg, small, tc(out_dir=str(tmp_path), normalize=True), progress=False)
+    loaded = saekit.load(tmp_path)
+    x = small[:256]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), sae(x), atol=1e-4, rtol=1e-4)
+        assert torch.equal(loaded.encode(x) != 0, sae.encode(x) != 0)
