@@ -330,7 +330,7 @@ def _cache_args(model: Path, out: Path, tokens: int) -> list[str]:
         "--shard-tokens",
         "100",
         "--batch-size",
-        "2",
+        "1",
         "--device",
         "cpu",
     ]
@@ -347,7 +347,7 @@ def test_cli_cache_resumes_after_sigkill_and_matches_uninterrupted(model_folder,
     from saekit.cli import main
 
     env = {**os.environ, "SAEKIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    n = 2400
+    n = 3000  # 30 shards; one forward of 31 tokens at a time leaves time to kill it mid-way
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "saekit", *_cache_args(model_folder, killed, n)],
