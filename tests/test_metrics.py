@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from tiny_models import tiny_hooked_transformer
 
 from saekit.config import DictionaryConfig
 from saekit.dictionaries import create
@@ -85,19 +85,7 @@ def test_transcoder_metrics_use_the_target_activations():
 
 @pytest.fixture(scope="module")
 def model():
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
-        d_mlp=64,
-        n_ctx=16,
-        d_vocab=97,
-        act_fn="gelu",
-        normalization_type="LN",
-        seed=0,
-    )
-    return HookedTransformer(cfg).eval()
+    return tiny_hooked_transformer(d_model=32, d_head=8, d_mlp=64, n_ctx=16, d_vocab=97)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ trained from a live ActivationStream and from a disk ActivationCache."""
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from tiny_models import tiny_hooked_transformer
 
 from saekit import DictionaryConfig, TrainConfig, train
 from saekit.activations import ActivationCache, ActivationStream, build_cache
@@ -21,19 +21,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model():
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=64,
-        n_heads=4,
-        d_head=16,
-        d_mlp=256,
-        n_ctx=32,
-        d_vocab=512,
-        act_fn="gelu",
-        normalization_type="LN",
-        seed=0,
-    )
-    return HookedTransformer(cfg).eval()
+    return tiny_hooked_transformer()
 
 
 @pytest.fixture(scope="module")
