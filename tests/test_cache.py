@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import tiny_hooked_transformer
 
 from saekit.activations import ActivationCache, CacheWriter, build_cache, transcoder_hookpoints
 from saekit.errors import ConfigError, DataError
@@ -31,21 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=64,
-        n_heads=4,
-        d_head=16,
-        d_mlp=256,
-        n_ctx=32,
-        d_vocab=512,
-        act_fn="gelu",
-        normalization_type="LN",
-        seed=0,
-    )
-    return HookedTransformer(cfg).eval()
+    return tiny_hooked_transformer()
 
 
 @pytest.fixture(scope="module")
