@@ -29,9 +29,8 @@ def variant_dirs(tmp_path_factory):
     return [root / "baseline", root / "random"]
 
 
-@pytest.fixture(scope="module")
-def comparison(variant_dirs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("compare")
+def _tiny_comparison(variant_dirs, out, **kw):
+    """The comparison every test here shares: a top-k SAE and a top-k transcoder, two seeds, tiny budgets."""
     cfgs = {
         "sae": DictionaryConfig(kind="topk", d_in=32, n_latents=64, k=4, hook_name="blocks.0.hook_mlp_out"),
         "transcoder": DictionaryConfig(
@@ -39,10 +38,7 @@ def comparison(variant_dirs, tmp_path_factory):
         ),
     }
     tcfg = TrainConfig(batch_size=256, total_tokens=2048, lr=3e-3, lr_warmup_steps=2, log_every=100)
-    results = run_comparison(
-        variant_dirs,
-        cfgs,
-        out,
+    settings = dict(
         seeds=(0, 1),
         train_tokens=2000,
         tcfg=tcfg,
@@ -53,7 +49,13 @@ def comparison(variant_dirs, tmp_path_factory):
         synthetic=False,
         quiet=True,
     )
-    return out, results
+    return run_comparison(variant_dirs, cfgs, out, **{**settings, **kw})
+
+
+@pytest.fixture(scope="module")
+def comparison(variant_dirs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    return out, _tiny_comparison(variant_dirs, out)
 
 
 def test_results_cover_every_variant_dictionary_and_seed(comparison):
@@ -165,10 +167,13 @@ def test_compare_cli_fills_dimensions_from_the_model(variant_dirs, tmp_path):
             "--autointerp-latents",
             "4",
             "--no-synthetic",
+            "--cache-dir",
+            str(tmp_path / "cache"),
         ]
     )
     assert rc == 0
     results = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert json.loads((tmp_path / "cache" / "baseline" / "manifest.json").read_text())["complete"]
     assert results["settings"]["dictionaries"]["dict"]["d_in"] == 32
     assert (tmp_path / "c" / "report.html").is_file()
 
@@ -208,3 +213,56 @@ def test_eval_cli_on_an_activation_cache(comparison, variant_dirs, tmp_path, cap
     saved = json.loads(dest.read_text())
     assert saved["n_tokens"] == 8 * 31 and "ce_loss_recovered" not in saved  # BOS dropped, no model: no splice
     assert "FVU" in capsys.readouterr().out
+
+
+def test_compare_trains_from_an_activation_cache_and_reuses_it(comparison, variant_dirs, tmp_path):
+    """cache_dir: one cache per variant (every hook, transcoder pairs included), dictionaries trained from it."""
+    _, in_memory = comparison
+    cache_dir = tmp_path / "cache"
+    results = _tiny_comparison(variant_dirs, tmp_path / "c", cache_dir=cache_dir, report=False)
+    shard_times = {}
+    for v in ("baseline", "random"):
+        manifest = json.loads((cache_dir / v / "manifest.json").read_text())
+        assert manifest["complete"] and manifest["shards"]
+        assert set(manifest["hookpoints"]) == {"blocks.0.hook_mlp_out", "blocks.0.ln2.hook_normalized"}
+        assert manifest["n_tokens"] == results["settings"]["train_tokens"]  # BOS dropped, as in memory
+        shards = sorted((cache_dir / v / "shards").glob("*.safetensors"))
+        assert len(shards) == len(manifest["shards"])
+        shard_times.update({p: p.stat().st_mtime_ns for p in shards})
+    assert results["settings"]["cache_dir"] == str(cache_dir)
+    fvu_mem = {(r["variant"], r["dict"], r["seed"]): r["metrics"]["fvu"] for r in in_memory["dictionaries"]}
+    assert len(results["dictionaries"]) == len(fvu_mem) == 8
+    for r in results["dictionaries"]:
+        m = r["metrics"]
+        assert m["l0"] == pytest.approx(4.0) and math.isfinite(m["fvu"]) and math.isfinite(m["ce_loss_recovered"])
+        ref = fvu_mem[(r["variant"], r["dict"], r["seed"])]
+        assert abs(m["fvu"] - ref) < 0.1 * ref + 0.02, (r["variant"], r["dict"], r["seed"], m["fvu"], ref)
+        assert r["autointerp"]["f1"]["n"] > 0
+    assert load(tmp_path / "c" / "baseline" / "transcoder" / "seed1").W_dec.shape == (64, 32)
+    assert set(results["feature_splitting"]) == {"baseline", "random"}
+
+    # a rerun validates and reuses the caches: no shard is rewritten
+    again = _tiny_comparison(variant_dirs, tmp_path / "c2", cache_dir=cache_dir, report=False, split_widths=False)
+    assert {p: p.stat().st_mtime_ns for p in shard_times} == shard_times
+    assert [r["metrics"]["fvu"] for r in again["dictionaries"]] == pytest.approx(
+        [r["metrics"]["fvu"] for r in results["dictionaries"]]
+    )  # same cache, same seeds: the same dictionaries
+
+
+def test_variant_cache_is_rebuilt_when_stale_and_never_deletes_other_folders(variant_dirs, tmp_path):
+    from saekit.errors import ConfigError
+    from saekit.evaluation.compare import build_variant_cache
+    from saekit.models import load_model
+
+    handle = load_model(variant_dirs[0])
+    tokens = pack_tokens(load_corpus("validation")[:1], handle.tokenizer, 32, max_rows=8)
+    hooks = ["blocks.0.hook_mlp_out"]
+    path = build_variant_cache(handle, tokens, hooks, tmp_path / "v")
+    assert json.loads((path / "manifest.json").read_text())["n_tokens"] == 8 * 31
+    path = build_variant_cache(handle, tokens[:4], hooks, tmp_path / "v")  # other tokens: stale, rebuilt
+    assert json.loads((path / "manifest.json").read_text())["n_tokens"] == 4 * 31
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        build_variant_cache(handle, tokens, hooks, tmp_path / "other")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"

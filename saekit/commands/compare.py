@@ -29,6 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-seqs", type=int, default=64, help="held-out sequences for metrics and auto-interp")
     p.add_argument("--autointerp-latents", type=int, default=256, help="latents explained per dictionary")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic ground-truth check")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="write each variant's training activations once to DIR/<variant> (safetensors shards + manifest) "
+        "and train every dictionary and seed from that cache; a complete cache is reused on rerun "
+        "(default: hold them in memory)",
+    )
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
 
@@ -97,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         autointerp_latents=args.autointerp_latents,
         synthetic=not args.no_synthetic,
         device=args.device,
+        cache_dir=args.cache_dir,
     )
     print(
         f"compared {len(results['variants'])} variants × {len(results['settings']['dictionaries'])} "

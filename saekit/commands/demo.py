@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{variant:>12}: validation loss {handle.info['val_loss']:.3f}  → {handle.path}")
     model_s = time.perf_counter() - start
     extra = {} if args.train_tokens is None else {"train_tokens": args.train_tokens}
-    run_comparison([h.path for h in handles.values()], out_dir=args.out, device="cpu", **extra)
+    run_comparison(
+        [h.path for h in handles.values()], out_dir=args.out, device="cpu", cache_dir=args.out / "cache", **extra
+    )
     total = time.perf_counter() - start
     print(f"demo finished in {total:.0f} s (models {model_s:.0f} s); report: {args.out / 'report.html'}")
     return 0

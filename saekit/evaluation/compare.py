@@ -1,7 +1,8 @@
 """The comparison pipeline behind `saekit compare` (and the end of `saekit demo`).
 
 For each model variant (a saekit model folder): read activations once at every hookpoint the
-dictionaries need (held in memory and shared by every dictionary and seed of that variant), train
+dictionaries need (held in memory and shared by every dictionary and seed of that variant, or, with
+``cache_dir``, written once to a disk cache of safetensors shards and read back shuffled), train
 each dictionary config with ≥ 2 seeds, evaluate (core metrics, splice into the model, offline
 auto-interpretation, opposing pairs), then compare: cross-variant matching beside the seed noise
 floor and chance, cross-application, feature splitting across widths, and a synthetic ground-truth
@@ -99,6 +100,58 @@ def _io_hooks(cfg: DictionaryConfig) -> tuple[str, str | None]:
     return split_hooks(cfg)
 
 
+def build_variant_cache(handle: Any, tokens: torch.Tensor, hooks: list[str], path: Path, quiet: bool = True) -> Path:
+    """Training activations of one variant at ``hooks`` written once to ``path`` (``build_cache``).
+
+    A complete cache with the same model, tokens and hooks is checked and reused, an interrupted one
+    resumed. A saekit cache built with other settings (e.g. the variant was retrained) is stale
+    derived data: it is rebuilt. A non-empty folder that is not a saekit cache is never deleted.
+    """
+    from saekit.activations import build_cache
+    from saekit.activations.writer import FORMAT, MANIFEST
+    from saekit.fileutil import read_json
+
+    try:
+        return build_cache(handle, tokens, hooks, path, batch_size=16, progress=not quiet)
+    except ConfigError:
+        manifest = path / MANIFEST
+        if not (manifest.is_file() and read_json(manifest, "cache manifest").get("format") == FORMAT):
+            raise
+    _log(f"{path} holds a cache built with other settings; rebuilding it", quiet)
+    return build_cache(handle, tokens, hooks, path, batch_size=16, progress=not quiet, overwrite=True)
+
+
+def _cache_reader(path: Path, hook: str | tuple[str, str], seed: int) -> Any:
+    """A shuffled, seeded reader of a cache ``build_cache`` has just written or validated."""
+    from saekit.activations import ActivationCache, read_manifest
+
+    n = int(read_manifest(path)["n_tokens"])
+    # a fill as large as the cache (up to the reader's default) shuffles across the whole epoch
+    return ActivationCache(path, hook, seed=seed, buffer_tokens=2 * min(n, 1 << 17), verify=False, progress=False)
+
+
+def _grid_from_cache(path: Path, hook: str, n_seqs: int, n_ctx: int) -> torch.Tensor:
+    """Activations [n_seqs, n_ctx, d] of the first ``n_seqs`` sequences, put back on their token grid.
+
+    The cache drops BOS positions; they stay zero here (``_sparse_no_bos`` clears position 0 anyway).
+    Only the shards that hold those sequences are read.
+    """
+    from saekit.activations import read_manifest
+    from saekit.activations.shards import ShardFile
+
+    manifest = read_manifest(path)
+    grid = torch.zeros(n_seqs, n_ctx, int(manifest["hookpoints"][hook]["d"]))
+    for rec in manifest["shards"]:
+        shard = ShardFile(path / rec["file"], int(rec["bytes"]))
+        docs, pos = shard.read_all("doc_ids").long(), shard.read_all("positions").long()
+        keep = docs < n_seqs
+        grid[docs[keep], pos[keep]] = shard.read_all(hook)[keep].float()
+        shard.close()
+        if len(docs) and int(docs[-1]) >= n_seqs:
+            break
+    return grid
+
+
 def run_comparison(
     variant_dirs: list[str | Path],
     dict_cfgs: dict[str, DictionaryConfig] | None = None,
@@ -117,6 +170,7 @@ def run_comparison(
     quiet: bool = False,
     report: bool = True,
     report_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and compare dictionaries across model variants; write results.json (+ report.html).
 
@@ -126,6 +180,12 @@ def run_comparison(
       top-k transcoder on the last layer's MLP.
     seeds: ≥ 2 seeds per dictionary, so every cross-variant figure has a seed noise floor beside it.
     report_path: where report.html goes (default ``out_dir/report.html``).
+    cache_dir: if set, each variant's training activations (every hookpoint the dictionaries need)
+      are written once with ``build_cache`` to ``cache_dir/<variant>`` (safetensors shards + manifest)
+      and every dictionary and seed of that variant trains from shuffled, seeded ``ActivationCache``
+      readers of it; a complete cache from an earlier run is checked and reused, an interrupted one
+      resumed, one built with other settings (a retrained variant) rebuilt. None (default): training activations are held in memory. Evaluation uses held-out
+      activations in memory either way.
     The defaults fit the demo budget (a few minutes on a 2-core CPU for d_model = 128 models).
     """
     from saekit.data import load_corpus, pack_tokens
@@ -191,6 +251,8 @@ def run_comparison(
         "dictionaries": [],
         "examples": [],
     }
+    if cache_dir is not None:
+        results["settings"]["cache_dir"] = str(cache_dir)
     saes: dict[tuple[str, str, int], torch.nn.Module] = {}
     eval_acts: dict[str, dict[str, torch.Tensor]] = {}
     timing: dict[str, float] = {}
@@ -199,7 +261,12 @@ def run_comparison(
         h = handles[v]
         t0 = time.perf_counter()
         _log(f"{v}: reading activations at {', '.join(hooks)}", quiet)
-        tr = read_activations(h, train_ids, hooks)
+        tr: dict[str, torch.Tensor] = {}
+        cache: Path | None = None
+        if cache_dir is None:
+            tr = read_activations(h, train_ids, hooks)
+        else:  # one model pass per variant; a complete cache is validated and reused
+            cache = build_variant_cache(h, train_ids, hooks, Path(cache_dir) / v, quiet)
         ev = read_activations(h, eval_ids, hooks)
         eval_acts[v] = ev
         timing[f"activations/{v}"] = time.perf_counter() - t0
@@ -212,13 +279,21 @@ def run_comparison(
         W_U = h.model.W_U if hasattr(h.model, "W_U") else None
         for name, cfg in dict_cfgs.items():
             in_hook, out_hook = _io_hooks(cfg)
-            x_tr = _rows(tr[in_hook])
-            source = (x_tr, _rows(tr[out_hook])) if out_hook else x_tr
+            if cache is None:
+                x_tr = _rows(tr[in_hook])
+                source = (x_tr, _rows(tr[out_hook])) if out_hook else x_tr
+            if cache is not None and in_hook not in tr:  # explain tokens for auto-interp, from the cache
+                tr[in_hook] = _grid_from_cache(cache, in_hook, min(n_explain_seqs, train_ids.shape[0]), n_ctx)
             for seed in seeds:
                 t1 = time.perf_counter()
-                _log(f"{v}/{name}/seed {seed}: training on {x_tr.shape[0]} tokens", quiet)
+                if cache is not None:
+                    source = _cache_reader(cache, (in_hook, out_hook) if out_hook else in_hook, seed)
+                n_rows = len(source) if cache is not None else x_tr.shape[0]
+                _log(f"{v}/{name}/seed {seed}: training on {n_rows} tokens", quiet)
                 cfg_v = cfg.replace(variant=v, model_name=h.name)
                 sae = train(cfg_v, source, tcfg.replace(seed=seed), progress=not quiet)
+                if cache is not None:
+                    source.close()
                 sae.eval()
                 saes[(v, name, seed)] = sae
                 sae.save(out / v / name / f"seed{seed}")
@@ -258,9 +333,12 @@ def run_comparison(
         if split_widths and split_name is not None:
             cfg = dict_cfgs[split_name]
             wide = saes[(v, split_name, seeds[0])]
+            x_split = _rows(tr[cfg.hook_name]) if cache is None else _cache_reader(cache, cfg.hook_name, seeds[0])
             results.setdefault("feature_splitting", {})[v] = _split_probe(
-                split_name, cfg, v, _rows(tr[cfg.hook_name]), wide, tcfg, seeds[0], quiet
+                split_name, cfg, v, x_split, wide, tcfg, seeds[0], quiet
             )
+            if cache is not None:
+                x_split.close()
         del tr
 
     results["matching"] = _matching(dict_cfgs, variants, seeds, saes, eval_acts)
