@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"saekit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"saekit.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"saekit.commands.{name}":
-                continue  # verb not built yet
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"saekit.commands.{name}").add_parser(sub)
     return parser
 
 
