@@ -1,7 +1,7 @@
 """Activation cache benchmark: write, raw disk read, shuffled read, live stream, and SAELens.
 
 Run:  .venv/bin/python benchmarks/bench_cache.py [--tokens 1000000] [--work /tmp/saekit-bench-cache]
-      [--saelens-venv /tmp/saekit-interop/saelens] [--skip-saelens]
+      [--saelens-venv /tmp/saekit-interop/saelens] [--skip-saelens] [--skip-stream] [--warm-passes 20] [--reuse]
 
 One run measures, on the same model (a random-weight transformer-lens model in a saekit model
 folder), the same tokens and the same disk:
@@ -52,16 +52,18 @@ def drop_page_cache(files: list[Path]) -> None:
             os.close(fd)
 
 
-def raw_read(files: list[Path]) -> tuple[float, int]:
+def raw_read(files: list[Path], passes: int = 1) -> tuple[float, int]:
+    """Seconds per pass and bytes per pass of reading the files in order with 8 MiB reads."""
     buf = bytearray(8 << 20)
     view = memoryview(buf)
     total = 0
     t = time.perf_counter()
-    for f in files:
-        with open(f, "rb", buffering=0) as fh:
-            while n := fh.readinto(view):
-                total += n
-    return time.perf_counter() - t, total
+    for _ in range(passes):
+        for f in files:
+            with open(f, "rb", buffering=0) as fh:
+                while n := fh.readinto(view):
+                    total += n
+    return (time.perf_counter() - t) / passes, total // passes
 
 
 # -- phases run as children ---------------------------------------------------------------------
@@ -113,7 +115,8 @@ def child_write(work: Path, tokens: int) -> dict:
     return {"seconds": time.perf_counter() - t, "peak_rss": rss("VmHWM") - base}
 
 
-def child_read(work: Path, buffer_tokens: int, verify: bool) -> dict:
+def child_read(work: Path, buffer_tokens: int, verify: bool, epochs: int = 1) -> dict:
+    """One reader, ``epochs`` epochs; seconds are per epoch (opening included once)."""
     import torch
 
     from saekit.activations import ActivationCache
@@ -124,10 +127,11 @@ def child_read(work: Path, buffer_tokens: int, verify: bool) -> dict:
     t_open = time.perf_counter() - t
     n = 0
     s = torch.zeros(())
-    for batch in cache.batches(4096, epochs=1):
+    for batch in cache.batches(4096, epochs=epochs):
         n += batch.shape[0]
         s += batch[0, 0]  # touch the batch
-    seconds = time.perf_counter() - t
+    seconds = (time.perf_counter() - t) / epochs
+    n //= epochs
     out = {
         "seconds": seconds, "open_seconds": t_open, "rows": n, "peak_rss": rss("VmHWM") - base,
         "wait_fraction": cache.wait_fraction, "chunk_tokens": cache.chunk_tokens,
@@ -278,6 +282,14 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/saekit-bench-cache")
     p.add_argument("--saelens-venv", default="/tmp/saekit-interop/saelens")
     p.add_argument("--skip-saelens", action="store_true")
+    p.add_argument("--skip-stream", action="store_true", help="leave out the live-stream phase (cache reads only)")
+    p.add_argument(
+        "--warm-passes",
+        type=int,
+        default=1,
+        help="warm phases: raw read and shuffled read (epochs) repeated this many times, time per pass "
+        "(longer, steadier timings on a small cache)",
+    )
     p.add_argument(
         "--reuse",
         action="store_true",
@@ -291,7 +303,7 @@ def main() -> None:
         phase, rest = args.child[0], args.child[1:]
         fn = {"prepare": child_prepare, "write": child_write, "stream": child_stream}.get(phase)
         if phase == "read":
-            out = child_read(Path(rest[0]), int(rest[1]), rest[2] == "1")
+            out = child_read(Path(rest[0]), int(rest[1]), rest[2] == "1", int(rest[3]) if len(rest) > 3 else 1)
         else:
             out = fn(Path(rest[0]), int(rest[1]))
         print(json.dumps(out))
@@ -301,7 +313,13 @@ def main() -> None:
     n = args.tokens
     if n % 4096:
         raise SystemExit("--tokens must be a multiple of 4096 so SAELens caches exactly as many tokens")
-    res: dict = {"tokens": n, "hook": HOOK, "d": 256, "buffer_tokens": args.buffer_tokens}
+    res: dict = {
+        "tokens": n,
+        "hook": HOOK,
+        "d": 256,
+        "buffer_tokens": args.buffer_tokens,
+        "warm_passes": args.warm_passes,
+    }
     old = json.loads((work / "results.json").read_text()) if args.reuse else {}
     if old and old["tokens"] != n:
         raise SystemExit(f"--reuse: the last run cached {old['tokens']} tokens, not {n}")
@@ -319,11 +337,13 @@ def main() -> None:
     sec, nbytes = raw_read(files)
     res["raw_cold"] = {"seconds": sec, "bytes": nbytes, "load1": os.getloadavg()[0]}
     res["read_cold"] = (drop_page_cache(files), run_child(["read", str(work), str(args.buffer_tokens), "0"]))[1]
-    sec, nbytes = raw_read(files)  # now in the page cache
+    passes = str(args.warm_passes)
+    sec, nbytes = raw_read(files, args.warm_passes)  # now in the page cache
     res["raw_warm"] = {"seconds": sec, "bytes": nbytes, "load1": os.getloadavg()[0]}
-    res["read_warm"] = run_child(["read", str(work), str(args.buffer_tokens), "0"])
+    res["read_warm"] = run_child(["read", str(work), str(args.buffer_tokens), "0", passes])
     res["read_warm_verify"] = run_child(["read", str(work), str(args.buffer_tokens), "1"])
-    res["stream"] = run_child(["stream", str(work), str(n)])
+    if not args.skip_stream:
+        res["stream"] = run_child(["stream", str(work), str(n)])
     if not args.skip_saelens:
         py = ensure_saelens(Path(args.saelens_venv))
         res["saelens_version"] = subprocess.run(
@@ -357,7 +377,8 @@ def report(r: dict, act_bytes: int) -> str:
 
     lines = [
         f"tokens {n:,}, hook {r['hook']} (d=256, float32, {act_bytes / 1e9:.3f} GB), "
-        f"buffer {r['buffer_tokens']:,} tokens; {r['machine']}; {r['date']}",
+        f"buffer {r['buffer_tokens']:,} tokens; {r['machine']}; {r['date']}"
+        + (f"; warm figures per pass, mean of {r['warm_passes']} passes" if r.get("warm_passes", 1) > 1 else ""),
         *(
             [f"(write figures and caches from the run of {r['reused_from']}; everything else re-measured)"]
             if "reused_from" in r
@@ -387,9 +408,11 @@ def report(r: dict, act_bytes: int) -> str:
     lines.append(
         row("saekit shuffled read + SHA-256 verify, warm", v, rate(v["seconds"]), f"open {v['open_seconds']:.2f} s")
     )
-    s = r["stream"]
+    s = r.get("stream")
     lines.append(
-        row(
+        "| saekit live stream | - | - | - | - | not run (--skip-stream) |"
+        if s is None
+        else row(
             "saekit live stream + top-k SAE training",
             s,
             f"{s['train_tokens_per_s'] / 1e3:,.1f} k tok/s trained",

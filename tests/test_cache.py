@@ -194,6 +194,17 @@ def test_prefetch_and_sync_give_the_same_batches(tmp_path):
     assert 0.0 <= a.wait_fraction <= 1.0
 
 
+def test_shard_truncated_after_open_names_the_file(tmp_path):
+    synthetic_cache(tmp_path / "c", n=2000, d=8, shard_tokens=1000)
+    cache = ActivationCache(tmp_path / "c", buffer_tokens=400, seed=0)
+    shard = tmp_path / "c" / "shards" / "shard_000001.safetensors"
+    shard.write_bytes(shard.read_bytes()[:5000])  # inside the activations of the first rows
+    with pytest.raises(DataError, match="shard_000001.safetensors is truncated"):
+        for _ in cache.batches(100, epochs=1):
+            pass
+    cache.close()
+
+
 RSS_SCRIPT = textwrap.dedent(
     """
     import json, sys, torch

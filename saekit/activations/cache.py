@@ -15,9 +15,11 @@ nothing is silently skipped.
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,22 @@ from saekit.fileutil import read_json
 from saekit.progress import token_bar
 
 Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+_OPEN_READERS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_prefetch_threads() -> None:
+    """Stop every reader's prefetch thread before the interpreter finalises. A daemon thread
+    still inside torch at exit aborted the process ("terminate called without an active
+    exception", exit status 134) in 2 of 8 runs of a script that read one epoch and ended
+    without ``close()``."""
+    for reader in list(_OPEN_READERS):
+        try:
+            reader.close()
+        except Exception:
+            pass
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -158,6 +176,7 @@ class ActivationCache:
         self._cur: _Fill | None = None
         self._started = False
         self._seq: Iterator[tuple[int, int]] | None = None
+        _OPEN_READERS.add(self)
 
     # -- opening ----------------------------------------------------------------------------
     def _open_shards(self, verify: bool, progress: bool | None) -> list[ShardFile]:

@@ -13,6 +13,7 @@ import json
 import os
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -51,7 +52,7 @@ class TensorSpan:
     shape: tuple[int, ...]
     start: int  # absolute byte offset of the tensor data in the file
 
-    @property
+    @cached_property  # asked for on every read: computed once
     def row_bytes(self) -> int:
         n = 1
         for s in self.shape[1:]:
