@@ -37,13 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except SaekitError as e:
         print(f"saekit {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print(f"saekit {args.command}: interrupted.", file=sys.stderr)
-        return 130
+        code = 130
+    comm = sys.modules.get("saekit.training.dist_comm")
+    if comm is not None and comm.joined_group():
+        comm.exit_process(code)  # a torchrun rank: keep the exit code, skip gloo's teardown
+    return code
 
 
 if __name__ == "__main__":

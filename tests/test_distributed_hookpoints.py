@@ -49,7 +49,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     )
     torch.set_num_threads(1)
     from saekit.training import Trainer
-    from saekit.training.dist_comm import init_distributed, shutdown
+    from saekit.training.dist_comm import exit_process, init_distributed, shutdown
     from saekit.training.dist_hookpoints import HookpointJob, HookpointSource, LiveHookSource, train_hookpoints
 
     init_distributed(timeout_s=60, backend="gloo")
@@ -73,6 +73,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         assert (folder / "metrics.jsonl").read_text().count("\n") == 12 // 4 + 1
     _check_resume(rank, world, out, model, tokens, hps, tcfg)
     shutdown()
+    exit_process(0)  # skip gloo teardown at interpreter exit (see dist_comm.exit_process)
 
 
 def _check_resume(rank, world, out, model, tokens, hps, tcfg) -> None:

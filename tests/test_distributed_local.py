@@ -46,6 +46,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     )
     torch.set_num_threads(1)
     from saekit.training import Trainer
+    from saekit.training.dist_comm import exit_process
     from saekit.training.distributed import DataParallelTrainer, init_distributed, shutdown, train_data_parallel
 
     init_distributed(timeout_s=60, backend="gloo")
@@ -72,6 +73,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     for key, value in full.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), f"resume: {key}"
     shutdown()
+    exit_process(0)  # skip gloo teardown at interpreter exit (see dist_comm.exit_process)
 
 
 def test_local_data_parallel_equals_side_by_side_batches_and_resumes(tmp_path):

@@ -9,6 +9,7 @@ joins with ``timeout_s`` (the same limit then applies to every collective of the
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -88,6 +89,7 @@ def init_distributed(
         ) from None
     info = DistInfo(rank, world, local_rank, backend, timeout_s)
     _STATE["info"] = info
+    _STATE["joined"] = True
     return info
 
 
@@ -109,6 +111,24 @@ def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
     _STATE.pop("info", None)
+
+
+def joined_group() -> bool:
+    """Whether this process ever joined a process group (see exit_process)."""
+    return bool(_STATE.get("joined"))
+
+
+def exit_process(code: int) -> None:
+    """End a process that joined a process group, without C++ teardown at interpreter exit.
+
+    gloo's worker threads can still be joinable when the interpreter exits (always after a
+    failed collective, sometimes after a clean destroy_process_group); their destructors then
+    call std::terminate ("terminate called without an active exception", SIGABRT), turning a
+    finished run or a clean error exit (2) into a crash. Flush and leave with os._exit instead.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _short(e: BaseException) -> str:
