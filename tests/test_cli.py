@@ -20,3 +20,33 @@ def test_help_lists_every_verb():
 def test_unknown_verb_fails_with_usage():
     out = _saekit("frobnicate")
     assert out.returncode == 2 and "invalid choice: 'frobnicate'" in out.stderr
+
+
+def test_cache_train_eval_pipeline_through_the_cli(tmp_path, capsys):
+    """The README's command-line path: cache → train on the cache → eval spliced into the model."""
+    import json
+
+    from saekit.cli import main
+    from saekit.config import ModelConfig
+    from saekit.data import load_corpus, train_tokenizer
+    from saekit.models import ModelHandle
+    from saekit.models.build import build_model, tl_config_dict
+    from saekit.models.store import save_model_folder
+
+    mcfg = ModelConfig(n_layers=1, d_model=32, n_heads=4, d_mlp=128, n_ctx=32, vocab_size=512)
+    tl_args = tl_config_dict(mcfg)
+    model_dir = tmp_path / "model"
+    save_model_folder(
+        ModelHandle(build_model(tl_args), train_tokenizer(load_corpus("train")[:2], 512), "transformer_lens", "tiny", "baseline", model_dir),
+        tl_args,
+        {"name": "tiny", "variant": "baseline"},
+    )
+    hook = "blocks.0.hook_resid_post"
+    assert main(["cache", "--model", str(model_dir), "--hookpoints", hook, "--tokens", "4k", "--out", str(tmp_path / "cache")]) == 0
+    sae = tmp_path / "sae"
+    train_args = ["--kind", "topk", "--k", "4", "--n-latents", "64", "--tokens", "4096", "--batch-size", "256"]
+    assert main(["train", "--cache", str(tmp_path / "cache"), *train_args, "--out", str(sae), "--device", "cpu"]) == 0
+    cfg = json.loads((sae / "cfg.json").read_text())
+    assert cfg["hook_name"] == hook and cfg["model_name"] == str(model_dir)  # recorded from the cache manifest
+    assert main(["eval", str(sae), "--model", str(model_dir)]) == 0, capsys.readouterr().err
+    assert "CE loss recovered" in capsys.readouterr().out

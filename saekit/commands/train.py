@@ -266,7 +266,13 @@ def run(args: argparse.Namespace) -> int:
         d_in, d_out, paired = source.shape[1], source.shape[1], False
     else:
         d_in, d_out, paired = source.d_in, source.d_out, bool(getattr(source, "paired", False))
-    cfgs = _dictionary_configs(spec["dictionaries"], d_in, d_out, paired, spec["source"].get("hookpoint"))
+    # A cache names its own hookpoint(s) and model: record them so `saekit eval --model` can splice.
+    hookpoint = spec["source"].get("hookpoint") or (getattr(source, "hookpoints", None) or [None])[0]
+    cfgs = _dictionary_configs(spec["dictionaries"], d_in, d_out, paired, hookpoint)
+    origin = (getattr(source, "manifest", None) or {}).get("model") or {}
+    for cfg in cfgs:
+        cfg.model_name = cfg.model_name or str(origin.get("path") or origin.get("name") or spec["source"].get("model") or "")
+        cfg.variant = cfg.variant or str(origin.get("variant") or "")
     if not args.resume:
         out.mkdir(parents=True, exist_ok=True)
         if (out / CHECKPOINT_NAME).exists() or any(out.glob("checkpoint.rank*-of-*.pt")):
