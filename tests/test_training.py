@@ -11,15 +11,6 @@ from saekit.errors import ConfigError, DataError
 from saekit.training import TensorSource, Trainer, load_checkpoint, lr_factor
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small matmuls on a shared 2-core machine: one intra-op thread avoids spin-wait contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def small():
     X, _ = sparse_feature_data(n=4000, d=16, n_features=64, mean_active=3.0, seed=1)

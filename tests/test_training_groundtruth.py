@@ -19,15 +19,6 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small matmuls on a shared 2-core machine: one intra-op thread avoids spin-wait contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data():
     return sparse_feature_data(n=30_000, d=64, n_features=512, mean_active=5.0, seed=0)

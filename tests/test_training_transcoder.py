@@ -11,14 +11,6 @@ from saekit.activations import ActivationCache, ActivationStream, build_cache
 HOOKS = ["blocks.0.ln2.hook_normalized", "blocks.0.hook_mlp_out"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model():
     return tiny_hooked_transformer()

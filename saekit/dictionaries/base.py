@@ -63,29 +63,11 @@ def _kernel_sparse_decode():
     return _KERNEL[0]
 
 
-class SparseDictionary(nn.Module, abc.ABC):
-    """Encoder/decoder with SAELens parameter names; one subclass per architecture."""
+class ConfigShape:
+    """Sizes and conventions read off ``self.cfg``, shared by whole and latent-sharded dictionaries."""
 
-    kind: str = ""
-    sparse_output: bool = False  # True for kinds whose codes are exactly k per row (topk)
+    cfg: DictionaryConfig
 
-    def __init__(self, cfg: DictionaryConfig):
-        super().__init__()
-        self.cfg = cfg
-        d_in, n, d_out = cfg.d_in, cfg.n_latents, cfg.d_out
-        # Real values come from saekit.dictionaries.init (called by create()); zeros here keep
-        # construction cheap when a dictionary is about to be loaded from a file.
-        self.W_enc = nn.Parameter(torch.zeros(d_in, n))
-        self.b_enc = nn.Parameter(torch.zeros(n))
-        self.W_dec = nn.Parameter(torch.zeros(n, d_out))
-        self.b_dec = nn.Parameter(torch.zeros(d_out))
-        if cfg.skip:
-            self.W_skip = nn.Parameter(torch.zeros(d_out, d_in))
-        else:
-            self.W_skip = None
-        self.register_buffer("act_scale", torch.ones(()))
-
-    # ------------------------------------------------------------------ properties
     @property
     def d_in(self) -> int:
         return self.cfg.d_in
@@ -108,6 +90,29 @@ class SparseDictionary(nn.Module, abc.ABC):
     def unit_norm_decoder(self) -> bool:
         # A zero-initialised decoder (sparsify's transcoder choice) cannot be renormalised.
         return not self.cfg.zero_init_decoder
+
+
+class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
+    """Encoder/decoder with SAELens parameter names; one subclass per architecture."""
+
+    kind: str = ""
+    sparse_output: bool = False  # True for kinds whose codes are exactly k per row (topk)
+
+    def __init__(self, cfg: DictionaryConfig):
+        super().__init__()
+        self.cfg = cfg
+        d_in, n, d_out = cfg.d_in, cfg.n_latents, cfg.d_out
+        # Real values come from saekit.dictionaries.init (called by create()); zeros here keep
+        # construction cheap when a dictionary is about to be loaded from a file.
+        self.W_enc = nn.Parameter(torch.zeros(d_in, n))
+        self.b_enc = nn.Parameter(torch.zeros(n))
+        self.W_dec = nn.Parameter(torch.zeros(n, d_out))
+        self.b_dec = nn.Parameter(torch.zeros(d_out))
+        if cfg.skip:
+            self.W_skip = nn.Parameter(torch.zeros(d_out, d_in))
+        else:
+            self.W_skip = None
+        self.register_buffer("act_scale", torch.ones(()))
 
     # ------------------------------------------------------------------ encoding
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:

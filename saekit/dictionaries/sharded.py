@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from saekit.config import DictionaryConfig
-from saekit.dictionaries.base import TrainOutput, sparse_decode
+from saekit.dictionaries.base import ConfigShape, TrainOutput, sparse_decode
 from saekit.dictionaries.topk import TopKDictionary
 from saekit.errors import ConfigError
 from saekit.training import dist_comm as comm
@@ -88,7 +88,7 @@ class _GatherLast(torch.autograd.Function):
         return grad[..., lo : lo + ctx.size].contiguous(), None
 
 
-class ShardedTopK(nn.Module):
+class ShardedTopK(ConfigShape, nn.Module):
     """One rank's shard of a TopK dictionary (or TopK transcoder / skip transcoder).
 
     Build it with ``ShardedTopK.from_full(sae)`` (every rank holds the same full dictionary,
@@ -124,18 +124,6 @@ class ShardedTopK(nn.Module):
     @property
     def n_local(self) -> int:
         return self.stop - self.start
-
-    @property
-    def n_latents(self) -> int:
-        return self.cfg.n_latents
-
-    @property
-    def apply_b_dec_to_input(self) -> bool:
-        return not self.cfg.transcoder
-
-    @property
-    def unit_norm_decoder(self) -> bool:
-        return not self.cfg.zero_init_decoder
 
     # ------------------------------------------------------------------ construction
     @classmethod
