@@ -194,6 +194,41 @@ def test_prefetch_and_sync_give_the_same_batches(tmp_path):
     assert 0.0 <= a.wait_fraction <= 1.0
 
 
+def test_reader_hints_each_fill_to_the_kernel_before_reading_it(tmp_path, monkeypatch):
+    """Every byte range read was announced with posix_fadvise(WILLNEED) first, and the next fill
+    is announced while the current one is consumed (so cold disk reads run in the background)."""
+    synthetic_cache(tmp_path / "c", n=2000, d=8, shard_tokens=300)
+    events: list[tuple[str, str, int, int]] = []
+    real_fadvise, real_preadv = os.posix_fadvise, os.preadv
+
+    def fadvise(fd, offset, length, advice):
+        assert advice == os.POSIX_FADV_WILLNEED
+        events.append(("hint", os.readlink(f"/proc/self/fd/{fd}"), offset, length))
+        return real_fadvise(fd, offset, length, advice)
+
+    def preadv(fd, buffers, offset):
+        events.append(("read", os.readlink(f"/proc/self/fd/{fd}"), offset, sum(len(b) for b in buffers)))
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    monkeypatch.setattr(os, "preadv", preadv)
+    cache = ActivationCache(tmp_path / "c", buffer_tokens=512, seed=0, prefetch=False, verify=False)
+    cache.next_batch(10)  # reads fill 0 only
+    hinted = sum(n for kind, _, _, n in events if kind == "hint")
+    read = sum(n for kind, _, _, n in events if kind == "read")
+    assert read == 256 * 8 * 4  # one fill of 256 rows of 8 float32
+    assert hinted == 2 * read  # fill 0 and, ahead of need, fill 1
+    for _ in cache.batches(100, epochs=1):
+        pass
+    seen: list[tuple[str, int, int]] = []
+    for kind, path, off, n in events:
+        if kind == "hint":
+            seen.append((path, off, off + n))
+        else:
+            assert any(p == path and lo <= off and off + n <= hi for p, lo, hi in seen), (path, off, n)
+    cache.close()
+
+
 def test_shard_truncated_after_open_names_the_file(tmp_path):
     synthetic_cache(tmp_path / "c", n=2000, d=8, shard_tokens=1000)
     cache = ActivationCache(tmp_path / "c", buffer_tokens=400, seed=0)

@@ -176,6 +176,7 @@ class ActivationCache:
         self._cur: _Fill | None = None
         self._started = False
         self._seq: Iterator[tuple[int, int]] | None = None
+        self._advised: tuple[int, int] | None = None  # the fill whose reads were last hinted
         _OPEN_READERS.add(self)
 
     # -- opening ----------------------------------------------------------------------------
@@ -221,14 +222,26 @@ class ActivationCache:
             self._plans[epoch] = plan
         return plan
 
+    def _advise(self, epoch: int, index: int) -> None:
+        """Hint the kernel to read a fill's chunks in the background (all of them at once, so
+        the disk serves many requests in parallel instead of one synchronous read at a time)."""
+        for s, start, length, _ in self._plan(epoch).read_layout(index):
+            for key in self._keys:
+                self._shards[s].advise_rows(key, start, length)
+        self._advised = (epoch, index)
+
     def _read_fill(self, epoch: int, index: int, fill: _Fill) -> _Fill:
         plan = self._plan(epoch)
         layout = plan.read_layout(index)
+        if self._advised != (epoch, index):
+            self._advise(epoch, index)
         for s, start, length, pos in layout:
             for key in self._keys:
                 self._shards[s].read_rows(key, start, fill.tensors[key][pos : pos + length])
         for s in {s for s, *_ in layout}:
             self._shards[s].close()  # keep the number of open files flat on caches with many shards
+        # the next fill's disk reads then overlap this fill's consumption
+        self._advise(*((epoch, index + 1) if index + 1 < plan.n_fills else (epoch + 1, 0)))
         fill.size = int(plan.sizes[index])
         fill.order_np = plan.row_order(index).numpy()
         fill.epoch, fill.index, fill.pos = epoch, index, 0

@@ -103,19 +103,34 @@ class ShardFile:
     def n_rows(self, key: str) -> int:
         return self.spans[key].shape[0]
 
+    def _open_fd(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return self._fd
+
+    def advise_rows(self, key: str, start: int, n: int) -> None:
+        """Ask the kernel to start reading rows ``start : start + n`` of ``key`` in the background
+        (posix_fadvise WILLNEED): many such hints keep the disk busy with several requests at once
+        instead of one synchronous read at a time. A hint only; errors surface in ``read_rows``."""
+        span = self.spans.get(key)
+        if span is None or not hasattr(os, "posix_fadvise"):
+            return
+        os.posix_fadvise(
+            self._open_fd(), span.start + start * span.row_bytes, n * span.row_bytes, os.POSIX_FADV_WILLNEED
+        )
+
     def read_rows(self, key: str, start: int, out: torch.Tensor) -> None:
         """Read rows ``start : start + len(out)`` of tensor ``key`` into the contiguous ``out``."""
         span = self.spans.get(key)
         if span is None:
             raise DataError(f"cache shard {self.path} has no tensor {key!r}.")
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+        fd = self._open_fd()
         nbytes = out.shape[0] * span.row_bytes
         view = memoryview(out.view(torch.uint8).numpy().reshape(-1)) if out.numel() else memoryview(b"")
         offset = span.start + start * span.row_bytes
         got = 0
         while got < nbytes:
-            n = os.preadv(self._fd, [view[got:nbytes]], offset + got)
+            n = os.preadv(fd, [view[got:nbytes]], offset + got)
             if n <= 0:
                 raise DataError(f"cache shard {self.path} is truncated (short read at byte {offset + got}).")
             got += n
