@@ -286,7 +286,7 @@ def main() -> None:
     p.add_argument(
         "--tokens", type=int, default=256 * 4096, help="a multiple of 4096 (32 sequences of 128); default 1 GiB of rows"
     )
-    p.add_argument("--buffer-tokens", type=int, default=1 << 15)
+    p.add_argument("--buffer-tokens", type=int, default=1 << 18, help="reader buffer (rows); default: ActivationCache's")
     p.add_argument("--work", default="/tmp/saekit-bench-cache")
     p.add_argument("--saelens-venv", default="/tmp/saekit-interop/saelens")
     p.add_argument("--skip-saelens", action="store_true")
