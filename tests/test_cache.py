@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import tiny_hooked_transformer
+from tiny_models import save_tiny_model_folder, tiny_hooked_transformer
 
 from saekit.activations import ActivationCache, CacheWriter, build_cache, transcoder_hookpoints
 from saekit.errors import ConfigError, DataError
@@ -324,27 +324,7 @@ def test_incomplete_cache_is_refused_and_settings_change_is_refused(tiny_model, 
 
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory, tiny_model):
-    from saekit.data import load_corpus, train_tokenizer
-    from saekit.models.handle import ModelHandle
-    from saekit.models.store import save_model_folder
-
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    tok = train_tokenizer(load_corpus("train")[:2], vocab_size=512)
-    tl_args = {
-        "n_layers": 2,
-        "d_model": 64,
-        "n_heads": 4,
-        "d_head": 16,
-        "d_mlp": 256,
-        "n_ctx": 32,
-        "d_vocab": 512,
-        "act_fn": "gelu",
-        "normalization_type": "LN",
-        "seed": 0,
-    }
-    handle = ModelHandle(tiny_model, tok, "transformer_lens", "tiny", "baseline", folder)
-    save_model_folder(handle, tl_args, {"name": "tiny", "variant": "baseline"})
-    return folder
+    return save_tiny_model_folder(tmp_path_factory.mktemp("model") / "tiny", tiny_model)
 
 
 def _cache_args(model: Path, out: Path, tokens: int) -> list[str]:

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+from tiny_models import save_tiny_model_folder
+
 from saekit.cli import COMMANDS
 
 
@@ -27,20 +29,7 @@ def test_cache_train_eval_pipeline_through_the_cli(tmp_path, capsys):
     import json
 
     from saekit.cli import main
-    from saekit.config import ModelConfig
-    from saekit.data import load_corpus, train_tokenizer
-    from saekit.models import ModelHandle
-    from saekit.models.build import build_model, tl_config_dict
-    from saekit.models.store import save_model_folder
-
-    mcfg = ModelConfig(n_layers=1, d_model=32, n_heads=4, d_mlp=128, n_ctx=32, vocab_size=512)
-    tl_args = tl_config_dict(mcfg)
-    model_dir = tmp_path / "model"
-    save_model_folder(
-        ModelHandle(build_model(tl_args), train_tokenizer(load_corpus("train")[:2], 512), "transformer_lens", "tiny", "baseline", model_dir),
-        tl_args,
-        {"name": "tiny", "variant": "baseline"},
-    )
+    model_dir = save_tiny_model_folder(tmp_path / "model", n_layers=1, d_model=32, d_head=8, d_mlp=128)
     hook = "blocks.0.hook_resid_post"
     assert main(["cache", "--model", str(model_dir), "--hookpoints", hook, "--tokens", "4k", "--out", str(tmp_path / "cache")]) == 0
     sae = tmp_path / "sae"

@@ -44,6 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--activations", help="safetensors file with tensor x [N, d_in] (and y [N, d_out])")
     src.add_argument("--hookpoint", help="hookpoint to read (input side for transcoders)")
     src.add_argument("--hookpoint-out", help="output hookpoint: makes a transcoder (e.g. blocks.0.hook_mlp_out)")
+    src.add_argument(
+        "--hookpoints",
+        nargs="+",
+        metavar="H",
+        help="with --model: one dictionary (or sweep) per hookpoint, all read from one model forward; "
+        "IN,OUT makes a transcoder pair; under torchrun job i trains on rank i %% world",
+    )
     src.add_argument("--n-ctx", type=int, default=None, help="context length for --model (default: model's)")
     d = p.add_argument_group("dictionary")
     d.add_argument("--kind", default=None, help="relu | topk (default) | batchtopk | jumprelu")
@@ -120,7 +127,7 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.config} has unknown table(s) {', '.join(unknown)}; expected source, train, dictionary, sweep."
         )
     source = dict(conf.get("source", {}))
-    for key in ("cache", "model", "activations", "hookpoint", "hookpoint_out", "n_ctx"):
+    for key in ("cache", "model", "activations", "hookpoint", "hookpoint_out", "hookpoints", "n_ctx"):
         value = getattr(args, key)
         if value is not None:
             source[key] = value
@@ -208,21 +215,27 @@ def build_source(
     if not hp:
         raise ConfigError("--model needs --hookpoint (and --hookpoint-out for a transcoder).")
     from saekit.activations import ActivationStream
-    from saekit.data import load_corpus, pack_tokens_with_docs
     from saekit.models import load_model
 
     handle = load_model(spec["model"], device=device)
-    n_ctx = spec.get("n_ctx") or min(int(getattr(getattr(handle.model, "cfg", None), "n_ctx", 128)), 1024)
-    # tokenize only what the run needs (the stream cycles over its tokens if it runs out)
-    rows = None if total_tokens is None else total_tokens // max(1, n_ctx - 1) + 2
-    tokens, doc_ids = pack_tokens_with_docs(load_corpus("train"), handle.tokenizer, n_ctx, bos=True, max_rows=rows)
+    tokens, doc_ids = live_tokens(spec, handle, total_tokens)
     if part is not None:  # this rank's sequences only: each rank runs the model on its own tokens
         tokens, doc_ids = tokens[part[0] :: part[1]], doc_ids[part[0] :: part[1]]
     buffer = 1 << 16 if total_tokens is None else max(1024, min(1 << 16, total_tokens))
     return ActivationStream(handle, tokens, hook, doc_ids=doc_ids, seed=seed, buffer_tokens=buffer)
 
 
-def _dictionary_configs(dicts: list[dict], d_in: int, d_out: int, paired: bool, hookpoint: str) -> list:
+def live_tokens(spec: dict[str, Any], handle: Any, total_tokens: int | None) -> tuple[Any, Any]:
+    """(tokens, doc_ids) of the built-in training corpus packed for a live model source: only as
+    many rows as the run needs (a stream cycles over its tokens if it runs out)."""
+    from saekit.data import load_corpus, pack_tokens_with_docs
+
+    n_ctx = spec.get("n_ctx") or min(int(getattr(getattr(handle.model, "cfg", None), "n_ctx", 128)), 1024)
+    rows = None if total_tokens is None else total_tokens // max(1, n_ctx - 1) + 2
+    return pack_tokens_with_docs(load_corpus("train"), handle.tokenizer, n_ctx, bos=True, max_rows=rows)
+
+
+def dictionary_configs(dicts: list[dict], d_in: int, d_out: int, paired: bool, hookpoint: str) -> list:
     from saekit.config import DictionaryConfig
 
     cfgs = []
@@ -243,17 +256,23 @@ def run(args: argparse.Namespace) -> int:
     from saekit.config import TrainConfig
     from saekit.fileutil import atomic_write_json, read_json
     from saekit.training import CHECKPOINT_NAME
+    from saekit.training.dist_hookpoints import PRODUCER_STATE
     from saekit.training.distributed import make_trainer
 
     out = Path(args.out)
     if args.resume:
-        if not (out / CHECKPOINT_NAME).is_file() and not any(out.glob("checkpoint.rank*-of-*.pt")):
+        many = (out / PRODUCER_STATE).is_file()  # a --hookpoints run
+        if not many and not (out / CHECKPOINT_NAME).is_file() and not any(out.glob("checkpoint.rank*-of-*.pt")):
             raise DataError(f"{out / CHECKPOINT_NAME} does not exist; nothing to resume.")
         spec = read_json(out / SOURCE_FILE, "training spec")
     else:
         spec = _spec_from_args(args)
         spec["train"]["out_dir"] = str(out)
     tcfg = TrainConfig.from_dict(spec["train"])
+    if spec["source"].get("hookpoints"):
+        from saekit.commands.train_hookpoints import run_hookpoints
+
+        return run_hookpoints(args, spec, tcfg, out)
     from saekit.training.distributed import data_part
 
     dist_data = getattr(args, "dist_data", "global")
@@ -268,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
         d_in, d_out, paired = source.d_in, source.d_out, bool(getattr(source, "paired", False))
     # A cache names its own hookpoint(s) and model: record them so `saekit eval --model` can splice.
     hookpoint = spec["source"].get("hookpoint") or (getattr(source, "hookpoints", None) or [None])[0]
-    cfgs = _dictionary_configs(spec["dictionaries"], d_in, d_out, paired, hookpoint)
+    cfgs = dictionary_configs(spec["dictionaries"], d_in, d_out, paired, hookpoint)
     origin = (getattr(source, "manifest", None) or {}).get("model") or {}
     for cfg in cfgs:
         cfg.model_name = cfg.model_name or str(origin.get("path") or origin.get("name") or spec["source"].get("model") or "")
