@@ -194,6 +194,16 @@ def test_prefetch_and_sync_give_the_same_batches(tmp_path):
     assert 0.0 <= a.wait_fraction <= 1.0
 
 
+def _open_files_under(folder: Path) -> list[str]:
+    paths = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except FileNotFoundError:  # the descriptor listdir itself used
+            pass
+    return [p for p in paths if p.startswith(str(folder))]
+
+
 def test_reader_hints_each_fill_to_the_kernel_before_reading_it(tmp_path, monkeypatch):
     """Every byte range read was announced with posix_fadvise(WILLNEED) first, and the next fill
     is announced while the current one is consumed (so cold disk reads run in the background)."""
@@ -218,6 +228,7 @@ def test_reader_hints_each_fill_to_the_kernel_before_reading_it(tmp_path, monkey
     read = sum(n for kind, _, _, n in events if kind == "read")
     assert read == 256 * 8 * 4  # one fill of 256 rows of 8 float32
     assert hinted == 2 * read  # fill 0 and, ahead of need, fill 1
+    assert _open_files_under(tmp_path / "c" / "shards") == []  # neither the fill nor the hints keep files open
     for _ in cache.batches(100, epochs=1):
         pass
     seen: list[tuple[str, int, int]] = []
@@ -235,6 +246,16 @@ def test_shard_truncated_after_open_names_the_file(tmp_path):
     shard = tmp_path / "c" / "shards" / "shard_000001.safetensors"
     shard.write_bytes(shard.read_bytes()[:5000])  # inside the activations of the first rows
     with pytest.raises(DataError, match="shard_000001.safetensors is truncated"):
+        for _ in cache.batches(100, epochs=1):
+            pass
+    cache.close()
+
+
+def test_shard_deleted_after_open_names_the_file(tmp_path):
+    synthetic_cache(tmp_path / "c", n=2000, d=8, shard_tokens=1000)
+    cache = ActivationCache(tmp_path / "c", buffer_tokens=400, seed=0)
+    (tmp_path / "c" / "shards" / "shard_000001.safetensors").unlink()
+    with pytest.raises(DataError, match="shard_000001.safetensors is missing"):
         for _ in cache.batches(100, epochs=1):
             pass
     cache.close()

@@ -225,9 +225,11 @@ class ActivationCache:
     def _advise(self, epoch: int, index: int) -> None:
         """Hint the kernel to read a fill's chunks in the background (all of them at once, so
         the disk serves many requests in parallel instead of one synchronous read at a time)."""
+        ranges: dict[int, list[tuple[str, int, int]]] = {}
         for s, start, length, _ in self._plan(epoch).read_layout(index):
-            for key in self._keys:
-                self._shards[s].advise_rows(key, start, length)
+            ranges.setdefault(s, []).extend((key, start, length) for key in self._keys)
+        for s, shard_ranges in ranges.items():
+            self._shards[s].advise_rows(shard_ranges)
         self._advised = (epoch, index)
 
     def _read_fill(self, epoch: int, index: int, fill: _Fill) -> _Fill:

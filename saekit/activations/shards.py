@@ -105,19 +105,36 @@ class ShardFile:
 
     def _open_fd(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise DataError(f"cache shard {self.path} is missing.") from None
         return self._fd
 
-    def advise_rows(self, key: str, start: int, n: int) -> None:
-        """Ask the kernel to start reading rows ``start : start + n`` of ``key`` in the background
-        (posix_fadvise WILLNEED): many such hints keep the disk busy with several requests at once
-        instead of one synchronous read at a time. A hint only; errors surface in ``read_rows``."""
-        span = self.spans.get(key)
-        if span is None or not hasattr(os, "posix_fadvise"):
+    def advise_rows(self, ranges: list[tuple[str, int, int]]) -> None:
+        """Ask the kernel to start reading these ``(key, first row, rows)`` ranges in the
+        background (posix_fadvise WILLNEED): many hints keep the disk busy with several requests
+        at once instead of one synchronous read at a time. A hint only: it opens the file just
+        for the call (so hints for many shards never hold many files open) and ignores errors,
+        which ``read_rows`` reports."""
+        if not hasattr(os, "posix_fadvise"):
             return
-        os.posix_fadvise(
-            self._open_fd(), span.start + start * span.row_bytes, n * span.row_bytes, os.POSIX_FADV_WILLNEED
-        )
+        try:
+            fd = self._fd if self._fd is not None else os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            for key, start, n in ranges:
+                span = self.spans.get(key)
+                if span is not None:
+                    os.posix_fadvise(
+                        fd, span.start + start * span.row_bytes, n * span.row_bytes, os.POSIX_FADV_WILLNEED
+                    )
+        except OSError:
+            pass  # a hint only
+        finally:
+            if fd != self._fd:
+                os.close(fd)
 
     def read_rows(self, key: str, start: int, out: torch.Tensor) -> None:
         """Read rows ``start : start + len(out)`` of tensor ``key`` into the contiguous ``out``."""
