@@ -337,7 +337,7 @@ def main() -> None:
         raise SystemExit(f"--reuse: the last run cached {old['tokens']} tokens, not {n}")
     if old:
         res["reused_from"] = old["date"]
-        for key in ("prepare", "write", "saelens_write", "saelens_version"):
+        for key in ("prepare", "write") + (() if args.skip_saelens else ("saelens_write", "saelens_version")):
             if key in old:
                 res[key] = old[key]
     else:
