@@ -185,3 +185,15 @@ def test_dead_owner_rank_stops_producer_with_clear_error(tmp_path):
     assert res["after_death_s"] < 10 + 5
     state = load_checkpoint(tmp_path / "die" / "a" / "checkpoint.pt")  # rank 0's job: intact
     assert state["step"] in (20, 40)
+
+
+def test_collectives_without_a_group_are_those_of_a_world_of_one():
+    from saekit.training import dist_comm as comm
+
+    assert comm.solo() and comm.rank_and_world() == (0, 1)
+    t = torch.tensor([1.0, 2.0])
+    assert comm.all_reduce(t) is t and torch.equal(t, torch.tensor([1.0, 2.0]))
+    assert comm.broadcast(t) is t and comm.all_gather(t) == [t]
+    assert comm.broadcast_object({"a": 1}) == {"a": 1} and comm.all_gather_object(3) == [3]
+    assert comm.comm_device() == torch.device("cpu")
+    comm.barrier()  # returns at once

@@ -176,7 +176,7 @@ class ActivationCache:
         self._cur: _Fill | None = None
         self._started = False
         self._seq: Iterator[tuple[int, int]] | None = None
-        self._advised: tuple[int, int] | None = None  # the fill whose reads were last hinted
+        self._hinted: tuple[tuple[int, int], list] | None = None  # (epoch, fill) hinted ahead, its layout
         _OPEN_READERS.add(self)
 
     # -- opening ----------------------------------------------------------------------------
@@ -222,28 +222,31 @@ class ActivationCache:
             self._plans[epoch] = plan
         return plan
 
-    def _advise(self, epoch: int, index: int) -> None:
+    def _advise(self, layout: list[tuple[int, int, int, int]]) -> None:
         """Hint the kernel to read a fill's chunks in the background (all of them at once, so
         the disk serves many requests in parallel instead of one synchronous read at a time)."""
         ranges: dict[int, list[tuple[str, int, int]]] = {}
-        for s, start, length, _ in self._plan(epoch).read_layout(index):
+        for s, start, length, _ in layout:
             ranges.setdefault(s, []).extend((key, start, length) for key in self._keys)
         for s, shard_ranges in ranges.items():
             self._shards[s].advise_rows(shard_ranges)
-        self._advised = (epoch, index)
 
     def _read_fill(self, epoch: int, index: int, fill: _Fill) -> _Fill:
         plan = self._plan(epoch)
-        layout = plan.read_layout(index)
-        if self._advised != (epoch, index):
-            self._advise(epoch, index)
+        if self._hinted is not None and self._hinted[0] == (epoch, index):
+            layout = self._hinted[1]
+        else:  # the first fill after a (re)start: not hinted ahead
+            layout = plan.read_layout(index)
+            self._advise(layout)
         for s, start, length, pos in layout:
             for key in self._keys:
                 self._shards[s].read_rows(key, start, fill.tensors[key][pos : pos + length])
         for s in {s for s, *_ in layout}:
             self._shards[s].close()  # keep the number of open files flat on caches with many shards
         # the next fill's disk reads then overlap this fill's consumption
-        self._advise(*((epoch, index + 1) if index + 1 < plan.n_fills else (epoch + 1, 0)))
+        nxt = (epoch, index + 1) if index + 1 < plan.n_fills else (epoch + 1, 0)
+        self._hinted = (nxt, self._plan(nxt[0]).read_layout(nxt[1]))
+        self._advise(self._hinted[1])
         fill.size = int(plan.sizes[index])
         fill.order_np = plan.row_order(index).numpy()
         fill.epoch, fill.index, fill.pos = epoch, index, 0

@@ -54,7 +54,7 @@ def run_hookpoints(args: argparse.Namespace, spec: dict[str, Any], tcfg: TrainCo
         raise ConfigError(f"{out} already holds a training run; use --resume to continue it or another --out.")
     if comm.is_distributed_launch():
         comm.init_distributed(timeout_s=getattr(args, "dist_timeout", None), device=tcfg.device)
-    rank = comm.dist_info().rank if comm.joined_group() else 0
+    rank, _ = comm.rank_and_world()
 
     producer, widths, variant = None, None, ""
     if rank == 0:  # only rank 0 runs the model
@@ -63,8 +63,8 @@ def run_hookpoints(args: argparse.Namespace, spec: dict[str, Any], tcfg: TrainCo
         keys = [k for hp in hookpoints for k in ((hp,) if isinstance(hp, str) else hp)]
         producer = LiveHookSource(handle, tokens, keys, seed=tcfg.seed)
         widths, variant = producer.widths, str(getattr(handle, "variant", "") or "")
-    if comm.joined_group():  # the owners need the widths to build their dictionaries
-        widths, variant = comm.broadcast_object((widths, variant), 0, "the hookpoint widths broadcast")
+    # the owners need the widths to build their dictionaries (identity in one process)
+    widths, variant = comm.broadcast_object((widths, variant), 0, "the hookpoint widths broadcast")
 
     jobs = []
     for hp in hookpoints:

@@ -4,6 +4,8 @@ collectives that give up after a timeout with one clear sentence instead of hang
 torchrun (or any launcher) sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
 ``init_distributed`` reads them, picks NCCL when the run is on CUDA and gloo otherwise, and
 joins with ``timeout_s`` (the same limit then applies to every collective of the group).
+Without a joined group this process is the whole world: the collectives below are identities
+(an all-reduce over one rank returns its input), so code written for N ranks runs as one.
 """
 
 from __future__ import annotations
@@ -100,8 +102,23 @@ def dist_info() -> DistInfo:
     return _STATE["info"]
 
 
+def solo() -> bool:
+    """No process group joined: this process is a world of one."""
+    return not dist.is_initialized()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the joined group, or (0, 1) without one."""
+    if solo():
+        return 0, 1
+    info = dist_info()
+    return info.rank, info.world_size
+
+
 def comm_device() -> torch.device:
     """Where tensors for a collective must live: this rank's GPU under NCCL, else the CPU."""
+    if solo():
+        return torch.device("cpu")
     info = dist_info()
     return torch.device("cuda", torch.cuda.current_device()) if info.backend == "nccl" else torch.device("cpu")
 
@@ -162,6 +179,8 @@ def wait(work, what: str, note: str = "") -> None:
 
 def all_reduce(t: torch.Tensor, op=dist.ReduceOp.SUM, what: str = "an all-reduce", group=None, note: str = "") -> torch.Tensor:
     """In-place all-reduce of ``t`` with the timeout; returns ``t``."""
+    if solo():
+        return t
     try:
         work = dist.all_reduce(t, op=op, group=group, async_op=True)
     except Exception as e:
@@ -172,6 +191,8 @@ def all_reduce(t: torch.Tensor, op=dist.ReduceOp.SUM, what: str = "an all-reduce
 
 def all_gather(t: torch.Tensor, what: str = "an all-gather", group=None, note: str = "") -> list[torch.Tensor]:
     """All ranks' copies of ``t`` (same shape everywhere), in rank order."""
+    if solo():
+        return [t]
     out = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
     try:
         work = dist.all_gather(out, t.contiguous(), group=group, async_op=True)
@@ -182,6 +203,8 @@ def all_gather(t: torch.Tensor, what: str = "an all-gather", group=None, note: s
 
 
 def broadcast(t: torch.Tensor, src: int = 0, what: str = "a broadcast", group=None, note: str = "") -> torch.Tensor:
+    if solo():
+        return t
     try:
         work = dist.broadcast(t, src=src, group=group, async_op=True)
     except Exception as e:
@@ -209,6 +232,8 @@ def recv(t: torch.Tensor, src: int, what: str = "a receive", note: str = "") -> 
 
 def barrier(what: str = "the final barrier", note: str = "") -> None:
     """A barrier with the timeout (an all-reduce of one number: works on gloo and NCCL)."""
+    if solo():
+        return
     all_reduce(torch.zeros(1, device=comm_device()), what=what, note=note)
 
 
@@ -216,6 +241,8 @@ def broadcast_object(obj, src: int = 0, what: str = "a broadcast", note: str = "
     """``obj`` from rank ``src`` on every rank (torch.save bytes: its size first, then the bytes)."""
     import io
 
+    if solo():
+        return obj
     info = dist_info()
     dev = comm_device()
     if info.rank == src:
@@ -238,6 +265,8 @@ def all_gather_object(obj, what: str = "an all-gather", note: str = "") -> list:
     """Every rank's ``obj`` (torch.save bytes, padded to the longest), in rank order."""
     import io
 
+    if solo():
+        return [obj]
     dev = comm_device()
     buf = io.BytesIO()
     torch.save(obj, buf)

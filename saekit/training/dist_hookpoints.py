@@ -40,15 +40,6 @@ from saekit.training.sources import BatchSource, TensorSource
 PRODUCER_STATE = "producer_state.pt"
 
 
-def _distributed() -> bool:
-    """Whether a process group is joined; without one a run is a single process (world 1)."""
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _device() -> torch.device:
-    return comm.comm_device() if _distributed() else torch.device("cpu")
-
-
 class HookpointProducer(Protocol):
     """Rows of several hookpoints at the same tokens: ``{hookpoint: Tensor [B, d]}``."""
 
@@ -252,7 +243,7 @@ class _Exchange:
         missing = [k for k in job.keys if k not in batch]
         if missing:
             raise DataError(f"the hookpoint producer yields {sorted(batch)} but job {job.name} needs {missing}.")
-        dev = _device()
+        dev = comm.comm_device()
         return [batch[k].to(dev, torch.float32).contiguous() for k in job.keys]
 
     def _settle(self) -> None:
@@ -268,11 +259,10 @@ class _Exchange:
             n = torch.tensor([-1 if batch is None else next(iter(batch.values())).shape[0]], dtype=torch.long)
         else:
             n = torch.zeros(1, dtype=torch.long)
-        dev = _device()  # NCCL moves CUDA tensors only
+        dev = comm.comm_device()  # NCCL moves CUDA tensors only
         n = n.to(dev)
         if use_sample:
-            if _distributed():
-                comm.broadcast(n, 0, "the hookpoint sample size broadcast")
+            comm.broadcast(n, 0, "the hookpoint sample size broadcast")
             if int(n) < 0:
                 return False
         rows = int(n) if use_sample else batch_size
@@ -335,7 +325,7 @@ def train_hookpoints(
     job in this process (one forward for all hookpoints). ``tcfg.out_dir`` is ignored: each job
     writes under ``out_dir/<job name>/``.
     """
-    rank, world = (comm.dist_info().rank, comm.dist_info().world_size) if _distributed() else (0, 1)
+    rank, world = comm.rank_and_world()
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
         raise ConfigError(f"hookpoint job names must be unique, got {names}.")
@@ -395,8 +385,7 @@ def train_hookpoints(
         if t.out_dir is not None:
             t.save_dictionaries()
         result[jobs[i].name] = saes
-    if _distributed():
-        comm.barrier("the end-of-training barrier")
+    comm.barrier("the end-of-training barrier")
     return result
 
 
@@ -422,11 +411,10 @@ def _resume(trainers: dict[int, Trainer], ex: _Exchange, out: Path, rank: int) -
         ex.producer.load_state_dict(state["producer"])
         steps.append(int(state["step"]))
     big = 1 << 40
-    lo = torch.tensor([min(steps, default=big)], dtype=torch.long, device=_device())
-    hi = torch.tensor([max(steps, default=-1)], dtype=torch.long, device=_device())
-    if _distributed():
-        comm.all_reduce(lo, torch.distributed.ReduceOp.MIN, "the resume step check")
-        comm.all_reduce(hi, torch.distributed.ReduceOp.MAX, "the resume step check")
+    lo = torch.tensor([min(steps, default=big)], dtype=torch.long, device=comm.comm_device())
+    hi = torch.tensor([max(steps, default=-1)], dtype=torch.long, device=comm.comm_device())
+    comm.all_reduce(lo, torch.distributed.ReduceOp.MIN, "the resume step check")
+    comm.all_reduce(hi, torch.distributed.ReduceOp.MAX, "the resume step check")
     if int(lo) != int(hi):
         raise DataError(
             f"the checkpoints under {out} are of different steps ({int(lo)} to {int(hi)}): a rank died "
