@@ -7,6 +7,7 @@ from saekit.errors import ConfigError
 from saekit.pipeline.stats import (
     NO_DIFFERENCE,
     NOT_ENOUGH_SEEDS,
+    _leaf_replicates,
     bootstrap_delta,
     group_estimate,
     hierarchical_bootstrap,
@@ -47,6 +48,20 @@ def test_bootstrap_resamples_models_then_seeds():
     reps = hierarchical_bootstrap({0: {0: np.arange(101.0)}}, n_boot=4000, seed=0)
     assert reps.std() > 2 and abs(np.median(reps) - 50) < 3
     np.testing.assert_array_equal(reps, hierarchical_bootstrap({0: {0: np.arange(101.0)}}, n_boot=4000, seed=0))
+
+
+@pytest.mark.parametrize("n_latents", [2, 10, 11])
+def test_median_of_resampled_latents_matches_brute_force(n_latents):
+    """The order-statistic draw of a resample's median has the distribution of drawing the resample."""
+    rng = np.random.default_rng(n_latents)
+    x = np.sort(rng.standard_normal(n_latents) ** 3)
+    exact = _leaf_replicates(x, 100_000, rng, per_latent=True)
+    brute = np.median(x[rng.integers(0, n_latents, size=(100_000, n_latents))], axis=1)
+    values = np.union1d(exact, brute)  # both are discrete: compare the probability of every value
+    freq = lambda r: (r[:, None] == values[None, :]).mean(axis=0)
+    assert np.abs(freq(exact) - freq(brute)).max() < 0.01
+    assert exact.std() == pytest.approx(brute.std(), rel=0.03)
+    assert np.isin(exact, (x[:, None] + x[None, :]) / 2).all()  # always a (mean of two) data value(s)
 
 
 @pytest.mark.parametrize("n_latents, reps, n_boot", [(0, 300, 300), (33, 100, 200)])
