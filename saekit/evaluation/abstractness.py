@@ -21,7 +21,7 @@ sum and count for token t), which needs one pass over the activations per block 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -85,7 +85,9 @@ def abstractness(
     last_two = np.full(n_latents, np.nan) if keys.bi is not None else None
     for c0 in range(0, n_latents, block):
         c1 = min(n_latents, c0 + block)
-        cur, two = _score_block(chunks, c0, c1, keys, fit)
+        # rows per piece: the float64 copies of a piece (about 3 of them) stay within the same budget
+        row_cap = max(1, int(max_table_mb * 2**20 // (8 * 3 * (c1 - c0))))
+        cur, two = _score_block(chunks, c0, c1, keys, fit, row_cap)
         current[c0:c1] = cur
         if last_two is not None:
             last_two[c0:c1] = two
@@ -166,23 +168,32 @@ class _Keys:
             self.score_cnt_bi = torch.bincount(self.bi[~fit], minlength=self.n_bi).double()
 
 
-def _score_block(chunks, c0: int, c1: int, keys: _Keys, fit: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-    """1 - R² of latents c0:c1 from the current token and from the last two tokens (one pass)."""
-    sums: dict[str, torch.Tensor] = {}
+def _pieces(chunks, c0: int, c1: int, row_cap: int) -> Iterator[tuple[slice, torch.Tensor]]:
+    """(rows, float64 activations of latents c0:c1) in row order, at most row_cap rows at a time."""
     row = 0
     for chunk in chunks():
-        a = torch.as_tensor(chunk)[:, c0:c1].double()
-        rows = slice(row, row + a.shape[0])
-        row += a.shape[0]
+        chunk = torch.as_tensor(chunk)
+        for r0 in range(0, chunk.shape[0], row_cap):
+            a = chunk[r0 : r0 + row_cap, c0:c1].double()
+            yield slice(row, row + a.shape[0]), a
+            row += a.shape[0]
+
+
+def _score_block(chunks, c0: int, c1: int, keys: _Keys, fit: torch.Tensor, row_cap: int):
+    """1 - R² of latents c0:c1 from the current token and from the last two tokens (one pass)."""
+    sums: dict[str, torch.Tensor] = {}
+    for rows, a in _pieces(chunks, c0, c1, row_cap):
         if not sums:
             sums = _zero_tables(keys, c1 - c0, a.device)
         f = fit[rows].to(a.device)
         a_fit, a_score = a[f], a[~f]
-        sums["fit_uni"].index_add_(0, keys.uni[rows].to(a.device)[f], a_fit)
-        sums["score_uni"].index_add_(0, keys.uni[rows].to(a.device)[~f], a_score)
+        uni = keys.uni[rows].to(a.device)
+        sums["fit_uni"].index_add_(0, uni[f], a_fit)
+        sums["score_uni"].index_add_(0, uni[~f], a_score)
         if keys.bi is not None:
-            sums["fit_bi"].index_add_(0, keys.bi[rows].to(a.device)[f], a_fit)
-            sums["score_bi"].index_add_(0, keys.bi[rows].to(a.device)[~f], a_score)
+            bi = keys.bi[rows].to(a.device)
+            sums["fit_bi"].index_add_(0, bi[f], a_fit)
+            sums["score_bi"].index_add_(0, bi[~f], a_score)
         sums["fit_total"] += a_fit.sum(0)
         sums["score_total"] += a_score.sum(0)
         sums["score_sq"] += (a_score * a_score).sum(0)
