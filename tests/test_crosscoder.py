@@ -194,3 +194,56 @@ def test_bad_crosscoder_config_is_one_sentence():
         DictionaryConfig(kind="topk", d_in=16, d_out=8, n_latents=8, k=2, n_sources=2)
     with pytest.raises(ConfigError, match="source_names must be 2 distinct names"):
         DictionaryConfig(kind="topk", d_in=16, n_latents=8, k=2, n_sources=2, source_names=("a", "a"))
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    """Caches of two tiny models over the same tokens, and one over tokens differing at one place."""
+    from tiny_models import tiny_hooked_transformer
+
+    from saekit.activations import build_cache
+
+    root = tmp_path_factory.mktemp("caches")
+    tokens = torch.randint(0, 512, (12, 32), generator=torch.Generator().manual_seed(0))
+    changed = tokens.clone()
+    changed[3, 5] = (changed[3, 5] + 1) % 512
+    hp = "blocks.0.hook_resid_post"
+    a, b = tiny_hooked_transformer(seed=0), tiny_hooked_transformer(seed=1)
+    out = {}
+    for name, model, toks in (("a", a, tokens), ("b", b, tokens), ("changed", b, changed)):
+        out[name] = build_cache(model, toks, [hp], root / name, shard_tokens=100, progress=False)
+    return out
+
+
+def open_cache(path, **kw):
+    from saekit.activations import ActivationCache
+
+    return ActivationCache(path, **{"seed": 3, "buffer_tokens": 128, "chunk_tokens": 8, "progress": False, **kw})
+
+
+def test_aligned_caches_serve_the_same_tokens_and_train(caches):
+    from saekit.training.sources import MultiSource
+
+    same = MultiSource({"a": open_cache(caches["a"]), "again": open_cache(caches["a"])})
+    two = MultiSource({"a": open_cache(caches["a"], with_meta=True), "b": open_cache(caches["b"], with_meta=True)})
+    for _ in range(5):  # past a fill boundary (64 rows per fill)
+        x, _ = same.next_batch(40)
+        assert x.shape == (40, 2, 64) and torch.equal(x[:, 0], x[:, 1])
+        two.next_batch(40)
+        ids = [r.source.last_meta["token_ids"] for r in two.readers]
+        assert torch.equal(ids[0], ids[1])
+    cfg = DictionaryConfig(kind="topk", d_in=64, n_latents=32, k=4, n_sources=2)
+    srcs = {"a": open_cache(caches["a"]), "b": open_cache(caches["b"])}
+    cc = train(cfg, srcs, tcfg(batch_size=32, total_tokens=320, normalize=True), progress=False)
+    assert cc.cfg.source_names == ("a", "b") and cc.act_scale.shape == (2, 1)
+
+
+def test_caches_of_different_tokens_are_refused_naming_the_first_mismatch(caches):
+    cfg = DictionaryConfig(kind="topk", d_in=64, n_latents=32, k=4, n_sources=2)
+    srcs = {"a": open_cache(caches["a"]), "b": open_cache(caches["changed"])}
+    # position 0 (BOS) is not cached: row 3·31 + 4 is the changed token
+    with pytest.raises(DataError, match=r"differ at row 97: token id \d+ vs \d+"):
+        train(cfg, srcs, tcfg(batch_size=32, total_tokens=64), progress=False)
+    srcs = {"a": open_cache(caches["a"]), "b": open_cache(caches["b"], seed=4)}
+    with pytest.raises(DataError, match="seed=3 and seed=4"):
+        train(cfg, srcs, tcfg(batch_size=32, total_tokens=64), progress=False)

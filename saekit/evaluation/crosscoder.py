@@ -160,7 +160,7 @@ def latent_scaling(
     nu_e = torch.full((len(latents), m), float("nan"))
     nu_r = torch.full((len(latents), m), float("nan"))
     dec = cc.W_dec.detach().float().cpu()[latents]  # [L, M, d]
-    for li, (j, s) in enumerate(zip(latents, owners)):
+    for li, s in enumerate(owners):
         d_own = dec[li, s]
         own = _fit(stats, li, "x", s, d_own, aligned)
         for o in range(m):
