@@ -247,3 +247,12 @@ def test_caches_of_different_tokens_are_refused_naming_the_first_mismatch(caches
     srcs = {"a": open_cache(caches["a"]), "b": open_cache(caches["b"], seed=4)}
     with pytest.raises(DataError, match="seed=3 and seed=4"):
         train(cfg, srcs, tcfg(batch_size=32, total_tokens=64), progress=False)
+
+
+def test_export_to_single_model_formats_refuses_a_crosscoder(tmp_path):
+    from saekit.io import export
+
+    cfg = DictionaryConfig(kind="topk", d_in=16, n_latents=8, k=2, n_sources=2)
+    saekit.dictionaries.create(cfg).save(tmp_path / "cc")
+    with pytest.raises(ConfigError, match="is a crosscoder, which saelens has no format for"):
+        export(tmp_path / "cc", tmp_path / "out", "saelens")
