@@ -1,4 +1,4 @@
-"""saekit.pipeline: orchestration across model variants (train → evaluate → compare → report).
+"""saekit.pipeline: the one place that orchestrates a comparison (train, evaluate, compare, verdict).
 
-``saekit.pipeline.crosscoder.run_crosscoder``: one crosscoder over several variants.
+stats: hierarchical bootstrap over model and dictionary seeds, Holm correction, verdicts per axis.
 """
