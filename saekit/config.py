@@ -23,6 +23,7 @@ DEFAULT_COEF = {
     "random": 0.0,
 }
 DICTIONARY_KINDS = ("relu", "topk", "batchtopk", "jumprelu")
+CROSSCODER_KINDS = ("relu", "topk", "batchtopk")
 RELU_PENALTIES = ("l1", "l1_decnorm", "tanh", "log", "lp")
 
 
@@ -156,6 +157,9 @@ class DictionaryConfig(_Config):
     b_dec_init: str = "geometric_median"  # geometric_median | mean | zero
     zero_init_decoder: bool = False  # sparsify's choice for transcoders
     seed: int | None = None  # initialisation seed; None = TrainConfig.seed (set it to sweep seeds)
+    # crosscoder: n_sources ≥ 2 reads the same tokens from that many models (saekit.dictionaries.crosscoder)
+    n_sources: int = 1
+    source_names: tuple[str, ...] | None = None  # filled by the trainer from the source dict
     # metadata (file formats): where the activations come from
     hook_name: str = ""
     model_name: str = ""
@@ -194,6 +198,27 @@ class DictionaryConfig(_Config):
         )
         if self.k_aux is None:
             self.k_aux = max(1, min(self.n_latents, self.d_in // 2))
+        self._check_crosscoder()
+
+    def _check_crosscoder(self) -> None:
+        n = self.n_sources
+        _require(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1,
+            f"n_sources must be a positive integer, got {n!r}.",
+        )
+        if self.source_names is not None:
+            self.source_names = tuple(str(s) for s in self.source_names)
+            _require(
+                len(self.source_names) == n and len(set(self.source_names)) == n,
+                f"source_names must be {n} distinct names (n_sources={n}), got {list(self.source_names)}.",
+            )
+        if n == 1:
+            return
+        _require(
+            self.kind in CROSSCODER_KINDS,
+            f"a crosscoder (n_sources={n}) has kind relu, topk or batchtopk, got {self.kind!r}.",
+        )
+        _require(not self.transcoder, "a crosscoder reconstructs its inputs; d_out, transcoder and skip are not supported with n_sources > 1.")
 
     @property
     def is_transcoder(self) -> bool:
