@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from saekit.config import DictionaryConfig
 from saekit.dictionaries import create
-from saekit.dictionaries.sharded import ShardedTopK, latent_bounds
+from saekit.parallel.sharded_topk import ShardedTopK, latent_bounds
 
 CONFIGS = [
     DictionaryConfig(kind="topk", d_in=16, n_latents=64, k=4, k_aux=6, multi_topk=True),
@@ -107,7 +107,7 @@ def _worker(rank: int, world: int, port: int) -> None:
         RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
-    from saekit.training.dist_comm import exit_process, init_distributed, shutdown
+    from saekit.parallel.comm import exit_process, init_distributed, shutdown
 
     init_distributed(timeout_s=60, backend="gloo")
     try:
@@ -115,7 +115,7 @@ def _worker(rank: int, world: int, port: int) -> None:
             _check(cfg, rank)
     finally:
         shutdown()
-    exit_process(0)  # skip gloo teardown at interpreter exit (see dist_comm.exit_process)
+    exit_process(0)  # skip gloo teardown at interpreter exit (see saekit.parallel.comm.exit_process)
 
 
 def test_sharded_topk_equals_unsharded_on_two_ranks():

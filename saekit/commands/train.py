@@ -255,9 +255,9 @@ def dictionary_configs(dicts: list[dict], d_in: int, d_out: int, paired: bool, h
 def run(args: argparse.Namespace) -> int:
     from saekit.config import TrainConfig
     from saekit.fileutil import atomic_write_json, read_json
+    from saekit.parallel import make_trainer
+    from saekit.parallel.hookpoints import PRODUCER_STATE
     from saekit.training import CHECKPOINT_NAME
-    from saekit.training.dist_hookpoints import PRODUCER_STATE
-    from saekit.training.distributed import make_trainer
 
     out = Path(args.out)
     if args.resume:
@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
         from saekit.commands.train_hookpoints import run_hookpoints
 
         return run_hookpoints(args, spec, tcfg, out)
-    from saekit.training.distributed import data_part
+    from saekit.parallel import data_part
 
     dist_data = getattr(args, "dist_data", "global")
     source = build_source(
@@ -310,6 +310,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if hasattr(source, "close"):  # stop a cache's or stream's prefetch thread
             source.close()
-    for i in range(len(cfgs) if trainer.rank == 0 else 0):
+    for i in range(len(cfgs) if trainer.strategy.writes else 0):
         print(f"saved {trainer.dictionary_dir(i)}")
     return 0

@@ -44,8 +44,8 @@ def run_hookpoints(args: argparse.Namespace, spec: dict[str, Any], tcfg: TrainCo
     from saekit.commands.train import SOURCE_FILE, dictionary_configs, live_tokens
     from saekit.fileutil import atomic_write_json
     from saekit.models import load_model
-    from saekit.training import dist_comm as comm
-    from saekit.training.dist_hookpoints import PRODUCER_STATE, HookpointJob, LiveHookSource, train_hookpoints
+    from saekit.parallel import comm
+    from saekit.parallel.hookpoints import PRODUCER_STATE, HookpointJob, LiveHookSource, train_hookpoints
 
     source = spec["source"]
     _check_source(source)

@@ -1,27 +1,20 @@
-"""Scale-out on torch.distributed (torchrun; NCCL on GPUs, gloo on CPUs).
+"""Data parallelism as a Trainer strategy (``DataParallel``), and the entry points that pick a
+strategy for a process started by torchrun (``make_trainer``, ``train_data_parallel``).
 
-Three modes, one per situation (docs/scaling.md):
-
-* **Data parallel** (``DataParallelTrainer``): every rank holds every dictionary, takes its
-  1/N slice of each global batch, and gradients are all-reduced (averaged) before clipping
-  and Adam, as DDP does; dead-latent "fired" masks are OR-ed and logged metrics are reduced to
-  global-batch values, so N ranks follow the same trajectory as one process with the same
-  global batch. Only rank 0 writes checkpoints, metrics and dictionaries; on resume rank 0
-  reads the checkpoint and broadcasts it (no shared file system needed).
-* **Distributed hookpoints** (``saekit.training.dist_hookpoints``): dictionaries for different
-  hookpoints on different ranks; activations are produced once and sent to their owner.
-* **Latent sharding** (``saekit.dictionaries.sharded``): one TopK dictionary's latents split
-  across ranks, with a sharded top-k.
-
-Every collective waits at most the group timeout (``--dist-timeout``) and then raises
-``DistributedError`` with one sentence; nothing is written after a failed collective, so the
-last checkpoint stays as it was.
+Every rank holds every dictionary and trains on its 1/N of each global batch; gradients are
+all-reduced (averaged) before clipping and Adam, as DDP does; dead-latent "fired" masks are
+OR-ed and logged metrics are reduced to global-batch values, so N ranks follow the same
+trajectory as one process with the same global batch. Only rank 0 writes checkpoints,
+metrics and dictionaries; on resume rank 0 reads the checkpoint and broadcasts it (no shared
+file system needed). Every collective gives up after the group timeout with one sentence.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,106 +23,64 @@ import torch.distributed as dist
 
 from saekit.config import DictionaryConfig, TrainConfig
 from saekit.dictionaries import SparseDictionary
-from saekit.dictionaries.sharded import ShardedTopK
 from saekit.errors import ConfigError, DataError, SaekitError
-from saekit.training import dist_comm as comm
-from saekit.training.checkpoint import load_checkpoint, save_checkpoint
-from saekit.training.dist_comm import (
-    DEFAULT_TIMEOUT_S,
-    DistInfo,
-    DistributedError,
-    init_distributed,
-    is_distributed_launch,
-    shutdown,
-)
-from saekit.training.dist_hookpoints import (
-    HookpointJob,
-    HookpointSource,
-    LiveHookSource,
-    TensorHookSource,
-    train_hookpoints,
-)
-from saekit.training.dist_sharded import LatentShardedTrainer
-from saekit.training.loop import Run, Trainer
-from saekit.training.metrics import MetricsLog
-
-__all__ = [
-    "DEFAULT_TIMEOUT_S",
-    "DataParallelTrainer",
-    "DistInfo",
-    "DistributedError",
-    "HookpointJob",
-    "HookpointSource",
-    "LatentShardedTrainer",
-    "LiveHookSource",
-    "ShardedTopK",
-    "TensorHookSource",
-    "train_hookpoints",
-    "data_part",
-    "init_distributed",
-    "is_distributed_launch",
-    "make_trainer",
-    "shutdown",
-    "train_data_parallel",
-]
-
+from saekit.parallel import comm
+from saekit.training.checkpoint import load_checkpoint
+from saekit.training.loop import Trainer
+from saekit.training.strategy import Batch, Solo
 
 DATA_MODES = ("global", "local")
 
 
-class DataParallelTrainer(Trainer):
-    """``Trainer`` with DDP-style gradient averaging across the ranks of the default group.
+class DataParallel(Solo):
+    """DDP-style data parallelism over the ranks of the default group.
 
     ``data="global"`` (default): every rank builds the same source (a cache, a stream or a
-    tensor), reads the global batch and keeps its contiguous slice (``Trainer.shard``), which
-    is what makes N ranks equal one process. ``data="local"``: each rank's source is already its
-    own disjoint part (its cache shards, its slice of the tokens) and it draws
-    ``batch_size / world`` rows from it per step; nothing is read twice, the initial b_dec and
-    scale are rank 0's, and the checkpoint keeps every rank's source position.
-    ``batch_size`` is the global batch and must be a multiple of the world size.
+    tensor), reads the global batch and keeps its contiguous slice, which is what makes N ranks
+    equal one process. ``data="local"``: each rank's source is already its own disjoint part
+    (its slice of the rows or of the tokens) and it draws ``batch_size / world`` rows from it
+    per step; nothing is read twice, the initial b_dec and scale are rank 0's, and the
+    checkpoint keeps every rank's source position. ``batch_size`` is the global batch and must
+    be a multiple of the world size.
     """
 
-    def __init__(
-        self,
-        cfgs: DictionaryConfig | list[DictionaryConfig],
-        source: Any,
-        tcfg: TrainConfig | None = None,
-        names: list[str] | None = None,
-        progress: bool = True,
-        data: str = "global",
-    ):
+    def __init__(self, data: str = "global"):
+        super().__init__()
         if data not in DATA_MODES:
             raise ConfigError(f"data must be 'global' or 'local', got {data!r}.")
         self.data = data
         info = comm.dist_info()
         self.rank, self.world_size = info.rank, info.world_size
-        tcfg = tcfg or TrainConfig()
+        self.writes = self.rank == 0
+        self.checkpoint_on_bad_data = data == "global"  # with local data only this rank saw them
+
+    def bind(self, out_dir: Path | None, tcfg: TrainConfig) -> None:
+        super().bind(out_dir, tcfg)
         if tcfg.batch_size % self.world_size:
             raise ConfigError(
                 f"batch_size ({tcfg.batch_size}) must be a multiple of the number of ranks "
                 f"({self.world_size}) for data-parallel training."
             )
         self.local_batch = tcfg.batch_size // self.world_size
-        super().__init__(cfgs, source, tcfg, names=names, progress=progress)
-        if self.rank != 0:
-            self.metrics = MetricsLog(None)  # only rank 0 writes metrics.jsonl
-        self._check_same_setup()
-        self._broadcast_weights()
 
-    # ------------------------------------------------------------------ start-up
-    def _note(self) -> str:
+    def note(self) -> str:
         path = self.checkpoint_path()
         if path is not None and path.exists():
             return f"; the last checkpoint {path} is intact, restart every rank with --resume"
         return ""
 
-    def _check_same_setup(self) -> None:
+    # ------------------------------------------------------------------ start-up
+    def after_init(self, setup: dict[str, Any], saes: dict[str, SparseDictionary]) -> None:
+        self._check_same_setup(setup)
+        self._broadcast_weights(saes)
+
+    def _check_same_setup(self, setup: dict[str, Any]) -> None:
         """Every rank must train the same dictionaries with the same settings."""
-        setup = self.describe()
+        setup = dict(setup)
         setup["train"] = {k: v for k, v in setup["train"].items() if k != "device"}  # cuda:0 vs cuda:1 is fine
         text = json.dumps(setup, sort_keys=True, default=str)
         digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
-        mine = torch.tensor([digest], dtype=torch.long, device=self.device)
+        mine = torch.tensor([digest], dtype=torch.long, device=comm.comm_device())
         lo, hi = mine.clone(), mine.clone()
         comm.all_reduce(lo, dist.ReduceOp.MIN, "the start-up config check")
         comm.all_reduce(hi, dist.ReduceOp.MAX, "the start-up config check")
@@ -140,35 +91,33 @@ class DataParallelTrainer(Trainer):
             )
 
     @torch.no_grad()
-    def _broadcast_weights(self) -> None:
+    def _broadcast_weights(self, saes: dict[str, SparseDictionary]) -> None:
         # Initialisation is seeded, so this is a no-op on CPU; on GPUs it removes any
         # nondeterminism of the init sample so every rank starts from rank 0's weights.
-        for run in self.runs:
-            for t in list(run.sae.parameters()) + list(run.sae.buffers()):
-                comm.broadcast(t.data, 0, f"the initial weights of {run.name}")
+        for name, sae in saes.items():
+            for t in list(sae.parameters()) + list(sae.buffers()):
+                comm.broadcast(t.data, 0, f"the initial weights of {name}")
 
     # ------------------------------------------------------------------ data
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def read_batch(self, source: Any, batch_size: int, pending: list[Batch]) -> Batch:
         if self.data == "global":
-            return super().next_batch()
-        if self._pending:  # the initialisation batch (full size): this rank trains on its first rows
-            x, y = self._pending.pop(0)
-            x, y = x[: self.local_batch], (y[: self.local_batch] if y is not None else None)
-        else:
-            x, y = self.source.next_batch(self.local_batch)
-        return x.to(self.device, non_blocking=True), (y.to(self.device, non_blocking=True) if y is not None else None)
+            x, y = super().read_batch(source, batch_size, pending)
+            return x.tensor_split(self.world_size)[self.rank], (
+                y.tensor_split(self.world_size)[self.rank] if y is not None else None
+            )
+        if pending:  # the initialisation batch (full size): this rank trains on its first rows
+            x, y = pending.pop(0)
+            return x[: self.local_batch], (y[: self.local_batch] if y is not None else None)
+        return source.next_batch(self.local_batch)
 
-    def _on_bad_batch(self) -> None:
-        # With local data only this rank saw the bad rows, so a checkpoint (a collective here)
-        # cannot be taken; the last periodic one stays.
-        if self.data == "global":
-            super()._on_bad_batch()
+    def global_rows(self, n_local: int) -> int:
+        return n_local * self.world_size
 
     # ------------------------------------------------------------------ the DDP part
     def reduce_gradients(self, sae: SparseDictionary) -> None:
         params = list(sae.parameters())
-        have = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=self.device)
-        comm.all_reduce(have, dist.ReduceOp.MAX, "the gradient all-reduce", note=self._note())
+        have = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=comm.comm_device())
+        comm.all_reduce(have, dist.ReduceOp.MAX, "the gradient all-reduce", note=self.note())
         works = []
         for p, h in zip(params, have.tolist()):
             if not h:
@@ -178,32 +127,33 @@ class DataParallelTrainer(Trainer):
             try:
                 works.append((p, dist.all_reduce(p.grad, async_op=True)))
             except Exception as e:  # a broken group can fail at submission, not only at wait
-                raise comm.failure("the gradient all-reduce", e, self._note()) from None
+                raise comm.failure("the gradient all-reduce", e, self.note()) from None
         for p, w in works:
-            comm.wait(w, "the gradient all-reduce", note=self._note())
+            comm.wait(w, "the gradient all-reduce", note=self.note())
             p.grad.div_(self.world_size)
 
     def reduce_fired(self, fired: torch.Tensor) -> torch.Tensor:
         t = fired.to(torch.int32)
-        comm.all_reduce(t, dist.ReduceOp.MAX, "the dead-latent all-reduce", note=self._note())
+        comm.all_reduce(t, dist.ReduceOp.MAX, "the dead-latent all-reduce", note=self.note())
         return t.bool()
 
-    def gather_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        xs = torch.cat(comm.all_gather(x, "the resampling all-gather", note=self._note()))
-        ys = torch.cat(comm.all_gather(y, "the resampling all-gather", note=self._note())) if y is not None else None
+    def gather_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> Batch:
+        xs = torch.cat(comm.all_gather(x, "the resampling all-gather", note=self.note()))
+        ys = torch.cat(comm.all_gather(y, "the resampling all-gather", note=self.note())) if y is not None else None
         return xs, ys
 
     @torch.no_grad()
-    def _record(self, run: Run, out, x, y, lr: float) -> dict[str, Any]:
+    def reduce_record(self, rec: dict[str, Any], run: Any, out: Any, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, Any]:
         """Metrics of the global batch: means averaged, FVU from all-reduced sums."""
-        rec = super()._record(run, out, x, y, lr)
         keys = ["loss", "l0"] + sorted(out.terms)
         ys = run.sae.scale_in(x if y is None else y).float()
         resid = (ys - out.y_hat.float()).pow(2).sum()
-        head = torch.tensor([rec[k] for k in keys], dtype=torch.float64, device=self.device)
-        sums = torch.stack([resid.double(), ys.double().pow(2).sum(), torch.tensor(float(ys.shape[0]), dtype=torch.float64, device=self.device)])
+        dev = ys.device
+        head = torch.tensor([rec[k] for k in keys], dtype=torch.float64, device=dev)
+        n_rows = torch.tensor(float(ys.shape[0]), dtype=torch.float64, device=dev)
+        sums = torch.stack([resid.double(), ys.double().pow(2).sum(), n_rows])
         vec = torch.cat([head, sums, ys.double().sum(0)])
-        comm.all_reduce(vec, what="the metrics all-reduce", note=self._note())
+        comm.all_reduce(vec, what="the metrics all-reduce", note=self.note())
         n_keys = len(keys)
         for i, k in enumerate(keys):
             rec[k] = float(vec[i]) / self.world_size
@@ -213,24 +163,18 @@ class DataParallelTrainer(Trainer):
         return rec
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "world_size": self.world_size, "data": self.data}
-
-    def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
-        if self.data == "global":
-            return super().save_checkpoint(path)
-        # Every rank's source position goes into rank 0's file (a collective: all ranks call it).
-        sources = comm.all_gather_object(self.source.state_dict(), "the checkpoint's source-state gather")
-        path = Path(path) if path is not None else self.checkpoint_path()
-        if path is None or self.rank != 0:
+    def checkpoint_state(self, make_state: Callable[[], dict[str, Any]], source: Any) -> dict[str, Any] | None:
+        # With local data every rank's source position goes into rank 0's file (a collective).
+        sources = None
+        if self.data == "local":
+            sources = comm.all_gather_object(source.state_dict(), "the checkpoint's source-state gather")
+        if not self.writes:
             return None
-        return save_checkpoint(path, {**self.state_dict(), "sources": sources})
+        state = {**make_state(), "world_size": self.world_size, "data": self.data}
+        return state if sources is None else {**state, "sources": sources}
 
-    def resume(self, path: str | Path | None = None) -> Trainer:
+    def load_state(self, path: str | Path) -> dict[str, Any]:
         """Rank 0 reads the checkpoint and broadcasts it, so ranks need no shared disk."""
-        path = path if path is not None else self.checkpoint_path()
-        if path is None:
-            raise ConfigError("resume needs out_dir (where the checkpoint is) or a checkpoint path.")
         state: Any = None
         if self.rank == 0:
             try:
@@ -252,24 +196,34 @@ class DataParallelTrainer(Trainer):
             )
         if self.data == "local":
             state = {**state, "source": state["sources"][self.rank]}
-        self.load_state_dict(state)
-        return self
+        return state
 
-    def fit(self) -> list[SparseDictionary]:
-        saes = super().fit()
+    def finish(self) -> None:
         # Return only once rank 0 has written the dictionaries, so every rank's "done" is true.
         comm.barrier("the end-of-training barrier")
-        return saes
+
+
+class DataParallelTrainer(Trainer):
+    """The ordinary ``Trainer`` with the ``DataParallel`` strategy (call ``init_distributed`` first)."""
+
+    def __init__(
+        self,
+        cfgs: DictionaryConfig | list[DictionaryConfig],
+        source: Any,
+        tcfg: TrainConfig | None = None,
+        names: list[str] | None = None,
+        progress: bool = True,
+        data: str = "global",
+    ):
+        super().__init__(cfgs, source, tcfg, names=names, progress=progress, strategy=DataParallel(data))
 
 
 def data_part(data: str) -> tuple[int, int] | None:
     """(rank, world) when this process is one of several ranks reading local data, else None."""
     if data not in DATA_MODES:
         raise ConfigError(f"--dist-data must be 'global' or 'local', got {data!r}.")
-    if data == "global" or not is_distributed_launch():
+    if data == "global" or not comm.is_distributed_launch():
         return None
-    import os
-
     return int(os.environ.get("RANK", "0")), comm.env_world_size()
 
 
@@ -284,16 +238,21 @@ def make_trainer(
     data: str = "global",
     shard_latents: bool = False,
 ) -> Trainer:
-    """When launched as one of several ranks: a ``DataParallelTrainer``, or with
-    ``shard_latents`` a ``LatentShardedTrainer``; else a plain ``Trainer``."""
-    if not is_distributed_launch():
+    """A ``Trainer`` whose strategy fits how this process was started: one of several ranks
+    (torchrun) gets ``DataParallel``, or with ``shard_latents`` ``LatentSharded``; else ``Solo``."""
+    if not comm.is_distributed_launch():
         return Trainer(cfgs, source, tcfg, names=names, progress=progress)
     if shard_latents and data != "global":
         raise ConfigError("--shard-latents needs every rank to read the same batches; drop --dist-data local.")
-    init_distributed(timeout_s, device=(tcfg.device if tcfg else "auto"))
+    comm.init_distributed(timeout_s, device=(tcfg.device if tcfg else "auto"))
     if shard_latents:
-        return LatentShardedTrainer(cfgs, source, tcfg, names=names, progress=progress)
-    return DataParallelTrainer(cfgs, source, tcfg, names=names, progress=progress, data=data)
+        from saekit.parallel.latent_sharded import LatentSharded
+
+        # The dictionary is too wide for one device: only the writing rank assembles it (on CPU).
+        strategy: Solo = LatentSharded(full_on="writer")
+    else:
+        strategy = DataParallel(data)
+    return Trainer(cfgs, source, tcfg, names=names, progress=progress, strategy=strategy)
 
 
 def train_data_parallel(
@@ -317,4 +276,3 @@ def train_data_parallel(
         trainer.resume(None if resume is True else resume)
     saes = trainer.fit()
     return saes[0] if isinstance(cfg, DictionaryConfig) else saes
-

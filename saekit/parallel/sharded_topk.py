@@ -2,13 +2,16 @@
 
 Rank r of a group of N holds latents ``[start_r, stop_r)``: columns of ``W_enc`` and ``b_enc``
 and rows of ``W_dec``; ``b_dec`` (and ``W_skip``) are replicated. Every rank sees the same
-input batch. A forward pass (Gao et al. 2024, section on scaling):
+input batch. ``ShardedTopK`` is a ``TopKDictionary``: the loss, AuxK, Multi-TopK and the
+decoder constraints are the parent's; it replaces only the pieces that touch every latent
+(Gao et al. 2024, section on scaling):
 
-1. each rank computes its pre-activations ``[B, n/N]`` and their local top-k;
-2. values and global indices are all-gathered (``[B, N·k]``) and the global top-k taken, so
-   every rank knows the k winners of each row;
-3. decoding: each rank sums the decoder rows of the winners it owns (a partial ``[B, d_out]``)
-   and the partials are all-reduced; ``b_dec`` is added once.
+1. ``pre_acts``: each rank computes its pre-activations ``[B, n/N]``;
+2. ``select``: local top-k, values and global indices all-gathered (``[B, N·k]``), global
+   top-k, so every rank knows the k winners of each row;
+3. ``decode_rows``: each rank sums the decoder rows of the winners it owns (a partial
+   ``[B, d_out]``) and the partials are all-reduced;
+4. ``fired_mask`` / ``count_dead``: this rank's latents / the dead count of every rank.
 
 Autograd follows the Megatron pattern, so gradients equal the unsharded dictionary's: the
 all-gather's backward keeps this rank's slice (the loss is replicated, so its gradient is the
@@ -22,15 +25,16 @@ O(B·n): what makes a 1M-latent dictionary fit on several devices without gather
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from saekit.config import DictionaryConfig
-from saekit.dictionaries.base import ConfigShape, TrainOutput, sparse_decode
+from saekit.dictionaries.base import sparse_decode
 from saekit.dictionaries.topk import TopKDictionary
 from saekit.errors import ConfigError
-from saekit.training import dist_comm as comm
+from saekit.parallel import comm
 
 
 def latent_bounds(n_latents: int, world: int) -> list[tuple[int, int]]:
@@ -88,38 +92,32 @@ class _GatherLast(torch.autograd.Function):
         return grad[..., lo : lo + ctx.size].contiguous(), None
 
 
-class ShardedTopK(ConfigShape, nn.Module):
+class ShardedTopK(TopKDictionary):
     """One rank's shard of a TopK dictionary (or TopK transcoder / skip transcoder).
 
     Build it with ``ShardedTopK.from_full(sae)`` (every rank holds the same full dictionary,
-    e.g. created from the same seed) or ``ShardedTopK(cfg)`` and load weights; gather a full
-    ``TopKDictionary`` back with ``gather_full()`` (a collective: every rank calls it).
+    e.g. created from the same seed) or ``ShardedTopK(cfg)`` and load weights; gather the full
+    ``TopKDictionary`` back into CPU memory with ``gather_full()`` (a collective).
+    ``self.cfg`` is the whole dictionary's config; the parameters hold ``n_local`` latents.
     """
 
-    kind = "topk"
-    sparse_output = True
-
     def __init__(self, cfg: DictionaryConfig, group=None):
-        super().__init__()
         if cfg.kind != "topk":
             raise ConfigError(f"latent sharding supports kind 'topk', got {cfg.kind!r}.")
-        self.cfg, self.group = cfg, group
-        self.rank, self.world = dist.get_rank(group), dist.get_world_size(group)
-        bounds = latent_bounds(cfg.n_latents, self.world)
+        rank, world = dist.get_rank(group), dist.get_world_size(group)
+        bounds = latent_bounds(cfg.n_latents, world)
         smallest = min(b - a for a, b in bounds)
         if smallest < cfg.k:
             raise ConfigError(
                 f"k ({cfg.k}) must be at most the latents per rank ({smallest} = n_latents "
-                f"{cfg.n_latents} / {self.world} ranks); use fewer ranks or more latents."
+                f"{cfg.n_latents} / {world} ranks); use fewer ranks or more latents."
             )
-        self.start, self.stop = bounds[self.rank]
-        n = self.stop - self.start
-        self.W_enc = nn.Parameter(torch.zeros(cfg.d_in, n))
-        self.b_enc = nn.Parameter(torch.zeros(n))
-        self.W_dec = nn.Parameter(torch.zeros(n, cfg.d_out))
-        self.b_dec = nn.Parameter(torch.zeros(cfg.d_out))
-        self.W_skip = nn.Parameter(torch.zeros(cfg.d_out, cfg.d_in)) if cfg.skip else None
-        self.register_buffer("act_scale", torch.ones(()))
+        start, stop = bounds[rank]
+        # The parent allocates parameters for the latents of this rank only.
+        super().__init__(dataclasses.replace(cfg, n_latents=stop - start))
+        self.cfg, self.group = cfg, group
+        self.rank, self.world = rank, world
+        self.start, self.stop, self.smallest = start, stop, smallest
 
     @property
     def n_local(self) -> int:
@@ -142,30 +140,38 @@ class ShardedTopK(ConfigShape, nn.Module):
         return shard
 
     @torch.no_grad()
-    def gather_full(self) -> TopKDictionary:
-        """The whole dictionary on every rank (collective; for saving and evaluation)."""
-        sizes = [b - a for a, b in latent_bounds(self.cfg.n_latents, self.world)]
-        width = max(sizes)
-
-        def gather_rows(t: torch.Tensor) -> torch.Tensor:  # [n_local, ...] -> [n, ...]
-            pad = torch.zeros((width - t.shape[0], *t.shape[1:]), dtype=t.dtype, device=t.device)
-            parts = comm.all_gather(torch.cat([t, pad]), "the sharded dictionary gather", group=self.group)
-            return torch.cat([p[:s] for p, s in zip(parts, sizes)])
-
-        full = TopKDictionary(self.cfg).to(device=self.W_enc.device, dtype=self.W_enc.dtype)
-        full.W_enc.copy_(gather_rows(self.W_enc.T.contiguous()).T)
-        full.b_enc.copy_(gather_rows(self.b_enc))
-        full.W_dec.copy_(gather_rows(self.W_dec))
-        full.b_dec.copy_(self.b_dec)
-        if self.W_skip is not None:
-            full.W_skip.copy_(self.W_skip)
-        full.act_scale.copy_(self.act_scale)
+    def gather_full(self, dst: int | None = None) -> TopKDictionary | None:
+        """The whole dictionary in CPU memory on rank ``dst`` (on every rank when None), None on
+        the others; a collective. Shards travel one at a time, so no device ever holds more
+        than its own shard and one other: a dictionary wider than any device can be saved."""
+        receive = dst is None or self.rank == dst
+        full = TopKDictionary(self.cfg) if receive else None  # CPU
+        dev = comm.comm_device()
+        mine = (self.W_enc.T, self.b_enc, self.W_dec)  # latent-major views of the sharded tensors
+        for r, (a, b) in enumerate(latent_bounds(self.cfg.n_latents, self.world)):
+            src = r if self.group is None else dist.get_global_rank(self.group, r)
+            for i, t in enumerate(mine):
+                if r == self.rank:
+                    buf = t.detach().contiguous().to(dev)
+                else:
+                    buf = torch.empty((b - a, *t.shape[1:]), dtype=t.dtype, device=dev)
+                if dst is None:
+                    comm.broadcast(buf, src, "the sharded dictionary gather", group=self.group)
+                elif r != dst and self.rank in (r, dst):
+                    if self.rank == r:
+                        comm.send(buf, dst, "sending a dictionary shard to the writing rank")
+                    else:
+                        comm.recv(buf, src, "receiving a dictionary shard")
+                if full is not None:
+                    (full.W_enc.T, full.b_enc, full.W_dec)[i][a:b].copy_(buf.cpu())
+        if full is not None:
+            full.b_dec.copy_(self.b_dec.cpu())
+            if self.W_skip is not None:
+                full.W_skip.copy_(self.W_skip.cpu())
+            full.act_scale.copy_(self.act_scale.cpu())
         return full
 
-    # ------------------------------------------------------------------ encoding
-    def scale_in(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self.W_enc.dtype) * self.act_scale
-
+    # ------------------------------------------------------------------ what touches every latent
     def pre_acts(self, xs: torch.Tensor) -> torch.Tensor:
         """This rank's pre-activations [B, n_local] of scaled inputs ``xs`` (replicated)."""
         if self.apply_b_dec_to_input:
@@ -174,106 +180,51 @@ class ShardedTopK(ConfigShape, nn.Module):
 
     def select(self, pre_local: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Global (values, indices) [B, k] of the k largest ReLU'd pre-activations per row."""
-        k_local = min(k, pre_local.shape[-1])
+        k_local = min(k, self.smallest)  # the same on every rank: the all-gather needs equal sizes
         vals, idx = pre_local.topk(k_local, dim=-1, sorted=False)
         all_vals = _GatherLast.apply(vals, self.group)  # [B, world·k_local], differentiable
         all_idx = torch.cat(comm.all_gather(idx + self.start, "the sharded top-k all-gather", group=self.group), -1)
-        top, pos = all_vals.topk(k, dim=-1, sorted=False)
+        top, pos = all_vals.topk(min(k, all_vals.shape[-1]), dim=-1, sorted=False)
         return torch.relu(top), all_idx.gather(-1, pos)
 
-    def encode_sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(values, global indices) [B, k] of the active latents, the same on every rank."""
-        return self.select(self.pre_acts(self.scale_in(x)), self.cfg.k)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Dense codes [B, n_latents] (gathers every latent: for small batches and tests)."""
-        vals, idx = self.encode_sparse(x)
-        return torch.zeros(x.shape[0], self.cfg.n_latents, dtype=vals.dtype, device=vals.device).scatter(-1, idx, vals)
-
-    # ------------------------------------------------------------------ decoding
-    def _decode_no_bias(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def decode_rows(self, vals: torch.Tensor, idx: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """Σ vals·W_dec[idx] over all ranks: each sums the rows it owns, then all-reduce."""
         mine = (idx >= self.start) & (idx < self.stop)
         local_idx = torch.where(mine, idx - self.start, torch.zeros_like(idx))
         partial = sparse_decode(local_idx, vals * mine, self.W_dec, None)
-        return _ReduceFromShards.apply(partial, self.group)
+        out = _ReduceFromShards.apply(partial, self.group)
+        return out if bias is None else out + bias
 
-    def decode_sparse(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Reconstruction (without the skip path) from global sparse codes [B, k]."""
-        return (self._decode_no_bias(vals, idx) + self.b_dec) / self.act_scale
+    def fired_mask(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """[n_local] bool: this rank's latents active on at least one row."""
+        owned = (vals > 0) & (idx >= self.start) & (idx < self.stop)
+        fired = torch.zeros(self.n_local, dtype=torch.bool, device=vals.device)
+        fired[idx[owned] - self.start] = True
+        return fired
+
+    def count_dead(self, dead_mask: torch.Tensor) -> int:
+        """Dead latents of every shard (``dead_mask`` is this rank's [n_local] slice)."""
+        n = dead_mask.sum().reshape(1).to(torch.long)
+        comm.all_reduce(n, what="the dead-latent count all-reduce", group=self.group)
+        return int(n)
+
+    def fused_encoder(self):
+        return None  # the kernel's top-k is local; the sharded top-k needs the gather above
+
+    def activation(self, pre_local: torch.Tensor) -> torch.Tensor:
+        """Dense global codes [B, n_latents] (gathers every latent: for small batches and tests)."""
+        vals, idx = self.select(pre_local, self.cfg.k)
+        z = torch.zeros(pre_local.shape[0], self.cfg.n_latents, dtype=vals.dtype, device=vals.device)
+        return z.scatter(-1, idx, vals)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction from dense global codes [B, n_latents]."""
-        return (_ReduceFromShards.apply(z[:, self.start : self.stop] @ self.W_dec, self.group) + self.b_dec) / self.act_scale
+        part = z[:, self.start : self.stop] @ self.W_dec
+        return (_ReduceFromShards.apply(part, self.group) + self.b_dec) / self.act_scale
 
-    def skip_path(self, xs: torch.Tensor) -> torch.Tensor | float:
-        return xs @ self.W_skip.T if self.W_skip is not None else 0.0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xs = self.scale_in(x)
-        vals, idx = self.select(self.pre_acts(xs), self.cfg.k)
-        return (self._decode_no_bias(vals, idx) + self.b_dec + self.skip_path(xs)) / self.act_scale
-
-    # ------------------------------------------------------------------ training
-    def training_loss(self, x, y=None, *, dead_mask=None, step=0) -> TrainOutput:
-        """TopKDictionary.training_loss, sharded: ``dead_mask`` and ``fired`` are this rank's
-        [n_local] slices; the loss, reconstruction and L0 are replicated."""
-        cfg = self.cfg
-        xs = self.scale_in(x)
-        ys = xs if y is None else self.scale_in(y)
-        pre = self.pre_acts(xs)
-        vals, idx = self.select(pre, cfg.k)
-        skip = self.skip_path(xs)
-        y_hat = self._decode_no_bias(vals, idx) + self.b_dec + skip
-        terms = {"mse": (y_hat - ys).pow(2).sum(-1).mean()}
-        if cfg.multi_topk:
-            v4, i4 = self.select(pre, min(4 * cfg.k, self.n_local * self.world))
-            y4 = self._decode_no_bias(v4, i4) + self.b_dec + skip
-            terms["multi_topk"] = (y4 - ys).pow(2).sum(-1).mean() / 8
-        terms.update(self.aux_loss(ys, pre, y_hat, dead_mask))
-        active = vals > 0
-        owned = active & (idx >= self.start) & (idx < self.stop)
-        fired = torch.zeros(self.n_local, dtype=torch.bool, device=x.device)
-        fired[idx[owned] - self.start] = True
-        return TrainOutput(sum(terms.values()), y_hat, fired, active.sum(-1).float().mean(), terms)
-
-    def aux_loss(self, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:
-        """AuxK over the dead latents of every shard (global count, sharded top-k_aux)."""
-        cfg = self.cfg
-        if dead_mask is None or cfg.aux_coef == 0:
-            return {}
-        n_dead_t = dead_mask.sum().reshape(1).to(torch.long)
-        comm.all_reduce(n_dead_t, what="the dead-latent count all-reduce", group=self.group)
-        n_dead = int(n_dead_t)
-        if n_dead == 0:
-            return {}
-        k_aux = min(cfg.k_aux, n_dead)
-        masked = pre.masked_fill(~dead_mask[None], float("-inf"))
-        # A rank with fewer than k_aux dead latents contributes -inf entries, which never win
-        # the global top-k because k_aux <= the global dead count.
-        vals, idx = self.select(masked, k_aux)
-        e = (ys - y_hat).detach()
-        e_hat = self._decode_no_bias(vals, idx)
-        scale = min(n_dead / cfg.k_aux, 1.0)
-        return {"aux": cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}
-
-    @torch.no_grad()
-    def remove_parallel_decoder_grad(self) -> None:
-        if self.unit_norm_decoder and self.W_dec.grad is not None:
-            w = self.W_dec / self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-            g = self.W_dec.grad
-            g.sub_((g * w).sum(-1, keepdim=True) * w)
-
-    @torch.no_grad()
-    def set_decoder_norm_to_unit_norm(self) -> None:
-        if self.unit_norm_decoder:
-            self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8))
-
-    def after_step(self) -> None:
-        self.set_decoder_norm_to_unit_norm()
-
-    def to_inference(self) -> ShardedTopK:
-        return self  # TopK behaves the same in training and inference
+    def decode_sparse(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Reconstruction (without the skip path) from global sparse codes [B, k]."""
+        return self.decode_rows(vals, idx, self.b_dec) / self.act_scale
 
     def extra_repr(self) -> str:
         c = self.cfg
