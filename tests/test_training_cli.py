@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 from saekit.cli import main
-from saekit.commands.train import expand_sweep, parse_count
+from saekit.commands.train import parse_count
+from saekit.training.spec import expand_sweep
 
 
 @pytest.fixture()
