@@ -92,17 +92,30 @@ class TopKDictionary(SparseDictionary):
         return TrainOutput(sum(terms.values()), y_hat, self.fired_mask(vals, idx), l0, terms)
 
     def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:
-        """AuxK (Gao et al. 2024, appendix A.2) on the latents in ``dead_mask``."""
-        if dead_mask is None or self.cfg.aux_coef == 0:
-            return {}
-        n_dead = self.count_dead(dead_mask)
-        if n_dead == 0:
-            return {}
-        k_aux = min(self.cfg.k_aux, n_dead)
-        # A latent-sharded rank with fewer than k_aux dead latents offers -inf entries, which
-        # never win the global top-k because k_aux <= the global dead count.
-        vals, idx = self.select(pre.masked_fill(~dead_mask[None], float("-inf")), k_aux)
-        e = (ys - y_hat).detach()  # the residual the dead latents should explain
-        e_hat = self.decode_rows(vals, idx, None)
-        scale = min(n_dead / self.cfg.k_aux, 1.0)
-        return {"aux": self.cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}
+        return auxk_loss(self, ys, pre, y_hat, dead_mask, self.select, self.decode_rows, self.count_dead)
+
+
+def auxk_loss(sae, ys, pre, y_hat, dead_mask, select=None, decode_rows=None, count_dead=None) -> dict[str, torch.Tensor]:
+    """AuxK (Gao et al. 2024, appendix A.2) on the latents in ``dead_mask``: the k_aux largest
+    pre-activations among dead latents reconstruct the residual error. ``select``,
+    ``decode_rows`` and ``count_dead`` default to the plain top-k, decoder sum and count (a
+    latent-sharded TopK passes its own; batchtopk uses the defaults)."""
+    cfg = sae.cfg
+    if dead_mask is None or cfg.aux_coef == 0:
+        return {}
+    n_dead = count_dead(dead_mask) if count_dead is not None else int(dead_mask.sum())
+    if n_dead == 0:
+        return {}
+    k_aux = min(cfg.k_aux, n_dead)
+    masked = pre.masked_fill(~dead_mask[None], float("-inf"))
+    # A latent-sharded rank with fewer than k_aux dead latents offers -inf entries, which never
+    # win the global top-k because k_aux <= the global dead count.
+    if select is not None:
+        vals, idx = select(masked, k_aux)
+    else:
+        vals, idx = masked.topk(k_aux, dim=-1, sorted=False)
+        vals = torch.relu(vals)
+    e = (ys - y_hat).detach()  # the residual the dead latents should explain
+    e_hat = decode_rows(vals, idx, None) if decode_rows is not None else sparse_decode(idx, vals, sae.W_dec, None)
+    scale = min(n_dead / cfg.k_aux, 1.0)
+    return {"aux": cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}
