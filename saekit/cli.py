@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"saekit {args.command}: interrupted.", file=sys.stderr)
         code = 130
-    comm = sys.modules.get("saekit.training.dist_comm")
+    comm = sys.modules.get("saekit.parallel.comm")
     if comm is not None and comm.joined_group():
         comm.exit_process(code)  # a torchrun rank: keep the exit code, skip gloo's teardown
     return code
