@@ -9,9 +9,12 @@ import torch
 
 from saekit.config import DictionaryConfig
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
+from saekit.dictionaries.abstopk import AbsTopKDictionary
 from saekit.dictionaries.batchtopk import BatchTopKDictionary
+from saekit.dictionaries.gated import GatedDictionary
 from saekit.dictionaries.init import geometric_median, init_b_dec, init_weights
 from saekit.dictionaries.jumprelu import JumpReLUDictionary
+from saekit.dictionaries.matryoshka import MatryoshkaDictionary
 from saekit.dictionaries.relu import ReLUDictionary
 from saekit.dictionaries.topk import TopKDictionary
 from saekit.errors import ConfigError
@@ -21,11 +24,14 @@ ARCHITECTURES: dict[str, type[SparseDictionary]] = {
     "topk": TopKDictionary,
     "batchtopk": BatchTopKDictionary,
     "jumprelu": JumpReLUDictionary,
+    "matryoshka": MatryoshkaDictionary,
+    "abstopk": AbsTopKDictionary,
+    "gated": GatedDictionary,
 }
 
 
 def architecture(kind: str) -> type[SparseDictionary]:
-    """The dictionary class for ``kind`` (relu, topk, batchtopk, jumprelu)."""
+    """The dictionary class for ``kind`` (a key of ``ARCHITECTURES``)."""
     try:
         return ARCHITECTURES[kind]
     except KeyError:
@@ -58,8 +64,11 @@ def create(
 
 __all__ = [
     "ARCHITECTURES",
+    "AbsTopKDictionary",
     "BatchTopKDictionary",
+    "GatedDictionary",
     "JumpReLUDictionary",
+    "MatryoshkaDictionary",
     "ReLUDictionary",
     "SparseDictionary",
     "TopKDictionary",

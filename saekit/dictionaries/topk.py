@@ -29,6 +29,7 @@ def _kernel_topk_encode():
 class TopKDictionary(SparseDictionary):
     kind = "topk"
     sparse_output = True
+    fused_encode = True  # may train through saekit.kernels.topk_encode (ReLU'd codes)
 
     def select(self, pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, indices) [B, k] of the k largest ReLU'd pre-activations of each row."""
@@ -53,7 +54,7 @@ class TopKDictionary(SparseDictionary):
         ys = xs if y is None else self.scale_in(y)
         need_pre = self.cfg.multi_topk or (dead_mask is not None and bool(dead_mask.any()) and self.cfg.aux_coef)
         encode = _kernel_topk_encode()
-        if need_pre or encode is None:
+        if need_pre or encode is None or not self.fused_encode:
             pre = self.pre_acts(xs)
             vals, idx = self.select(pre, self.cfg.k)
         else:
@@ -70,7 +71,7 @@ class TopKDictionary(SparseDictionary):
             y4 = sparse_decode(i4, v4, self.W_dec, self.b_dec) + skip
             terms["multi_topk"] = (y4 - ys).pow(2).sum(-1).mean() / 8
         terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
-        active = vals > 0
+        active = vals != 0  # signed kinds (abstopk) are active below zero too
         fired = torch.zeros(self.n_latents, dtype=torch.bool, device=x.device)
         fired[idx[active]] = True
         return TrainOutput(sum(terms.values()), y_hat, fired, active.sum(-1).float().mean(), terms)

@@ -38,6 +38,8 @@ SAELENS_KNOWN = {
     "skip_transcoder",
     "jumprelu_transcoder",
     "jumprelu_skip_transcoder",
+    "gated",  # SAELens ≥ 6.0
+    "abstopk",  # SAELens ≥ 6.5x (AbsTopK)
 }
 
 
