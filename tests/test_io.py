@@ -26,6 +26,13 @@ ARCHS = {
     "skip_transcoder": dict(kind="relu", d_out=12, skip=True),
     "topk_skip_transcoder": dict(kind="topk", k=3, skip=True),
     "jumprelu_transcoder": dict(kind="jumprelu", d_out=6),
+    "matryoshka": dict(kind="matryoshka", k=4, matryoshka_widths=(4, 16)),
+    "abstopk": dict(kind="abstopk", k=4),
+    "gated": dict(kind="gated"),
+    "gated_skip_transcoder": dict(kind="gated", d_out=12, skip=True),
+    "abstopk_transcoder": dict(kind="abstopk", k=3, d_out=6),
+    "relu_lp_annealed": dict(kind="relu", penalty="lp", lp=0.4, lp_anneal_steps=50),
+    "jumprelu_quadratic": dict(kind="jumprelu", jumprelu_sparsity_loss="quadratic", target_l0=3.0),
 }
 
 
@@ -39,8 +46,11 @@ def make(seed: int = 0, act_scale: float = 1.0, **kw) -> torch.nn.Module:
             p.add_(0.1 * torch.randn(p.shape, generator=g))
         if hasattr(sae, "threshold"):
             sae.threshold.copy_(0.05 + 0.1 * torch.rand(sae.threshold.shape, generator=g))
-        if cfg.kind == "batchtopk":
+        if cfg.kind in ("batchtopk", "matryoshka"):
             sae.threshold_updates.fill_(17)
+        if hasattr(sae, "lp_stage"):  # annealing state mid-way: it must survive the round trip
+            sae.lp_stage.fill_(3)
+            sae.lp_coef_scale.fill_(0.37)
         sae.act_scale.fill_(act_scale)
     return sae.to_inference().eval()
 
@@ -106,6 +116,13 @@ def test_cfg_json_has_the_fields_saelens_reads(tmp_path):
         "skip_transcoder": "skip_transcoder",
         "topk_skip_transcoder": "topk_skip_transcoder",
         "jumprelu_transcoder": "jumprelu_transcoder",
+        "matryoshka": "jumprelu",
+        "abstopk": "abstopk",
+        "gated": "gated",
+        "gated_skip_transcoder": "gated_skip_transcoder",
+        "abstopk_transcoder": "abstopk_transcoder",
+        "relu_lp_annealed": "standard",
+        "jumprelu_quadratic": "jumprelu",
     }
     for arch, kw in ARCHS.items():
         save_dictionary(make(**kw), tmp_path / arch, feature_density=torch.full((N,), 0.01))
@@ -118,13 +135,14 @@ def test_cfg_json_has_the_fields_saelens_reads(tmp_path):
         assert cfg["metadata"]["model_name"] == "tiny"
         assert cfg["metadata"]["sae_lens_version"] == SAELENS_SCHEMA_VERSION
         assert cfg["hook_layer"] == 1
-        if "k" in ARCHS[arch] and ARCHS[arch]["kind"] == "topk":
+        if "k" in ARCHS[arch]:
             assert cfg["k"] == ARCHS[arch]["k"]
         if arch.endswith("transcoder"):
             assert cfg["d_out"] == make(**ARCHS[arch]).cfg.d_out
         tensors = load_file(tmp_path / arch / "sae_weights.safetensors")
-        want = {"W_enc", "b_enc", "W_dec", "b_dec"}
-        want |= {"threshold"} if ARCHS[arch]["kind"] in ("jumprelu", "batchtopk") else set()
+        gated = ARCHS[arch]["kind"] == "gated"
+        want = {"W_enc", "W_dec", "b_dec"} | ({"b_gate", "b_mag", "r_mag"} if gated else {"b_enc"})
+        want |= {"threshold"} if ARCHS[arch]["kind"] in ("jumprelu", "batchtopk", "matryoshka") else set()
         want |= {"W_skip"} if ARCHS[arch].get("skip") else set()
         assert set(tensors) == want
         sparsity = load_file(tmp_path / arch / "sparsity.safetensors")["sparsity"]
