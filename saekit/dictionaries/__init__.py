@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 
 from saekit.config import DictionaryConfig
-from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
 from saekit.dictionaries.abstopk import AbsTopKDictionary
+from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
 from saekit.dictionaries.batchtopk import BatchTopKDictionary
 from saekit.dictionaries.gated import GatedDictionary
 from saekit.dictionaries.init import geometric_median, init_b_dec, init_weights
