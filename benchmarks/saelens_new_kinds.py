@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from interop_peers import B, CASES, D, N, SAELENS_RUNNER, compare, perturbed
+from interop_peers import CASES, SAELENS_RUNNER, B, D, N, compare, perturbed
 from safetensors.torch import load_file, save_file
 
 from saekit.config import DictionaryConfig
