@@ -205,6 +205,44 @@ def test_loads_saelens_folders_exactly(tmp_path, cfg):
         assert sae.cfg.hook_name == "blocks.0.hook_resid_pre"
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"architecture": "gated", "apply_b_dec_to_input": False},
+        {"architecture": "gated"},
+        {"architecture": "abstopk", "k": 5, "rescale_acts_by_decoder_norm": True},
+    ],
+)
+def test_loads_saelens_gated_and_abstopk_folders_exactly(tmp_path, cfg):
+    """SAELens 6.54's GatedSAE / AbsTopKSAE inference math, written out independently."""
+    g = torch.Generator().manual_seed(1)
+    w = {"W_enc": torch.randn(D, N, generator=g), "W_dec": torch.randn(N, D, generator=g), "b_dec": torch.randn(D, generator=g)}
+    if cfg["architecture"] == "gated":
+        w.update(b_gate=torch.randn(N, generator=g) * 0.3, b_mag=torch.randn(N, generator=g) * 0.3, r_mag=torch.randn(N, generator=g) * 0.3)
+    else:
+        w["b_enc"] = torch.randn(N, generator=g) * 0.1
+    save_file(w, tmp_path / "sae_weights.safetensors")
+    (tmp_path / "cfg.json").write_text(json.dumps({"d_in": D, "d_sae": N, "dtype": "float32", **cfg}))
+    sae = load(tmp_path)
+    assert sae.cfg.kind == cfg["architecture"]
+    x = x_batch()
+    sae_in = x - w["b_dec"] * cfg.get("apply_b_dec_to_input", True)
+    if cfg["architecture"] == "gated":
+        gate = (sae_in @ w["W_enc"] + w["b_gate"]) > 0
+        z = gate * torch.relu(sae_in @ (w["W_enc"] * w["r_mag"].exp()) + w["b_mag"])
+        dec_z = z
+    else:
+        norms = w["W_dec"].norm(dim=-1)
+        pre = (sae_in @ w["W_enc"] + w["b_enc"]) * norms
+        idx = pre.abs().topk(5, dim=-1).indices
+        z = torch.zeros_like(pre).scatter_(-1, idx, pre.gather(-1, idx))
+        assert bool((z < 0).any())  # signed codes
+        dec_z = z / norms
+    with torch.no_grad():
+        torch.testing.assert_close(sae.encode(x), z, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(sae(x), dec_z @ w["W_dec"] + w["b_dec"], atol=1e-5, rtol=1e-5)
+
+
 def _sparsify_folder(path, transcode=False, skip=False, seed=0):
     g = torch.Generator().manual_seed(seed)
     st = {
