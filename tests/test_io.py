@@ -439,6 +439,14 @@ def test_export_refuses_what_the_target_cannot_represent(tmp_path):
         export(tmp_path / "tc", tmp_path / "o3", "saelens")
     with pytest.raises(saekit.DataError, match="ReLU or JumpReLU transcoder"):
         export(tmp_path / "relu", tmp_path / "o4", "circuit-tracer")
+    gated = DictionaryConfig(kind="gated", d_in=D, n_latents=N, transcoder=True, hook_name="blocks.0.ln2.hook_normalized")
+    save_dictionary(create(gated), tmp_path / "gated_tc")
+    with pytest.raises(saekit.DataError, match="ReLU or JumpReLU transcoder"):  # no b_enc: its own gate
+        export(tmp_path / "gated_tc", tmp_path / "o4b", "circuit-tracer")
+    gated_tc = DictionaryConfig(kind="gated", d_in=D, n_latents=N, d_out=12)
+    save_dictionary(create(gated_tc), tmp_path / "gated_tc12")
+    with pytest.raises(saekit.DataError, match="SAELens has no class"):
+        export(tmp_path / "gated_tc12", tmp_path / "o4c", "saelens")
     for layer in (0, 1):
         cfg = DictionaryConfig(kind="relu", d_in=D, n_latents=N, transcoder=True, skip=layer == 1)
         save_dictionary(
