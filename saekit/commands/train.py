@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     src.add_argument("--n-ctx", type=int, default=None, help="context length for --model (default: model's)")
     d = p.add_argument_group("dictionary")
-    d.add_argument("--kind", default=None, help="relu | topk (default) | batchtopk | jumprelu")
+    d.add_argument("--kind", default=None, help="relu | topk (default) | batchtopk | jumprelu | matryoshka | abstopk | gated")
     d.add_argument("--n-latents", type=int, default=None, help="dictionary width")
     d.add_argument("--k", type=int, default=None, help="active latents per token (topk, batchtopk)")
     d.add_argument("--skip", action="store_true", help="skip transcoder (adds W_skip)")
