@@ -86,8 +86,8 @@ def load_dict_cfgs(path: str | Path, handle) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from saekit.config import TrainConfig
-    from saekit.evaluation.compare import run_comparison
     from saekit.models import load_model
+    from saekit.pipeline import run_comparison
 
     dict_cfgs = None
     if args.config:

@@ -30,8 +30,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from saekit.evaluation import run_comparison
     from saekit.models import train_variants
+    from saekit.pipeline import run_comparison
 
     start = time.perf_counter()
     base = DEMO_MODEL if args.steps is None else DEMO_MODEL.replace(steps=args.steps)

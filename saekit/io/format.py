@@ -18,7 +18,6 @@ on raw activations in any reader.
 
 from __future__ import annotations
 
-import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_save_safetensors, atomic_write_json, read_json
+from saekit.jsonsafe import json_safe
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -144,24 +144,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _jsonable(obj: Any) -> Any:
-    """Make metrics/config values JSON-safe (tensors -> numbers/lists, NaN/inf -> None)."""
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach().cpu()
-        return _jsonable(obj.item() if obj.numel() == 1 else obj.tolist())
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "to_dict"):
-        return _jsonable(obj.to_dict())
-    return str(obj)
-
-
 def export_tensors(sae: torch.nn.Module) -> tuple[dict[str, torch.Tensor], float]:
     """The dictionary's tensors with ``act_scale`` folded in, in inference form.
 
@@ -251,7 +233,7 @@ def save_dictionary(
         "buffers": extra_buffers(sae),
         "versions": _versions(),
     }
-    meta.update(_jsonable(extra))
+    meta.update(json_safe(extra))
     atomic_write_json(path / SAEKIT_FILENAME, meta)
     return path
 
