@@ -46,8 +46,14 @@ class _Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    _RETIRED: dict[str, Any] = {}  # field -> its old default: dropped when read back from old files
+
     @classmethod
     def from_dict(cls, data: dict):
+        data = dict(data)
+        for key, old_default in cls._RETIRED.items():
+            if key in data and data.pop(key) != old_default:
+                raise ConfigError(f"{cls.__name__}.{key} is no longer supported; remove it from the configuration.")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -215,7 +221,8 @@ class TrainConfig(_Config):
     log_every: int = 10
     use_kernels: str = "auto"  # auto | triton | torch | dense (saekit.kernels backend for sparse decode)
     device: str = "auto"
-    wandb: bool = False
+    # `wandb` (never wired to anything) was removed; files that stored its default still load.
+    _RETIRED = {"wandb": False}
 
     def __post_init__(self) -> None:
         _require(

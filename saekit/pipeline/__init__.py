@@ -4,7 +4,8 @@
 (``saekit compare``, the end of ``saekit demo``). Its steps live in one module each: variants and
 shared tokens (``variants``), activations (``activations``), per-dictionary training and evaluation
 (``dictionaries``), cross-variant comparison (``crossvariant``), the synthetic check
-(``synthetic``), the record (``results``); ``seeds`` documents how its seeds are derived.
+(``synthetic``), the record (``results``); ``seeds`` documents how its seeds are derived;
+``stats``: hierarchical bootstrap over model and dictionary seeds, Holm correction, verdicts per axis.
 """
 
 from saekit.pipeline.activations import build_variant_cache
