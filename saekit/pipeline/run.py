@@ -22,11 +22,13 @@ from saekit.config import DictionaryConfig, TrainConfig
 from saekit.errors import ConfigError
 from saekit.pipeline import crossvariant
 from saekit.pipeline.activations import VariantActivations, variant_activations
+from saekit.pipeline.axes import consistency, dictionary_axes, summary
 from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
 from saekit.pipeline.results import MetricsLog, new_results, variant_record, write_results
 from saekit.pipeline.seeds import derive_seed
 from saekit.pipeline.synthetic import synthetic_check
 from saekit.pipeline.variants import SharedTokens, default_dict_cfgs, hooks_needed, load_variants, shared_tokens
+from saekit.pipeline.verdicts import convergence, run_verdicts
 
 
 @dataclass
@@ -43,6 +45,9 @@ class _Run:
     log: MetricsLog
     quiet: bool
     saes: dict[tuple[str, str, int], torch.nn.Module] = field(default_factory=dict)
+    dict_axes: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)  # per-latent arrays kept
+    model_axes: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    lm_loss: dict[str, float] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
 
     def say(self, msg: str) -> None:
@@ -54,7 +59,7 @@ def run_comparison(
     variant_dirs: list[str | Path],
     dict_cfgs: dict[str, DictionaryConfig] | None = None,
     out_dir: str | Path = "runs/compare",
-    seeds: tuple[int, ...] = (0, 1),
+    seeds: tuple[int, ...] = (0, 1, 2),
     train_tokens: int = 100_000,
     tcfg: TrainConfig | None = None,
     n_eval_seqs: int = 64,
@@ -72,12 +77,13 @@ def run_comparison(
 ) -> dict[str, Any]:
     """Train, evaluate and compare dictionaries across model variants; write results.json (+ report.html).
 
-    variant_dirs: saekit model folders (``saekit model train``), e.g. baseline, act_l1, random.
+    variant_dirs: saekit model folders (``saekit model train``), e.g. baseline, act_l1, random. Folders
+      of one variant (and coefficient), or of one ``--group``, form one group: its model seeds.
     dict_cfgs: name -> DictionaryConfig with ``hook_name`` set (a transcoder's input hook; its output
       hook is the same layer's ``hook_mlp_out``); default ``default_dict_cfgs``: a top-k SAE and a
       top-k transcoder on the last layer's MLP.
-    seeds: ≥ 2 dictionary seeds (the training seeds; see ``saekit.pipeline.seeds``), so every
-      cross-variant figure has a seed noise floor beside it.
+    seeds: ≥ 2 dictionary seeds per model (the training seeds; see ``saekit.pipeline.seeds``), so every
+      cross-variant figure has a seed noise floor beside it and consistency can be measured.
     report_path: where report.html goes (default ``out_dir/report.html``).
     cache_dir: if set, each variant's training activations (every hookpoint the dictionaries need)
       are written once with ``build_cache`` to ``cache_dir/<variant>`` and every dictionary and seed
@@ -90,7 +96,7 @@ def run_comparison(
     t_start = time.perf_counter()
     if len(seeds) < 2:
         raise ConfigError(f"seeds must name at least two seeds (for the noise floor), got {list(seeds)}.")
-    handles = load_variants(variant_dirs, device)
+    handles, groups = load_variants(variant_dirs, device)
     first = next(iter(handles.values()))
     mcfg = first.model.cfg
     dict_cfgs = dict_cfgs or default_dict_cfgs(int(mcfg.d_model), int(mcfg.n_layers))
@@ -104,16 +110,19 @@ def run_comparison(
         new_results(handles, dict_cfgs, tuple(seeds), tokens, n_splice_seqs, tcfg, cache_dir), MetricsLog(out), quiet,
     )  # fmt: skip
     acts: dict[str, VariantActivations] = {}
+    firsts = [models[0] for models in groups.values()]  # cross-variant sections: one model per group
+    run.results["groups"] = groups
     hooks = hooks_needed(dict_cfgs)
     for v, handle in handles.items():
         t0 = time.perf_counter()
         run.say(f"{v}: reading activations at {', '.join(hooks)}")
         acts[v] = variant_activations(handle, tokens, hooks, n_explain_seqs, cache_dir and Path(cache_dir), v, quiet)
         run.timing[f"activations/{v}"] = time.perf_counter() - t0
-        run.results["variants"][v] = variant_record(handle)
-        _dictionaries_of_variant(run, v, handle, acts[v], split_widths)
+        run.results["variants"][v] = {**variant_record(handle), "group": next(g for g, ms in groups.items() if v in ms)}
+        _dictionaries_of_variant(run, v, handle, acts[v], split_widths and v in firsts)
         acts[v].train.clear()  # training activations are not needed again; held-out ones are
-    _compare_variants(run, acts, synthetic)
+    _compare_variants(run, {v: acts[v] for v in firsts}, synthetic)
+    _verdicts(run, groups)
     run.timing["total"] = time.perf_counter() - t_start
     run.results["timing_s"] = run.timing
     write_results(out, run.results)
@@ -141,14 +150,20 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
             metrics, ai, acts_ev = evaluate_dictionary(
                 sae, handle, acts, run.tokens, run.eval_settings, seed, (v, name)
             )
-            rec = {"variant": v, "dict": name, "seed": seed, "metrics": metrics}
+            axes = dictionary_axes(sae, handle, acts, run.tokens.eval, metrics, ai, seed)
+            run.dict_axes[(v, name, seed)] = axes
+            rec = {"variant": v, "dict": name, "seed": seed, "metrics": metrics, "axes": summary(axes)}
             rec["autointerp"] = {k: val for k, val in ai.items() if k != "latents"}
+            if metrics.get("clean_loss") is not None:
+                run.lm_loss[v] = metrics["clean_loss"]
             rec["time_s"] = time.perf_counter() - t1
             run.results["dictionaries"].append(rec)
             run.log.append(rec)
             if seed == run.seeds[0]:
                 n = run.eval_settings.n_examples
                 run.results["examples"] += pick_examples((v, name), ai, acts_ev, run.tokens, handle.tokenizer, n, seed)
+        decoders = [run.saes[(v, name, s)].W_dec.detach() for s in run.seeds]
+        run.model_axes[(v, name)] = {"consistency": consistency(decoders)}
     split_name = next((n for n, c in run.dict_cfgs.items() if not c.transcoder and c.n_latents >= 8), None)
     if split_widths and split_name is not None:
         run.say(f"{v}/{split_name}: training a 4x narrower dictionary for feature splitting")
@@ -164,3 +179,18 @@ def _compare_variants(run: _Run, acts: dict[str, VariantActivations], synthetic:
     if synthetic:
         seed = derive_seed(run.seeds[0], "synthetic")
         run.results["synthetic"] = synthetic_check(run.tcfg, seed=seed, quiet=run.quiet)
+
+
+def _verdicts(run: _Run, groups: dict[str, list[str]]) -> None:
+    """Convergence of each dictionary config (baseline seed consistency vs chance), then the verdicts."""
+    run.results["model_axes"] = {f"{m}/{d}": v for (m, d), v in run.model_axes.items()}
+    run.results["lm_loss"] = run.lm_loss
+    base = groups.get("baseline", next(iter(groups.values())))
+    conv = {}
+    for name in run.dict_cfgs:
+        per_model = {m: run.model_axes[(m, name)]["consistency"] for m in base}
+        conv[name] = convergence(name, per_model, tuple(run.saes[(base[0], name, run.seeds[0])].W_dec.shape))
+    run.results["convergence"] = conv
+    out = run_verdicts(groups, run.dict_axes, run.model_axes, run.lm_loss, conv, seed=run.seeds[0])
+    run.results["verdicts"] = out["verdicts"]
+    run.results["verdicts_note"] = out["note"]

@@ -36,17 +36,47 @@ def default_dict_cfgs(d_model: int, n_layers: int, expansion: int = 4, k: int = 
     }
 
 
-def load_variants(variant_dirs: list[str | Path], device: str) -> dict[str, Any]:
-    """name -> ModelHandle, in the order given; the name is the variant (its folder name on a clash)."""
+def group_names(handles: list[Any]) -> list[str]:
+    """The comparison group of each model: ``--group`` if it was given at training, else its variant,
+    with ``@coef`` when models of that variant were trained with different coefficients."""
+    coefs: dict[str, set] = {}
+    for h in handles:
+        coefs.setdefault(h.variant, set()).add(h.info.get("coef"))
+    out = []
+    for h in handles:
+        if h.info.get("group"):
+            out.append(str(h.info["group"]))
+        elif len(coefs[h.variant]) > 1:
+            out.append(f"{h.variant}@{h.info.get('coef'):g}")
+        else:
+            out.append(h.variant)
+    return out
+
+
+def load_variants(variant_dirs: list[str | Path], device: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """(model name -> ModelHandle, group -> its model names), in the order given.
+
+    A model's name is its group when the group has one model, else ``group-s<model seed>`` (its folder
+    name on a clash). The models of one group are its model seeds (``saekit model train --seed S``).
+    """
     from saekit.models import load_model
 
     if len(variant_dirs) < 1:
         raise ConfigError("run_comparison needs at least one model variant folder.")
+    loaded = [load_model(d, device=device) for d in variant_dirs]
+    for d, h in zip(variant_dirs, loaded):
+        h.variant = h.variant or Path(d).name
+    names = group_names(loaded)
+    size = {g: names.count(g) for g in names}
     handles: dict[str, Any] = {}
-    for d in variant_dirs:
-        h = load_model(d, device=device)
-        name = h.variant or Path(d).name
-        handles[Path(d).name if name in handles else name] = h
+    groups: dict[str, list[str]] = {}
+    for d, h, g in zip(variant_dirs, loaded, names):
+        key = g if size[g] == 1 else f"{g}-s{h.info.get('seed', (h.info.get('config') or {}).get('seed', 0))}"
+        key = Path(d).name if key in handles else key
+        if key in handles:
+            raise ConfigError(f"two model folders are both named {key!r}; give them distinct folder names.")
+        handles[key] = h
+        groups.setdefault(g, []).append(key)
     first_name, first = next(iter(handles.items()))
     mcfg = getattr(first.model, "cfg", None)
     if mcfg is None or not hasattr(mcfg, "n_ctx"):
@@ -57,7 +87,7 @@ def load_variants(variant_dirs: list[str | Path], device: str) -> dict[str, Any]
     for v, h in handles.items():
         if h.tokenizer is not None and h.tokenizer.get_vocab() != vocab:
             raise DataError(f"variant {v!r} uses a different tokenizer from {first_name!r}; variants must share one.")
-    return handles
+    return handles, groups
 
 
 @dataclass

@@ -209,6 +209,57 @@ def _probe_sections(results: dict) -> dict[str, Any]:
     return out
 
 
+VERDICT_AXES = [
+    "reconstruction", "ce_loss_recovered", "explainability", "abstractness", "abstractness_last_two",
+    "consistency", "neuron_alignment", "lm_cost",
+]  # fmt: skip
+
+
+def _verdict_cell(rec: dict | None) -> Any:
+    if rec is None:
+        return "–"
+    verdict = rec.get("verdict") or "–"
+    text = verdict if rec.get("delta") is None else f"{verdict}: Δ {_f(rec['delta'])}"
+    if rec.get("ci95"):
+        lo, hi = rec["ci95"]
+        text += f" [{_f(lo)}, {_f(hi)}]"
+    cls = {"better": "better", "worse": "worse", "withheld": "withheld"}.get(verdict, "nodiff")
+    return {"text": text, "cls": cls}
+
+
+def _verdict_section(results: dict) -> dict[str, Any] | None:
+    """The answer first: variant × axis, coloured by verdict; the forest plot; every note said once."""
+    verdicts = results.get("verdicts")
+    if not verdicts:
+        return (
+            {"table": None, "plot": None, "notes": [results["verdicts_note"]]} if results.get("verdicts_note") else None
+        )
+    axes = [a for a in VERDICT_AXES if any(a in pa for pd in verdicts.values() for pa in pd.values())]
+    rows, notes = [], []
+    for v, per_dict in verdicts.items():
+        for d, per_axis in per_dict.items():
+            rec0 = next(iter(per_axis.values()))
+            rows.append(
+                [v, d, f"{rec0.get('n_models')} × {rec0.get('n_seeds')}"]
+                + [_verdict_cell(per_axis.get(a)) for a in axes]
+            )
+            notes += [f"{v} / {d} / {a}: {r['note']}" for a, r in per_axis.items() if r.get("note")]
+    conv = [
+        f"{c['dict']}: not converged — dictionaries of one model disagree (baseline seed consistency "
+        f"{_f(c['consistency'])} vs chance {_f(c['chance'])}): train longer, narrower or with smaller batches; "
+        "no better/worse verdict on matching-based axes."
+        for c in (results.get("convergence") or {}).values()
+        if not c.get("converged")
+    ]
+    header = ["variant", "dictionary", "models × seeds"] + axes
+    return {
+        "table": _table(header, rows, left=3),
+        "plot": plots.forest_plot(verdicts, axes),
+        "notes": notes,
+        "convergence": conv,
+    }
+
+
 def render_html(results: dict[str, Any], title: str = "saekit: dictionaries across model variants") -> str:
     """The report as one HTML string (images embedded as data URIs; no external files)."""
     s = results["settings"]
@@ -225,6 +276,7 @@ def render_html(results: dict[str, Any], title: str = "saekit: dictionaries acro
         "n_seeds": len(s["seeds"]),
         "train_tokens": f"{s['train_tokens']:,}",
         "eval_tokens": f"{s['eval_tokens']:,}",
+        "verdicts": _verdict_section(results),
         "variants": variant_table,
         "dictionaries": dict_table,
         "summary": _summary_table(results),
