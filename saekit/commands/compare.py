@@ -14,7 +14,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "several seeds on them, evaluate (metrics, CE loss recovered, offline auto-interp), compare across "
         "variants beside the seed noise floor, and write OUT/results.json and OUT/report.html.",
     )
-    p.add_argument("variants", nargs="+", help="saekit model folders (baseline, regularised, random, ...)")
+    p.add_argument(
+        "variants",
+        nargs="+",
+        help="saekit model folders (baseline, regularised, random, ...); folders of one variant (and coef) or of "
+        "one `--group` are that group's model seeds",
+    )
     p.add_argument(
         "--config",
         default=None,
@@ -22,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(read from the model). Default: a top-k SAE and a top-k transcoder on the last MLP.",
     )
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per dictionary (≥ 2)")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="dictionary seeds per model (≥ 2; default 0 1 2)"
+    )
     p.add_argument("--train-tokens", type=int, default=100_000, help="training tokens per dictionary")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=2e-3)
