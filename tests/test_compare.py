@@ -283,3 +283,13 @@ def test_variant_cache_is_rebuilt_when_stale_and_never_deletes_other_folders(var
     with pytest.raises(ConfigError, match="not empty"):
         build_variant_cache(handle, tokens, hooks, tmp_path / "other")
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_one_model_per_group_gets_no_interval_and_the_report_says_so(comparison):
+    """Verdicts need ≥ 2 model seeds per group: with one, point estimates, no interval, a sentence why."""
+    out, results = comparison
+    for axis, rec in results["verdicts"]["random"]["sae"].items():
+        assert rec["verdict"] == "not enough model seeds" and rec["ci95"] is None, (axis, rec)
+        assert "at least 2 model seeds" in rec["note"]
+    html = (out / "report.html").read_text()
+    assert "not enough model seeds" in html and "at least 2 model seeds" in html
