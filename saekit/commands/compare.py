@@ -33,7 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-tokens", type=int, default=100_000, help="training tokens per dictionary")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--eval-seqs", type=int, default=64, help="held-out sequences for metrics and auto-interp")
+    p.add_argument(
+        "--eval-seqs",
+        type=int,
+        default=512,
+        help="held-out sequences for metrics, auto-interp and abstractness (default 512: abstractness needs ~30k tokens)",
+    )
     p.add_argument("--autointerp-latents", type=int, default=256, help="latents explained per dictionary")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic ground-truth check")
     p.add_argument(

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     d_model, n_layers = base.d_model, base.n_layers
     sae_only = {"sae": default_dict_cfgs(d_model, n_layers)["sae"]}  # the transcoder stays out of the time budget
     run_comparison(
-        paths, sae_only, out_dir=args.out, device="cpu", cache_dir=args.out / "cache", n_eval_seqs=128, **extra
+        paths, sae_only, out_dir=args.out, device="cpu", cache_dir=args.out / "cache", **extra
     )
     total = time.perf_counter() - start
     print(f"demo finished in {total:.0f} s (models {model_s:.0f} s); report: {args.out / 'report.html'}")

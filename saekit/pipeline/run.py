@@ -62,7 +62,7 @@ def run_comparison(
     seeds: tuple[int, ...] = (0, 1, 2),
     train_tokens: int = 100_000,
     tcfg: TrainConfig | None = None,
-    n_eval_seqs: int = 64,
+    n_eval_seqs: int = 512,
     n_splice_seqs: int = 32,
     n_explain_seqs: int = 256,
     autointerp_latents: int = 256,
@@ -84,6 +84,9 @@ def run_comparison(
       top-k transcoder on the last layer's MLP.
     seeds: ≥ 2 dictionary seeds per model (the training seeds; see ``saekit.pipeline.seeds``), so every
       cross-variant figure has a seed noise floor beside it and consistency can be measured.
+    n_eval_seqs: held-out sequences for metrics, auto-interp scoring and abstractness. Abstractness
+      fits a mean per token id on half of them: at vocab 4096 and n_ctx 64, a latent that copies the
+      current token scored 0.21 with 64 sequences, 0.044 with 512 and 0.006 with 2048 (it should be 0).
     report_path: where report.html goes (default ``out_dir/report.html``).
     cache_dir: if set, each variant's training activations (every hookpoint the dictionaries need)
       are written once with ``build_cache`` to ``cache_dir/<variant>`` and every dictionary and seed
