@@ -5,7 +5,8 @@ Per dictionary: ``fvu`` and ``ce_loss_recovered`` (mean ablation) — reconstruc
 ``abstractness`` and ``abstractness_last_two`` (per latent 1 − R² from token ids); ``neuron_alignment``
 (MLP-output dictionaries: fraction of alive latents whose decoder row has cos > 0.7 with one
 neuron's output row). Per model: ``consistency`` (mean pairwise Hungarian shared fraction at
-cos > 0.7 between its dictionary seeds) and ``lm_loss`` (held-out LM loss; its difference to the
+cos > 0.7 between its dictionary seeds), ``neuron_abstractness`` (the abstractness of the model's own
+MLP neurons, ``hook_post``, for MLP-output dictionaries) and ``lm_loss`` (held-out LM loss; its difference to the
 baseline is the ``lm_cost`` axis). Per-latent values stay arrays: the bootstrap resamples latents.
 """
 
@@ -54,6 +55,24 @@ def dictionary_axes(
         alive = (z > 0).any(0)
         out["neuron_alignment"] = neuron_alignment(sae.W_dec, W_out, CONSISTENCY_COS, alive=alive)["fraction"]
     return out
+
+
+def mlp_post_hook(cfg: Any) -> str | None:
+    """``blocks.L.mlp.hook_post`` (the model's own neurons) for a dictionary on ``blocks.L.hook_mlp_out``."""
+    in_hook, out_hook = split_hooks(cfg)
+    m = _MLP_OUT.match(out_hook or in_hook)
+    return f"blocks.{m.group(1)}.mlp.hook_post" if m else None
+
+
+@torch.no_grad()
+def neuron_abstractness(handle: Any, hook: str, eval_tokens: torch.Tensor, seed: int) -> np.ndarray:
+    """Per neuron 1 − R² from the current token id of the model's own MLP neurons, on held-out tokens."""
+    from saekit.activations import read_activations
+
+    acts = read_activations(handle, eval_tokens, [hook], progress=False)[hook]
+    cur, prev = previous_token_ids(eval_tokens)
+    keep = (torch.arange(cur.numel()) % eval_tokens.shape[1]) != 0
+    return abstractness(rows(acts), cur[keep], prev[keep], split_seed=seed)["current"]
 
 
 def consistency(decoders: list[torch.Tensor], threshold: float = CONSISTENCY_COS) -> float:

@@ -22,7 +22,7 @@ from saekit.config import DictionaryConfig, TrainConfig
 from saekit.errors import ConfigError
 from saekit.pipeline import crossvariant
 from saekit.pipeline.activations import VariantActivations, variant_activations
-from saekit.pipeline.axes import consistency, dictionary_axes, summary
+from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, neuron_abstractness, summary
 from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
 from saekit.pipeline.results import MetricsLog, new_results, variant_record, write_results
 from saekit.pipeline.seeds import derive_seed
@@ -46,7 +46,7 @@ class _Run:
     quiet: bool
     saes: dict[tuple[str, str, int], torch.nn.Module] = field(default_factory=dict)
     dict_axes: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)  # per-latent arrays kept
-    model_axes: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    model_axes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # per-neuron arrays kept
     lm_loss: dict[str, float] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
 
@@ -167,6 +167,10 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
                 run.results["examples"] += pick_examples((v, name), ai, acts_ev, run.tokens, handle.tokenizer, n, seed)
         decoders = [run.saes[(v, name, s)].W_dec.detach() for s in run.seeds]
         run.model_axes[(v, name)] = {"consistency": consistency(decoders)}
+        post = mlp_post_hook(cfg)
+        if post is not None and hasattr(handle.model, "blocks"):
+            per_neuron = neuron_abstractness(handle, post, run.tokens.eval, run.seeds[0])
+            run.model_axes[(v, name)]["neuron_abstractness"] = per_neuron
     split_name = next((n for n, c in run.dict_cfgs.items() if not c.transcoder and c.n_latents >= 8), None)
     if split_widths and split_name is not None:
         run.say(f"{v}/{split_name}: training a 4x narrower dictionary for feature splitting")
@@ -186,7 +190,7 @@ def _compare_variants(run: _Run, acts: dict[str, VariantActivations], synthetic:
 
 def _verdicts(run: _Run, groups: dict[str, list[str]]) -> None:
     """Convergence of each dictionary config (baseline seed consistency vs chance), then the verdicts."""
-    run.results["model_axes"] = {f"{m}/{d}": v for (m, d), v in run.model_axes.items()}
+    run.results["model_axes"] = {f"{m}/{d}": summary(v) for (m, d), v in run.model_axes.items()}
     run.results["lm_loss"] = run.lm_loss
     base = groups.get("baseline", next(iter(groups.values())))
     conv = {}

@@ -25,6 +25,7 @@ AXES = {
     "abstractness_last_two": "median 1 - R² from the last two token ids",
     "consistency": f"shared fraction between dictionary seeds (Hungarian, cos > {CONSISTENCY_COS})",
     "neuron_alignment": f"fraction of latents with cos > {CONSISTENCY_COS} to one neuron's W_out row",
+    "neuron_abstractness": "median 1 - R² from the current token id of the model's own MLP neurons",
     "lm_cost": "held-out LM loss (nats/token)",
 }
 MATCHING_AXES = ("consistency",)
@@ -52,7 +53,7 @@ def convergence(dict_name: str, per_model: dict[str, float], sae_shape: tuple[in
 def run_verdicts(
     groups: dict[str, list[str]],
     dict_axes: dict[tuple[str, str, int], dict[str, Any]],
-    model_axes: dict[tuple[str, str], dict[str, float]],
+    model_axes: dict[tuple[str, str], dict[str, Any]],
     lm_loss: dict[str, float],
     converged: dict[str, dict[str, Any]],
     seed: int = 0,
@@ -66,7 +67,7 @@ def run_verdicts(
         for d in dict_names:
             for axis, source in (
                 ("reconstruction", "fvu"),
-                *((a, a) for a in AXES if a not in ("reconstruction", "lm_cost", "consistency")),
+                *((a, a) for a in AXES if a not in ("reconstruction", "lm_cost", "consistency", "neuron_abstractness")),
             ):
                 nested = {
                     m: {
@@ -79,9 +80,10 @@ def run_verdicts(
                 nested = {m: inner for m, inner in nested.items() if inner}
                 if nested:
                     values[g][_key(d, axis)] = nested
-            cons = {m: model_axes[(m, d)]["consistency"] for m in models if (m, d) in model_axes}
-            if cons:
-                values[g][_key(d, "consistency")] = cons
+            for axis in ("consistency", "neuron_abstractness"):
+                per_model = {m: model_axes[(m, d)][axis] for m in models if axis in model_axes.get((m, d), {})}
+                if per_model:
+                    values[g][_key(d, axis)] = per_model
             values[g][_key(d, "lm_cost")] = {m: lm_loss[m] for m in models if m in lm_loss}
     direction = {_key(d, a): DEFAULT_HIGHER_IS_BETTER[a] for d in dict_names for a in AXES}
     metrics = {_key(d, a): m for d in dict_names for a, m in AXES.items()}
