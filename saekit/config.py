@@ -75,6 +75,7 @@ class ModelConfig(_Config):
 
     variant: str = "baseline"
     coef: float | None = None  # regulariser strength; None = DEFAULT_COEF[variant]
+    group: str | None = None  # comparison group name (saekit compare); None = the variant (and coef)
     n_layers: int = 2
     d_model: int = 128
     n_heads: int = 4

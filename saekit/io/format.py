@@ -26,7 +26,8 @@ import torch
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_save_safetensors, atomic_write_json, read_json
-from saekit.io.meta import _jsonable, _versions, extra_buffers  # noqa: F401 (re-exported)
+from saekit.io.meta import _versions, extra_buffers  # noqa: F401 (re-exported)
+from saekit.jsonsafe import json_safe
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -224,7 +225,7 @@ def save_dictionary(
         "buffers": extra_buffers(sae),
         "versions": _versions(),
     }
-    meta.update(_jsonable(extra))
+    meta.update(json_safe(extra))
     atomic_write_json(path / SAEKIT_FILENAME, meta)
     return path
 

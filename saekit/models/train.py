@@ -171,6 +171,8 @@ def train_model(
         "name": f"saekit-tiny-{cfg.variant}",
         "variant": cfg.variant,
         "coef": cfg.coef,
+        "group": cfg.group,
+        "seed": cfg.seed,
         "config": cfg.to_dict(),
         "train_loss": sum(train_losses[-20:]) / len(train_losses[-20:]) if train_losses else None,
         "val_loss": val_loss,
