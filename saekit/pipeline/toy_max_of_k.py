@@ -36,12 +36,24 @@ def default_widths(vocab: int) -> list[int]:
 
 
 def train_site_dictionaries(x: torch.Tensor, widths: list[int], dict_k: int, tokens: int, seed: int) -> list:
-    """One top-k dictionary per width, all trained on the same batches (one sweep)."""
+    """One top-k dictionary per width, all trained on the same batches (one sweep).
+
+    Decoder rows start at randomly chosen centred data points (encoder = decoder transpose):
+    with k = 1 a random-direction start leaves a third to half of the latents dead, a
+    data start (as k-means is seeded) leaves none."""
+    from saekit.training.loop import Trainer
+
     cfgs = [DictionaryConfig(kind="topk", d_in=x.shape[1], n_latents=w, k=dict_k, seed=seed) for w in widths]
     tcfg = TrainConfig(batch_size=1024, total_tokens=tokens, lr=3e-3, lr_warmup_steps=50, seed=seed, device="cpu")
-    from saekit.training import train
-
-    return train(cfgs, x, tcfg, progress=False)
+    trainer = Trainer(cfgs, x, tcfg, progress=False)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for run in trainer.runs:
+            rows = x[torch.randperm(len(x), generator=gen)[: run.sae.cfg.n_latents]] - run.sae.b_dec
+            rows = torch.nn.functional.normalize(rows, dim=1)
+            run.sae.W_dec.copy_(rows)
+            run.sae.W_enc.copy_(rows.T)
+    return trainer.fit()
 
 
 @torch.no_grad()
@@ -113,7 +125,7 @@ def run_max_of_k(
     k: int = 4,
     steps: int = 1000,
     dict_k: int = 1,
-    dict_tokens: int = 1 << 20,
+    dict_tokens: int = 1 << 19,
     n_eval: int = 1 << 15,
     seed: int = 0,
     overwrite: bool = False,
