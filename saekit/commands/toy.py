@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
     mk.add_argument("--k", type=int, default=4, help="sequence length K")
     mk.add_argument("--steps", type=int, default=1000, help="model training steps")
     mk.add_argument("--dict-k", type=int, default=1, help="active latents per input of the top-k dictionaries")
+    mk.add_argument("--dict-tokens", type=int, default=1 << 19, help="training inputs per dictionary")
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--overwrite", action="store_true")
     mk.set_defaults(func=run)
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = run_max_of_k(
         args.out, [v for v in args.variants.split(",") if v], args.widths, vocab=args.vocab, k=args.k,
-        steps=args.steps, dict_k=args.dict_k, seed=args.seed, overwrite=args.overwrite,
+        steps=args.steps, dict_k=args.dict_k, dict_tokens=args.dict_tokens, seed=args.seed, overwrite=args.overwrite,
     )  # fmt: skip
     best = results["dictionaries"]
     w0 = min(results["settings"]["widths"])

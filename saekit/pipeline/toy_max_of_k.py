@@ -140,10 +140,11 @@ def run_max_of_k(
         raise ConfigError(f"widths must be positive and at least k = {dict_k}, got {widths}.")
     results: dict = {"settings": dict(vocab=vocab, k=k, steps=steps, widths=widths, dict_k=dict_k, seed=seed,
                                       dict_tokens=dict_tokens, n_eval=n_eval, variants=variants), "variants": {}}  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     for variant in variants:
         if variant not in MAX_OF_K_VARIANTS:
             raise ConfigError(f"variant {variant!r} does not apply to max-of-K; expected some of {', '.join(MAX_OF_K_VARIANTS)}.")
+    out.mkdir(parents=True, exist_ok=True)
+    for variant in variants:
         cfg = MaxOfKConfig(vocab=vocab, k=k, variant=variant, steps=steps, seed=seed)
         res = run_variant(cfg, widths, dict_k, dict_tokens, n_eval)
         model, saes = res.pop("_model"), res.pop("_saes")
