@@ -85,3 +85,17 @@ def test_bad_requests_are_one_sentence():
         dataset_labels("tinyshakespeare", 4, 16)
     with pytest.raises(DataError, match="no ground-truth labels"):
         one_hot_labels({})
+
+
+def test_planted_dataset_goes_through_the_model_training_data_path():
+    from saekit.config import ModelConfig
+    from saekit.data import load_text_dataset
+    from saekit.models.train import dataset_tokens
+
+    lang = planted_language("small")
+    tok, (train, val) = dataset_tokens(ModelConfig(n_ctx=32, vocab_size=lang.vocab_size), "planted:small")
+    assert len(tok) == lang.vocab_size and train.max() < lang.vocab_size and len(val) >= 1
+    first_doc = planted_documents("small", 1)[0]
+    assert train[0, 1:].tolist() == first_doc[:31]  # BOS, then the first document's tokens
+    with pytest.raises(DataError, match="'nope' is not known"):
+        load_text_dataset("planted:nope")
