@@ -47,7 +47,14 @@ def dataset_tokens(
     train/validation split when ``dataset`` is None."""
     from saekit.data import default_tokenizer, iter_texts, load_text_dataset, load_tokenizer, pack_tokens
 
-    tokenizer = load_tokenizer(tokenizer_name) if tokenizer_name else default_tokenizer(cfg.vocab_size)
+    if tokenizer_name:
+        tokenizer = load_tokenizer(tokenizer_name)
+    elif dataset and dataset.startswith("planted:"):  # a planted language brings its own vocabulary
+        from saekit.data.planted import planted_language
+
+        tokenizer = planted_language(dataset).tokenizer
+    else:
+        tokenizer = default_tokenizer(cfg.vocab_size)
     if len(tokenizer) > cfg.vocab_size:
         raise ConfigError(
             f"vocab_size ({cfg.vocab_size}) is smaller than the tokenizer's vocabulary ({len(tokenizer)})."
