@@ -1,0 +1,88 @@
+"""A sweep-free quality guard: read a run's logged metrics and say when it looks under-trained or
+collapsed, and what to change.
+
+    for message in quality_warnings(trainer.metrics.records):
+        print(message)
+
+Checks, per dictionary (records are ``metrics.jsonl`` objects: step, dict, fvu, l0, dead_fraction):
+
+* under-trained: the batch FVU over the last 10 % of the logged steps is still falling steeply,
+  more than ``fall`` (default 10 %) below its level over the 10 % before them. A converged run
+  also improves while the learning rate decays, but by a few percent (measured in
+  benchmarks/RESULTS.md); a run that is still falling fast would gain from more tokens or a
+  higher learning rate.
+* collapsed: the mean L0 over the last 10 % is below ``min_l0`` (0.5: most tokens get no latent,
+  the sparsity penalty won over the reconstruction), or nearly all latents (``max_dead``, 90 %)
+  are dead (a dictionary wider than the data's set of features leaves many latents unused: half
+  dead is not yet a collapse).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+logger = logging.getLogger("saekit.training")
+
+
+def _split(records: list[dict], last: int) -> tuple[list[dict], list[dict]]:
+    """(records of the last ``window`` steps, records of the ``window`` steps before them)."""
+    window = max(1, round(0.1 * last))
+    tail = [r for r in records if r["step"] > last - window]
+    before = [r for r in records if last - 2 * window < r["step"] <= last - window]
+    return tail, before
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(float(r[key]) for r in rows) / len(rows)
+
+
+def _one(name: str, records: list[dict], fall: float, min_l0: float, max_dead: float) -> list[str]:
+    records = sorted(records, key=lambda r: r["step"])
+    last = int(records[-1]["step"])
+    tail, before = _split(records, last)
+    who = "" if name == "dictionary" else f"dictionary {name}: "
+    out = []
+    l0 = _mean(tail, "l0")
+    dead = float(records[-1].get("dead_fraction", 0.0))
+    if l0 < min_l0:
+        out.append(
+            f"{who}the run collapsed: L0 is {l0:.2f} at the end (almost no latent fires); "
+            "lower sparsity_coef (or train on normalised inputs, TrainConfig(normalize=True))."
+        )
+    if dead >= max_dead:
+        out.append(
+            f"{who}{dead:.0%} of the latents are dead at the end; lower the learning rate, use fewer "
+            "latents, or for relu set resample_dead_every."
+        )
+    if len(tail) >= 2 and len(before) >= 2:
+        now, then = _mean(tail, "fvu"), _mean(before, "fvu")
+        if then > 0 and now < (1 - fall) * then:
+            out.append(
+                f"{who}the run looks under-trained: FVU fell {1 - now / then:.0%} over the last 10 % of "
+                f"steps (to {now:.3f}) and is still falling; train on more tokens (total_tokens) or raise lr."
+            )
+    return out
+
+
+def quality_warnings(
+    history: Iterable[dict], fall: float = 0.10, min_l0: float = 0.5, max_dead: float = 0.9
+) -> list[str]:
+    """Warnings (one sentence each, saying what to change) for the dictionaries of a run whose
+    logged metrics ``history`` look under-trained or collapsed; empty when the run looks fine."""
+    by_dict: dict[str, list[dict]] = {}
+    for r in history:
+        if "fvu" in r and "step" in r:
+            by_dict.setdefault(str(r.get("dict", "dictionary")), []).append(r)
+    out = []
+    for name, records in by_dict.items():
+        out += _one(name, records, fall, min_l0, max_dead)
+    return out
+
+
+def warn_quality(history: Iterable[dict]) -> list[str]:
+    """Log each of ``quality_warnings(history)`` on the ``saekit.training`` logger; return them."""
+    messages = quality_warnings(history)
+    for m in messages:
+        logger.warning(m)
+    return messages
