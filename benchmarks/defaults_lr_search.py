@@ -1,7 +1,8 @@
-"""Where saekit's default learning rate, warm-up and decay come from: a grid over the base learning
-rate (and warm-up) at several widths, batch sizes and run lengths, on synthetic data with known
-features and on a tiny LM's residual stream. Every configuration of one (data, width, batch, steps)
-cell trains in one ``Trainer`` sweep (same batches), each with its own learning rate.
+"""A grid to check saekit's default learning rate and warm-up (saekit.config.default_lr): the base
+learning rate (and warm-up) at several widths, batch sizes and run lengths, on synthetic data with
+known features or a tiny LM's residual stream. Every configuration of one (data, width, batch,
+steps) cell trains in one ``Trainer`` sweep (same batches), each with its own learning rate.
+(Written for issue 21; on the shared 2-core machine of that session it did not finish.)
 
 Run:  python benchmarks/defaults_lr_search.py --grid topk [--model DIR] [--out benchmarks/out/lr_search.json]
 
