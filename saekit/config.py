@@ -27,6 +27,7 @@ DICTIONARY_KINDS = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka", "abst
 TOPK_KINDS = ("topk", "batchtopk", "matryoshka", "abstopk")  # kinds whose L0 is set by k
 JUMPRELU_LOSSES = ("step", "tanh", "quadratic")
 RELU_PENALTIES = ("l1", "l1_decnorm", "tanh", "log", "lp")
+NORM_DEPENDENT_KINDS = ("relu", "jumprelu", "gated")  # penalties set for E||x||² = d_in
 
 
 def _require(ok: bool, message: str) -> None:
@@ -280,17 +281,18 @@ class TrainConfig(_Config):
     """How a dictionary is trained: tokens, batches, optimiser, logging and checkpoints."""
 
     batch_size: int = 4096
-    lr: float | None = None  # None = 2e-4 / sqrt(n_latents / 16384) (Gao et al. 2024 scaling)
+    lr: float | None = None  # None = default_lr(n_latents, batch_size, steps) below
     total_tokens: int = 50_000_000
     seed: int = 0
-    lr_warmup_steps: int = 100
+    lr_warmup_steps: int | None = None  # None = 5 % of the steps, at most 100
     lr_decay_fraction: float = 0.2  # linear decay to 0 over the last fraction of steps
     adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
     autocast_bf16: bool = False
     dead_tokens: int | None = None  # None = min(10M, total_tokens // 5)
     resample_dead_every: int | None = None  # relu only: Anthropic-style resampling period in steps
-    normalize: bool = False  # scale activations so E||x||^2 = d_in; folded into weights at save
+    normalize: bool | None = None  # scale activations so E||x||^2 = d_in; None = for relu and
+    # jumprelu (see normalizes); folded into the weights at save, so files work on raw activations
     checkpoint_every: int | None = None  # steps; None = no periodic checkpoints
     out_dir: str | None = None
     log_every: int = 10
@@ -309,6 +311,10 @@ class TrainConfig(_Config):
             isinstance(self.total_tokens, int) and self.total_tokens > 0,
             f"total_tokens must be a positive integer, got {self.total_tokens!r}.",
         )
+        _require(
+            self.lr_warmup_steps is None or (isinstance(self.lr_warmup_steps, int) and self.lr_warmup_steps >= 0),
+            f"lr_warmup_steps must be an integer ≥ 0 (or None for the default), got {self.lr_warmup_steps!r}.",
+        )
         _require(0 <= self.lr_decay_fraction <= 1, f"lr_decay_fraction must be in [0, 1], got {self.lr_decay_fraction}.")
         _require(self.use_kernels in ("auto", "triton", "torch", "dense"), f"use_kernels must be auto, triton, torch or dense, got {self.use_kernels!r}.")
         self.adam_betas = tuple(self.adam_betas)
@@ -321,6 +327,43 @@ class TrainConfig(_Config):
         return self.dead_tokens if self.dead_tokens is not None else min(10_000_000, max(self.batch_size, self.total_tokens // 5))
 
     def learning_rate(self, n_latents: int) -> float:
+        """The base learning rate: ``lr``, or the default rule for this width and run length."""
         if self.lr is not None:
             return float(self.lr)
-        return 2e-4 / (n_latents / 16384) ** 0.5
+        return default_lr(n_latents, self.batch_size, self.steps)
+
+    def warmup_steps(self) -> int:
+        """Linear warm-up length: ``lr_warmup_steps``, or 5 % of the steps (at most 100)."""
+        if self.lr_warmup_steps is not None:
+            return int(self.lr_warmup_steps)
+        return default_warmup(self.steps)
+
+    def normalizes(self, kind: str) -> bool:
+        """Whether the trainer scales activations to E||x||² = d_in for a dictionary of ``kind``:
+        ``normalize``, or by default for the kinds whose penalty depends on the input's scale
+        (relu's λ·L1 and jumprelu's λ·L0 were set for E||x||² = d_in); top-k kinds have none."""
+        if self.normalize is None:
+            return kind in NORM_DEPENDENT_KINDS
+        return bool(self.normalize)
+
+
+# ---------------------------------------------------------------- default schedule (issue 21)
+# Measured in benchmarks/defaults_lr_search.py (results in benchmarks/RESULTS.md, rule in
+# docs/training.md): Adam on inputs normalised to E||x||² = d_in.
+LONG_RUN_STEPS = 8192  # at and beyond this many steps the default is Gao et al.'s rate
+MAX_DEFAULT_LR = 1e-2
+
+
+def default_lr(n_latents: int, batch_size: int, steps: int) -> float:
+    """The default base learning rate for a dictionary of ``n_latents`` latents trained ``steps``
+    steps of ``batch_size`` rows: Gao et al. (2024)'s 2e-4·√(16384/n) for long runs, raised by
+    √(LONG_RUN_STEPS/steps) for shorter ones (a run with fewer steps needs larger steps to travel
+    as far), at most MAX_DEFAULT_LR. The batch size enters through the step count."""
+    width = 2e-4 / (n_latents / 16384) ** 0.5
+    return min(MAX_DEFAULT_LR, width * max(1.0, (LONG_RUN_STEPS / max(1, steps)) ** 0.5))
+
+
+def default_warmup(steps: int) -> int:
+    """The default warm-up: 5 % of the steps, at most 100 (a short run must not spend half of
+    its steps warming up)."""
+    return min(100, steps // 20)

@@ -38,6 +38,7 @@ total_tokens = {tokens}
 batch_size = {batch}
 seed = 3
 device = "cpu"
+normalize = false  # files hold folded weights; compared below with an unfolded in-memory run
 checkpoint_every = {ckpt}
 log_every = 10
 dead_tokens = 1024
@@ -126,7 +127,7 @@ def test_two_ranks_equal_one_process(setup):
     ]
     tcfg = TrainConfig(
         total_tokens=STEPS * BATCH, batch_size=BATCH, seed=3, device="cpu", log_every=10,
-        dead_tokens=1024, resample_dead_every=50,
+        dead_tokens=1024, resample_dead_every=50, normalize=False,
     )
     saes = saekit.train(cfgs, setup["x"], tcfg, progress=False)
     for name, sae in zip(names, saes):

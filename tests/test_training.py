@@ -69,7 +69,7 @@ def test_decoder_transpose_init_lowers_dead_fraction():
         t = Trainer(
             cfg,
             X,
-            TrainConfig(batch_size=512, total_tokens=100_000, lr=3e-3, dead_tokens=20_000, device="cpu"),
+            TrainConfig(batch_size=512, total_tokens=100_000, lr=3e-3, lr_warmup_steps=100, dead_tokens=20_000, device="cpu"),
             progress=False,
         )
         t.fit()

@@ -28,7 +28,10 @@ def data():
 def test_recovers_ground_truth_features(kind, data):
     X, features = data
     cfg = DictionaryConfig(kind=kind, d_in=64, n_latents=1024, **SETTINGS[kind])
-    tcfg = TrainConfig(batch_size=512, total_tokens=150_000, lr=3e-3, lr_warmup_steps=20, seed=0, device="cpu")
+    # λ above was tuned on the raw scale (E||x||² ≈ 8): keep relu/jumprelu un-normalised here
+    # (tests/test_defaults.py covers the defaults)
+    tcfg = TrainConfig(batch_size=512, total_tokens=150_000, lr=3e-3, lr_warmup_steps=20, seed=0, device="cpu",
+                       normalize=False)
     sae = train(cfg, X, tcfg, progress=False)
     mmcs, matched = feature_recovery(features, sae.W_dec.detach())
     assert mmcs >= 0.95, f"{kind}: MMCS {mmcs:.3f}"

@@ -30,6 +30,7 @@ from saekit.fileutil import atomic_write_json
 from saekit.progress import token_bar
 from saekit.training.checkpoint import save_checkpoint
 from saekit.training.dead import DeadLatentTracker
+from saekit.training.guard import warn_quality
 from saekit.training.metrics import MetricsLog
 from saekit.training.resample import resample_dead
 from saekit.training.schedule import lr_factor
@@ -154,7 +155,7 @@ class Trainer:
             raise DataError("every activation row sampled for initialisation has NaN or inf values.")
         x, y = x[ok], (y[ok] if y is not None else None)
         scale = 1.0
-        if self.tcfg.normalize and self.source.pre_scaled is None:
+        if any(self.tcfg.normalizes(c.kind) for c in self.cfgs) and self.source.pre_scaled is None:
             # E||x||² = d_in after scaling (SAELens/Anthropic convention); one scalar per source
             # (a transcoder's targets share the input's scale).
             if self.source.norm_scale is not None:
@@ -163,8 +164,9 @@ class Trainer:
                 scale = math.sqrt(x.shape[1] / float(x.pow(2).sum(-1).mean().clamp_min(1e-12)))
         target = x if y is None else y
         for run in self.runs:
-            run.sae.act_scale.copy_(torch.as_tensor(scale).expand_as(run.sae.act_scale))  # [M, 1] for crosscoders
-            init_b_dec(run.sae, target * torch.as_tensor(scale, dtype=target.dtype, device=target.device))
+            s = scale if self.tcfg.normalizes(run.sae.kind) else 1.0
+            run.sae.act_scale.copy_(torch.as_tensor(s).expand_as(run.sae.act_scale))  # [M, 1] for crosscoders
+            init_b_dec(run.sae, target * torch.as_tensor(s, dtype=target.dtype, device=target.device))
 
     # ------------------------------------------------------------------ data
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -186,7 +188,7 @@ class Trainer:
         strategy = self.strategy
         x = x.float()
         y = y.float() if y is not None else None
-        factor = lr_factor(step, self.total_steps, self.tcfg.lr_warmup_steps, self.tcfg.lr_decay_fraction)
+        factor = lr_factor(step, self.total_steps, self.tcfg.warmup_steps(), self.tcfg.lr_decay_fraction)
         outs = []
         # All backward passes first, all updates after: a non-finite loss in any dictionary of a
         # sweep stops the run before any of them has taken the step.
@@ -314,6 +316,8 @@ class Trainer:
         if write:
             self.save_dictionaries(saes, densities)
         self.strategy.finish()
+        if self.strategy.writes:
+            warn_quality(self.metrics.records)  # under-trained or collapsed: say what to change
         return saes
 
     @torch.no_grad()
