@@ -7,6 +7,7 @@ Each verb lives in saekit/commands/<verb>.py with `add_parser(subparsers)` (whic
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -41,13 +42,31 @@ def main(argv: list[str] | None = None) -> int:
     except SaekitError as e:
         print(f"saekit {args.command}: error: {e}", file=sys.stderr)
         code = 2
+    except OSError as e:  # a full disk or a read-only folder met outside saekit's own writers
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG):
+            raise
+        print(f"saekit {args.command}: error: could not write {e.filename or 'a file'}: {e.strerror}.", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
-        print(f"saekit {args.command}: interrupted.", file=sys.stderr)
+        print(f"saekit {args.command}: interrupted.{_resume_hint(args)}", file=sys.stderr)
         code = 130
+    finally:
+        from saekit.runfolder import release_all
+
+        release_all()  # this command's output-folder locks
     comm = sys.modules.get("saekit.training.dist_comm")
     if comm is not None and comm.joined_group():
         comm.exit_process(code)  # a torchrun rank: keep the exit code, skip gloo's teardown
     return code
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to continue an interrupted `saekit train` or `saekit cache`."""
+    if args.command == "train" and getattr(args, "out", None):
+        return f" The last checkpoint is kept: continue with `saekit train --resume --out {args.out}`."
+    if args.command == "cache" and getattr(args, "out", None):
+        return " Complete shards are kept: rerun the same command to continue."
+    return ""
 
 
 if __name__ == "__main__":

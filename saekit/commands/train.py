@@ -17,7 +17,7 @@ from typing import Any
 
 from saekit.errors import ConfigError, DataError
 
-SOURCE_FILE = "source.json"
+SOURCE_FILE = "source.json"  # saekit.training.runspec.SOURCE_FILE (not imported: keeps `saekit --help` light)
 
 
 def parse_count(text: str | int) -> int:
@@ -72,6 +72,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="TOML file: [source], [train], [[dictionary]] and optional [sweep]")
     p.add_argument("--out", required=True, help="output folder (dictionaries, checkpoint, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace saekit's earlier output in --out (files saekit did not write are never deleted)",
+    )
     p.add_argument(
         "--dist-timeout", type=float, default=None,
         help="under torchrun: seconds a rank waits for the others before failing (default 600)",
@@ -253,21 +257,29 @@ def dictionary_configs(dicts: list[dict], d_in: int, d_out: int, paired: bool, h
 
 
 def run(args: argparse.Namespace) -> int:
+    from saekit import runfolder
     from saekit.config import TrainConfig
-    from saekit.fileutil import atomic_write_json, read_json
     from saekit.training import CHECKPOINT_NAME
     from saekit.training.dist_hookpoints import PRODUCER_STATE
     from saekit.training.distributed import make_trainer
+    from saekit.training.runspec import finished_note, load_spec, save_spec
 
     out = Path(args.out)
+    if runfolder.is_writer():
+        runfolder.claim(out)  # one writer per run folder
     if args.resume:
         many = (out / PRODUCER_STATE).is_file()  # a --hookpoints run
         if not many and not (out / CHECKPOINT_NAME).is_file() and not any(out.glob("checkpoint.rank*-of-*.pt")):
             raise DataError(f"{out / CHECKPOINT_NAME} does not exist; nothing to resume.")
-        spec = read_json(out / SOURCE_FILE, "training spec")
+        if runfolder.is_writer() and (note := finished_note(out)):
+            print(note, file=sys.stderr)
+            return 0
+        spec = load_spec(out)  # paths resolved against OUT, and OUT is the run
     else:
         spec = _spec_from_args(args)
         spec["train"]["out_dir"] = str(out)
+        if runfolder.is_writer():
+            runfolder.prepare_output(out, "train", args.overwrite, hint="use --resume to continue it, --overwrite")
     tcfg = TrainConfig.from_dict(spec["train"])
     if spec["source"].get("hookpoints"):
         from saekit.commands.train_hookpoints import run_hookpoints
@@ -296,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         if (out / CHECKPOINT_NAME).exists() or any(out.glob("checkpoint.rank*-of-*.pt")):
             raise ConfigError(f"{out} already holds a training run; use --resume to continue it or another --out.")
-        atomic_write_json(out / SOURCE_FILE, spec)
+        save_spec(out, spec)
     # A plain Trainer, or a data-parallel one when torchrun started this process as one of N ranks.
     trainer = make_trainer(
         cfgs, source, tcfg, timeout_s=getattr(args, "dist_timeout", None), data=dist_data,

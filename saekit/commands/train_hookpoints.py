@@ -41,11 +41,11 @@ def _check_source(source: dict[str, Any]) -> None:
 
 
 def run_hookpoints(args: argparse.Namespace, spec: dict[str, Any], tcfg: TrainConfig, out: Path) -> int:
-    from saekit.commands.train import SOURCE_FILE, dictionary_configs, live_tokens
-    from saekit.fileutil import atomic_write_json
+    from saekit.commands.train import dictionary_configs, live_tokens
     from saekit.models import load_model
     from saekit.training import dist_comm as comm
     from saekit.training.dist_hookpoints import PRODUCER_STATE, HookpointJob, LiveHookSource, train_hookpoints
+    from saekit.training.runspec import save_spec
 
     source = spec["source"]
     _check_source(source)
@@ -75,8 +75,7 @@ def run_hookpoints(args: argparse.Namespace, spec: dict[str, Any], tcfg: TrainCo
             cfg.variant = cfg.variant or variant
         jobs.append(HookpointJob(hp, cfgs))
     if rank == 0 and not args.resume:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / SOURCE_FILE, spec)
+        save_spec(out, spec)
     got = train_hookpoints(jobs, producer, tcfg, out_dir=out, resume=args.resume)
     if args.resume:
         print("resumed from the last checkpoint", file=sys.stderr)

@@ -111,7 +111,9 @@ def load_model(source: str | Path, device: str | torch.device = "cpu") -> ModelH
 
 def existing_model_info(folder: Path) -> dict | None:
     """The info of a complete saekit model in `folder`, None if the folder is empty or absent."""
-    if not folder.exists() or not any(folder.iterdir()):
+    from saekit.runfolder import is_blank
+
+    if is_blank(folder):
         return None
     info = folder / INFO_FILE
     if not info.is_file():
