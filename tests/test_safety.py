@@ -151,44 +151,37 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
         time.sleep(0.005)
 
 
-def test_second_writer_is_refused_while_the_first_finishes_intact(acts, tmp_path, capsys):
-    proc = _start_run(acts, tmp_path, "run")
-    try:
-        _wait_for(tmp_path / "run" / runfolder.LOCK_NAME, proc)
-        code, err = cli(capsys, "train", "--activations", acts, *TRAIN, "--tokens", "640", "--overwrite", "--out", tmp_path / "run")
-        alive = proc.poll() is None
-    finally:
-        _, stderr = proc.communicate(timeout=600)
-    assert code == 2 and f"pid {proc.pid}" in err and "in use" in err and len(err.splitlines()) == 1
-    assert alive and proc.returncode == 0, stderr.decode()
-    assert saekit.load(tmp_path / "run").cfg.n_latents == 32
-    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 640
-    assert not (tmp_path / "run" / runfolder.LOCK_NAME).exists()
-
-
-def test_a_copied_run_folder_resumes_itself_from_another_directory(acts, tmp_path, capsys, monkeypatch):
+def test_second_writer_refused_first_finishes_intact_and_a_copy_resumes_itself(acts, tmp_path, capsys, monkeypatch):
+    """One real run serves both: a second writer is refused while it runs (5), and a copy of its
+    folder taken mid-run resumes itself from another working directory (3)."""
     first = tmp_path / "first"
     first.mkdir()
     shutil.copy(acts, first / "acts.safetensors")
     proc = _start_run(Path("acts.safetensors"), first, "run")  # paths relative to the first cwd
     try:
+        _wait_for(first / "run" / runfolder.LOCK_NAME, proc)
+        code, err = cli(capsys, "train", "--activations", acts, *TRAIN, "--tokens", "640", "--overwrite", "--out", first / "run")
+        alive = proc.poll() is None
         _wait_for(first / "run" / "checkpoint.pt", proc)
+        second = tmp_path / "second"
+        shutil.copytree(first, second)  # mid-run: every file there is whole (atomic writes)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert (first / "run" / runfolder.LOCK_NAME).exists()  # left by the killed writer: stale
-    second = tmp_path / "second"
-    shutil.copytree(first, second)
+        _, stderr = proc.communicate(timeout=600)
+    assert code == 2 and f"pid {proc.pid}" in err and "in use" in err and len(err.splitlines()) == 1
+    assert alive and proc.returncode == 0, stderr.decode()
+    assert json.loads((first / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 640
+    assert saekit.load(first / "run").cfg.n_latents == 32 and not (first / "run" / runfolder.LOCK_NAME).exists()
+
+    assert (second / "run" / runfolder.LOCK_NAME).exists()  # copied from a process now gone: stale
+    assert torch.load(second / "run" / "checkpoint.pt", weights_only=True)["step"] < 640
     (first / "acts.safetensors").unlink()  # only the copy's input is left
     original = snapshot(first / "run")
-    assert torch.load(second / "run" / "checkpoint.pt", weights_only=True)["step"] < 640
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     code, err = cli(capsys, "train", "--resume", "--out", second / "run")
     assert code == 0, err
     assert snapshot(first / "run") == original  # the folder it was copied from is untouched
-    assert not (first / "run" / "saekit.json").exists()
     assert json.loads((second / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 640
     assert saekit.load(second / "run").cfg.n_latents == 32
     assert not list(elsewhere.iterdir())  # nothing written relative to the working directory
