@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -63,28 +64,40 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
+        full = _is_write_failure(e) and _disk_full(path.parent)  # measured before the temp file goes
         if os.path.exists(tmp):
             os.unlink(tmp)
         if _is_write_failure(e):
-            raise _write_error(path, e) from None
+            raise _write_error(path, e, full) from None
         raise
     _fsync_dir(path.parent)
     return path
 
 
 def _is_write_failure(e: BaseException) -> bool:
-    """An OSError, or torch's RuntimeError wrapping one ("enforce fail at inline_container.cc")."""
+    """An OSError, or a library's error wrapping one (torch: "enforce fail at inline_container.cc",
+    safetensors: "I/O error: No space left on device")."""
     if isinstance(e, OSError):
         return True
     text = str(e)
-    return isinstance(e, RuntimeError) and ("inline_container" in text or "file write failed" in text)
+    marks = ("inline_container", "file write failed", "I/O error", "No space left")
+    return isinstance(e, Exception) and any(m in text for m in marks)
 
 
-def _write_error(path: Path, e: BaseException) -> Exception:
+def _disk_full(folder: Path) -> bool:
+    """Less than 1 MiB free where the write failed: torch reports a full disk only as
+    "enforce fail at inline_container.cc ... unexpected pos", without the errno."""
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def _write_error(path: Path, e: BaseException, full: bool) -> Exception:
     from saekit.errors import DataError
 
     text = str(e)
-    if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in text or "file write failed" in text:
+    if full or getattr(e, "errno", None) == errno.ENOSPC or "No space left" in text:
         why = "the disk is full"
     else:
         why = getattr(e, "strerror", None) or (text.splitlines()[0] if text else type(e).__name__)

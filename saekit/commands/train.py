@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     from saekit.training import CHECKPOINT_NAME
     from saekit.training.dist_hookpoints import PRODUCER_STATE
     from saekit.training.distributed import make_trainer
-    from saekit.training.runspec import finished_note, load_spec, save_spec
+    from saekit.training.runspec import finished_note, load_spec, run_warnings, save_spec
 
     out = Path(args.out)
     if runfolder.is_writer():
@@ -300,6 +300,8 @@ def run(args: argparse.Namespace) -> int:
     # A cache names its own hookpoint(s) and model: record them so `saekit eval --model` can splice.
     hookpoint = spec["source"].get("hookpoint") or (getattr(source, "hookpoints", None) or [None])[0]
     cfgs = dictionary_configs(spec["dictionaries"], d_in, d_out, paired, hookpoint)
+    for note in run_warnings(tcfg, source, args.resume or "total_tokens" in spec["train"]) if runfolder.is_writer() else []:
+        print(f"saekit train: warning: {note}", file=sys.stderr)
     origin = (getattr(source, "manifest", None) or {}).get("model") or {}
     for cfg in cfgs:
         cfg.model_name = cfg.model_name or str(origin.get("path") or origin.get("name") or spec["source"].get("model") or "")

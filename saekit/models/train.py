@@ -51,7 +51,7 @@ def dataset_tokens(
         raise ConfigError(
             f"vocab_size ({cfg.vocab_size}) is smaller than the tokenizer's vocabulary ({len(tokenizer)})."
         )
-    texts = iter_texts(load_text_dataset(dataset), text_column) if dataset else load_corpus("all")
+    texts = iter_texts(load_text_dataset(dataset, text_column=text_column), text_column) if dataset else load_corpus("all")
     tokens = pack_tokens(texts, tokenizer, cfg.n_ctx)
     if len(tokens) < 2:
         raise ConfigError(f"dataset {dataset} packs into {len(tokens)} context(s) of {cfg.n_ctx}; it needs at least 2.")

@@ -23,7 +23,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         return atomic_torch_save(path, state)
     except DataError as e:  # a full disk: the checkpoint written before is still whole
         if Path(path).is_file():
-            raise DataError(f"{e} The last checkpoint, {path}, is intact: fix the cause and resume.") from None
+            head = str(e).split("; the file that was there before")[0]
+            raise DataError(f"{head}; the last checkpoint there is intact: fix the cause and resume.") from None
         raise
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from saekit.training.metrics import MetricsLog
 from saekit.training.resample import resample_dead
 from saekit.training.schedule import lr_factor
 from saekit.training.sources import BatchSource, as_source
+from saekit.training.summary import summary_line
 
 INIT_SAMPLE = 4096  # rows used for b_dec (geometric median) and the normalisation scale
 
@@ -213,7 +215,7 @@ class Trainer:
             if not bool(torch.isfinite(out.loss)):
                 self._on_bad_batch()
                 raise DataError(
-                    f"the loss of dictionary {run.name} became {float(out.loss)} at step {step} "
+                    f"the loss of dictionary {run.name} became {float(out.loss.detach())} at step {step} "
                     f"(lower the learning rate or check the activations){self._checkpoint_note()}."
                 )
             out.loss.backward()
@@ -318,6 +320,9 @@ class Trainer:
         saes = [run.sae.to_inference() for run in self.runs]
         if self.out_dir is not None and self.rank == 0:
             self.save_dictionaries()
+        if self.progress and self.rank == 0:
+            done = self.tokens - tok0
+            print(summary_line(self.metrics.records, len(self.runs), done, time.perf_counter() - t0, self.out_dir), file=sys.stderr)
         return saes
 
     # ------------------------------------------------------------------ checkpoints

@@ -52,3 +52,31 @@ def finished_note(out: Path) -> str | None:
             return None
         steps = total
     return f"{out} is a finished run ({steps} of {steps} steps, dictionaries saved); nothing to resume, nothing was changed."
+
+
+def run_warnings(tcfg: Any, source: Any, tokens_given: bool) -> list[str]:
+    """One-sentence warnings about a run that will work but probably not as meant."""
+    notes = []
+    if not tokens_given:
+        notes.append(f"no --tokens given: training on the default {tcfg.total_tokens:,} tokens.")
+    rows = _source_rows(source)
+    if rows and tcfg.total_tokens > 4 * rows:
+        notes.append(
+            f"the run reads its {rows:,} activation rows {tcfg.total_tokens / rows:.0f} times over "
+            f"({tcfg.total_tokens:,} tokens); repeated rows overfit: cache more tokens or train on fewer."
+        )
+    if tcfg.lr_warmup_steps >= tcfg.steps > 1:
+        notes.append(
+            f"the learning-rate warm-up ({tcfg.lr_warmup_steps} steps) is not shorter than the run "
+            f"({tcfg.steps} steps); it is cut to {tcfg.steps - 1} steps, so the full learning rate is never used for long."
+        )
+    return notes
+
+
+def _source_rows(source: Any) -> int | None:
+    """Rows a finite source holds (a cache or tensors); None for a live stream."""
+    x = source[0] if isinstance(source, tuple) else source
+    if hasattr(x, "shape"):
+        return int(x.shape[0])
+    n = getattr(source, "n_tokens", None)
+    return int(n) if isinstance(n, int) and not hasattr(source, "handle") else None
