@@ -28,7 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"saekit.commands.{name}").add_parser(sub)
+    for p in all_parsers(parser):  # every --help shows each flag's default
+        p.formatter_class = DefaultsFormatter
     return parser
+
+
+class DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends "(default: X)" to a flag's help unless it has no default or already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every sub-command parser under it (``saekit model train`` included)."""
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                out += all_parsers(child)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -167,19 +167,22 @@ def test_checkpoint_every_zero_and_k_for_relu_are_one_sentence(acts, tmp_path, c
     assert code == 2 and one_sentence(err) and "ignores it" in err and "'relu'" in err
 
 
-def test_warnings_for_a_repeated_cache_a_long_warmup_and_no_tokens(acts, tmp_path, capsys):
+def test_warnings_for_a_repeated_cache_and_no_tokens_and_an_error_for_a_warmup_past_the_end(acts, tmp_path, capsys):
     small = tmp_path / "small.safetensors"
     save_file({"x": torch.randn(500, 16)}, str(small))
     code, err = cli(capsys, "train", "--activations", small, *TRAIN, "--tokens", "6400", "--out", tmp_path / "a")
     warnings = [ln for ln in err.splitlines() if ln.startswith("saekit train: warning:")]
-    assert code == 0 and any("its 500 activation rows 13 times" in w for w in warnings), err
-    code, err = cli(capsys, "train", "--activations", acts, *TRAIN, "--tokens", "640", "--out", tmp_path / "b")
-    warnings = [ln for ln in err.splitlines() if ln.startswith("saekit train: warning:")]
-    assert code == 0 and len(warnings) == 1 and "warm-up (100 steps) is not shorter than the run (10 steps)" in warnings[0]
+    assert code == 0 and len(warnings) == 1 and "its 500 activation rows 13 times" in warnings[0], err
+    code, err = cli(capsys, "train", "--activations", acts, *TRAIN, "--tokens", "6400", "--out", tmp_path / "b")
+    assert code == 0 and "warning" not in err.replace(str(tmp_path), "")  # 2 passes over 3,000 rows: fine
+    conf = tmp_path / "t.toml"
+    conf.write_text("[train]\nlr_warmup_steps = 200\n")
+    code, err = cli(capsys, "train", "--activations", acts, *TRAIN, "--tokens", "6400", "--config", conf, "--out", tmp_path / "c")
+    assert code == 2 and one_sentence(err) and "lr_warmup_steps=200 is not shorter than the run (100 steps" in err
     from saekit.config import TrainConfig
-    from saekit.training.runspec import run_warnings
+    from saekit.training.runspec import check_run
 
-    assert run_warnings(TrainConfig(), None, tokens_given=False)[0].startswith("no --tokens given: training on the default")
+    assert check_run(TrainConfig(), None, {})[0].startswith("no --tokens given: training on the default")
 
 
 def test_training_ends_with_a_summary_line(acts, tmp_path, capsys):

@@ -24,8 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per dictionary (≥ 2)")
     p.add_argument("--train-tokens", type=int, default=100_000, help="training tokens per dictionary")
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--batch-size", type=int, default=1024, help="dictionary training batch (activation rows)")
+    p.add_argument("--lr", type=float, default=2e-3, help="dictionary learning rate")
     p.add_argument("--eval-seqs", type=int, default=64, help="held-out sequences for metrics and auto-interp")
     p.add_argument("--autointerp-latents", type=int, default=256, help="latents explained per dictionary")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic ground-truth check")
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and train every dictionary and seed from that cache; a complete cache is reused on rerun "
         "(default: hold them in memory)",
     )
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
 
 

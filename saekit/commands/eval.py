@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--splice-seqs", type=int, default=32, help="sequences spliced through the model (default 32)")
     p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 256)")
     p.add_argument("--out", default=None, help="JSON file for the metrics (default DICT/eval.json)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
 
 

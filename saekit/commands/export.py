@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "circuit-tracer takes a set of ReLU transcoders, one per layer.",
     )
     p.add_argument("dir", help="dictionary folder or run folder")
-    p.add_argument("--format", required=True, choices=["saelens", "sparsify", "circuit-tracer"])
+    p.add_argument("--format", required=True, choices=["saelens", "sparsify", "circuit-tracer"], help="target layout")
     p.add_argument("--out", default=None, help="output folder (default: DIR-FORMAT next to DIR)")
     p.add_argument(
         "--overwrite", action="store_true",

@@ -32,6 +32,9 @@ def parse_count(text: str | int) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from saekit.config import TrainConfig
+
+    base = TrainConfig()  # the defaults shown in --help are the config's
     p = sub.add_parser(
         "train",
         help="train a sparse dictionary (or a sweep) on cached or live activations",
@@ -61,14 +64,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--penalty", default=None, help="relu penalty: l1 | l1_decnorm | tanh | log | lp")
     d.add_argument("--no-tied-init", action="store_true", help="random encoder instead of decoder transpose")
     t = p.add_argument_group("training")
-    t.add_argument("--tokens", default=None, help="training tokens, e.g. 50M")
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--tokens", default=None, help=f"training tokens, e.g. 50M (default {base.total_tokens:,})")
+    t.add_argument("--batch-size", type=int, default=None, help=f"activation rows per step (default {base.batch_size})")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 / sqrt(n_latents / 16384))")
+    t.add_argument("--seed", type=int, default=None, help=f"seed of every random choice (default {base.seed})")
     t.add_argument("--normalize", action="store_true", help="scale activations so E||x||² = d_in")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     t.add_argument("--bf16", action="store_true", help="bf16 autocast")
-    t.add_argument("--device", default=None)
+    t.add_argument("--device", default=None, help=f"cpu, cuda or auto (default {base.device})")
     p.add_argument("--config", help="TOML file: [source], [train], [[dictionary]] and optional [sweep]")
     p.add_argument("--out", required=True, help="output folder (dictionaries, checkpoint, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -262,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     from saekit.training import CHECKPOINT_NAME
     from saekit.training.dist_hookpoints import PRODUCER_STATE
     from saekit.training.distributed import make_trainer
-    from saekit.training.runspec import finished_note, load_spec, run_warnings, save_spec
+    from saekit.training.runspec import check_run, finished_note, load_spec, save_spec
 
     out = Path(args.out)
     if runfolder.is_writer():
@@ -300,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
     # A cache names its own hookpoint(s) and model: record them so `saekit eval --model` can splice.
     hookpoint = spec["source"].get("hookpoint") or (getattr(source, "hookpoints", None) or [None])[0]
     cfgs = dictionary_configs(spec["dictionaries"], d_in, d_out, paired, hookpoint)
-    for note in run_warnings(tcfg, source, args.resume or "total_tokens" in spec["train"]) if runfolder.is_writer() else []:
+    for note in check_run(tcfg, source, spec["train"], args.resume) if runfolder.is_writer() else []:
         print(f"saekit train: warning: {note}", file=sys.stderr)
     origin = (getattr(source, "manifest", None) or {}).get("model") or {}
     for cfg in cfgs:

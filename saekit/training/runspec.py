@@ -54,21 +54,26 @@ def finished_note(out: Path) -> str | None:
     return f"{out} is a finished run ({steps} of {steps} steps, dictionaries saved); nothing to resume, nothing was changed."
 
 
-def run_warnings(tcfg: Any, source: Any, tokens_given: bool) -> list[str]:
-    """One-sentence warnings about a run that will work but probably not as meant."""
+def check_run(tcfg: Any, source: Any, given: dict[str, Any], resumed: bool = False) -> list[str]:
+    """One-sentence warnings about a run that will work but probably not as meant; a ConfigError
+    for settings the user gave (``given``: the [train] keys set by flags or TOML) that contradict
+    each other."""
+    from saekit.errors import ConfigError
+
+    warmup = given.get("lr_warmup_steps")
+    if isinstance(warmup, int) and warmup >= tcfg.steps > 1:
+        raise ConfigError(
+            f"lr_warmup_steps={warmup} is not shorter than the run ({tcfg.steps} steps of {tcfg.batch_size} "
+            "tokens); shorten the warm-up or train on more tokens."
+        )
     notes = []
-    if not tokens_given:
+    if not resumed and "total_tokens" not in given:
         notes.append(f"no --tokens given: training on the default {tcfg.total_tokens:,} tokens.")
     rows = _source_rows(source)
     if rows and tcfg.total_tokens > 4 * rows:
         notes.append(
             f"the run reads its {rows:,} activation rows {tcfg.total_tokens / rows:.0f} times over "
             f"({tcfg.total_tokens:,} tokens); repeated rows overfit: cache more tokens or train on fewer."
-        )
-    if tcfg.lr_warmup_steps >= tcfg.steps > 1:
-        notes.append(
-            f"the learning-rate warm-up ({tcfg.lr_warmup_steps} steps) is not shorter than the run "
-            f"({tcfg.steps} steps); it is cut to {tcfg.steps - 1} steps, so the full learning rate is never used for long."
         )
     return notes
 
