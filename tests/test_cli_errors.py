@@ -236,3 +236,13 @@ def test_progress_bar_is_throttled_when_stderr_is_not_a_terminal(monkeypatch, tm
         bar = token_bar(100, "x", disable=False)
         assert bar.mininterval == 5
         bar.close()
+
+
+def test_mse_means_the_same_in_metrics_jsonl_and_eval_json(cache, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert cli(capsys, "train", "--cache", cache, *TRAIN, "--tokens", "6400", "--normalize", "--out", run)[0] == 0
+    assert cli(capsys, "eval", run, "--acts", cache)[0] == 0
+    trained = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    evaluated = json.loads((run / "eval.json").read_text())
+    # the same dictionary on rows of the same cache: the same quantity, not a factor d = 64 apart
+    assert 0.5 < trained["mse"] / evaluated["mse"] < 2.0, (trained["mse"], evaluated["mse"])

@@ -266,6 +266,10 @@ class Trainer:
             "lr": lr,
         }
         rec.update({k: float(v) for k, v in out.terms.items()})
+        if "mse" in rec:  # one definition with eval.json: mean over tokens AND dimensions, raw units
+            scale = float(sae.act_scale) * (self.source.pre_scaled_out or self.source.pre_scaled or 1.0)
+            rec["recon_loss"] = rec["mse"]  # the loss term: squared error summed over dimensions, scaled
+            rec["mse"] = rec["mse"] / (ys.shape[-1] * scale**2)
         return rec
 
     # ------------------------------------------------------------------ the loop
