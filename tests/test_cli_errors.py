@@ -246,3 +246,44 @@ def test_mse_means_the_same_in_metrics_jsonl_and_eval_json(cache, tmp_path, caps
     evaluated = json.loads((run / "eval.json").read_text())
     # the same dictionary on rows of the same cache: the same quantity, not a factor d = 64 apart
     assert 0.5 < trained["mse"] / evaluated["mse"] < 2.0, (trained["mse"], evaluated["mse"])
+
+
+def test_info_prints_config_and_stored_metrics(acts, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert cli(capsys, "train", "--activations", acts, *TRAIN, "--tokens", "640", "--out", run)[0] == 0
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    text = capsys.readouterr().out
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "kind = topk" in text and "n_latents = 32" in text and "k = 4" in text
+    assert f"fvu = {last['fvu']:.4g}" in text
+    code, err = cli(capsys, "info", tmp_path / "nope")
+    assert code == 2 and one_sentence(err) and "no such folder" in err
+
+
+def test_every_flag_has_help_and_help_shows_defaults(capsys):
+    import argparse
+
+    from saekit.cli import all_parsers, build_parser
+
+    skip = (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
+    missing = [f"{p.prog} {a.dest}" for p in all_parsers(build_parser()) for a in p._actions
+               if not isinstance(a, skip) and not a.help]  # fmt: skip
+    assert missing == []
+    with pytest.raises(SystemExit):
+        main(["cache", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "rows per shard (default: 65536)" in text and "storage precision (default: float32)" in text
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    from saekit.config import TrainConfig
+
+    assert f"activation rows per step (default {TrainConfig().batch_size})" in text
+
+
+def test_mistyped_local_model_folder_says_no_such_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    code, err = cli(capsys, "model", "hookpoints", "runs/modl")
+    assert code == 2 and one_sentence(err) and "no such folder: runs/modl" in err and len(err) < 300
