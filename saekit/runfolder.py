@@ -80,7 +80,9 @@ def is_blank(folder: Path) -> bool:
     )
 
 
-def prepare_output(folder: str | Path, kind: str, overwrite: bool, hint: str = "pass --overwrite") -> None:
+def prepare_output(
+    folder: str | Path, kind: str, overwrite: bool, hint: str = "pass --overwrite", what: str = "saekit output"
+) -> None:
     """Check that ``folder`` may be written (see the module doc); with ``overwrite`` delete
     saekit's earlier output there, after checking that every file in it is saekit's."""
     folder = Path(folder)
@@ -94,7 +96,7 @@ def prepare_output(folder: str | Path, kind: str, overwrite: bool, hint: str = "
             "nothing was deleted: move it away or choose another --out."
         )
     if not overwrite:
-        raise ConfigError(f"output folder {folder} already holds saekit output; {hint} to replace it or choose another --out.")
+        raise ConfigError(f"output folder {folder} already holds {what}; {hint} to replace it or choose another --out.")
     clear_owned(folder, kind)
 
 
@@ -112,6 +114,7 @@ def clear_owned(folder: Path, kind: str) -> None:
 
 # ---------------------------------------------------------------------- one writer per folder
 _HELD: dict[Path, int] = {}  # lock file -> how many claims this process holds on it
+_CREATED: set[Path] = set()  # folders claim() created: removed again if left blank
 
 
 def _pid_alive(pid: int) -> bool:
@@ -144,7 +147,9 @@ def _is_stale(path: Path, owner: dict[str, Any] | None) -> bool:
 def claim(folder: str | Path) -> Path:
     """Take the exclusive lock on output folder ``folder`` (created if needed) for this process."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        _CREATED.add(folder.resolve())
     path = (folder / LOCK_NAME).resolve()
     if path in _HELD:
         _HELD[path] += 1
@@ -182,6 +187,12 @@ def release(path: Path) -> None:
     owner = _read_lock(path)
     if owner is not None and owner.get("pid") == os.getpid():
         path.unlink(missing_ok=True)
+    folder = path.parent
+    if folder in _CREATED:  # a command that failed before writing leaves no folder behind
+        _CREATED.discard(folder)
+        if folder.exists() and is_blank(folder) and not files_in(folder):
+            clear_owned(folder, "cache")  # only empty sub-folders are left: remove them
+            folder.rmdir()
 
 
 def release_all() -> None:

@@ -287,3 +287,20 @@ def test_mistyped_local_model_folder_says_no_such_folder(tmp_path, capsys, monke
     (tmp_path / "runs").mkdir()
     code, err = cli(capsys, "model", "hookpoints", "runs/modl")
     assert code == 2 and one_sentence(err) and "no such folder: runs/modl" in err and len(err) < 300
+
+
+def test_train_and_eval_read_the_dataset_given(model_folder, tmp_path, capsys):
+    data = tmp_path / "my.jsonl"
+    texts = ["the cat sat on the mat and the dog sat on the log " * 4 + str(i) for i in range(60)]
+    data.write_text("".join(json.dumps({"content": t}) + "\n" for t in texts))
+    base = ["train", "--model", model_folder, "--hookpoint", HOOK, *TRAIN, "--tokens", "640", "--dataset", data]
+    code, err = cli(capsys, *base, "--out", tmp_path / "a")  # (the datasets library prints its own bar)
+    assert code == 2 and "Traceback" not in err and "no column 'text'" in err.splitlines()[-1]  # the dataset is read
+    code, err = cli(capsys, *base, "--text-column", "content", "--out", tmp_path / "r")
+    assert code == 0, err
+    spec = json.loads((tmp_path / "r" / "source.json").read_text())
+    assert spec["source"]["dataset"] == str(data) and spec["source"]["text_column"] == "content"
+    ev = ["eval", tmp_path / "r", "--model", model_folder, "--seqs", "4", "--splice-seqs", "2", "--dataset", data]
+    code, err = cli(capsys, *ev)
+    assert code == 2 and "no column 'text'" in err
+    assert cli(capsys, *ev, "--text-column", "content")[0] == 0

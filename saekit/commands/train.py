@@ -55,6 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "IN,OUT makes a transcoder pair; under torchrun job i trains on rank i %% world",
     )
     src.add_argument("--n-ctx", type=int, default=None, help="context length for --model (default: model's)")
+    src.add_argument("--dataset", help="with --model: HF dataset name or local text/jsonl/parquet path (default: built-in corpus)")
+    src.add_argument("--split", help="with --model: dataset split (default train)")
+    src.add_argument("--text-column", help="with --model: dataset column holding the text (default text)")
     d = p.add_argument_group("dictionary")
     d.add_argument("--kind", default=None, help="relu | topk (default) | batchtopk | jumprelu")
     d.add_argument("--n-latents", type=int, default=None, help="dictionary width")
@@ -134,7 +137,7 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.config} has unknown table(s) {', '.join(unknown)}; expected source, train, dictionary, sweep."
         )
     source = dict(conf.get("source", {}))
-    for key in ("cache", "model", "activations", "hookpoint", "hookpoint_out", "hookpoints", "n_ctx"):
+    for key in ("cache", "model", "activations", "hookpoint", "hookpoint_out", "hookpoints", "n_ctx", "dataset", "split", "text_column"):
         value = getattr(args, key)
         if value is not None:
             source[key] = value
@@ -233,13 +236,15 @@ def build_source(
 
 
 def live_tokens(spec: dict[str, Any], handle: Any, total_tokens: int | None) -> tuple[Any, Any]:
-    """(tokens, doc_ids) of the built-in training corpus packed for a live model source: only as
-    many rows as the run needs (a stream cycles over its tokens if it runs out)."""
-    from saekit.data import load_corpus, pack_tokens_with_docs
+    """(tokens, doc_ids) of the source's dataset (default: the built-in training corpus) packed for
+    a live model source: only as many rows as the run needs (a stream cycles over its tokens if it
+    runs out)."""
+    from saekit.data import load_texts, pack_tokens_with_docs
 
     n_ctx = spec.get("n_ctx") or min(int(getattr(getattr(handle.model, "cfg", None), "n_ctx", 128)), 1024)
     rows = None if total_tokens is None else total_tokens // max(1, n_ctx - 1) + 2
-    return pack_tokens_with_docs(load_corpus("train"), handle.tokenizer, n_ctx, bos=True, max_rows=rows)
+    docs = load_texts(spec.get("dataset"), spec.get("split") or "train", spec.get("text_column") or "text")
+    return pack_tokens_with_docs(docs, handle.tokenizer, n_ctx, bos=True, max_rows=rows)
 
 
 def dictionary_configs(dicts: list[dict], d_in: int, d_out: int, paired: bool, hookpoint: str) -> list:
@@ -282,7 +287,9 @@ def run(args: argparse.Namespace) -> int:
         spec = _spec_from_args(args)
         spec["train"]["out_dir"] = str(out)
         if runfolder.is_writer():
-            runfolder.prepare_output(out, "train", args.overwrite, hint="use --resume to continue it, --overwrite")
+            runfolder.prepare_output(
+                out, "train", args.overwrite, hint="use --resume to continue it, --overwrite", what="a training run"
+            )
     tcfg = TrainConfig.from_dict(spec["train"])
     if spec["source"].get("hookpoints"):
         from saekit.commands.train_hookpoints import run_hookpoints

@@ -15,7 +15,7 @@ from saekit.fileutil import atomic_write_json, read_json
 from saekit.runfolder import record_paths, resolve_paths
 
 SOURCE_FILE = "source.json"
-PATH_KEYS = ("cache", "model", "activations")  # source fields that may name files or folders
+PATH_KEYS = ("cache", "model", "activations", "dataset")  # source fields that may name files or folders
 
 
 def save_spec(out: Path, spec: dict[str, Any]) -> Path:
