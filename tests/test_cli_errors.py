@@ -304,3 +304,18 @@ def test_train_and_eval_read_the_dataset_given(model_folder, tmp_path, capsys):
     code, err = cli(capsys, *ev)
     assert code == 2 and "no column 'text'" in err
     assert cli(capsys, *ev, "--text-column", "content")[0] == 0
+
+
+def test_mistyped_hookpoint_gets_close_names_and_leaves_no_folder(model_folder, tmp_path, capsys):
+    out = tmp_path / "c"
+    code, err = cli(capsys, "cache", "--model", model_folder, "--hookpoints", "blocks.0.hook_resid_pots",
+                    "--tokens", "100", "--out", out, "--device", "cpu")  # fmt: skip
+    assert code == 2 and one_sentence(err) and "similar: blocks.0.hook_resid_post" in err
+    assert not out.exists()
+
+
+def test_compare_train_tokens_take_suffixes():
+    from saekit.cli import build_parser
+
+    args = build_parser().parse_args(["compare", "m1", "m2", "--train-tokens", "10k"])
+    assert args.train_tokens == 10_000

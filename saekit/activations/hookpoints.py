@@ -12,6 +12,7 @@ other models by raising a private exception from the last hook that fires.
 
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 import weakref
@@ -137,7 +138,8 @@ class HookpointReader:
         names = self.module.hook_dict
         for hp in self.hookpoints:
             if hp not in names:
-                close = [n for n in names if n.split(".")[-1] == hp.split(".")[-1]][:4]
+                close = difflib.get_close_matches(hp, list(names), n=4, cutoff=0.6)  # typos first
+                close = close or [n for n in names if n.split(".")[-1] == hp.split(".")[-1]][:4]
                 hint = f" (similar: {', '.join(close)})" if close else ""
                 raise ConfigError(
                     f"hookpoint {hp!r} is not a hook of this transformer-lens model{hint}; "
