@@ -279,8 +279,9 @@ def run(args: argparse.Namespace) -> int:
         many = (out / PRODUCER_STATE).is_file()  # a --hookpoints run
         if not many and not (out / CHECKPOINT_NAME).is_file() and not any(out.glob("checkpoint.rank*-of-*.pt")):
             raise DataError(f"{out / CHECKPOINT_NAME} does not exist; nothing to resume.")
-        if runfolder.is_writer() and (note := finished_note(out)):
-            print(note, file=sys.stderr)
+        if note := finished_note(out):  # every rank reads it, so every rank stops
+            if runfolder.is_writer():
+                print(note, file=sys.stderr)
             return 0
         spec = load_spec(out)  # paths resolved against OUT, and OUT is the run
     else:
