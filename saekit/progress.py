@@ -34,3 +34,10 @@ def _is_terminal(stream) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def status(message: str) -> None:
+    """One line on stderr before slow start-up work (loading a model, tokenizing), so a silent
+    pause reads as work; off with the progress bars (SAEKIT_NO_PROGRESS=1)."""
+    if os.environ.get("SAEKIT_NO_PROGRESS") != "1":
+        print(f"saekit: {message}", file=sys.stderr, flush=True)

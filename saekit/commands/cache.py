@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from saekit.data import iter_texts, load_corpus, load_text_dataset, pack_tokens_with_docs
     from saekit.errors import ConfigError
     from saekit.models import load_model
+    from saekit.progress import status
 
     hookpoints = list(args.hookpoints)
     for layer in args.transcoder_layer:
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give at least one hookpoint with --hookpoints or --transcoder-layer.")
     if args.tokens <= 0:
         raise ConfigError(f"--tokens must be a positive integer, got {args.tokens}.")
+    status(f"loading model {args.model} and tokenizing the text...")
     handle = load_model(args.model, device=args.device)
     n_ctx = args.n_ctx
     if n_ctx is None:

@@ -226,7 +226,9 @@ def build_source(
         raise ConfigError("--model needs --hookpoint (and --hookpoint-out for a transcoder).")
     from saekit.activations import ActivationStream
     from saekit.models import load_model
+    from saekit.progress import status
 
+    status(f"loading model {spec['model']} and tokenizing the text...")
     handle = load_model(spec["model"], device=device)
     tokens, doc_ids = live_tokens(spec, handle, total_tokens)
     if part is not None:  # this rank's sequences only: each rank runs the model on its own tokens
