@@ -319,3 +319,10 @@ def test_compare_train_tokens_take_suffixes():
 
     args = build_parser().parse_args(["compare", "m1", "m2", "--train-tokens", "10k"])
     assert args.train_tokens == 10_000
+
+
+def test_a_status_line_before_loading_the_model(model_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SAEKIT_NO_PROGRESS", raising=False)
+    code, err = cli(capsys, "cache", "--model", model_folder, "--hookpoints", HOOK, "--tokens", "100",
+                    "--out", tmp_path / "c", "--device", "cpu")  # fmt: skip
+    assert code == 0 and err.splitlines()[0] == f"saekit: loading model {model_folder} and tokenizing the text..."
