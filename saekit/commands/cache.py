@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from saekit.activations.hookpoints import transcoder_hookpoints
 
@@ -93,9 +94,12 @@ def run(args: argparse.Namespace) -> int:
     )
     # only tokenize what is needed: (n_ctx - 1) kept tokens per row after dropping BOS, plus slack
     # for excluded special tokens
-    per_row = n_ctx - (0 if args.keep_bos else 1)
+    has_bos = getattr(handle.tokenizer, "bos_token_id", None) is not None
+    if not has_bos:  # e.g. BERT-style tokenizers: rows start with text, and no position is dropped
+        print("saekit cache: the tokenizer has no BOS token: rows are packed without one.", file=sys.stderr)
+    per_row = n_ctx - (0 if args.keep_bos or not has_bos else 1)
     rows = math.ceil(args.tokens / max(per_row, 1) * (1.25 if args.exclude_special else 1.0)) + 1
-    tokens, doc_ids = pack_tokens_with_docs(docs, handle.tokenizer, n_ctx, bos=True, max_rows=rows)
+    tokens, doc_ids = pack_tokens_with_docs(docs, handle.tokenizer, n_ctx, bos=has_bos, max_rows=rows)
     out = build_cache(
         handle,
         tokens,
@@ -106,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         shard_tokens=args.shard_tokens,
         batch_size=args.batch_size,
-        drop_bos=not args.keep_bos,
+        drop_bos=has_bos and not args.keep_bos,
         exclude_special=args.exclude_special,
         overwrite=args.overwrite,
     )
