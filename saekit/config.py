@@ -24,6 +24,7 @@ DEFAULT_COEF = {
     "random": 0.0,
 }
 DICTIONARY_KINDS = ("relu", "topk", "batchtopk", "jumprelu")
+CROSSCODER_KINDS = ("relu", "topk", "batchtopk")
 RELU_PENALTIES = ("l1", "l1_decnorm", "tanh", "log", "lp")
 
 
@@ -47,8 +48,14 @@ class _Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    _RETIRED: dict[str, Any] = {}  # field -> its old default: dropped when read back from old files
+
     @classmethod
     def from_dict(cls, data: dict):
+        data = dict(data)
+        for key, old_default in cls._RETIRED.items():
+            if key in data and data.pop(key) != old_default:
+                raise ConfigError(f"{cls.__name__}.{key} is no longer supported; remove it from the configuration.")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -151,6 +158,9 @@ class DictionaryConfig(_Config):
     b_dec_init: str = "geometric_median"  # geometric_median | mean | zero
     zero_init_decoder: bool = False  # sparsify's choice for transcoders
     seed: int | None = None  # initialisation seed; None = TrainConfig.seed (set it to sweep seeds)
+    # crosscoder: n_sources ≥ 2 reads the same tokens from that many models (saekit.dictionaries.crosscoder)
+    n_sources: int = 1
+    source_names: tuple[str, ...] | None = None  # filled by the trainer from the source dict
     # metadata (file formats): where the activations come from
     hook_name: str = ""
     model_name: str = ""
@@ -194,6 +204,27 @@ class DictionaryConfig(_Config):
         )
         if self.k_aux is None:
             self.k_aux = max(1, min(self.n_latents, self.d_in // 2))
+        self._check_crosscoder()
+
+    def _check_crosscoder(self) -> None:
+        n = self.n_sources
+        _require(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1,
+            f"n_sources must be a positive integer, got {n!r}.",
+        )
+        if self.source_names is not None:
+            self.source_names = tuple(str(s) for s in self.source_names)
+            _require(
+                len(self.source_names) == n and len(set(self.source_names)) == n,
+                f"source_names must be {n} distinct names (n_sources={n}), got {list(self.source_names)}.",
+            )
+        if n == 1:
+            return
+        _require(
+            self.kind in CROSSCODER_KINDS,
+            f"a crosscoder (n_sources={n}) has kind relu, topk or batchtopk, got {self.kind!r}.",
+        )
+        _require(not self.transcoder, "a crosscoder reconstructs its inputs; d_out, transcoder and skip are not supported with n_sources > 1.")
 
     @property
     def is_transcoder(self) -> bool:
@@ -221,7 +252,8 @@ class TrainConfig(_Config):
     log_every: int = 10
     use_kernels: str = "auto"  # auto | triton | torch | dense (saekit.kernels backend for sparse decode)
     device: str = "auto"
-    wandb: bool = False
+    # `wandb` (never wired to anything) was removed; files that stored its default still load.
+    _RETIRED = {"wandb": False}
 
     def __post_init__(self) -> None:
         _require(

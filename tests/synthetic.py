@@ -29,3 +29,39 @@ def feature_recovery(features: torch.Tensor, W_dec: torch.Tensor) -> tuple[float
     W = W_dec / W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     best = (features @ W.T).max(1).values
     return float(best.mean()), float((best > 0.9).float().mean())
+
+
+def planted_model_pair(
+    n: int = 20_000,
+    d: int = 48,
+    n_shared: int = 24,
+    n_only: int = 8,
+    n_weak: int = 0,
+    weak: float = 0.25,
+    mean_active: float = 3.0,
+    seed: int = 0,
+) -> dict:
+    """Two synthetic "models" reading the same tokens (for crosscoders).
+
+    Feature i fires on the same rows with the same magnitude in both models, but each model
+    writes it along its own random unit direction (independent models do not share a basis).
+    Kinds: ``shared`` (both models), ``a`` / ``b`` (one model only), ``weak`` (both, but B's copy
+    is ``weak`` times as strong: a feature a sparsity penalty is tempted to call A-only).
+    Returns {"a": Xa, "b": Xb, "kinds": [...], "dirs_a": [F, d], "dirs_b": [F, d]}.
+    """
+    kinds = ["shared"] * n_shared + ["a"] * n_only + ["b"] * n_only + ["weak"] * n_weak
+    f = len(kinds)
+    gen = torch.Generator().manual_seed(seed)
+    dirs = torch.randn(2, f, d, generator=gen)
+    dirs /= dirs.norm(dim=-1, keepdim=True)
+    active = torch.rand(n, f, generator=gen) < mean_active / f
+    acts = active * (torch.rand(n, f, generator=gen) * 1.5 + 0.5)
+    in_a = torch.tensor([k != "b" for k in kinds], dtype=torch.float32)
+    in_b = torch.tensor([{"a": 0.0, "weak": weak}.get(k, 1.0) for k in kinds])
+    return {
+        "a": (acts * in_a) @ dirs[0],
+        "b": (acts * in_b) @ dirs[1],
+        "kinds": kinds,
+        "dirs_a": dirs[0],
+        "dirs_b": dirs[1],
+    }

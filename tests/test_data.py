@@ -141,3 +141,17 @@ def test_model_cli_empty_dataset_file(tmp_path, capsys):
     empty.write_text("")
     code = main(["model", "train", "--variant", "baseline", "--dataset", str(empty), "--out", str(tmp_path / "o")])
     assert code == 2 and "empty" in capsys.readouterr().err
+
+
+def test_model_training_with_a_tokenizer_never_sees_validation_documents(tmp_path):
+    # `saekit model train --tokenizer T` without --dataset: the corpus keeps its split.
+    from saekit.models.train import dataset_tokens
+
+    cfg = ModelConfig(n_ctx=64, eval_tokens=4096)
+    default_tokenizer(cfg.vocab_size).save_pretrained(tmp_path / "tok")
+    tokenizer, (train, val) = dataset_tokens(cfg, None, tokenizer_name=str(tmp_path / "tok"))
+    held_out = pack_tokens(load_corpus("validation"), tokenizer, cfg.n_ctx)
+    train_rows = {tuple(r) for r in train.tolist()}
+    assert not any(tuple(r) in train_rows for r in held_out.tolist())  # no validation row in training
+    assert torch.equal(train, pack_tokens(load_corpus("train"), tokenizer, cfg.n_ctx))
+    assert torch.equal(val, held_out[: len(val)])

@@ -34,11 +34,18 @@ def test_parameter_names_shapes_and_forward(kind, variant):
         assert shapes["threshold"] == (48,)
     torch.manual_seed(0)
     x = torch.randn(10, 16)
+    if variant == "skip":  # W_skip starts at zero: give it values so the skip path is exercised
+        with torch.no_grad():
+            sae.W_skip.normal_()
     sae.to_inference()
     z = sae.encode(x)
     assert z.shape == (10, 48)
     # forward = decode(encode(x)) (+ skip path), with decoder rows of unit norm
-    expected = sae.decode(z) + (x @ sae.W_skip.T if sae.W_skip is not None else 0)
+    expected = z @ sae.W_dec + sae.b_dec
+    if variant == "skip":
+        skip = x @ sae.W_skip.T
+        assert skip.abs().mean() > 0.5  # the skip term is a large part of the output
+        expected = expected + skip
     torch.testing.assert_close(sae(x), expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(sae.W_dec.norm(dim=-1), torch.ones(48))
 
@@ -137,16 +144,24 @@ def test_batchtopk_batch_level_selection_and_threshold():
 
 
 def test_jumprelu_threshold_learns_through_straight_through_estimator():
-    sae = make("jumprelu", sparsity_coef=1.0, jumprelu_bandwidth=0.5, jumprelu_init_threshold=0.2)
+    eps, theta, lam = 0.5, 0.2, 1.0
+    sae = make("jumprelu", sparsity_coef=lam, jumprelu_bandwidth=eps, jumprelu_init_threshold=theta)
     x = torch.randn(64, 16)
-    out = sae.training_loss(x)
-    out.loss.backward()
-    assert sae.threshold.grad is not None and sae.threshold.grad.abs().sum() > 0
-    # only latents with pre-activations inside the bandwidth window around θ get a gradient
     pre = sae.pre_acts(x).detach()
-    near = ((pre - 0.2).abs() < 0.25).any(0)
-    assert torch.equal(sae.threshold.grad != 0, near)
+    window = ((pre - theta).abs() < eps / 2).float()  # rectangle kernel K((pre - θ)/ε)
+    # L0 term: d/dθ [λ · mean_b Σ_i H(pre_bi − θ_i)] = −λ/ε · mean_b K((pre_bi − θ_i)/ε)
+    out = sae.training_loss(x)
     assert "sparsity" in out.terms
+    out.terms["sparsity"].backward()
+    expected_l0 = -(lam / eps) * window.mean(0)
+    torch.testing.assert_close(sae.threshold.grad, expected_l0)
+    assert (sae.threshold.grad != 0).any()
+    # codes z = pre · H(pre − θ): with upstream gradient g, d/dθ Σ z·g = −θ/ε · Σ_b K(...) · g_b
+    sae.threshold.grad = None
+    _, z = sae.train_codes(x)
+    g = torch.randn_like(z)
+    (z * g).sum().backward()
+    torch.testing.assert_close(sae.threshold.grad, -(theta / eps) * (window * g).sum(0))
 
 
 @pytest.mark.parametrize("penalty", ["l1", "l1_decnorm", "tanh", "log", "lp"])

@@ -68,6 +68,7 @@ class FakeHub:
                         "method": "POST",
                         "path": self.path,
                         "auth": self.headers.get("Authorization"),
+                        "agent": self.headers.get("User-Agent", ""),
                         "body": body,
                     }
                 )
@@ -383,9 +384,14 @@ def test_load_uncached_repo_offline_is_one_clear_sentence(tmp_path, monkeypatch)
     )
 
 
-def test_huggingface_hub_is_the_real_client():
-    # guard: these tests exercise the installed client, not a stand-in
-    assert huggingface_hub.HfApi.upload_folder.__module__ == "huggingface_hub.hf_api"
+def test_publishing_requests_come_from_the_installed_huggingface_hub(hub, run_dir):
+    # guard: the push goes through the installed client (its user agent names its version on
+    # every request), not a stand-in, and not through hand-written HTTP.
+    push_to_hub(run_dir, "org/agent", endpoint=hub.url)
+    posts = [r for r in hub.requests if r["method"] == "POST"]
+    assert posts, "saekit sent no request to the Hub"
+    for r in posts:
+        assert f"huggingface_hub/{huggingface_hub.__version__}" in r["agent"], r["agent"]
 
 
 def test_trained_run_publish_then_load_offline(hub, tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import torch
 from saekit.config import DictionaryConfig
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
 from saekit.dictionaries.batchtopk import BatchTopKDictionary
+from saekit.dictionaries.crosscoder import CROSSCODERS, CrossCoder, init_crosscoder
 from saekit.dictionaries.init import geometric_median, init_b_dec, init_weights
 from saekit.dictionaries.jumprelu import JumpReLUDictionary
 from saekit.dictionaries.relu import ReLUDictionary
@@ -46,9 +47,10 @@ def create(
     """
     if not isinstance(cfg, DictionaryConfig):
         raise ConfigError(f"create() expects a DictionaryConfig, got {type(cfg).__name__}.")
-    sae = architecture(cfg.kind)(cfg)
+    crosscoder = cfg.n_sources > 1
+    sae = CROSSCODERS[cfg.kind](cfg) if crosscoder else architecture(cfg.kind)(cfg)
     if init:
-        init_weights(sae, seed)
+        (init_crosscoder if crosscoder else init_weights)(sae, seed)
         if sample is not None:
             init_b_dec(sae, sample)
     if device is not None:
@@ -59,6 +61,7 @@ def create(
 __all__ = [
     "ARCHITECTURES",
     "BatchTopKDictionary",
+    "CrossCoder",
     "JumpReLUDictionary",
     "ReLUDictionary",
     "SparseDictionary",

@@ -64,6 +64,10 @@ def init_weights(sae: SparseDictionary, seed: int = 0) -> SparseDictionary:
 @torch.no_grad()
 def init_b_dec(sae: SparseDictionary, target_sample: torch.Tensor) -> SparseDictionary:
     """Set b_dec from a sample of (scaled) targets [N, d_out] per ``cfg.b_dec_init``."""
+    if target_sample.dim() == 3:  # a crosscoder's [N, n_sources, d]: one b_dec per source
+        from saekit.dictionaries.crosscoder import init_b_dec_per_source
+
+        return init_b_dec_per_source(sae, target_sample)
     how = sae.cfg.b_dec_init
     if how == "zero" or target_sample.numel() == 0:
         sae.b_dec.zero_()

@@ -14,11 +14,12 @@ import torch
 
 from saekit.errors import ConfigError
 from saekit.evaluation.compare import run_comparison
+from saekit.evaluation.crosscoder import crosscoder_sharing, firing_density, latent_scaling
 from saekit.evaluation.matching import compare_dictionaries
 from saekit.evaluation.metrics import dictionary_metrics
 from saekit.evaluation.splice import splice_metrics
 
-__all__ = ["evaluate", "compare_dictionaries", "dictionary_metrics", "run_comparison", "splice_metrics"]
+__all__ = ["evaluate", "compare_dictionaries", "crosscoder_sharing", "firing_density", "latent_scaling", "dictionary_metrics", "run_comparison", "splice_metrics"]
 
 
 

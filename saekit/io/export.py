@@ -185,6 +185,12 @@ def export(source: str | Path, out: str | Path, format: str) -> list[Path]:
     if not folders:
         raise DataError(f"{source} holds no dictionaries to export.")
     items = [(load_folder(f), f) for f in folders]
+    for sae, folder in items:
+        if sae.cfg.n_sources > 1:
+            raise ConfigError(
+                f"{folder} is a crosscoder, which {format} has no format for; "
+                "use saekit.io.crosscoder.export_dictionary_learning."
+            )
     if format == "circuit-tracer":
         return export_circuit_tracer(items, out)
     written: list[Path] = []

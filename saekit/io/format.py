@@ -214,6 +214,10 @@ def save_dictionary(
         raise ConfigError(
             f"save_dictionary expects a saekit dictionary with a DictionaryConfig .cfg, got {type(sae).__name__}."
         )
+    if cfg.n_sources > 1:  # a crosscoder has its own layout (saekit.io.crosscoder)
+        from saekit.io.crosscoder import save_crosscoder
+
+        return save_crosscoder(sae, path, extra=extra, feature_density=feature_density)
     extra = dict(extra or {})
     reserved = {"saekit_format", "dictionary", "act_scale_folded", "buffers", "versions", "architecture"}
     clash = sorted(reserved & set(extra))
@@ -341,6 +345,10 @@ def load_native(folder: Path) -> torch.nn.Module:
         raise DataError(
             f"{meta_file} has saekit_format {version!r}; this saekit reads format ≤ {FORMAT_VERSION} (upgrade saekit)."
         )
+    from saekit.io.crosscoder import is_crosscoder_meta, load_crosscoder
+
+    if is_crosscoder_meta(meta):
+        return load_crosscoder(folder, meta)
     cfg = dictionary_config_from_saekit(meta, str(meta_file))
     cfg_file = folder / CFG_FILENAME
     if cfg_file.exists():

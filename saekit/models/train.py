@@ -42,17 +42,20 @@ def corpus_tokens(cfg: ModelConfig, tokenizer=None) -> tuple[object, torch.Tenso
 def dataset_tokens(
     cfg: ModelConfig, dataset: str | None, text_column: str = "text", tokenizer_name: str | None = None
 ) -> tuple[object, tuple[torch.Tensor, torch.Tensor]]:
-    """(tokenizer, (train, validation) tokens) from a HF dataset or local files; the last
-    5 % of packed rows (at least one) are validation."""
-    from saekit.data import default_tokenizer, iter_texts, load_corpus, load_text_dataset, load_tokenizer, pack_tokens
+    """(tokenizer, (train, validation) tokens) from a HF dataset or local files (the last
+    5 % of packed rows, at least one, are validation), or from the built-in corpus's own
+    train/validation split when ``dataset`` is None."""
+    from saekit.data import default_tokenizer, iter_texts, load_text_dataset, load_tokenizer, pack_tokens
 
     tokenizer = load_tokenizer(tokenizer_name) if tokenizer_name else default_tokenizer(cfg.vocab_size)
     if len(tokenizer) > cfg.vocab_size:
         raise ConfigError(
             f"vocab_size ({cfg.vocab_size}) is smaller than the tokenizer's vocabulary ({len(tokenizer)})."
         )
-    texts = iter_texts(load_text_dataset(dataset, text_column=text_column), text_column) if dataset else load_corpus("all")
-    tokens = pack_tokens(texts, tokenizer, cfg.n_ctx)
+    if not dataset:  # the built-in corpus keeps its fixed split: no validation play reaches training
+        _, train, val = corpus_tokens(cfg, tokenizer)
+        return tokenizer, (train, val)
+    tokens = pack_tokens(iter_texts(load_text_dataset(dataset, text_column=text_column), text_column), tokenizer, cfg.n_ctx)
     if len(tokens) < 2:
         raise ConfigError(f"dataset {dataset} packs into {len(tokens)} context(s) of {cfg.n_ctx}; it needs at least 2.")
     n_val = max(1, len(tokens) // 20)

@@ -32,7 +32,7 @@ from saekit.training.dead import DeadLatentTracker
 from saekit.training.metrics import MetricsLog
 from saekit.training.resample import resample_dead
 from saekit.training.schedule import lr_factor
-from saekit.training.sources import BatchSource, as_source
+from saekit.training.sources import BatchSource, as_source, check_sources
 from saekit.training.summary import summary_line
 
 INIT_SAMPLE = 4096  # rows used for b_dec (geometric median) and the normalisation scale
@@ -126,6 +126,7 @@ class Trainer:
                 )
             if c.d_out != src.d_out:
                 raise ConfigError(f"d_out{which} is {c.d_out} but the target activations have width {src.d_out}.")
+            self.cfgs[i] = check_sources(c, src, which)  # crosscoders: n_sources and source names
 
     def _make_run(self, cfg: DictionaryConfig, name: str) -> Run:
         seed = self.tcfg.seed if cfg.seed is None else cfg.seed
@@ -147,7 +148,7 @@ class Trainer:
         x, y = (t.to(self.device, torch.float32) if t is not None else None for t in sample)
         # Rows with NaN/inf are left out of the initialisation; if they are in the training
         # stream, the step that meets them stops with a message naming it.
-        ok = torch.isfinite(x).all(-1) & (torch.isfinite(y).all(-1) if y is not None else True)
+        ok = torch.isfinite(x).flatten(1).all(-1) & (torch.isfinite(y).all(-1) if y is not None else True)
         if not bool(ok.any()):
             raise DataError("every activation row sampled for initialisation has NaN or inf values.")
         x, y = x[ok], (y[ok] if y is not None else None)
@@ -161,8 +162,8 @@ class Trainer:
                 scale = math.sqrt(x.shape[1] / float(x.pow(2).sum(-1).mean().clamp_min(1e-12)))
         target = x if y is None else y
         for run in self.runs:
-            run.sae.act_scale.fill_(scale)
-            init_b_dec(run.sae, target * scale)
+            run.sae.act_scale.copy_(torch.as_tensor(scale).expand_as(run.sae.act_scale))  # [M, 1] for crosscoders
+            init_b_dec(run.sae, target * torch.as_tensor(scale, dtype=target.dtype, device=target.device))
 
     # ------------------------------------------------------------------ data
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:

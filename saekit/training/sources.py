@@ -1,6 +1,7 @@
 """Adapt every activation source to one interface: batches of (x [B, d_in], y [B, d_out] | None).
 
-Sources: a Tensor [N, d_in] (an SAE), a pair (X, Y) of Tensors (a transcoder), or an object
+Sources: a Tensor [N, d_in] (an SAE), a pair (X, Y) of Tensors (a transcoder), a dict of
+source name -> activations of the same tokens (a crosscoder: batches [B, M, d]), or an object
 from ``saekit.activations`` (ActivationCache, ActivationStream) with ``next_batch(batch_size)``,
 ``d_in``/``d_out`` and ``state_dict()/load_state_dict()``. Every adapter has a ``state_dict()``
 from which the next batch it yields is exactly reproducible, which is what exact resume needs.
@@ -148,19 +149,135 @@ class ActivationSourceAdapter(BatchSource):
         self.source.load_state_dict(state)
 
 
+class MultiSource(BatchSource):
+    """The same token rows from several models, stacked: batches ``x [B, M, d]`` (crosscoders).
+
+    ``sources`` maps a source name to a Tensor [N, d] (all with the same rows: one shared
+    permutation keeps them aligned) or to an ActivationCache / ActivationStream (each reader
+    shuffles with the same seed and layout, so its rows come in the same order; aligned caches
+    are checked token by token when opened, and every batch whose readers report token ids is
+    checked again). Every source must have the same width d.
+    """
+
+    paired = False
+
+    def __init__(self, sources: dict[str, Any], seed: int = 0):
+        if not isinstance(sources, dict) or len(sources) < 2:
+            n = len(sources) if isinstance(sources, dict) else 0
+            raise DataError(
+                f"a crosscoder needs at least two sources (a dict of source name -> activations), got {n}."
+            )
+        self.names = tuple(str(k) for k in sources)
+        self.n_sources = len(self.names)
+        values = list(sources.values())
+        if all(isinstance(v, torch.Tensor) for v in values):
+            self._init_tensors(values, seed)
+        elif any(isinstance(v, torch.Tensor) for v in values):
+            raise DataError("crosscoder sources must be all tensors or all activation caches/streams, not a mix.")
+        else:
+            self._init_readers(values)
+        self.d_out = self.d_in
+
+    def _init_tensors(self, xs: list[torch.Tensor], seed: int) -> None:
+        for name, x in zip(self.names, xs):
+            if x.dim() != 2:
+                raise DataError(f"crosscoder source {name!r} must be a 2-D tensor [N, d], got {_describe(x)}.")
+        self._check_same("rows", [x.shape[0] for x in xs])
+        self._check_same("width d", [x.shape[1] for x in xs])
+        self.tensors, self.readers = xs, None
+        self.d_in = xs[0].shape[1]
+        # one index stream: the rows of every source are taken in the same shuffled order
+        self._order = TensorSource(torch.arange(xs[0].shape[0]).unsqueeze(1), seed=seed)
+        sample = self._gather(self._order.sample(4096)[0])
+        self.norm_scale = _norm_scales(sample)
+
+    def _init_readers(self, objs: list[Any]) -> None:
+        self.readers = [ActivationSourceAdapter(o) for o in objs]
+        self.tensors = None
+        for name, r in zip(self.names, self.readers):
+            if r.paired:
+                raise DataError(f"crosscoder source {name!r} yields (input, output) pairs; give one hookpoint per model.")
+            if r.pre_scaled is not None:
+                raise DataError(
+                    f"crosscoder source {name!r} was opened with normalize=True; open it without and set "
+                    "TrainConfig.normalize=True (one scale per source)."
+                )
+        self._check_same("width d", [r.d_in for r in self.readers])
+        self.d_in = self.readers[0].d_in
+        from saekit.activations.aligned import check_aligned
+
+        check_aligned(dict(zip(self.names, objs)))
+        scales = [r.norm_scale for r in self.readers]
+        self.norm_scale = torch.tensor(scales).reshape(-1, 1) if None not in scales else None
+
+    def _check_same(self, what: str, values: list[int]) -> None:
+        for name, v in zip(self.names[1:], values[1:]):
+            if v != values[0]:
+                raise DataError(
+                    f"crosscoder source {name!r} has {v} {what} but {self.names[0]!r} has {values[0]}; "
+                    f"every source must have the same {what}."
+                )
+
+    def _gather(self, idx: torch.Tensor) -> torch.Tensor:
+        idx = idx.reshape(-1)
+        return torch.stack([x[idx] for x in self.tensors], dim=1)
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, None]:
+        if self.tensors is not None:
+            return self._gather(self._order.next_batch(batch_size)[0]), None
+        parts = [r.next_batch(batch_size)[0] for r in self.readers]
+        from saekit.activations.aligned import check_batch_tokens
+
+        check_batch_tokens(dict(zip(self.names, (r.source for r in self.readers))))
+        return torch.stack(parts, dim=1), None
+
+    def sample(self, n: int) -> tuple[torch.Tensor, None] | None:
+        if self.tensors is None:
+            return None
+        return self._gather(self._order.sample(n)[0]), None
+
+    def state_dict(self) -> dict:
+        if self.tensors is not None:
+            return {"order": self._order.state_dict()}
+        return {"readers": {name: r.state_dict() for name, r in zip(self.names, self.readers)}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.tensors is not None:
+            self._order.load_state_dict(state["order"])
+            return
+        saved = state.get("readers", {})
+        if sorted(saved) != sorted(self.names):
+            raise DataError(f"the checkpoint was taken on sources {sorted(saved)} but this run has {sorted(self.names)}.")
+        for name, r in zip(self.names, self.readers):
+            r.load_state_dict(saved[name])
+
+    def close(self) -> None:
+        for r in self.readers or []:
+            if hasattr(r.source, "close"):
+                r.source.close()
+
+
+def _norm_scales(sample: torch.Tensor) -> torch.Tensor:
+    """Per source the factor making E||x||² = d: [M, 1] for a sample [N, M, d]."""
+    ms = sample.float().pow(2).sum(-1).mean(0).clamp_min(1e-12)
+    return (sample.shape[-1] / ms).sqrt().reshape(-1, 1)
+
+
 def as_source(source: Any, seed: int = 0) -> BatchSource:
     """Turn a Tensor, an (X, Y) pair, or an activations object into a BatchSource."""
     if isinstance(source, BatchSource):
         return source
     if isinstance(source, torch.Tensor):
         return TensorSource(source, None, seed=seed)
+    if isinstance(source, dict):  # {source name: activations} of the same tokens: a crosscoder
+        return MultiSource(source, seed=seed)
     if isinstance(source, (tuple, list)) and len(source) == 2 and all(isinstance(t, torch.Tensor) for t in source):
         return TensorSource(source[0], source[1], seed=seed)
     if hasattr(source, "next_batch") and hasattr(source, "d_in"):
         return ActivationSourceAdapter(source)
     raise DataError(
         f"cannot train from a {type(source).__name__}; expected a Tensor [N, d_in], a pair (X, Y), "
-        "an ActivationCache or an ActivationStream."
+        "an ActivationCache, an ActivationStream, or a dict {source name: one of these} for a crosscoder."
     )
 
 
@@ -168,3 +285,24 @@ def _describe(t: Any) -> str:
     if isinstance(t, torch.Tensor):
         return f"a tensor of shape {tuple(t.shape)}"
     return f"a {type(t).__name__}"
+
+
+def check_sources(cfg: Any, src: BatchSource, which: str = "") -> Any:
+    """``cfg`` with the source names of a multi-source ``src``; a clear error when the number of
+    sources in the config and in the data differ."""
+    n_src = getattr(src, "n_sources", 1)
+    if cfg.n_sources != n_src:
+        if n_src == 1:
+            raise DataError(
+                f"dictionary{which} is a crosscoder over {cfg.n_sources} sources but the source is a single "
+                "activation set; pass a dict {source name: activations} with one entry per model."
+            )
+        raise DataError(
+            f"the source holds {n_src} models ({', '.join(src.names)}) but dictionary{which} has "
+            f"n_sources={cfg.n_sources}; set n_sources={n_src}."
+        )
+    if n_src > 1 and cfg.source_names is None:
+        return cfg.replace(source_names=src.names)
+    if n_src > 1 and tuple(cfg.source_names) != tuple(src.names):
+        raise DataError(f"dictionary{which} names its sources {list(cfg.source_names)} but the data has {list(src.names)}.")
+    return cfg

@@ -1,0 +1,158 @@
+"""Crosscoder folders, and an export that dictionary_learning's crosscoder classes read.
+
+saekit's crosscoder folder (read back by ``saekit.load``)::
+
+    saekit.json                    the DictionaryConfig (n_sources, source_names), metrics,
+                                   training config, buffers, versions; written last
+    crosscoder_weights.safetensors W_enc [M, d, n], b_enc [n], W_dec [n, M, d], b_dec [M, d],
+                                   act_scale [M] (not folded: decoder norms stay in the scaled
+                                   units the sharing analysis compares), threshold [n] (batchtopk)
+    sparsity.safetensors           log10(feature density + 1e-10) [n], when known
+
+There is no ``cfg.json``: SAELens has no crosscoder class, and a folder that looked like a
+SAELens SAE would be loaded wrongly by it.
+
+``export_dictionary_learning(cc, out)`` writes ``ae.pt`` (a plain state dict, loadable with
+``torch.load(weights_only=True)``) and ``config.json`` for the ``CrossCoder`` (relu) and
+``BatchTopKCrossCoder`` (batchtopk) classes of dictionary_learning's crosscoder fork
+(science-of-finetuning / jkminder): ``encoder.weight [M, d, n]``, ``encoder.bias [n]``,
+``decoder.weight [M, n, d]``, ``decoder.bias [M, d]``, ``code_normalization_id`` (CROSSCODER),
+and for batchtopk ``k`` and a scalar ``threshold`` on z·Σ||d||. Their encoder does not subtract
+b_dec from the input, so it is folded into the encoder bias. Not expressible there: a per-token
+``topk`` crosscoder (no such class), and a batchtopk crosscoder trained with a different
+activation scale per source (their selection reads the raw decoder norms).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from saekit.config import DictionaryConfig
+from saekit.errors import ConfigError, DataError
+from saekit.fileutil import atomic_save_safetensors, atomic_torch_save, atomic_write_json
+
+WEIGHTS = "crosscoder_weights.safetensors"
+SAEKIT_FILENAME = "saekit.json"
+SPARSITY_FILENAME = "sparsity.safetensors"
+FORMAT_VERSION = 1
+_TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
+_DL_CLASS = {"relu": "CrossCoder", "batchtopk": "BatchTopKCrossCoder"}
+_CODE_NORMALIZATION_CROSSCODER = 1  # dictionary_learning's CodeNormalization.CROSSCODER.value
+
+
+def is_crosscoder_meta(meta: dict) -> bool:
+    d = meta.get("dictionary")
+    return isinstance(d, dict) and int(d.get("n_sources", 1) or 1) > 1
+
+
+def save_crosscoder(
+    cc: torch.nn.Module, path: str | Path, extra: dict | None = None, feature_density: torch.Tensor | None = None
+) -> Path:
+    """Write ``cc`` as a saekit crosscoder folder (layout in the module docstring)."""
+    from saekit.io.format import _jsonable, _versions, extra_buffers
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path} exists and is not a folder; expected a folder to write the crosscoder into.")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / SAEKIT_FILENAME).unlink(missing_ok=True)  # the completion marker goes last
+    state = cc.state_dict()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items() if k in _TENSORS}
+    tensors["act_scale"] = cc.act_scale.detach().cpu().reshape(-1).clone()
+    atomic_save_safetensors(path / WEIGHTS, tensors, metadata={"format": "pt"})
+    if feature_density is not None:
+        density = torch.as_tensor(feature_density).detach().float().cpu().reshape(-1)
+        atomic_save_safetensors(path / SPARSITY_FILENAME, {"sparsity": torch.log10(density + 1e-10)})
+    else:
+        (path / SPARSITY_FILENAME).unlink(missing_ok=True)
+    meta = {
+        "saekit_format": FORMAT_VERSION,
+        "architecture": f"crosscoder_{cc.cfg.kind}",
+        "dictionary": cc.cfg.to_dict(),
+        "buffers": extra_buffers(cc),
+        "versions": _versions(),
+    }
+    meta.update(_jsonable(dict(extra or {})))
+    atomic_write_json(path / SAEKIT_FILENAME, meta)
+    return path
+
+
+def load_crosscoder(folder: Path, meta: dict) -> torch.nn.Module:
+    """The crosscoder of a folder ``save_crosscoder`` wrote (every tensor checked)."""
+    from saekit.dictionaries import create
+    from saekit.io.format import dictionary_config_from_saekit, read_tensors
+
+    cfg = dictionary_config_from_saekit(meta, str(folder / SAEKIT_FILENAME))
+    file = folder / WEIGHTS
+    tensors = read_tensors(file)
+    cc = create(cfg, init=False).to_inference()
+    expected = {k: v for k, v in cc.state_dict().items() if k in _TENSORS}
+    expected["act_scale"] = cc.act_scale.reshape(-1)
+    if sorted(tensors) != sorted(expected):
+        raise DataError(f"{file} holds tensors {sorted(tensors)}; a {cfg.kind} crosscoder needs {sorted(expected)}.")
+    for name, ref in expected.items():
+        if tuple(tensors[name].shape) != tuple(ref.shape):
+            raise DataError(
+                f"tensor {name} in {file} has shape {list(tensors[name].shape)}, expected {list(ref.shape)} "
+                f"(n_sources={cfg.n_sources}, d={cfg.d_in}, n_latents={cfg.n_latents})."
+            )
+    cc = cc.to(tensors["W_enc"].dtype)
+    state = cc.state_dict()
+    for name, value in (meta.get("buffers") or {}).items():
+        if name in state:
+            state[name] = torch.full_like(state[name], value)
+    state.update({k: v for k, v in tensors.items() if k != "act_scale"})
+    state["act_scale"] = tensors["act_scale"].reshape(-1, 1)
+    cc.load_state_dict(state, strict=True)
+    cc.saekit_meta = meta
+    return cc.eval()
+
+
+def export_dictionary_learning(cc: torch.nn.Module, out: str | Path) -> Path:
+    """Write ``ae.pt`` + ``config.json`` for dictionary_learning's crosscoder classes."""
+    cfg: DictionaryConfig = cc.cfg
+    if cfg.kind not in _DL_CLASS:
+        raise ConfigError(
+            f"dictionary_learning has no per-token {cfg.kind} crosscoder class (only CrossCoder with "
+            "ReLU and BatchTopKCrossCoder); train kind='batchtopk' to export."
+        )
+    from saekit.dictionaries import create
+
+    folded = create(cfg, init=False).to(cc.W_enc.dtype)
+    folded.load_state_dict(cc.state_dict())
+    try:
+        folded.to_inference().fold_act_scale()
+    except ValueError as e:
+        raise ConfigError(f"cannot export to dictionary_learning: {e}") from None
+    with torch.no_grad():
+        # their encoder reads x, not x - b_dec: fold Σ_m b_dec[m]·W_enc[m] into the bias
+        bias = folded.b_enc - torch.einsum("md,mdn->n", folded.b_dec, folded.W_enc)
+        state = {
+            "encoder.weight": folded.W_enc.detach().clone(),
+            "encoder.bias": bias.detach().clone(),
+            "decoder.weight": folded.W_dec.detach().permute(1, 0, 2).contiguous(),
+            "decoder.bias": folded.b_dec.detach().clone(),
+            "code_normalization_id": torch.tensor(_CODE_NORMALIZATION_CROSSCODER),
+        }
+        if cfg.kind == "batchtopk":
+            state["k"] = torch.tensor(cfg.k, dtype=torch.int)
+            state["threshold"] = folded.threshold[0].detach().clone().float()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(out / "ae.pt", state)
+    trainer = {
+        "dict_class": _DL_CLASS[cfg.kind],
+        "activation_dim": cfg.d_in,
+        "dict_size": cfg.n_latents,
+        "num_layers": cfg.n_sources,
+        "source_names": list(cc.source_names),
+        "lm_name": cfg.model_name,
+        "submodule_name": cfg.hook_name,
+    }
+    if cfg.kind == "batchtopk":
+        trainer["k"] = cfg.k
+    atomic_write_json(out / "config.json", {"trainer": trainer})
+    return out
+
