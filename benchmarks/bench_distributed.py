@@ -64,9 +64,9 @@ def _worker(rank: int, world: int, port: int, args, queue) -> None:
         RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(max(1, args.threads))
-    from saekit.training.dist_comm import barrier, init_distributed, shutdown
-    from saekit.training.dist_sharded import LatentShardedTrainer
-    from saekit.training.distributed import DataParallelTrainer
+    from saekit.parallel.comm import barrier, init_distributed, shutdown
+    from saekit.parallel.data_parallel import DataParallelTrainer
+    from saekit.parallel.latent_sharded import LatentShardedTrainer
 
     init_distributed(timeout_s=300, device=args.device)
     x, cfg, tcfg = _setup(args)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         from saekit.runfolder import release_all
 
         release_all()  # this command's output-folder locks
-    comm = sys.modules.get("saekit.training.dist_comm")
+    comm = sys.modules.get("saekit.parallel.comm")
     if comm is not None and comm.joined_group():
         comm.exit_process(code)  # a torchrun rank: keep the exit code, skip gloo's teardown
     return code

@@ -48,9 +48,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
+    from saekit.parallel.comm import exit_process, init_distributed, shutdown
+    from saekit.parallel.hookpoints import HookpointJob, HookpointSource, LiveHookSource, train_hookpoints
     from saekit.training import Trainer
-    from saekit.training.dist_comm import exit_process, init_distributed, shutdown
-    from saekit.training.dist_hookpoints import HookpointJob, HookpointSource, LiveHookSource, train_hookpoints
 
     init_distributed(timeout_s=60, backend="gloo")
     model, tokens = _model_and_tokens()
@@ -73,14 +73,14 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         assert (folder / "metrics.jsonl").read_text().count("\n") == 12 // 4 + 1
     _check_resume(rank, world, out, model, tokens, hps, tcfg)
     shutdown()
-    exit_process(0)  # skip gloo teardown at interpreter exit (see dist_comm.exit_process)
+    exit_process(0)  # skip gloo teardown at interpreter exit (see saekit.parallel.comm.exit_process)
 
 
 def _check_resume(rank, world, out, model, tokens, hps, tcfg) -> None:
     """A run stopped right after its step-5 checkpoints, resumed: the same weights."""
     from safetensors.torch import load_file
 
-    from saekit.training.dist_hookpoints import HookpointJob, LiveHookSource, train_hookpoints
+    from saekit.parallel.hookpoints import HookpointJob, LiveHookSource, train_hookpoints
 
     jobs = [HookpointJob(hp, cfg) for hp, cfg in JOBS]
     producer = LiveHookSource(model, tokens, hps, seed=0) if rank == 0 else None
@@ -99,7 +99,7 @@ def _check_resume(rank, world, out, model, tokens, hps, tcfg) -> None:
 
 def _run_until(jobs, producer, tcfg, root: Path, stop_after: int) -> None:
     """Train, then stop (as a crash would) right after the checkpoint of step ``stop_after``."""
-    from saekit.training import dist_hookpoints as dh
+    from saekit.parallel import hookpoints as dh
 
     real = dh._checkpoint
 
@@ -135,9 +135,9 @@ def _dying_worker(rank: int, world: int, port: int, out: str) -> None:
         RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
+    from saekit.parallel.comm import DistributedError, init_distributed
+    from saekit.parallel.hookpoints import HookpointJob, TensorHookSource, train_hookpoints
     from saekit.training import load_checkpoint
-    from saekit.training.dist_comm import DistributedError, init_distributed
-    from saekit.training.dist_hookpoints import HookpointJob, TensorHookSource, train_hookpoints
 
     init_distributed(timeout_s=10, backend="gloo")
     gen = torch.Generator().manual_seed(0)
@@ -188,7 +188,7 @@ def test_dead_owner_rank_stops_producer_with_clear_error(tmp_path):
 
 
 def test_collectives_without_a_group_are_those_of_a_world_of_one():
-    from saekit.training import dist_comm as comm
+    from saekit.parallel import comm
 
     assert comm.solo() and comm.rank_and_world() == (0, 1)
     t = torch.tensor([1.0, 2.0])

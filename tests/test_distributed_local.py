@@ -45,9 +45,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
+    from saekit.parallel import DataParallelTrainer, init_distributed, shutdown, train_data_parallel
+    from saekit.parallel.comm import exit_process
     from saekit.training import Trainer
-    from saekit.training.dist_comm import exit_process
-    from saekit.training.distributed import DataParallelTrainer, init_distributed, shutdown, train_data_parallel
 
     init_distributed(timeout_s=60, backend="gloo")
     torch.manual_seed(0)
@@ -73,7 +73,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     for key, value in full.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), f"resume: {key}"
     shutdown()
-    exit_process(0)  # skip gloo teardown at interpreter exit (see dist_comm.exit_process)
+    exit_process(0)  # skip gloo teardown at interpreter exit (see saekit.parallel.comm.exit_process)
 
 
 def test_local_data_parallel_equals_side_by_side_batches_and_resumes(tmp_path):

@@ -1,6 +1,7 @@
 """Latent-sharded TopK on 2 real gloo processes equals the unsharded dictionary: codes, sparse
 codes, decode, forward, every loss term (MSE, AuxK, Multi-TopK), every gradient, the fired
-mask, and a few Adam steps of training; for an SAE with an even split and a skip transcoder
+mask, the strategy's gradient reduction and global-norm clipping, a few Adam steps of training,
+and the gathers (to every rank, and to the writing rank's CPU only); for an SAE with an even split and a skip transcoder
 with an uneven one (16 + 15 latents)."""
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import torch.multiprocessing as mp
 
 from saekit.config import DictionaryConfig
 from saekit.dictionaries import create
-from saekit.dictionaries.sharded import ShardedTopK, latent_bounds
+from saekit.parallel.latent_sharded import LatentSharded
+from saekit.parallel.sharded_topk import ShardedTopK, latent_bounds
 
 CONFIGS = [
     DictionaryConfig(kind="topk", d_in=16, n_latents=64, k=4, k_aux=6, multi_topk=True),
@@ -85,6 +87,20 @@ def _check(cfg: DictionaryConfig, rank: int) -> None:
         assert want.abs().max() > 0, name
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4, msg=f"rank {rank} grad {name}")
 
+    # The strategy's gradient reduction gives every rank rank 0's replicated gradients, and its
+    # clipping uses the norm of the whole dictionary (as clip_grad_norm_ on the full one).
+    strategy = LatentSharded()
+    assert strategy.world_size == 2
+    shard.b_dec.grad.add_(float(rank))  # the ranks now disagree
+    strategy.reduce_gradients(shard)
+    torch.testing.assert_close(shard.b_dec.grad, full.b_dec.grad, atol=1e-5, rtol=1e-4)
+    total = torch.nn.utils.clip_grad_norm_(full.parameters(), 0.05)
+    assert total > 0.05  # the clip bites
+    strategy.clip_gradients(shard, 0.05)
+    for name, (got, want) in grads.items():
+        if name != "x":
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-4, msg=f"rank {rank} clipped grad {name}")
+
     # A few Adam steps with the decoder constraints: the gathered shards track the full model.
     opt_f = torch.optim.Adam(full.parameters(), lr=1e-2)
     opt_s = torch.optim.Adam(shard.parameters(), lr=1e-2)
@@ -100,6 +116,14 @@ def _check(cfg: DictionaryConfig, rank: int) -> None:
     gathered = shard.gather_full()
     for key, value in full.state_dict().items():
         torch.testing.assert_close(gathered.state_dict()[key], value, atol=1e-4, rtol=1e-4, msg=f"after training: {key}")
+    # To the writing rank only: the whole dictionary in its CPU memory, nothing on the others.
+    to_writer = shard.gather_full(dst=0)
+    if rank == 0:
+        assert to_writer.W_dec.device.type == "cpu"
+        for key, value in gathered.state_dict().items():
+            assert torch.equal(to_writer.state_dict()[key], value), key
+    else:
+        assert to_writer is None
 
 
 def _worker(rank: int, world: int, port: int) -> None:
@@ -107,7 +131,7 @@ def _worker(rank: int, world: int, port: int) -> None:
         RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
-    from saekit.training.dist_comm import exit_process, init_distributed, shutdown
+    from saekit.parallel.comm import exit_process, init_distributed, shutdown
 
     init_distributed(timeout_s=60, backend="gloo")
     try:
@@ -115,7 +139,7 @@ def _worker(rank: int, world: int, port: int) -> None:
             _check(cfg, rank)
     finally:
         shutdown()
-    exit_process(0)  # skip gloo teardown at interpreter exit (see dist_comm.exit_process)
+    exit_process(0)  # skip gloo teardown at interpreter exit (see saekit.parallel.comm.exit_process)
 
 
 def test_sharded_topk_equals_unsharded_on_two_ranks():

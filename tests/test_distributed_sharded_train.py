@@ -30,9 +30,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     )
     torch.set_num_threads(1)
     import saekit
+    from saekit.parallel.comm import exit_process, init_distributed, shutdown
+    from saekit.parallel.latent_sharded import LatentShardedTrainer
     from saekit.training import Trainer
-    from saekit.training.dist_comm import exit_process, init_distributed, shutdown
-    from saekit.training.dist_sharded import LatentShardedTrainer
 
     init_distributed(timeout_s=60, backend="gloo")
     torch.manual_seed(0)
@@ -70,7 +70,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     for key, value in got.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), f"resume: {key}"
     shutdown()
-    exit_process(0)  # skip gloo teardown at interpreter exit (see dist_comm.exit_process)
+    exit_process(0)  # skip gloo teardown at interpreter exit (see saekit.parallel.comm.exit_process)
 
 
 def test_latent_sharded_training_equals_single_process_and_resumes(tmp_path):

@@ -254,7 +254,7 @@ def test_planted_producer_state_and_ae_pt_are_refused_in_one_sentence(tmp_path):
     msg = str(e.value)
     assert "ae.pt" in msg and "\n" not in msg and "\x1b" not in msg and len(msg) < 300
     assert not marker.exists()
-    src = (REPO / "saekit" / "training" / "dist_hookpoints.py").read_text()
+    src = (REPO / "saekit" / "parallel" / "hookpoints.py").read_text()
     assert "weights_only=False" not in src and "load_torch_file(path" in src
 
 

@@ -38,11 +38,11 @@ def one_process(model_dir, tmp_path_factory):
 
 
 def test_each_hookpoint_equals_training_it_alone(model_dir, one_process):
-    from saekit.commands.train import live_tokens
+    from saekit.activations.sources import live_tokens
     from saekit.config import DictionaryConfig, TrainConfig
     from saekit.models import load_model
+    from saekit.parallel.hookpoints import HookpointSource, LiveHookSource
     from saekit.training import Trainer
-    from saekit.training.dist_hookpoints import HookpointSource, LiveHookSource
 
     handle = load_model(model_dir)
     tcfg = TrainConfig(batch_size=BATCH, total_tokens=BATCH * STEPS, seed=1, device="cpu")

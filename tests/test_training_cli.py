@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 from saekit.cli import main
-from saekit.commands.train import expand_sweep, parse_count
+from saekit.commands.train import parse_count
+from saekit.training.spec import expand_sweep
 
 
 @pytest.fixture()
@@ -75,7 +76,7 @@ def test_cli_toml_sweep(acts, tmp_path, capsys):
         (["--k", "4", "--n-latents", "64", "--lr=-1e-3"], "lr must be > 0, got -0.001."),
         (
             ["--k", "4", "--n-latents", "64", "--tokens", "lots"],
-            "--tokens must be a number with an optional k/M/B suffix",
+            "--tokens must be a count like 200000, 200k or 1M",
         ),
     ],
 )

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from saekit.commands.train import _read_toml, expand_sweep
 from saekit.config import DictionaryConfig, TrainConfig
+from saekit.training.spec import expand_sweep
+from saekit.training.spec import read_toml as _read_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "docs" / "dictionaries.md", ROOT / "docs" / "training.md"]

@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from saekit.commands.train import parse_count
+    from saekit.counts import parse_count
     from saekit.pipeline.crosscoder import run_crosscoder
 
     out = Path(args.out)

@@ -1,4 +1,6 @@
-"""`saekit train`: train one dictionary, or a sweep from a TOML file, on one activation source.
+"""`saekit train`: train one dictionary, or a sweep from a TOML file, on one activation source
+(or one per hookpoint with ``--hookpoints``). Parses flags and TOML into a training spec
+(``saekit.training.spec``) and calls ``saekit.parallel.launch.train_spec``.
 
 Sources: ``--cache DIR`` (from ``saekit cache``), ``--model DIR --hookpoint H`` (a live stream
 over the built-in corpus), or ``--activations FILE.safetensors`` (tensors ``x`` and optional
@@ -9,26 +11,9 @@ configs and source recorded in ``DIR`` (other flags are then not needed).
 from __future__ import annotations
 
 import argparse
-import itertools
-import re
-import sys
-from pathlib import Path
 from typing import Any
 
-from saekit.errors import ConfigError, DataError
-
-SOURCE_FILE = "source.json"  # saekit.training.runspec.SOURCE_FILE (not imported: keeps `saekit --help` light)
-
-
-def parse_count(text: str | int) -> int:
-    """'50M' -> 50_000_000; '2.5k' -> 2500; plain integers pass through."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGbB]?)\s*", str(text))
-    if not m:
-        raise ConfigError(f"--tokens must be a number with an optional k/M/B suffix (e.g. 50M), got {text!r}.")
-    mult = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}[m.group(2).lower()]
-    return int(float(m.group(1)) * mult)
+from saekit.counts import parse_count
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -98,44 +83,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# ---------------------------------------------------------------------- config assembly
-def _read_toml(path: str) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"config file {file} does not exist.")
-    try:
-        return tomllib.loads(file.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise DataError(f"config file {file} is not valid TOML ({e}).") from None
-
-
-def expand_sweep(dicts: list[dict], sweep: dict[str, list]) -> list[dict]:
-    """Every dictionary table crossed with every combination of the [sweep] lists."""
-    if not sweep:
-        return dicts
-    for key, values in sweep.items():
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"[sweep] {key} must be a non-empty list, got {values!r}.")
-    keys = list(sweep)
-    out = []
-    for base in dicts:
-        for combo in itertools.product(*(sweep[k] for k in keys)):
-            out.append({**base, **dict(zip(keys, combo))})
-    return out
-
-
+# ---------------------------------------------------------------------- parsing
 def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """{'source': {...}, 'train': {...}, 'dictionaries': [{...}]} from the TOML file and flags."""
-    conf = _read_toml(args.config) if args.config else {}
-    unknown = sorted(set(conf) - {"source", "train", "dictionary", "sweep"})
-    if unknown:
-        raise ConfigError(
-            f"{args.config} has unknown table(s) {', '.join(unknown)}; expected source, train, dictionary, sweep."
-        )
+    from saekit.training.spec import expand_sweep, read_config
+
+    conf = read_config(args.config) if args.config else {}
     source = dict(conf.get("source", {}))
     for key in ("cache", "model", "activations", "hookpoint", "hookpoint_out", "hookpoints", "n_ctx", "dataset", "split", "text_column"):
         value = getattr(args, key)
@@ -178,165 +131,37 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {"source": source, "train": train, "dictionaries": dicts}
 
 
-def build_source(
-    spec: dict[str, Any],
-    seed: int,
-    device: str,
-    part: tuple[int, int] | None = None,
-    total_tokens: int | None = None,
-) -> Any:
-    """The activation source a [source] spec names; ``part=(rank, world)`` keeps only this
-    rank's disjoint part (data-parallel training with ``--dist-data local``); ``total_tokens``
-    sizes a live stream's tokenization and buffer to the run."""
-    given = [k for k in ("cache", "model", "activations") if spec.get(k)]
-    if len(given) != 1:
-        raise ConfigError(
-            "give exactly one activation source: --cache DIR, --model DIR --hookpoint H, or --activations FILE."
-        )
-    hp = spec.get("hookpoint")
-    hp_out = spec.get("hookpoint_out")
-    hook = [hp, hp_out] if hp_out else hp
-    if spec.get("activations"):
-        from safetensors.torch import load_file
-
-        file = Path(spec["activations"])
-        if not file.is_file():
-            raise DataError(f"activations file {file} does not exist.")
-        try:
-            tensors = load_file(str(file))
-        except Exception as e:
-            raise DataError(f"activations file {file} is not a readable safetensors file ({e}).") from None
-        if "x" not in tensors:
-            raise DataError(f"activations file {file} has no tensor 'x'; expected x [N, d_in] (and y [N, d_out]).")
-        x = tensors["x"].float()
-        y = tensors["y"].float() if "y" in tensors else None
-        if part is not None:  # rows rank::world
-            x, y = x[part[0] :: part[1]], (y[part[0] :: part[1]] if y is not None else None)
-        return (x, y) if y is not None else x
-    if spec.get("cache"):
-        from saekit.activations import ActivationCache
-
-        if part is not None:
-            raise ConfigError(
-                "--dist-data local cannot split a --cache; use --dist-data global (each rank reads "
-                "the global batch and keeps its slice)."
-            )
-        return ActivationCache(spec["cache"], hook, seed=seed, device="cpu", progress=False)
-    if not hp:
-        raise ConfigError("--model needs --hookpoint (and --hookpoint-out for a transcoder).")
-    from saekit.activations import ActivationStream
-    from saekit.models import load_model
-    from saekit.progress import status
-
-    status(f"loading model {spec['model']} and tokenizing the text...")
-    handle = load_model(spec["model"], device=device)
-    tokens, doc_ids = live_tokens(spec, handle, total_tokens)
-    if part is not None:  # this rank's sequences only: each rank runs the model on its own tokens
-        tokens, doc_ids = tokens[part[0] :: part[1]], doc_ids[part[0] :: part[1]]
-    buffer = 1 << 16 if total_tokens is None else max(1024, min(1 << 16, total_tokens))
-    return ActivationStream(handle, tokens, hook, doc_ids=doc_ids, seed=seed, buffer_tokens=buffer)
-
-
-def live_tokens(spec: dict[str, Any], handle: Any, total_tokens: int | None) -> tuple[Any, Any]:
-    """(tokens, doc_ids) of the source's dataset (default: the built-in training corpus) packed for
-    a live model source: only as many rows as the run needs (a stream cycles over its tokens if it
-    runs out)."""
-    from saekit.data import load_texts, pack_tokens_with_docs
-
-    n_ctx = spec.get("n_ctx") or min(int(getattr(getattr(handle.model, "cfg", None), "n_ctx", 128)), 1024)
-    rows = None if total_tokens is None else total_tokens // max(1, n_ctx - 1) + 2
-    docs = load_texts(spec.get("dataset"), spec.get("split") or "train", spec.get("text_column") or "text")
-    return pack_tokens_with_docs(docs, handle.tokenizer, n_ctx, bos=True, max_rows=rows)
-
-
-def dictionary_configs(dicts: list[dict], d_in: int, d_out: int, paired: bool, hookpoint: str) -> list:
-    from saekit.config import DictionaryConfig
-
-    cfgs = []
-    for d in dicts:
-        d = dict(d)
-        d.setdefault("d_in", d_in)
-        if paired:
-            d.setdefault("d_out", d_out)
-            d.setdefault("transcoder", True)
-        d.setdefault("hook_name", hookpoint or "")
-        if "n_latents" not in d:
-            raise ConfigError("--n-latents (or n_latents in [[dictionary]]) is required.")
-        cfgs.append(DictionaryConfig.from_dict(d))
-    return cfgs
-
-
 def run(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
     from saekit import runfolder
-    from saekit.config import TrainConfig
-    from saekit.training import CHECKPOINT_NAME
-    from saekit.training.dist_hookpoints import PRODUCER_STATE
-    from saekit.training.distributed import make_trainer
-    from saekit.training.runspec import check_run, finished_note, load_spec, save_spec
+    from saekit.parallel.launch import resume_spec, train_spec
+    from saekit.training.runspec import finished_note
 
     out = Path(args.out)
     if runfolder.is_writer():
         runfolder.claim(out)  # one writer per run folder
     if args.resume:
-        many = (out / PRODUCER_STATE).is_file()  # a --hookpoints run
-        if not many and not (out / CHECKPOINT_NAME).is_file() and not any(out.glob("checkpoint.rank*-of-*.pt")):
-            raise DataError(f"{out / CHECKPOINT_NAME} does not exist; nothing to resume.")
+        spec = resume_spec(out)
         if note := finished_note(out):  # every rank reads it, so every rank stops
             if runfolder.is_writer():
                 print(note, file=sys.stderr)
             return 0
-        spec = load_spec(out)  # paths resolved against OUT, and OUT is the run
     else:
         spec = _spec_from_args(args)
-        spec["train"]["out_dir"] = str(out)
         if runfolder.is_writer():
             runfolder.prepare_output(
                 out, "train", args.overwrite, hint="use --resume to continue it, --overwrite", what="a training run"
             )
-    tcfg = TrainConfig.from_dict(spec["train"])
-    if spec["source"].get("hookpoints"):
-        from saekit.commands.train_hookpoints import run_hookpoints
-
-        return run_hookpoints(args, spec, tcfg, out)
-    from saekit.training.distributed import data_part
-
-    dist_data = getattr(args, "dist_data", "global")
-    source = build_source(
-        spec["source"], tcfg.seed, tcfg.device, part=data_part(dist_data), total_tokens=tcfg.total_tokens
-    )
-    if isinstance(source, tuple):
-        d_in, d_out, paired = source[0].shape[1], source[1].shape[1], True
-    elif hasattr(source, "shape"):
-        d_in, d_out, paired = source.shape[1], source.shape[1], False
-    else:
-        d_in, d_out, paired = source.d_in, source.d_out, bool(getattr(source, "paired", False))
-    # A cache names its own hookpoint(s) and model: record them so `saekit eval --model` can splice.
-    hookpoint = spec["source"].get("hookpoint") or (getattr(source, "hookpoints", None) or [None])[0]
-    cfgs = dictionary_configs(spec["dictionaries"], d_in, d_out, paired, hookpoint)
-    for note in check_run(tcfg, source, spec["train"], args.resume) if runfolder.is_writer() else []:
-        print(f"saekit train: warning: {note}", file=sys.stderr)
-    origin = (getattr(source, "manifest", None) or {}).get("model") or {}
-    for cfg in cfgs:
-        cfg.model_name = cfg.model_name or str(origin.get("path") or origin.get("name") or spec["source"].get("model") or "")
-        cfg.variant = cfg.variant or str(origin.get("variant") or "")
-    if not args.resume:
-        out.mkdir(parents=True, exist_ok=True)
-        if (out / CHECKPOINT_NAME).exists() or any(out.glob("checkpoint.rank*-of-*.pt")):
-            raise ConfigError(f"{out} already holds a training run; use --resume to continue it or another --out.")
-        save_spec(out, spec)
-    # A plain Trainer, or a data-parallel one when torchrun started this process as one of N ranks.
-    trainer = make_trainer(
-        cfgs, source, tcfg, timeout_s=getattr(args, "dist_timeout", None), data=dist_data,
+    saved = train_spec(
+        spec,
+        args.out,
+        resume=args.resume,
+        timeout_s=getattr(args, "dist_timeout", None),
+        dist_data=getattr(args, "dist_data", "global"),
         shard_latents=getattr(args, "shard_latents", False),
     )
-    try:
-        if args.resume:
-            trainer.resume()
-            print(f"resuming at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
-        trainer.fit()
-    finally:
-        if hasattr(source, "close"):  # stop a cache's or stream's prefetch thread
-            source.close()
-    for i in range(len(cfgs) if trainer.rank == 0 else 0):
-        print(f"saved {trainer.dictionary_dir(i)}")
+    for path in saved:
+        print(f"saved {path}")
     return 0

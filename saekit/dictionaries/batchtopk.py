@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from saekit.dictionaries.base import SparseDictionary
-from saekit.dictionaries.topk import TopKDictionary
+from saekit.dictionaries.topk import auxk_loss
 
 THRESHOLD_EMA = 0.99  # decay of the running threshold estimate
 
@@ -64,7 +64,7 @@ class BatchTopKDictionary(SparseDictionary):
 
     def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:
         # Bussmann et al. train BatchTopK with the same AuxK term as TopK.
-        return TopKDictionary.aux_loss(self, xs, ys, pre, y_hat, dead_mask)
+        return auxk_loss(self, ys, pre, y_hat, dead_mask)
 
     def to_inference(self) -> BatchTopKDictionary:
         self.use_threshold = True

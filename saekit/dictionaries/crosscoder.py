@@ -28,7 +28,6 @@ from torch import nn
 
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
 from saekit.dictionaries.batchtopk import THRESHOLD_EMA
-from saekit.dictionaries.init import geometric_median
 from saekit.dictionaries.relu import ReLUDictionary
 
 
@@ -264,19 +263,4 @@ def init_crosscoder(cc: CrossCoder, seed: int = 0) -> CrossCoder:
     cc.b_enc.zero_()
     cc.b_dec.zero_()
     cc.init_extra()
-    return cc
-
-
-@torch.no_grad()
-def init_b_dec_per_source(cc: CrossCoder, sample: torch.Tensor) -> CrossCoder:
-    """b_dec of each source from a (scaled) sample [N, M, d] per ``cfg.b_dec_init``."""
-    how = cc.cfg.b_dec_init
-    for m in range(cc.n_sources):
-        xm = sample[:, m].float()
-        if how == "zero" or xm.numel() == 0:
-            cc.b_dec[m].zero_()
-        elif how == "mean":
-            cc.b_dec[m].copy_(xm.mean(0))
-        else:
-            cc.b_dec[m].copy_(geometric_median(xm))
     return cc

@@ -61,18 +61,20 @@ def init_weights(sae: SparseDictionary, seed: int = 0) -> SparseDictionary:
     return sae
 
 
+def _b_dec_value(how: str, sample: torch.Tensor) -> torch.Tensor | None:
+    if how == "zero" or sample.numel() == 0:
+        return None
+    return sample.float().mean(0) if how == "mean" else geometric_median(sample.float())
+
+
 @torch.no_grad()
 def init_b_dec(sae: SparseDictionary, target_sample: torch.Tensor) -> SparseDictionary:
-    """Set b_dec from a sample of (scaled) targets [N, d_out] per ``cfg.b_dec_init``."""
-    if target_sample.dim() == 3:  # a crosscoder's [N, n_sources, d]: one b_dec per source
-        from saekit.dictionaries.crosscoder import init_b_dec_per_source
-
-        return init_b_dec_per_source(sae, target_sample)
-    how = sae.cfg.b_dec_init
-    if how == "zero" or target_sample.numel() == 0:
-        sae.b_dec.zero_()
-    elif how == "mean":
-        sae.b_dec.copy_(target_sample.float().mean(0).to(sae.b_dec.dtype))
-    else:
-        sae.b_dec.copy_(geometric_median(target_sample.float()).to(sae.b_dec.dtype))
+    """Set b_dec from a sample of (scaled) targets [N, d_out] per ``cfg.b_dec_init``; a
+    crosscoder's sample [N, n_sources, d] sets one b_dec per source."""
+    per_source = target_sample.dim() == 3
+    samples = target_sample.unbind(1) if per_source else [target_sample]
+    biases = sae.b_dec.unbind(0) if per_source else [sae.b_dec]
+    for bias, sample in zip(biases, samples):
+        value = _b_dec_value(sae.cfg.b_dec_init, sample)
+        bias.zero_() if value is None else bias.copy_(value.to(bias.dtype))
     return sae

@@ -36,6 +36,24 @@ class TopKDictionary(SparseDictionary):
         vals, idx = pre.topk(min(k, pre.shape[-1]), dim=-1, sorted=False)
         return torch.relu(vals), idx
 
+    def decode_rows(self, vals: torch.Tensor, idx: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """Σ vals·W_dec[idx] (+ bias) in scaled space, [B, k] -> [B, d_out]. The selection and
+        this sum are what a latent-sharded subclass (saekit.parallel) replaces."""
+        return sparse_decode(idx, vals, self.W_dec, bias)
+
+    def fired_mask(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """[latents held here] bool: the latents active on at least one row."""
+        fired = torch.zeros(self.W_dec.shape[0], dtype=torch.bool, device=vals.device)
+        fired[idx[vals > 0]] = True
+        return fired
+
+    def count_dead(self, dead_mask: torch.Tensor) -> int:
+        return int(dead_mask.sum())
+
+    def fused_encoder(self):
+        """The sparse-backward top-k encoder of saekit.kernels, or None."""
+        return _kernel_topk_encode()
+
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         vals, idx = self.select(pre, self.cfg.k)
         return torch.zeros_like(pre).scatter_(-1, idx, vals)
@@ -46,13 +64,13 @@ class TopKDictionary(SparseDictionary):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xs = self.scale_in(x)
         vals, idx = self.select(self.pre_acts(xs), self.cfg.k)
-        return (sparse_decode(idx, vals, self.W_dec, self.b_dec) + self.skip_path(xs)) / self.act_scale
+        return (self.decode_rows(vals, idx, self.b_dec) + self.skip_path(xs)) / self.act_scale
 
     def training_loss(self, x, y=None, *, dead_mask=None, step=0) -> TrainOutput:
         xs = self.scale_in(x)
         ys = xs if y is None else self.scale_in(y)
         need_pre = self.cfg.multi_topk or (dead_mask is not None and bool(dead_mask.any()) and self.cfg.aux_coef)
-        encode = _kernel_topk_encode()
+        encode = self.fused_encoder()
         if need_pre or encode is None:
             pre = self.pre_acts(xs)
             vals, idx = self.select(pre, self.cfg.k)
@@ -63,29 +81,41 @@ class TopKDictionary(SparseDictionary):
             xin = xs - self.b_dec if self.apply_b_dec_to_input else xs
             vals, idx = encode(xin, self.W_enc, self.b_enc, self.cfg.k)
         skip = self.skip_path(xs)
-        y_hat = sparse_decode(idx, vals, self.W_dec, self.b_dec) + skip
+        y_hat = self.decode_rows(vals, idx, self.b_dec) + skip
         terms = {"mse": (y_hat - ys).pow(2).sum(-1).mean()}
         if self.cfg.multi_topk:
             v4, i4 = self.select(pre, 4 * self.cfg.k)
-            y4 = sparse_decode(i4, v4, self.W_dec, self.b_dec) + skip
+            y4 = self.decode_rows(v4, i4, self.b_dec) + skip
             terms["multi_topk"] = (y4 - ys).pow(2).sum(-1).mean() / 8
         terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
-        active = vals > 0
-        fired = torch.zeros(self.n_latents, dtype=torch.bool, device=x.device)
-        fired[idx[active]] = True
-        return TrainOutput(sum(terms.values()), y_hat, fired, active.sum(-1).float().mean(), terms)
+        l0 = (vals > 0).sum(-1).float().mean()
+        return TrainOutput(sum(terms.values()), y_hat, self.fired_mask(vals, idx), l0, terms)
 
     def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:
-        """AuxK (Gao et al. 2024, appendix A.2) on the latents in ``dead_mask``."""
-        if dead_mask is None or self.cfg.aux_coef == 0:
-            return {}
-        n_dead = int(dead_mask.sum())
-        if n_dead == 0:
-            return {}
-        k_aux = min(self.cfg.k_aux, n_dead)
-        vals, idx = pre.masked_fill(~dead_mask[None], float("-inf")).topk(k_aux, dim=-1, sorted=False)
+        return auxk_loss(self, ys, pre, y_hat, dead_mask, self.select, self.decode_rows, self.count_dead)
+
+
+def auxk_loss(sae, ys, pre, y_hat, dead_mask, select=None, decode_rows=None, count_dead=None) -> dict[str, torch.Tensor]:
+    """AuxK (Gao et al. 2024, appendix A.2) on the latents in ``dead_mask``: the k_aux largest
+    pre-activations among dead latents reconstruct the residual error. ``select``,
+    ``decode_rows`` and ``count_dead`` default to the plain top-k, decoder sum and count (a
+    latent-sharded TopK passes its own; batchtopk uses the defaults)."""
+    cfg = sae.cfg
+    if dead_mask is None or cfg.aux_coef == 0:
+        return {}
+    n_dead = count_dead(dead_mask) if count_dead is not None else int(dead_mask.sum())
+    if n_dead == 0:
+        return {}
+    k_aux = min(cfg.k_aux, n_dead)
+    masked = pre.masked_fill(~dead_mask[None], float("-inf"))
+    # A latent-sharded rank with fewer than k_aux dead latents offers -inf entries, which never
+    # win the global top-k because k_aux <= the global dead count.
+    if select is not None:
+        vals, idx = select(masked, k_aux)
+    else:
+        vals, idx = masked.topk(k_aux, dim=-1, sorted=False)
         vals = torch.relu(vals)
-        e = (ys - y_hat).detach()  # the residual the dead latents should explain
-        e_hat = sparse_decode(idx, vals, self.W_dec, None)
-        scale = min(n_dead / self.cfg.k_aux, 1.0)
-        return {"aux": self.cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}
+    e = (ys - y_hat).detach()  # the residual the dead latents should explain
+    e_hat = decode_rows(vals, idx, None) if decode_rows is not None else sparse_decode(idx, vals, sae.W_dec, None)
+    scale = min(n_dead / cfg.k_aux, 1.0)
+    return {"aux": cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}

@@ -6,20 +6,35 @@ saekit, SAELens, sparsify and dictionary_learning folders, locally or from the H
 writes sparsify, SAELens or circuit-tracer layouts.
 """
 
-from saekit.io.card import model_card
-from saekit.io.export import export
-from saekit.io.foreign import detect_format, load_folder
-from saekit.io.format import dictionary_folders, read_meta, save_dictionary
-from saekit.io.hub import load, push_to_hub
+from __future__ import annotations
 
-__all__ = [
-    "detect_format",
-    "dictionary_folders",
-    "export",
-    "load",
-    "load_folder",
-    "model_card",
-    "push_to_hub",
-    "read_meta",
-    "save_dictionary",
-]
+import importlib
+
+# public name -> module that defines it. Imported on first use, so that writing a folder
+# (saekit.io.format, saekit.io.publish: what a dictionary's own save/push_to_hub use) never
+# loads the readers, which build dictionaries and so import saekit.dictionaries.
+_EXPORTS = {
+    "detect_format": "saekit.io.foreign",
+    "dictionary_folders": "saekit.io.format",
+    "export": "saekit.io.export",
+    "load": "saekit.io.hub",
+    "load_folder": "saekit.io.foreign",
+    "model_card": "saekit.io.card",
+    "push_to_hub": "saekit.io.hub",
+    "read_meta": "saekit.io.format",
+    "save_dictionary": "saekit.io.format",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'saekit.io' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -32,6 +32,7 @@ import torch
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_save_safetensors, atomic_torch_save, atomic_write_json
+from saekit.io.meta import _jsonable, _versions, extra_buffers
 
 WEIGHTS = "crosscoder_weights.safetensors"
 SAEKIT_FILENAME = "saekit.json"
@@ -51,8 +52,6 @@ def save_crosscoder(
     cc: torch.nn.Module, path: str | Path, extra: dict | None = None, feature_density: torch.Tensor | None = None
 ) -> Path:
     """Write ``cc`` as a saekit crosscoder folder (layout in the module docstring)."""
-    from saekit.io.format import _jsonable, _versions, extra_buffers
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise DataError(f"{path} exists and is not a folder; expected a folder to write the crosscoder into.")
@@ -79,37 +78,6 @@ def save_crosscoder(
     return path
 
 
-def load_crosscoder(folder: Path, meta: dict) -> torch.nn.Module:
-    """The crosscoder of a folder ``save_crosscoder`` wrote (every tensor checked)."""
-    from saekit.dictionaries import create
-    from saekit.io.format import dictionary_config_from_saekit, read_tensors
-
-    cfg = dictionary_config_from_saekit(meta, str(folder / SAEKIT_FILENAME))
-    file = folder / WEIGHTS
-    tensors = read_tensors(file)
-    cc = create(cfg, init=False).to_inference()
-    expected = {k: v for k, v in cc.state_dict().items() if k in _TENSORS}
-    expected["act_scale"] = cc.act_scale.reshape(-1)
-    if sorted(tensors) != sorted(expected):
-        raise DataError(f"{file} holds tensors {sorted(tensors)}; a {cfg.kind} crosscoder needs {sorted(expected)}.")
-    for name, ref in expected.items():
-        if tuple(tensors[name].shape) != tuple(ref.shape):
-            raise DataError(
-                f"tensor {name} in {file} has shape {list(tensors[name].shape)}, expected {list(ref.shape)} "
-                f"(n_sources={cfg.n_sources}, d={cfg.d_in}, n_latents={cfg.n_latents})."
-            )
-    cc = cc.to(tensors["W_enc"].dtype)
-    state = cc.state_dict()
-    for name, value in (meta.get("buffers") or {}).items():
-        if name in state:
-            state[name] = torch.full_like(state[name], value)
-    state.update({k: v for k, v in tensors.items() if k != "act_scale"})
-    state["act_scale"] = tensors["act_scale"].reshape(-1, 1)
-    cc.load_state_dict(state, strict=True)
-    cc.saekit_meta = meta
-    return cc.eval()
-
-
 def export_dictionary_learning(cc: torch.nn.Module, out: str | Path) -> Path:
     """Write ``ae.pt`` + ``config.json`` for dictionary_learning's crosscoder classes."""
     cfg: DictionaryConfig = cc.cfg
@@ -118,9 +86,7 @@ def export_dictionary_learning(cc: torch.nn.Module, out: str | Path) -> Path:
             f"dictionary_learning has no per-token {cfg.kind} crosscoder class (only CrossCoder with "
             "ReLU and BatchTopKCrossCoder); train kind='batchtopk' to export."
         )
-    from saekit.dictionaries import create
-
-    folded = create(cfg, init=False).to(cc.W_enc.dtype)
+    folded = type(cc)(cfg).to(cc.W_enc.dtype)  # a fresh copy of the same class: io needs no registry
     folded.load_state_dict(cc.state_dict())
     try:
         folded.to_inference().fold_act_scale()

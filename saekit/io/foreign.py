@@ -19,12 +19,15 @@ import torch
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import load_torch_file, read_json
+from saekit.io.crosscoder import _TENSORS as CC_TENSORS
+from saekit.io.crosscoder import WEIGHTS as CC_WEIGHTS
+from saekit.io.crosscoder import is_crosscoder_meta
 from saekit.io.format import (
     CFG_FILENAME,
+    FORMAT_VERSION,
     SAEKIT_FILENAME,
+    TENSOR_NAMES,
     WEIGHTS_FILENAME,
-    build_dictionary,
-    load_native,
     read_tensors,
 )
 
@@ -46,6 +49,124 @@ SAELENS_ARCHITECTURES: dict[str, tuple[str, bool, bool]] = {
 }
 
 DL_CLASSES = ("AutoEncoder", "AutoEncoderTopK", "BatchTopKSAE", "JumpReluAutoEncoder")
+
+
+# ---------------------------------------------------------------------- saekit's own folders
+def build_dictionary(
+    cfg: DictionaryConfig,
+    tensors: dict[str, torch.Tensor],
+    source: str,
+    buffers: dict[str, float | int] | None = None,
+) -> torch.nn.Module:
+    """Create the saekit dictionary ``cfg`` describes and fill it with ``tensors``.
+
+    Every expected tensor must be present with the expected shape, and nothing else may be there:
+    each mismatch is one DataError sentence naming ``source`` and the tensor.
+    """
+    from saekit.dictionaries import create
+
+    sae = create(cfg, init=False)
+    if hasattr(sae, "to_inference"):
+        sae = sae.to_inference()  # files hold the inference form (batchtopk: per-token threshold)
+    full = sae.state_dict()
+    expected = {k: v for k, v in full.items() if k in TENSOR_NAMES}
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise DataError(
+            f"{source} is missing tensor(s) {', '.join(missing)}; a {cfg.kind} dictionary needs "
+            f"{', '.join(sorted(expected))}."
+        )
+    unexpected = sorted(set(tensors) - set(expected))
+    if unexpected:
+        raise DataError(
+            f"{source} has unexpected tensor(s) {', '.join(unexpected)} for a {cfg.kind} dictionary "
+            f"(expected {', '.join(sorted(expected))})."
+        )
+    for name, ref in expected.items():
+        got = tensors[name]
+        if tuple(got.shape) != tuple(ref.shape):
+            raise DataError(
+                f"tensor {name} in {source} has shape {list(got.shape)}, expected {list(ref.shape)} "
+                f"(d_in={cfg.d_in}, n_latents={cfg.n_latents}, d_out={cfg.d_out})."
+            )
+        if not got.is_floating_point():
+            raise DataError(f"tensor {name} in {source} has dtype {got.dtype}, expected a floating-point tensor.")
+    dtype = tensors["W_enc"].dtype
+    sae = sae.to(dtype)
+    state = {k: v for k, v in full.items() if k not in TENSOR_NAMES}  # act_scale = 1, counters
+    for name, value in (buffers or {}).items():
+        if name in state:
+            state[name] = torch.full_like(state[name], value)
+    state.update(tensors)
+    sae.load_state_dict(state, strict=True)
+    return sae.eval()
+
+
+def dictionary_config_from_saekit(meta: dict, source: str) -> DictionaryConfig:
+    d = meta.get("dictionary")
+    if not isinstance(d, dict):
+        raise DataError(f"{source} has no 'dictionary' object; expected the DictionaryConfig saekit writes.")
+    try:
+        return DictionaryConfig.from_dict(d)
+    except ConfigError as e:
+        raise DataError(f"{source} holds an invalid dictionary config: {e}") from None
+
+
+def load_native(folder: Path) -> torch.nn.Module:
+    """Load a folder saekit wrote (``saekit.json`` + ``cfg.json`` + ``sae_weights.safetensors``)."""
+    meta_file = folder / SAEKIT_FILENAME
+    meta = read_json(meta_file, "saekit config")
+    version = meta.get("saekit_format")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DataError(
+            f"{meta_file} has saekit_format {version!r}; this saekit reads format ≤ {FORMAT_VERSION} (upgrade saekit)."
+        )
+    if is_crosscoder_meta(meta):
+        return load_crosscoder(folder, meta)
+    cfg = dictionary_config_from_saekit(meta, str(meta_file))
+    cfg_file = folder / CFG_FILENAME
+    if cfg_file.exists():
+        sl = read_json(cfg_file, "SAELens config")
+        for key, want in (("d_in", cfg.d_in), ("d_sae", cfg.n_latents)):
+            if sl.get(key) != want:
+                raise DataError(
+                    f"{cfg_file} says {key}={sl.get(key)!r} but {meta_file} says {want}; the folder is inconsistent."
+                )
+    buffers = meta.get("buffers") if isinstance(meta.get("buffers"), dict) else {}
+    sae = build_dictionary(cfg, read_tensors(folder / WEIGHTS_FILENAME), str(folder / WEIGHTS_FILENAME), buffers)
+    sae.saekit_meta = meta  # metrics, training config, variant: for model cards and reports
+    return sae
+
+
+# ---------------------------------------------------------------------- foreign folders
+def load_crosscoder(folder: Path, meta: dict) -> torch.nn.Module:
+    """The crosscoder of a folder ``save_crosscoder`` wrote (every tensor checked)."""
+    cfg = dictionary_config_from_saekit(meta, str(folder / SAEKIT_FILENAME))
+    file = folder / CC_WEIGHTS
+    tensors = read_tensors(file)
+    from saekit.dictionaries import create
+
+    cc = create(cfg, init=False).to_inference()
+    expected = {k: v for k, v in cc.state_dict().items() if k in CC_TENSORS}
+    expected["act_scale"] = cc.act_scale.reshape(-1)
+    if sorted(tensors) != sorted(expected):
+        raise DataError(f"{file} holds tensors {sorted(tensors)}; a {cfg.kind} crosscoder needs {sorted(expected)}.")
+    for name, ref in expected.items():
+        if tuple(tensors[name].shape) != tuple(ref.shape):
+            raise DataError(
+                f"tensor {name} in {file} has shape {list(tensors[name].shape)}, expected {list(ref.shape)} "
+                f"(n_sources={cfg.n_sources}, d={cfg.d_in}, n_latents={cfg.n_latents})."
+            )
+    cc = cc.to(tensors["W_enc"].dtype)
+    state = cc.state_dict()
+    for name, value in (meta.get("buffers") or {}).items():
+        if name in state:
+            state[name] = torch.full_like(state[name], value)
+    state.update({k: v for k, v in tensors.items() if k != "act_scale"})
+    state["act_scale"] = tensors["act_scale"].reshape(-1, 1)
+    cc.load_state_dict(state, strict=True)
+    cc.saekit_meta = meta
+    return cc.eval()
 
 
 def _center_input(tensors: dict[str, torch.Tensor], source_centres: bool, saekit_centres: bool) -> None:

@@ -18,8 +18,6 @@ on raw activations in any reader.
 
 from __future__ import annotations
 
-import math
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import torch
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_save_safetensors, atomic_write_json, read_json
+from saekit.io.meta import _jsonable, _versions, extra_buffers  # noqa: F401 (re-exported)
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -131,46 +130,14 @@ def saelens_cfg(cfg: DictionaryConfig, dtype: torch.dtype, info: dict | None = N
     return out
 
 
-def _versions() -> dict[str, str]:
-    import safetensors
-
-    from saekit import __version__
-
-    return {
-        "saekit": __version__,
-        "torch": torch.__version__,
-        "safetensors": safetensors.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _jsonable(obj: Any) -> Any:
-    """Make metrics/config values JSON-safe (tensors -> numbers/lists, NaN/inf -> None)."""
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach().cpu()
-        return _jsonable(obj.item() if obj.numel() == 1 else obj.tolist())
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "to_dict"):
-        return _jsonable(obj.to_dict())
-    return str(obj)
-
-
 def export_tensors(sae: torch.nn.Module) -> tuple[dict[str, torch.Tensor], float]:
     """The dictionary's tensors with ``act_scale`` folded in, in inference form.
 
     Returns (tensors, folded_scale). The dictionary itself is not modified.
     """
-    from saekit.dictionaries import create
-
-    # A fresh CPU copy (not deepcopy): a dictionary on the GPU is not duplicated there.
-    folded = create(sae.cfg, init=False).to(sae.W_enc.dtype)
+    # A fresh CPU copy of the same class (not deepcopy): a dictionary on the GPU is not
+    # duplicated there. No registry lookup, so this module needs nothing from dictionaries/.
+    folded = type(sae)(sae.cfg).to(sae.W_enc.dtype)
     folded.load_state_dict(sae.state_dict())
     if hasattr(folded, "to_inference"):
         folded = folded.to_inference()  # batchtopk: the per-token threshold replaces the batch top-k
@@ -180,19 +147,6 @@ def export_tensors(sae: torch.nn.Module) -> tuple[dict[str, torch.Tensor], float
     state = folded.state_dict()
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items() if k in TENSOR_NAMES}
     return tensors, scale
-
-
-def extra_buffers(sae: torch.nn.Module) -> dict[str, float | int]:
-    """Scalar training buffers outside SAELens's names (e.g. batchtopk's threshold_updates).
-
-    They go to ``saekit.json`` rather than the weights file, which SAELens loads strictly.
-    """
-    out: dict[str, float | int] = {}
-    for name, buf in sae.named_buffers():
-        if name in TENSOR_NAMES or name == "act_scale" or buf.numel() != 1:
-            continue
-        out[name] = buf.item()
-    return out
 
 
 def save_dictionary(
@@ -274,94 +228,6 @@ def read_tensors(file: Path) -> dict[str, torch.Tensor]:
         return load_file(str(file), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise DataError(f"{file} is not a readable safetensors file ({e}).") from None
-
-
-def build_dictionary(
-    cfg: DictionaryConfig,
-    tensors: dict[str, torch.Tensor],
-    source: str,
-    buffers: dict[str, float | int] | None = None,
-) -> torch.nn.Module:
-    """Create the saekit dictionary ``cfg`` describes and fill it with ``tensors``.
-
-    Every expected tensor must be present with the expected shape, and nothing else may be there:
-    each mismatch is one DataError sentence naming ``source`` and the tensor.
-    """
-    from saekit.dictionaries import create
-
-    sae = create(cfg, init=False)
-    if hasattr(sae, "to_inference"):
-        sae = sae.to_inference()  # files hold the inference form (batchtopk: per-token threshold)
-    full = sae.state_dict()
-    expected = {k: v for k, v in full.items() if k in TENSOR_NAMES}
-    missing = sorted(set(expected) - set(tensors))
-    if missing:
-        raise DataError(
-            f"{source} is missing tensor(s) {', '.join(missing)}; a {cfg.kind} dictionary needs "
-            f"{', '.join(sorted(expected))}."
-        )
-    unexpected = sorted(set(tensors) - set(expected))
-    if unexpected:
-        raise DataError(
-            f"{source} has unexpected tensor(s) {', '.join(unexpected)} for a {cfg.kind} dictionary "
-            f"(expected {', '.join(sorted(expected))})."
-        )
-    for name, ref in expected.items():
-        got = tensors[name]
-        if tuple(got.shape) != tuple(ref.shape):
-            raise DataError(
-                f"tensor {name} in {source} has shape {list(got.shape)}, expected {list(ref.shape)} "
-                f"(d_in={cfg.d_in}, n_latents={cfg.n_latents}, d_out={cfg.d_out})."
-            )
-        if not got.is_floating_point():
-            raise DataError(f"tensor {name} in {source} has dtype {got.dtype}, expected a floating-point tensor.")
-    dtype = tensors["W_enc"].dtype
-    sae = sae.to(dtype)
-    state = {k: v for k, v in full.items() if k not in TENSOR_NAMES}  # act_scale = 1, counters
-    for name, value in (buffers or {}).items():
-        if name in state:
-            state[name] = torch.full_like(state[name], value)
-    state.update(tensors)
-    sae.load_state_dict(state, strict=True)
-    return sae.eval()
-
-
-def dictionary_config_from_saekit(meta: dict, source: str) -> DictionaryConfig:
-    d = meta.get("dictionary")
-    if not isinstance(d, dict):
-        raise DataError(f"{source} has no 'dictionary' object; expected the DictionaryConfig saekit writes.")
-    try:
-        return DictionaryConfig.from_dict(d)
-    except ConfigError as e:
-        raise DataError(f"{source} holds an invalid dictionary config: {e}") from None
-
-
-def load_native(folder: Path) -> torch.nn.Module:
-    """Load a folder saekit wrote (``saekit.json`` + ``cfg.json`` + ``sae_weights.safetensors``)."""
-    meta_file = folder / SAEKIT_FILENAME
-    meta = read_json(meta_file, "saekit config")
-    version = meta.get("saekit_format")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise DataError(
-            f"{meta_file} has saekit_format {version!r}; this saekit reads format ≤ {FORMAT_VERSION} (upgrade saekit)."
-        )
-    from saekit.io.crosscoder import is_crosscoder_meta, load_crosscoder
-
-    if is_crosscoder_meta(meta):
-        return load_crosscoder(folder, meta)
-    cfg = dictionary_config_from_saekit(meta, str(meta_file))
-    cfg_file = folder / CFG_FILENAME
-    if cfg_file.exists():
-        sl = read_json(cfg_file, "SAELens config")
-        for key, want in (("d_in", cfg.d_in), ("d_sae", cfg.n_latents)):
-            if sl.get(key) != want:
-                raise DataError(
-                    f"{cfg_file} says {key}={sl.get(key)!r} but {meta_file} says {want}; the folder is inconsistent."
-                )
-    buffers = meta.get("buffers") if isinstance(meta.get("buffers"), dict) else {}
-    sae = build_dictionary(cfg, read_tensors(folder / WEIGHTS_FILENAME), str(folder / WEIGHTS_FILENAME), buffers)
-    sae.saekit_meta = meta  # metrics, training config, variant: for model cards and reports
-    return sae
 
 
 def read_meta(folder: str | Path) -> dict:

@@ -4,9 +4,11 @@
     saes = trainer.fit()
 
 A step per dictionary: loss (with AuxK / penalties) → backward → remove the decoder-gradient
-component parallel to each unit-norm row → ``reduce_gradients`` (a no-op here; a data-parallel
-subclass all-reduces) → clip → Adam → renormalise decoder rows → dead-latent counters
-(``reduce_fired`` lets a data-parallel subclass OR the fired masks across ranks).
+component parallel to each unit-norm row → reduce the gradients → clip → Adam → renormalise
+decoder rows → dead-latent counters. The loop has no ranks: what other processes would change
+(which rows, gradient reduction, clipping, fired masks, who writes, checkpoint paths, the final
+assembly) belongs to the strategy object (``saekit.training.strategy.Solo`` by default; data
+parallelism and latent sharding are strategies in ``saekit.parallel``).
 """
 
 from __future__ import annotations
@@ -23,16 +25,17 @@ import torch
 
 from saekit.config import DictionaryConfig, TrainConfig
 from saekit.device import resolve_device
-from saekit.dictionaries import SparseDictionary, create, init_b_dec
+from saekit.dictionaries import SparseDictionary, init_b_dec
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_write_json
 from saekit.progress import token_bar
-from saekit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from saekit.training.checkpoint import save_checkpoint
 from saekit.training.dead import DeadLatentTracker
 from saekit.training.metrics import MetricsLog
 from saekit.training.resample import resample_dead
 from saekit.training.schedule import lr_factor
 from saekit.training.sources import BatchSource, as_source, check_sources
+from saekit.training.strategy import Solo
 from saekit.training.summary import summary_line
 
 INIT_SAMPLE = 4096  # rows used for b_dec (geometric median) and the normalisation scale
@@ -66,14 +69,8 @@ def run_names(cfgs: list[DictionaryConfig]) -> list[str]:
 
 
 class Trainer:
-    """Trains ``cfgs`` on ``source`` per ``tcfg``; reusable by a data-parallel wrapper.
-
-    A subclass for data parallelism sets ``rank``/``world_size`` (each rank takes its slice of
-    every global batch via ``shard``) and overrides ``reduce_gradients`` and ``reduce_fired``.
-    """
-
-    rank: int = 0
-    world_size: int = 1
+    """Trains ``cfgs`` on ``source`` per ``tcfg``, sharing work with other processes through
+    ``strategy`` (``Solo()``, one process, when None)."""
 
     def __init__(
         self,
@@ -82,6 +79,8 @@ class Trainer:
         tcfg: TrainConfig | None = None,
         names: list[str] | None = None,
         progress: bool = True,
+        *,
+        strategy: Solo | None = None,
     ):
         self.cfgs = [cfgs] if isinstance(cfgs, DictionaryConfig) else list(cfgs)
         if not self.cfgs:
@@ -91,19 +90,23 @@ class Trainer:
                 raise ConfigError(f"train() expects DictionaryConfig objects, got {type(c).__name__}.")
         self.tcfg = tcfg or TrainConfig()
         self.device = resolve_device(self.tcfg.device)
+        self.out_dir = Path(self.tcfg.out_dir) if self.tcfg.out_dir else None
+        self.strategy = strategy if strategy is not None else Solo()
+        self.strategy.bind(self.out_dir, self.tcfg)
         self.source: BatchSource = as_source(source, seed=self.tcfg.seed)
         self._check_shapes()
         self.names = names or (["dictionary"] if len(self.cfgs) == 1 else run_names(self.cfgs))
-        self.out_dir = Path(self.tcfg.out_dir) if self.tcfg.out_dir else None
         self.total_steps = self.tcfg.steps
         self.step_count = 0
         self.tokens = 0
         self.progress = progress
-        self.metrics = MetricsLog(self.out_dir / "metrics.jsonl" if self.out_dir else None)
+        writes = self.out_dir is not None and self.strategy.writes
+        self.metrics = MetricsLog(self.out_dir / "metrics.jsonl" if writes else None)
         self._pending: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self._last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self.runs = [self._make_run(c, n) for c, n in zip(self.cfgs, self.names)]
         self._initialise()
+        self.strategy.after_init(self.describe(), {run.name: run.sae for run in self.runs})
 
     # ------------------------------------------------------------------ setup
     def _check_shapes(self) -> None:
@@ -130,10 +133,10 @@ class Trainer:
 
     def _make_run(self, cfg: DictionaryConfig, name: str) -> Run:
         seed = self.tcfg.seed if cfg.seed is None else cfg.seed
-        sae = create(cfg, seed=seed).to(self.device)
+        sae = self.strategy.make_dictionary(cfg, seed, self.device)
         lr = self.tcfg.learning_rate(cfg.n_latents)
         opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=self.tcfg.adam_betas)
-        tracker = DeadLatentTracker(cfg.n_latents, self.tcfg.dead_token_window(), self.device)
+        tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(), self.device)
         return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
 
     @torch.no_grad()
@@ -167,27 +170,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        batch = self._pending.pop(0) if self._pending else self.source.next_batch(self.tcfg.batch_size)
-        x, y = self.shard(batch[0]), (self.shard(batch[1]) if batch[1] is not None else None)
+        """The rows of the next batch this process trains on, on the training device."""
+        x, y = self.strategy.read_batch(self.source, self.tcfg.batch_size, self._pending)
         return x.to(self.device, non_blocking=True), (y.to(self.device, non_blocking=True) if y is not None else None)
-
-    def shard(self, t: torch.Tensor) -> torch.Tensor:
-        """This rank's rows of a global batch (all rows when not data-parallel)."""
-        if self.world_size == 1:
-            return t
-        return t.tensor_split(self.world_size)[self.rank]
-
-    # ------------------------------------------------------------------ hooks for data parallel
-    def reduce_gradients(self, sae: SparseDictionary) -> None:
-        """Average gradients across ranks (no-op in a single process)."""
-
-    def reduce_fired(self, fired: torch.Tensor) -> torch.Tensor:
-        """OR the per-latent fired masks across ranks (identity in a single process)."""
-        return fired
-
-    def gather_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The whole global batch (resampling must see the same rows on every rank)."""
-        return x, y
 
     # ------------------------------------------------------------------ one step
     def step(self, x: torch.Tensor, y: torch.Tensor | None = None) -> list[dict[str, float]] | None:
@@ -199,7 +184,8 @@ class Trainer:
             raise DataError(
                 f"the batch at step {step} has NaN or inf values in {bad}; training stopped{self._checkpoint_note()}."
             )
-        n_tokens = x.shape[0] * self.world_size
+        n_tokens = self.strategy.global_rows(x.shape[0])
+        strategy = self.strategy
         x = x.float()
         y = y.float() if y is not None else None
         factor = lr_factor(step, self.total_steps, self.tcfg.lr_warmup_steps, self.tcfg.lr_decay_fraction)
@@ -226,22 +212,22 @@ class Trainer:
         for run, out in zip(self.runs, outs):
             sae = run.sae
             sae.remove_parallel_decoder_grad()
-            self.reduce_gradients(sae)
+            strategy.reduce_gradients(sae)
             if self.tcfg.grad_clip and self.tcfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(sae.parameters(), self.tcfg.grad_clip)
+                strategy.clip_gradients(sae, self.tcfg.grad_clip)
             lr = run.base_lr * factor
             for g in run.optimizer.param_groups:
                 g["lr"] = lr
             run.optimizer.step()
             sae.after_step()
-            run.tracker.update(self.reduce_fired(out.fired), n_tokens)
+            run.tracker.update(strategy.reduce_fired(out.fired), n_tokens)
             every = self.tcfg.resample_dead_every
             if every and sae.kind == "relu" and (step + 1) % every == 0 and (step + 1) < self.total_steps:
                 dead = run.tracker.dead_mask()
-                if resample_dead(sae, run.optimizer, dead, *self.gather_batch(x, y), run.generator):
+                if resample_dead(sae, run.optimizer, dead, *strategy.gather_batch(x, y), run.generator):
                     run.tracker.reset(dead)
             if log:
-                records.append(self._record(run, out, x, y, lr))
+                records.append(self._record(run, out, x, y, lr, n_tokens))
         self.step_count += 1
         self.tokens += n_tokens
         self._last_batch = None
@@ -251,14 +237,14 @@ class Trainer:
         return self.tcfg.log_every > 0 and (step % self.tcfg.log_every == 0 or step == self.total_steps - 1)
 
     @torch.no_grad()
-    def _record(self, run: Run, out, x, y, lr: float) -> dict[str, Any]:
+    def _record(self, run: Run, out, x, y, lr: float, n_tokens: int) -> dict[str, Any]:
         sae = run.sae
         ys = sae.scale_in(x if y is None else y)
         y_hat = out.y_hat.float()
         var = (ys - ys.mean(0)).pow(2).sum()
         rec = {
             "step": self.step_count + 1,  # steps completed, as in checkpoints
-            "tokens": self.tokens + x.shape[0] * self.world_size,
+            "tokens": self.tokens + n_tokens,
             "dict": run.name,
             "loss": float(out.loss),
             "fvu": float((ys - y_hat).pow(2).sum() / var.clamp_min(1e-12)),
@@ -267,6 +253,7 @@ class Trainer:
             "lr": lr,
         }
         rec.update({k: float(v) for k, v in out.terms.items()})
+        rec = self.strategy.reduce_record(rec, run, out, x, y)
         if "mse" in rec:  # one definition with eval.json: mean over tokens AND dimensions, raw units
             scale = float(sae.act_scale) * (self.source.pre_scaled_out or self.source.pre_scaled or 1.0)
             rec["recon_loss"] = rec["mse"]  # the loss term: squared error summed over dimensions, scaled
@@ -276,63 +263,88 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self) -> list[SparseDictionary]:
         """Train to ``tcfg.total_tokens``; write checkpoints, metrics and the dictionaries."""
-        if self.out_dir is not None and self.rank == 0:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.out_dir / "train_config.json", self.describe())
-        total_tokens = self.total_steps * self.tcfg.batch_size
-        bar = token_bar(
-            total_tokens,
-            desc=f"train {len(self.runs)} dictionar{'y' if len(self.runs) == 1 else 'ies'}",
-            disable=None if self.progress and self.rank == 0 else True,
-        )
-        bar.update(self.tokens)
-        t0, tok0 = time.perf_counter(), self.tokens
-        every = self.tcfg.checkpoint_every
+        self.begin()
         try:
             while self.step_count < self.total_steps:
-                x, y = self.next_batch()
-                self._last_batch = (x, y)
-                records = self.step(x, y)
-                bar.update(x.shape[0] * self.world_size)
-                if records and self.rank == 0:
-                    rate = (self.tokens - tok0) / max(time.perf_counter() - t0, 1e-9)
-                    for r in records:
-                        r["tokens_per_s"] = rate
-                        self.metrics.write(r)
-                    bar.set_postfix(fvu=f"{records[0]['fvu']:.3f}", l0=f"{records[0]['l0']:.1f}")
-                if every and self.step_count % every == 0 and self.step_count < self.total_steps:
+                self.advance()
+                if self.checkpoint_due():
                     self.save_checkpoint()
         finally:
-            bar.close()
-            self.metrics.close()
+            self.close()
         if self.out_dir is not None:
             self.save_checkpoint()
+        return self.finish()
+
+    def begin(self, note: dict[str, Any] | None = None) -> None:
+        """Before the first step: ``train_config.json`` (plus ``note``) and the progress bar."""
+        if self.out_dir is not None and self.strategy.writes:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.out_dir / "train_config.json", {**self.describe(), **(note or {})})
+        n = len(self.runs)
+        self._bar = token_bar(
+            self.total_steps * self.tcfg.batch_size,
+            desc=f"train {n} dictionar{'y' if n == 1 else 'ies'}",
+            disable=None if self.progress and self.strategy.writes else True,
+        )
+        self._bar.update(self.tokens)
+        self._t0, self._tok0 = time.perf_counter(), self.tokens
+
+    def advance(self) -> None:
+        """One step on the next batch, with its metrics logged."""
+        x, y = self.next_batch()
+        self._last_batch = (x, y)
+        records = self.step(x, y)
+        self._bar.update(self.strategy.global_rows(x.shape[0]))
+        if records and self.strategy.writes:
+            rate = (self.tokens - self._tok0) / max(time.perf_counter() - self._t0, 1e-9)
+            for r in records:
+                r["tokens_per_s"] = rate
+                self.metrics.write(r)
+            self._bar.set_postfix(fvu=f"{records[0]['fvu']:.3f}", l0=f"{records[0]['l0']:.1f}")
+
+    def checkpoint_due(self) -> bool:
+        every = self.tcfg.checkpoint_every
+        return bool(every) and self.step_count % every == 0 and self.step_count < self.total_steps
+
+    def close(self) -> None:
+        self._bar.close()
+        self.metrics.close()
+
+    def finish(self) -> list[SparseDictionary]:
+        """After the last step: the trained dictionaries, assembled by the strategy and written."""
         if self.source.pre_scaled is not None:
-            # The source multiplied every batch by its scale: the dictionary learnt on scaled
-            # activations, so it takes that scale as act_scale to work on raw ones.
-            s_in = self.source.pre_scaled
-            ratio = s_in / (self.source.pre_scaled_out or s_in)
-            for run in self.runs:
-                sae = run.sae
-                sae.act_scale.fill_(s_in)
-                if ratio != 1.0:
-                    # targets were scaled by s_out, not s_in: rescale the output side so that
-                    # forward(x) = f(s_in·x)/s_in equals f(s_in·x)/s_out
-                    with torch.no_grad():
-                        for p in (sae.W_dec, sae.b_dec, sae.W_skip):
-                            if p is not None:
-                                p.mul_(ratio)
+            self._unscale()
         saes = [run.sae.to_inference() for run in self.runs]
-        if self.out_dir is not None and self.rank == 0:
-            self.save_dictionaries()
-        if self.progress and self.rank == 0:
-            done = self.tokens - tok0
-            print(summary_line(self.metrics.records, len(self.runs), done, time.perf_counter() - t0, self.out_dir), file=sys.stderr)
+        write = self.out_dir is not None and self.strategy.writes
+        densities = self.densities() if write or (self.out_dir is not None and self.strategy.collective_encode) else None
+        saes = self.strategy.assemble(saes)
+        if write:
+            self.save_dictionaries(saes, densities)
+        self.strategy.finish()
+        if self.progress and self.strategy.writes:
+            done = self.tokens - self._tok0
+            print(summary_line(self.metrics.records, len(self.runs), done, time.perf_counter() - self._t0, self.out_dir), file=sys.stderr)
         return saes
+
+    @torch.no_grad()
+    def _unscale(self) -> None:
+        # The source multiplied every batch by its scale: the dictionary learnt on scaled
+        # activations, so it takes that scale as act_scale to work on raw ones.
+        s_in = self.source.pre_scaled
+        ratio = s_in / (self.source.pre_scaled_out or s_in)
+        for run in self.runs:
+            sae = run.sae
+            sae.act_scale.fill_(s_in)
+            if ratio != 1.0:
+                # targets were scaled by s_out, not s_in: rescale the output side so that
+                # forward(x) = f(s_in·x)/s_in equals f(s_in·x)/s_out
+                for p in (sae.W_dec, sae.b_dec, sae.W_skip):
+                    if p is not None:
+                        p.mul_(ratio)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_path(self) -> Path | None:
-        return self.out_dir / CHECKPOINT_NAME if self.out_dir is not None else None
+        return self.strategy.checkpoint_path()
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -358,9 +370,10 @@ class Trainer:
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
         path = Path(path) if path is not None else self.checkpoint_path()
-        if path is None or self.rank != 0:
+        if path is None:
             return None
-        return save_checkpoint(path, self.state_dict())
+        state = self.strategy.checkpoint_state(self.state_dict, self.source)
+        return save_checkpoint(path, state) if state is not None else None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         runs = state["runs"]
@@ -401,7 +414,7 @@ class Trainer:
         path = path if path is not None else self.checkpoint_path()
         if path is None:
             raise ConfigError("resume needs out_dir (where the checkpoint is) or a checkpoint path.")
-        self.load_state_dict(load_checkpoint(path))
+        self.load_state_dict(self.strategy.load_state(path))
         return self
 
     # ------------------------------------------------------------------ outputs
@@ -417,22 +430,39 @@ class Trainer:
         return self.out_dir if len(self.runs) == 1 else self.out_dir / self.names[i]
 
     @torch.no_grad()
-    def save_dictionaries(self) -> list[Path]:
+    def densities(self, rows: int = 1024) -> list[torch.Tensor] | None:
+        """Each dictionary's latent firing densities [n_latents] (CPU) on a sample of the source,
+        from its sparse codes, ``rows`` at a time; None when the source cannot sample."""
+        sample = self.source.sample(INIT_SAMPLE)
+        if sample is None:
+            return None
+        x = sample[0].to(self.device, torch.float32)
+        out = []
+        for run in self.runs:
+            counts = torch.zeros(run.sae.n_latents, dtype=torch.long, device=self.device)
+            for chunk in x.split(rows):
+                vals, idx = run.sae.encode_sparse(chunk)
+                counts += torch.bincount(idx[vals != 0], minlength=run.sae.n_latents)
+            out.append((counts.float() / x.shape[0]).cpu())
+        return out
+
+    @torch.no_grad()
+    def save_dictionaries(
+        self, saes: list[SparseDictionary] | None = None, densities: list[torch.Tensor] | None = None
+    ) -> list[Path]:
         """Write each dictionary folder (saekit.io format) with its last metrics and the latent
         firing densities on a sample (SAELens's sparsity.safetensors)."""
         from saekit.io import save_dictionary
 
+        saes = saes if saes is not None else [run.sae for run in self.runs]
+        densities = densities if densities is not None else self.densities()
         last: dict[str, dict] = {r["dict"]: r for r in self.metrics.records}
-        sample = self.source.sample(INIT_SAMPLE)
         paths = []
-        for i, run in enumerate(self.runs):
-            density = None
-            if sample is not None:
-                z = run.sae.encode(sample[0].to(self.device, torch.float32))
-                density = (z != 0).float().mean(0).cpu()
+        for i, (run, sae) in enumerate(zip(self.runs, saes)):
             metrics = {k: v for k, v in last.get(run.name, {}).items() if k != "dict"}
             extra = {"train": self.tcfg.to_dict(), "metrics": metrics}
-            paths.append(save_dictionary(run.sae, self.dictionary_dir(i), extra=extra, feature_density=density))
+            density = densities[i] if densities is not None else None
+            paths.append(save_dictionary(sae, self.dictionary_dir(i), extra=extra, feature_density=density))
         return paths
 
     def _checkpoint_note(self) -> str:
@@ -441,7 +471,7 @@ class Trainer:
 
     def _on_bad_batch(self) -> None:
         """Before stopping on bad data, make sure the last good state is on disk."""
-        if self.out_dir is not None and self.step_count > 0:
+        if self.out_dir is not None and self.step_count > 0 and self.strategy.checkpoint_on_bad_data:
             self.save_checkpoint()
 
 

@@ -98,7 +98,7 @@ def init_distributed(
 def dist_info() -> DistInfo:
     """The group this process joined (``init_distributed`` first)."""
     if "info" not in _STATE or not dist.is_initialized():
-        raise ConfigError("torch.distributed is not initialised; call saekit.training.distributed.init_distributed().")
+        raise ConfigError("torch.distributed is not initialised; call saekit.parallel.init_distributed().")
     return _STATE["info"]
 
 

@@ -12,8 +12,8 @@ waits at most the group timeout and then fails with one sentence (``DistributedE
 Job i is trained by rank ``i % world`` (or ``placement[i]``). Each step rank 0 draws one batch
 of every hookpoint from the producer (one model forward for all of them), keeps its own jobs'
 parts and sends the others' (non-blocking, so it trains while they travel); each owner trains
-its dictionaries with the ordinary ``Trainer`` step on exactly the rows a single-process run on
-that hookpoint would see. Owners write their jobs' folders (``out_dir/<job name>/``: the
+its dictionaries with the ordinary ``Trainer`` (its ``begin``/``advance``/``finish``, the pieces
+of ``fit``) on exactly the rows a single-process run on that hookpoint would see. Owners write their jobs' folders (``out_dir/<job name>/``: the
 dictionary, checkpoint, metrics.jsonl); rank 0 also writes the producer's read position at
 every checkpoint, so a run resumes exactly with the same world size.
 """
@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 
 from saekit.config import DictionaryConfig, TrainConfig
 from saekit.dictionaries import SparseDictionary
 from saekit.errors import ConfigError, DataError
-from saekit.fileutil import atomic_torch_save, atomic_write_json, load_torch_file
+from saekit.fileutil import atomic_torch_save, load_torch_file
+from saekit.parallel import comm
 from saekit.progress import token_bar
-from saekit.training import dist_comm as comm
 from saekit.training.loop import INIT_SAMPLE, Trainer
 from saekit.training.sources import BatchSource, TensorSource
 
@@ -275,7 +276,7 @@ class _Exchange:
                 if owner != 0:
                     for p in parts:
                         try:
-                            work = torch.distributed.isend(p, dst=owner)
+                            work = dist.isend(p, dst=owner)
                         except Exception as e:
                             raise comm.failure(f"sending {job.name} activations to rank {owner}", e) from None
                         self._in_flight.append((work, p))
@@ -351,9 +352,7 @@ def train_hookpoints(
     if resume:
         started = _resume(trainers, ex, out, rank)
     for i, t in trainers.items():
-        if t.out_dir is not None:
-            t.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(t.out_dir / "train_config.json", {**t.describe(), "hookpoint": jobs[i].hookpoint})
+        t.begin(note={"hookpoint": jobs[i].hookpoint})
     first = started if resume else 0
     bar = token_bar(steps * tcfg.batch_size * len(jobs), desc=f"rank {rank}: {len(jobs)} hookpoints", disable=None if progress and rank == 0 else True)
     bar.update(first * tcfg.batch_size * len(jobs))
@@ -364,10 +363,7 @@ def train_hookpoints(
             if step >= started:
                 ex.exchange(tcfg.batch_size, f"step {step}")
             for t in trainers.values():
-                x, y = t.next_batch()
-                records = t.step(x, y)
-                for r in records or []:
-                    t.metrics.write(r)
+                t.advance()
             step += 1
             bar.update(tcfg.batch_size * len(jobs))
             if every and step % every == 0 and step < steps and out is not None:
@@ -376,15 +372,10 @@ def train_hookpoints(
     finally:
         bar.close()
         for t in trainers.values():
-            t.metrics.close()
+            t.close()
     if out is not None:
         _checkpoint(trainers, ex, out, rank, step)
-    result = {}
-    for i, t in trainers.items():
-        saes = [run.sae.to_inference() for run in t.runs]
-        if t.out_dir is not None:
-            t.save_dictionaries()
-        result[jobs[i].name] = saes
+    result = {jobs[i].name: t.finish() for i, t in trainers.items()}
     comm.barrier("the end-of-training barrier")
     return result
 
@@ -413,8 +404,8 @@ def _resume(trainers: dict[int, Trainer], ex: _Exchange, out: Path, rank: int) -
     big = 1 << 40
     lo = torch.tensor([min(steps, default=big)], dtype=torch.long, device=comm.comm_device())
     hi = torch.tensor([max(steps, default=-1)], dtype=torch.long, device=comm.comm_device())
-    comm.all_reduce(lo, torch.distributed.ReduceOp.MIN, "the resume step check")
-    comm.all_reduce(hi, torch.distributed.ReduceOp.MAX, "the resume step check")
+    comm.all_reduce(lo, dist.ReduceOp.MIN, "the resume step check")
+    comm.all_reduce(hi, dist.ReduceOp.MAX, "the resume step check")
     if int(lo) != int(hi):
         raise DataError(
             f"the checkpoints under {out} are of different steps ({int(lo)} to {int(hi)}): a rank died "

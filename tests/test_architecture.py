@@ -1,0 +1,138 @@
+"""The import structure of saekit, read from the source (AST, every import statement including
+those inside functions): no import cycle between modules, and torch.distributed only in
+saekit/parallel/ (the single-process trainer reaches it through a strategy object)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIRS = {"saekit": ROOT / "saekit", "saekit.kernels": ROOT / "kernels"}
+DISTRIBUTED_HOME = "saekit.parallel"
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of saekit (kernels/ imports as saekit.kernels) -> its file."""
+    mods = {}
+    for prefix, folder in PACKAGE_DIRS.items():
+        for file in folder.rglob("*.py"):
+            parts = list(file.relative_to(folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            mods[".".join([prefix, *parts])] = file
+    return mods
+
+
+def imported_names(file: Path, module: str, is_package: bool) -> list[str]:
+    """Dotted names this file imports, relative imports resolved; ``from a import b`` gives both
+    ``a.b`` and ``a`` (the caller keeps the longest that is a module)."""
+    names = []
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                here = module.split(".") if is_package else module.split(".")[:-1]
+                here = here[: len(here) - (node.level - 1)]
+                base = ".".join(here + ([base] if base else []))
+            names += [f"{base}.{a.name}" for a in node.names] + [base]
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the saekit modules it imports, plus the packages whose __init__ Python runs
+    first (a target's parent packages that are not the importer's own)."""
+    mods = module_files()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, file in mods.items():
+        is_package = file.name == "__init__.py"
+        own = {".".join(mod.split(".")[:i]) for i in range(1, mod.count(".") + 2)}
+        for name in imported_names(file, mod, is_package):
+            parts = name.split(".")
+            target = next((".".join(parts[:i]) for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in mods), None)
+            if target is None:
+                continue
+            tparts = target.split(".")
+            for i in range(1, len(tparts) + 1):
+                step = ".".join(tparts[:i])
+                if step in mods and step not in own and step != mod:
+                    graph[mod].add(step)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def uses_distributed(file: Path) -> list[int]:
+    """Lines that import torch.distributed or reach it as an attribute (torch.distributed.x)."""
+    lines = []
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+        if isinstance(node, ast.Import) and any(a.name.startswith("torch.distributed") for a in node.names):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module and (
+            node.module.startswith("torch.distributed")
+            or (node.module == "torch" and any(a.name == "distributed" for a in node.names))
+        ):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Attribute) and node.attr == "distributed":
+            if isinstance(node.value, ast.Name) and node.value.id == "torch":
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_graph_sees_every_kind_of_import():
+    graph = import_graph()
+    assert "saekit.training.loop" in graph["saekit.parallel.data_parallel"]  # from a.b import c
+    assert "saekit.parallel.comm" in graph["saekit.parallel.sharded_topk"]  # from package import module
+    assert "saekit.io" in graph["saekit.training.loop"]  # an import inside a function
+    assert "saekit.parallel" in graph["saekit.commands.train"]  # a parent package's __init__ runs first
+
+
+def test_no_import_cycle():
+    found = cycles(import_graph())
+    assert not found, "import cycles between saekit modules: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_torch_distributed_only_in_parallel():
+    outside = {
+        f"{file.relative_to(ROOT)}:{line}"
+        for mod, file in module_files().items()
+        if mod != DISTRIBUTED_HOME and not mod.startswith(DISTRIBUTED_HOME + ".")
+        for line in uses_distributed(file)
+    }
+    assert not outside, f"torch.distributed used outside saekit/parallel/: {sorted(outside)}"
+    assert uses_distributed(ROOT / "saekit" / "parallel" / "comm.py")  # the check does see it
