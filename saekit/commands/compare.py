@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from saekit.commands.cache import token_count
+from saekit.counts import count_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per dictionary (≥ 2)")
     p.add_argument(
-        "--train-tokens", type=token_count, default=100_000, help="training tokens per dictionary, e.g. 100k or 1M"
+        "--train-tokens", type=count_arg("--train-tokens"), default=100_000, help="training tokens per dictionary, e.g. 100k or 1M"
     )
     p.add_argument("--batch-size", type=int, default=1024, help="dictionary training batch (activation rows)")
     p.add_argument("--lr", type=float, default=2e-3, help="dictionary learning rate")
