@@ -47,6 +47,12 @@ CASES = {
     "transcoder_batchtopk": (dict(kind="batchtopk", k=6, d_out=12), ["saelens"]),
     "transcoder_topk": (dict(kind="topk", k=6, transcoder=True), ["sparsify"]),
     "skip_transcoder_topk": (dict(kind="topk", k=6, skip=True), ["sparsify"]),
+    # issue 18's kinds (SAELens 6.54 has gated and abstopk; matryoshka is written as jumprelu)
+    "matryoshka": (dict(kind="matryoshka", k=6, matryoshka_widths=(8, 32, 64)), ["saelens"]),
+    "abstopk": (dict(kind="abstopk", k=6), ["saelens"]),
+    "gated": (dict(kind="gated"), ["saelens"]),
+    "relu_lp_annealed": (dict(kind="relu", penalty="lp", lp=0.5, lp_anneal_steps=100), ["saelens"]),
+    "jumprelu_quadratic": (dict(kind="jumprelu", jumprelu_sparsity_loss="quadratic", target_l0=4.0), ["saelens"]),
 }
 
 PEERS = {

@@ -38,7 +38,7 @@ _EXPORTS = {
     "push_to_hub": "saekit.io",
     "evaluate": "saekit.evaluation",
     "compare_dictionaries": "saekit.evaluation",
-    "run_comparison": "saekit.evaluation",
+    "run_comparison": "saekit.pipeline",
     "write_report": "saekit.report",
 }
 

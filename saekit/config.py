@@ -23,8 +23,10 @@ DEFAULT_COEF = {
     "topographic": 3.0,
     "random": 0.0,
 }
-DICTIONARY_KINDS = ("relu", "topk", "batchtopk", "jumprelu")
 CROSSCODER_KINDS = ("relu", "topk", "batchtopk")
+DICTIONARY_KINDS = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka", "abstopk", "gated")
+TOPK_KINDS = ("topk", "batchtopk", "matryoshka", "abstopk")  # kinds whose L0 is set by k
+JUMPRELU_LOSSES = ("step", "tanh", "quadratic")
 RELU_PENALTIES = ("l1", "l1_decnorm", "tanh", "log", "lp")
 
 
@@ -74,6 +76,7 @@ class ModelConfig(_Config):
 
     variant: str = "baseline"
     coef: float | None = None  # regulariser strength; None = DEFAULT_COEF[variant]
+    group: str | None = None  # comparison group name (saekit compare); None = the variant (and coef)
     n_layers: int = 2
     d_model: int = 128
     n_heads: int = 4
@@ -130,7 +133,7 @@ class ModelConfig(_Config):
 class DictionaryConfig(_Config):
     """A sparse dictionary: architecture, sizes and the sparsity mechanism.
 
-    kind: relu | topk | batchtopk | jumprelu. ``d_out`` different from ``d_in`` (or
+    kind: relu | topk | batchtopk | jumprelu | matryoshka | abstopk | gated. ``d_out`` different from ``d_in`` (or
     ``transcoder=True``) makes a transcoder; ``skip=True`` adds a linear skip path W_skip.
     """
 
@@ -146,6 +149,10 @@ class DictionaryConfig(_Config):
     sparsity_coef: float = 5.0  # λ; also the L0 coefficient of jumprelu
     lp: float = 0.5
     sparsity_warmup_steps: int = 0
+    # relu, penalty "lp": p annealed from 1 to ``lp`` (Karvonen et al. 2024); 0 steps = fixed p
+    lp_anneal_start: int = 0  # step at which p starts to fall
+    lp_anneal_steps: int = 0  # steps over which p goes from 1 to lp
+    lp_anneal_updates: int = 10  # p falls in this many equal stages (λ rescaled at each)
     # topk
     k_aux: int | None = None  # None = d_in // 2
     aux_coef: float = 1 / 32
@@ -153,6 +160,11 @@ class DictionaryConfig(_Config):
     # jumprelu
     jumprelu_bandwidth: float = 0.001
     jumprelu_init_threshold: float = 0.001
+    jumprelu_sparsity_loss: str = "step"  # step (L0) | tanh (Anthropic 2025) | quadratic (target L0)
+    jumprelu_tanh_scale: float = 4.0
+    target_l0: float | None = None  # quadratic: the L0 the penalty pulls toward
+    # matryoshka: nested prefix widths (increasing, last = n_latents); None = n/8, n/4, n/2, n
+    matryoshka_widths: tuple[int, ...] | None = None
     # initialisation
     init_encoder_from_decoder: bool = True
     b_dec_init: str = "geometric_median"  # geometric_median | mean | zero
@@ -184,7 +196,7 @@ class DictionaryConfig(_Config):
             self.transcoder = True
         if self.skip:
             self.transcoder = True
-        if self.kind in ("topk", "batchtopk"):
+        if self.kind in TOPK_KINDS:
             _require(self.k is not None, f"kind {self.kind!r} needs k (active latents per token).")
             _require(
                 isinstance(self.k, int) and 0 < self.k <= self.n_latents,
@@ -198,10 +210,11 @@ class DictionaryConfig(_Config):
             f"b_dec_init {self.b_dec_init!r} is not known; expected geometric_median, mean or zero.",
         )
         _require(
-            self.k is None or self.kind in ("topk", "batchtopk"),
-            f"k is the number of active latents of topk and batchtopk; kind {self.kind!r} ignores it "
+            self.k is None or self.kind in TOPK_KINDS,
+            f"k is the number of active latents of {', '.join(TOPK_KINDS)}; kind {self.kind!r} ignores it "
             "(its sparsity is set by sparsity_coef): drop k or choose kind topk.",
         )
+        self._check_new_kinds()
         if self.k_aux is None:
             self.k_aux = max(1, min(self.n_latents, self.d_in // 2))
         self._check_crosscoder()
@@ -225,6 +238,43 @@ class DictionaryConfig(_Config):
             f"a crosscoder (n_sources={n}) has kind relu, topk or batchtopk, got {self.kind!r}.",
         )
         _require(not self.transcoder, "a crosscoder reconstructs its inputs; d_out, transcoder and skip are not supported with n_sources > 1.")
+
+    def _check_new_kinds(self) -> None:
+        """Fields of the matryoshka kind, annealed Lp and the JumpReLU losses."""
+        for name in ("lp_anneal_start", "lp_anneal_steps"):
+            v = getattr(self, name)
+            _require(isinstance(v, int) and v >= 0, f"{name} must be an integer ≥ 0, got {v!r}.")
+        _require(
+            isinstance(self.lp_anneal_updates, int) and self.lp_anneal_updates > 0,
+            f"lp_anneal_updates must be a positive integer, got {self.lp_anneal_updates!r}.",
+        )
+        _require(
+            self.lp_anneal_steps == 0 or self.penalty == "lp",
+            f"lp_anneal_steps={self.lp_anneal_steps} needs penalty 'lp', got penalty {self.penalty!r}.",
+        )
+        _require(
+            self.jumprelu_sparsity_loss in JUMPRELU_LOSSES,
+            f"jumprelu_sparsity_loss {self.jumprelu_sparsity_loss!r} is not known; expected one of {', '.join(JUMPRELU_LOSSES)}.",
+        )
+        if self.kind == "jumprelu" and self.jumprelu_sparsity_loss == "quadratic":
+            _require(
+                self.target_l0 is not None and self.target_l0 > 0,
+                f"jumprelu_sparsity_loss 'quadratic' needs target_l0 > 0, got {self.target_l0!r}.",
+            )
+        if self.kind == "matryoshka":
+            w = self.matryoshka_widths
+            if w is None:
+                w = tuple(x for x in (self.n_latents // 8, self.n_latents // 4, self.n_latents // 2) if x > 0)
+            w = tuple(w)
+            if not w or w[-1] != self.n_latents:
+                w = w + (self.n_latents,)
+            _require(
+                all(isinstance(a, int) and a > 0 for a in w) and all(a < b for a, b in zip(w, w[1:])),
+                f"matryoshka_widths must be increasing positive integers ending at n_latents ({self.n_latents}), got {list(w)}.",
+            )
+            self.matryoshka_widths = w
+        elif self.matryoshka_widths is not None:
+            self.matryoshka_widths = tuple(self.matryoshka_widths)
 
     @property
     def is_transcoder(self) -> bool:

@@ -11,9 +11,9 @@ import torch
 from saekit.cli import main
 from saekit.config import DictionaryConfig, ModelConfig, TrainConfig
 from saekit.data import default_tokenizer, load_corpus, pack_tokens
-from saekit.evaluation.compare import run_comparison
 from saekit.io import load
 from saekit.models import train_model
+from saekit.pipeline import run_comparison
 from saekit.report.browser import find_chromium, images_loaded, screenshot
 
 
@@ -23,24 +23,26 @@ def variant_dirs(tmp_path_factory):
     tok = default_tokenizer()
     train = pack_tokens(load_corpus("train")[:1], tok, 32, max_rows=160)
     val = pack_tokens(load_corpus("validation")[:1], tok, 32, max_rows=16)
-    base = ModelConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=15, batch_size=8, device="cpu")
+    # trained long enough to move away from its initialisation, which the random control keeps
+    base = ModelConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=400, batch_size=8, device="cpu")
     for v in ("baseline", "random"):
         train_model(base.replace(variant=v), root / v, tokenizer=tok, data=(train, val), progress=False)
     return [root / "baseline", root / "random"]
 
 
 def _tiny_comparison(variant_dirs, out, **kw):
-    """The comparison every test here shares: a top-k SAE and a top-k transcoder, two seeds, tiny budgets."""
+    """The comparison every test here shares: a top-k SAE and a top-k transcoder, two seeds, tiny budgets
+    (but ~250 steps: enough for two seeds of one model to agree beyond chance)."""
     cfgs = {
         "sae": DictionaryConfig(kind="topk", d_in=32, n_latents=64, k=4, hook_name="blocks.0.hook_mlp_out"),
         "transcoder": DictionaryConfig(
             kind="topk", d_in=32, n_latents=64, k=4, transcoder=True, hook_name="blocks.0.ln2.hook_normalized"
         ),
     }
-    tcfg = TrainConfig(batch_size=256, total_tokens=2048, lr=3e-3, lr_warmup_steps=2, log_every=100)
+    tcfg = TrainConfig(batch_size=64, total_tokens=16_000, lr=3e-3, lr_warmup_steps=2, log_every=100)
     settings = dict(
         seeds=(0, 1),
-        train_tokens=2000,
+        train_tokens=16_000,
         tcfg=tcfg,
         n_eval_seqs=16,
         n_splice_seqs=4,
@@ -74,6 +76,21 @@ def test_results_cover_every_variant_dictionary_and_seed(comparison):
         assert m["splice_hook"] == ("blocks.0.hook_mlp_out")  # the transcoder replaces the MLP output there
         assert m["mlp_replacement"] == (r["dict"] == "transcoder")
         assert r["autointerp"]["f1"]["n"] > 0 and 0 <= r["autointerp"]["f1"]["mean"] <= 1
+
+
+def test_seed_noise_floor_is_above_chance_and_the_random_control_below_it(comparison):
+    """The comparison's central claim, on values: dictionaries of one model (two seeds) agree beyond
+    chance, and a baseline dictionary agrees with a random-weights control's less than with its seed twin."""
+    _, results = comparison
+    for name in ("sae", "transcoder"):
+        m = results["matching"][name]
+        floor = {v: r["decoder"]["hungarian_mean_cos"] for v, r in m["noise_floor"].items()}
+        cross = m["cross"][0]["decoder"]["hungarian_mean_cos"]
+        chance = m["chance"]["hungarian_mean_cos"]
+        assert min(floor.values()) > chance + 0.05, (name, floor, chance)
+        assert cross < min(floor.values()) - 0.03, (name, cross, floor)
+        corr_floor = min(r["act_corr_mean"] for r in m["noise_floor"].values())
+        assert m["cross"][0]["act_corr_mean"] < corr_floor - 0.05, (name, m["cross"][0]["act_corr_mean"], corr_floor)
 
 
 def test_saved_dictionaries_load_and_seeds_differ(comparison):
@@ -251,8 +268,8 @@ def test_compare_trains_from_an_activation_cache_and_reuses_it(comparison, varia
 
 def test_variant_cache_is_rebuilt_when_stale_and_never_deletes_other_folders(variant_dirs, tmp_path):
     from saekit.errors import ConfigError
-    from saekit.evaluation.compare import build_variant_cache
     from saekit.models import load_model
+    from saekit.pipeline import build_variant_cache
 
     handle = load_model(variant_dirs[0])
     tokens = pack_tokens(load_corpus("validation")[:1], handle.tokenizer, 32, max_rows=8)
@@ -266,3 +283,13 @@ def test_variant_cache_is_rebuilt_when_stale_and_never_deletes_other_folders(var
     with pytest.raises(ConfigError, match="not empty"):
         build_variant_cache(handle, tokens, hooks, tmp_path / "other")
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_one_model_per_group_gets_no_interval_and_the_report_says_so(comparison):
+    """Verdicts need ≥ 2 model seeds per group: with one, point estimates, no interval, a sentence why."""
+    out, results = comparison
+    for axis, rec in results["verdicts"]["random"]["sae"].items():
+        assert rec["verdict"] == "not enough model seeds" and rec["ci95"] is None, (axis, rec)
+        assert "at least 2 model seeds" in rec["note"]
+    html = (out / "report.html").read_text()
+    assert "not enough model seeds" in html and "at least 2 model seeds" in html

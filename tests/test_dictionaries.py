@@ -10,7 +10,7 @@ from saekit.config import DictionaryConfig
 from saekit.dictionaries import create, geometric_median
 from saekit.errors import ConfigError
 
-KINDS = ["relu", "topk", "batchtopk", "jumprelu"]
+KINDS = ["relu", "topk", "batchtopk", "jumprelu", "matryoshka", "abstopk", "gated"]
 
 
 def make(kind, d_in=16, n=48, **kw):
@@ -25,12 +25,15 @@ def test_parameter_names_shapes_and_forward(kind, variant):
     sae = make(kind, **extra)
     d_out = extra.get("d_out", 16)
     shapes = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
-    assert shapes["W_enc"] == (16, 48) and shapes["b_enc"] == (48,)
+    bias = "b_gate" if kind == "gated" else "b_enc"  # SAELens's names: a gated SAE has no b_enc
+    assert shapes["W_enc"] == (16, 48) and shapes[bias] == (48,)
+    if kind == "gated":
+        assert shapes["b_mag"] == shapes["r_mag"] == (48,) and "b_enc" not in shapes
     assert shapes["W_dec"] == (48, d_out) and shapes["b_dec"] == (d_out,)
     assert ("W_skip" in shapes) == (variant == "skip")
     if variant == "skip":
         assert shapes["W_skip"] == (d_out, 16)
-    if kind in ("jumprelu", "batchtopk"):
+    if kind in ("jumprelu", "batchtopk", "matryoshka"):
         assert shapes["threshold"] == (48,)
     torch.manual_seed(0)
     x = torch.randn(10, 16)
@@ -206,8 +209,8 @@ def test_auxk_only_on_dead_latents():
 def test_bad_configs_are_one_sentence():
     with pytest.raises(ConfigError, match=r"^k must be an integer in 1\.\.n_latents \(48\), got 100\.$"):
         DictionaryConfig(kind="topk", d_in=16, n_latents=48, k=100)
-    with pytest.raises(ConfigError, match=r"^kind 'gated' is not known; expected one of"):
-        DictionaryConfig(kind="gated", d_in=16, n_latents=48)
+    with pytest.raises(ConfigError, match=r"^kind 'gatd' is not known; expected one of"):
+        DictionaryConfig(kind="gatd", d_in=16, n_latents=48)
     with pytest.raises(ConfigError, match=r"^lr must be > 0, got -0\.1\.$"):
         saekit.TrainConfig(lr=-0.1)
     with pytest.raises(ConfigError, match="lr must be > 0"):
@@ -253,3 +256,51 @@ def test_relu_resampling_points_dead_latents_at_badly_reconstructed_inputs():
         assert opt.state[sae.W_dec]["exp_avg"][i].abs().sum() == 0
     alive_norm = sae.W_enc[:, ~dead].norm(dim=0).mean()
     torch.testing.assert_close(sae.W_enc[:, 3].norm(), 0.2 * alive_norm, rtol=1e-4, atol=1e-6)
+
+
+def test_jumprelu_quadratic_loss_pulls_l0_toward_the_target_from_both_sides():
+    for target, direction in ((2.0, +1), (40.0, -1)):  # too many active -> θ up; too few -> θ down
+        sae = make("jumprelu", jumprelu_sparsity_loss="quadratic", target_l0=target, sparsity_coef=1.0, jumprelu_bandwidth=10.0)
+        x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
+        pre = sae.pre_acts(x)
+        l0 = (pre > sae.threshold).float().sum(-1)
+        loss = sae.sparsity_loss(pre, sae.activation(pre), step=0)["sparsity"]
+        torch.testing.assert_close(loss, (2 / target * (l0 - target).pow(2)).mean())
+        loss.backward()
+        assert direction * float(-sae.threshold.grad.sum()) > 0  # gradient descent moves θ in `direction`
+
+
+def test_jumprelu_tanh_loss_value():
+    sae = make("jumprelu", jumprelu_sparsity_loss="tanh", jumprelu_tanh_scale=4.0, sparsity_coef=0.5)
+    x = torch.randn(8, 16)
+    pre, z = sae.train_codes(sae.scale_in(x))
+    want = 0.5 * torch.tanh(4.0 * z * sae.W_dec.norm(dim=-1)).sum(-1).mean()
+    torch.testing.assert_close(sae.sparsity_loss(pre, z, step=0)["sparsity"], want)
+
+
+def test_gated_codes_and_frozen_decoder_in_the_auxiliary_loss():
+    sae = make("gated", sparsity_coef=0.0)
+    with torch.no_grad():
+        sae.r_mag.normal_()
+        sae.b_mag.normal_()
+        sae.b_gate.normal_()
+    x = torch.randn(10, 16)
+    xc = x - sae.b_dec
+    gate = xc @ sae.W_enc + sae.b_gate
+    z = (gate > 0) * torch.relu(xc @ (sae.W_enc * sae.r_mag.exp()) + sae.b_mag)
+    torch.testing.assert_close(sae.encode(x), z)
+    out = sae.training_loss(x)
+    out.terms["aux_gate"].backward()
+    assert sae.W_dec.grad is None or float(sae.W_dec.grad.abs().sum()) == 0  # frozen decoder copy
+    assert float(sae.W_enc.grad.abs().sum()) > 0 and float(sae.b_gate.grad.abs().sum()) > 0
+
+
+def test_lp_annealing_steps_p_and_keeps_the_penalty_continuous():
+    sae = make("relu", penalty="lp", lp=0.25, lp_anneal_start=10, lp_anneal_steps=30, lp_anneal_updates=3)
+    assert [sae.lp_stage_at(s) for s in (0, 9, 10, 19, 20, 30, 39, 40, 500)] == [0, 0, 0, 0, 1, 2, 2, 3, 3]
+    z = torch.rand(32, 48)
+    before = sae.sparsity_loss(None, z, step=19)["sparsity"]
+    after = sae.sparsity_loss(None, z, step=20)["sparsity"]  # p: 1 -> 0.75, λ rescaled on this batch
+    assert sae.current_p == 0.75
+    torch.testing.assert_close(after, before)
+    assert float(sae.lp_coef_scale) < 1.0  # u^0.75 > u for u < 1: λ shrinks to compensate

@@ -44,3 +44,10 @@ def test_caching_examples_run(tmp_path, monkeypatch):
 def test_kernels_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run_page("kernels.md") == ""  # it asserts instead of printing
+
+
+def test_dictionaries_ground_truth_example_runs():
+    out = run_page("dictionaries.md").splitlines()
+    assert out[-1] == str(
+        sorted(["absorption", "absorption_decoder", "absorption_per_parent", "f1", "l0", "mcc", "precision", "recall", "true_l0", "uniqueness"])
+    )

@@ -26,6 +26,13 @@ ARCHS = {
     "skip_transcoder": dict(kind="relu", d_out=12, skip=True),
     "topk_skip_transcoder": dict(kind="topk", k=3, skip=True),
     "jumprelu_transcoder": dict(kind="jumprelu", d_out=6),
+    "matryoshka": dict(kind="matryoshka", k=4, matryoshka_widths=(4, 16)),
+    "abstopk": dict(kind="abstopk", k=4),
+    "gated": dict(kind="gated"),
+    "gated_skip_transcoder": dict(kind="gated", d_out=12, skip=True),
+    "abstopk_transcoder": dict(kind="abstopk", k=3, d_out=6),
+    "relu_lp_annealed": dict(kind="relu", penalty="lp", lp=0.4, lp_anneal_steps=50),
+    "jumprelu_quadratic": dict(kind="jumprelu", jumprelu_sparsity_loss="quadratic", target_l0=3.0),
 }
 
 
@@ -39,8 +46,11 @@ def make(seed: int = 0, act_scale: float = 1.0, **kw) -> torch.nn.Module:
             p.add_(0.1 * torch.randn(p.shape, generator=g))
         if hasattr(sae, "threshold"):
             sae.threshold.copy_(0.05 + 0.1 * torch.rand(sae.threshold.shape, generator=g))
-        if cfg.kind == "batchtopk":
+        if cfg.kind in ("batchtopk", "matryoshka"):
             sae.threshold_updates.fill_(17)
+        if hasattr(sae, "lp_stage"):  # annealing state mid-way: it must survive the round trip
+            sae.lp_stage.fill_(3)
+            sae.lp_coef_scale.fill_(0.37)
         sae.act_scale.fill_(act_scale)
     return sae.to_inference().eval()
 
@@ -106,6 +116,13 @@ def test_cfg_json_has_the_fields_saelens_reads(tmp_path):
         "skip_transcoder": "skip_transcoder",
         "topk_skip_transcoder": "topk_skip_transcoder",
         "jumprelu_transcoder": "jumprelu_transcoder",
+        "matryoshka": "jumprelu",
+        "abstopk": "abstopk",
+        "gated": "gated",
+        "gated_skip_transcoder": "gated_skip_transcoder",
+        "abstopk_transcoder": "abstopk_transcoder",
+        "relu_lp_annealed": "standard",
+        "jumprelu_quadratic": "jumprelu",
     }
     for arch, kw in ARCHS.items():
         save_dictionary(make(**kw), tmp_path / arch, feature_density=torch.full((N,), 0.01))
@@ -118,13 +135,14 @@ def test_cfg_json_has_the_fields_saelens_reads(tmp_path):
         assert cfg["metadata"]["model_name"] == "tiny"
         assert cfg["metadata"]["sae_lens_version"] == SAELENS_SCHEMA_VERSION
         assert cfg["hook_layer"] == 1
-        if "k" in ARCHS[arch] and ARCHS[arch]["kind"] == "topk":
+        if "k" in ARCHS[arch]:
             assert cfg["k"] == ARCHS[arch]["k"]
         if arch.endswith("transcoder"):
             assert cfg["d_out"] == make(**ARCHS[arch]).cfg.d_out
         tensors = load_file(tmp_path / arch / "sae_weights.safetensors")
-        want = {"W_enc", "b_enc", "W_dec", "b_dec"}
-        want |= {"threshold"} if ARCHS[arch]["kind"] in ("jumprelu", "batchtopk") else set()
+        gated = ARCHS[arch]["kind"] == "gated"
+        want = {"W_enc", "W_dec", "b_dec"} | ({"b_gate", "b_mag", "r_mag"} if gated else {"b_enc"})
+        want |= {"threshold"} if ARCHS[arch]["kind"] in ("jumprelu", "batchtopk", "matryoshka") else set()
         want |= {"W_skip"} if ARCHS[arch].get("skip") else set()
         assert set(tensors) == want
         sparsity = load_file(tmp_path / arch / "sparsity.safetensors")["sparsity"]
@@ -185,6 +203,44 @@ def test_loads_saelens_folders_exactly(tmp_path, cfg):
         torch.testing.assert_close(sae(x), out_ref, atol=1e-5, rtol=1e-5)
     if "hook_point" in cfg:
         assert sae.cfg.hook_name == "blocks.0.hook_resid_pre"
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"architecture": "gated", "apply_b_dec_to_input": False},
+        {"architecture": "gated"},
+        {"architecture": "abstopk", "k": 5, "rescale_acts_by_decoder_norm": True},
+    ],
+)
+def test_loads_saelens_gated_and_abstopk_folders_exactly(tmp_path, cfg):
+    """SAELens 6.54's GatedSAE / AbsTopKSAE inference math, written out independently."""
+    g = torch.Generator().manual_seed(1)
+    w = {"W_enc": torch.randn(D, N, generator=g), "W_dec": torch.randn(N, D, generator=g), "b_dec": torch.randn(D, generator=g)}
+    if cfg["architecture"] == "gated":
+        w.update(b_gate=torch.randn(N, generator=g) * 0.3, b_mag=torch.randn(N, generator=g) * 0.3, r_mag=torch.randn(N, generator=g) * 0.3)
+    else:
+        w["b_enc"] = torch.randn(N, generator=g) * 0.1
+    save_file(w, tmp_path / "sae_weights.safetensors")
+    (tmp_path / "cfg.json").write_text(json.dumps({"d_in": D, "d_sae": N, "dtype": "float32", **cfg}))
+    sae = load(tmp_path)
+    assert sae.cfg.kind == cfg["architecture"]
+    x = x_batch()
+    sae_in = x - w["b_dec"] * cfg.get("apply_b_dec_to_input", True)
+    if cfg["architecture"] == "gated":
+        gate = (sae_in @ w["W_enc"] + w["b_gate"]) > 0
+        z = gate * torch.relu(sae_in @ (w["W_enc"] * w["r_mag"].exp()) + w["b_mag"])
+        dec_z = z
+    else:
+        norms = w["W_dec"].norm(dim=-1)
+        pre = (sae_in @ w["W_enc"] + w["b_enc"]) * norms
+        idx = pre.abs().topk(5, dim=-1).indices
+        z = torch.zeros_like(pre).scatter_(-1, idx, pre.gather(-1, idx))
+        assert bool((z < 0).any())  # signed codes
+        dec_z = z / norms
+    with torch.no_grad():
+        torch.testing.assert_close(sae.encode(x), z, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(sae(x), dec_z @ w["W_dec"] + w["b_dec"], atol=1e-5, rtol=1e-5)
 
 
 def _sparsify_folder(path, transcode=False, skip=False, seed=0):
@@ -383,6 +439,14 @@ def test_export_refuses_what_the_target_cannot_represent(tmp_path):
         export(tmp_path / "tc", tmp_path / "o3", "saelens")
     with pytest.raises(saekit.DataError, match="ReLU or JumpReLU transcoder"):
         export(tmp_path / "relu", tmp_path / "o4", "circuit-tracer")
+    gated = DictionaryConfig(kind="gated", d_in=D, n_latents=N, transcoder=True, hook_name="blocks.0.ln2.hook_normalized")
+    save_dictionary(create(gated), tmp_path / "gated_tc")
+    with pytest.raises(saekit.DataError, match="ReLU or JumpReLU transcoder"):  # no b_enc: its own gate
+        export(tmp_path / "gated_tc", tmp_path / "o4b", "circuit-tracer")
+    gated_tc = DictionaryConfig(kind="gated", d_in=D, n_latents=N, d_out=12)
+    save_dictionary(create(gated_tc), tmp_path / "gated_tc12")
+    with pytest.raises(saekit.DataError, match="SAELens has no class"):
+        export(tmp_path / "gated_tc12", tmp_path / "o4c", "saelens")
     for layer in (0, 1):
         cfg = DictionaryConfig(kind="relu", d_in=D, n_latents=N, transcoder=True, skip=layer == 1)
         save_dictionary(

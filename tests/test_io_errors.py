@@ -70,19 +70,19 @@ def test_cfg_and_saekit_json_disagree(folder):
 def test_unknown_architecture(folder):
     (folder / "saekit.json").unlink()  # now a plain SAELens folder
     cfg = json.loads((folder / "cfg.json").read_text())
-    cfg["architecture"] = "gated"
+    cfg["architecture"] = "temporal"
     (folder / "cfg.json").write_text(json.dumps(cfg))
     with pytest.raises(DataError) as e:
         load(folder)
     one_sentence(str(e.value))
-    assert "architecture 'gated'" in str(e.value) and "expected one of standard, topk" in str(e.value)
+    assert "architecture 'temporal'" in str(e.value) and "expected one of standard, topk" in str(e.value)
 
 
 def test_unknown_kind_in_saekit_json(folder):
     meta = json.loads((folder / "saekit.json").read_text())
-    meta["dictionary"]["kind"] = "gated"
+    meta["dictionary"]["kind"] = "temporal"
     (folder / "saekit.json").write_text(json.dumps(meta))
-    with pytest.raises(DataError, match="kind 'gated' is not known") as e:
+    with pytest.raises(DataError, match="kind 'temporal' is not known") as e:
         load(folder)
     one_sentence(str(e.value))
 

@@ -130,7 +130,7 @@ def test_ground_truth_recovery_scores_known_features():
 
 
 def test_training_pipeline_recovers_synthetic_ground_truth():
-    from saekit.evaluation.compare import synthetic_check
+    from saekit.pipeline import synthetic_check
 
     out = synthetic_check(d=16, n_features=32, n_samples=8192, epochs=3, p_active=0.05, seed=0)
     assert out["mmcs_true_to_learned"] > 0.95

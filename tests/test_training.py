@@ -28,6 +28,17 @@ SWEEP = [
     DictionaryConfig(kind="batchtopk", d_in=16, n_latents=64, k=3),
     DictionaryConfig(kind="relu", d_in=16, n_latents=64, sparsity_coef=0.5),
     DictionaryConfig(kind="jumprelu", d_in=16, n_latents=64, sparsity_coef=0.1, seed=5),
+    DictionaryConfig(kind="matryoshka", d_in=16, n_latents=64, k=3, matryoshka_widths=(8, 24, 64)),
+    DictionaryConfig(kind="abstopk", d_in=16, n_latents=64, k=3),
+    DictionaryConfig(kind="gated", d_in=16, n_latents=64, sparsity_coef=0.5),
+    # p falls 1 -> 0.5 in 8 stages over steps 2..18: the resume at step 11 is mid-anneal
+    DictionaryConfig(
+        kind="relu", d_in=16, n_latents=64, penalty="lp", lp=0.5, lp_anneal_start=2, lp_anneal_steps=16, lp_anneal_updates=8
+    ),
+    DictionaryConfig(kind="jumprelu", d_in=16, n_latents=64, sparsity_coef=0.1, jumprelu_sparsity_loss="tanh"),
+    DictionaryConfig(
+        kind="jumprelu", d_in=16, n_latents=64, sparsity_coef=0.1, jumprelu_sparsity_loss="quadratic", target_l0=3.0
+    ),
 ]
 
 
@@ -153,11 +164,11 @@ def test_transcoder_pair_source(small):
     assert fvu < 0.5 * fvu_linear, (fvu, fvu_linear)
 
 
-@pytest.mark.parametrize("kind", ["batchtopk", "jumprelu", "topk", "relu"])
+@pytest.mark.parametrize("kind", ["batchtopk", "jumprelu", "topk", "relu", "matryoshka", "abstopk", "gated"])
 def test_trained_output_folder_loads_back_with_the_same_function(kind, small, tmp_path):
     import saekit
 
-    cfg = {c.kind: c for c in SWEEP}[kind]
+    cfg = next(c for c in SWEEP if c.kind == kind)
     sae = train(cfg, small, tc(out_dir=str(tmp_path), normalize=True), progress=False)
     loaded = saekit.load(tmp_path)
     x = small[:256]

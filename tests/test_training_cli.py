@@ -69,8 +69,8 @@ def test_cli_toml_sweep(acts, tmp_path, capsys):
     [
         (["--k", "100", "--n-latents", "64"], "k must be an integer in 1..n_latents (64), got 100."),
         (
-            ["--kind", "gated", "--n-latents", "64"],
-            "kind 'gated' is not known; expected one of relu, topk, batchtopk, jumprelu.",
+            ["--kind", "gatd", "--n-latents", "64"],
+            "kind 'gatd' is not known; expected one of relu, topk, batchtopk, jumprelu, matryoshka, abstopk, gated.",
         ),
         (["--k", "4", "--n-latents", "64", "--lr", "0"], "lr must be > 0, got 0.0."),
         (["--k", "4", "--n-latents", "64", "--lr=-1e-3"], "lr must be > 0, got -0.001."),

@@ -19,12 +19,15 @@ The source interface (what trainers and evaluation consume)
 - ``wait_fraction``: the fraction of time the consumer waited for data.
 
 Writing: ``build_cache(model, tokens, hookpoints, out_dir, ...)`` or ``saekit cache``.
-Reading activations straight from a model: ``HookpointReader(model, hookpoints)(tokens)``.
+Reading activations straight from a model: ``HookpointReader(model, hookpoints)(tokens)``, or
+``read_activations(model, tokens, hookpoints)`` for a whole token grid held in memory;
+``default_n_ctx(model)`` is the one default context length.
 """
 
 from saekit.activations.cache import ActivationCache, read_manifest
 from saekit.activations.hookpoints import HookpointReader, keep_mask, transcoder_hookpoints
 from saekit.activations.normalize import estimate_norm_scale
+from saekit.activations.read import default_n_ctx, read_activations
 from saekit.activations.stream import ActivationStream
 from saekit.activations.writer import CacheWriter, build_cache
 
@@ -34,8 +37,10 @@ __all__ = [
     "CacheWriter",
     "HookpointReader",
     "build_cache",
+    "default_n_ctx",
     "estimate_norm_scale",
     "keep_mask",
+    "read_activations",
     "read_manifest",
     "transcoder_hookpoints",
 ]

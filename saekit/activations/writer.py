@@ -27,6 +27,7 @@ from saekit.activations.hookpoints import HookpointReader, bos_token_id, keep_ma
 from saekit.activations.shards import DTYPES, META_KEYS, ShardFile, sha256_file, write_shard
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_write_json, read_json
+from saekit.jsonsafe import json_safe
 from saekit.progress import token_bar
 from saekit.runfolder import claim, is_blank, is_owned, prepare_output, release
 
@@ -135,8 +136,8 @@ class CacheWriter:
             (self.out / "shards").mkdir(parents=True, exist_ok=True)
             return
         old = read_json(path, "cache manifest")
-        if old.get("format") != FORMAT or old.get("fingerprint") != _jsonable(self.fingerprint):
-            diff = _first_difference(old.get("fingerprint") or {}, _jsonable(self.fingerprint))
+        if old.get("format") != FORMAT or old.get("fingerprint") != json_safe(self.fingerprint):
+            diff = _first_difference(old.get("fingerprint") or {}, json_safe(self.fingerprint))
             raise ConfigError(
                 f"output folder {self.out} holds a cache built with different settings ({diff}); "
                 "choose a new folder or overwrite."
@@ -223,7 +224,7 @@ class CacheWriter:
             "format": FORMAT,
             "version": VERSION,
             "complete": complete,
-            **_jsonable(self.info),
+            **json_safe(self.info),
             "hookpoints": {
                 hp: {"d": d, **stat}
                 for (hp, d), stat in zip(self.dims.items(), self.stats.to_json().values(), strict=True)
@@ -233,18 +234,10 @@ class CacheWriter:
             "n_tokens": self.tokens_written,
             "meta_keys": list(META_KEYS),
             "shards": self.shards,
-            "fingerprint": _jsonable(self.fingerprint),
+            "fingerprint": json_safe(self.fingerprint),
         }
         atomic_write_json(self.out / MANIFEST, manifest)
         return manifest
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def _first_difference(a: dict, b: dict) -> str:

@@ -16,7 +16,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "several seeds on them, evaluate (metrics, CE loss recovered, offline auto-interp), compare across "
         "variants beside the seed noise floor, and write OUT/results.json and OUT/report.html.",
     )
-    p.add_argument("variants", nargs="+", help="saekit model folders (baseline, regularised, random, ...)")
+    p.add_argument(
+        "variants",
+        nargs="+",
+        help="saekit model folders (baseline, regularised, random, ...); folders of one variant (and coef) or of "
+        "one `--group` are that group's model seeds",
+    )
     p.add_argument(
         "--config",
         default=None,
@@ -24,13 +29,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(read from the model). Default: a top-k SAE and a top-k transcoder on the last MLP.",
     )
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per dictionary (≥ 2)")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="dictionary seeds per model (≥ 2; default 0 1 2)"
+    )
     p.add_argument(
         "--train-tokens", type=count_arg("--train-tokens"), default=100_000, help="training tokens per dictionary, e.g. 100k or 1M"
     )
     p.add_argument("--batch-size", type=int, default=1024, help="dictionary training batch (activation rows)")
     p.add_argument("--lr", type=float, default=2e-3, help="dictionary learning rate")
-    p.add_argument("--eval-seqs", type=int, default=64, help="held-out sequences for metrics and auto-interp")
+    p.add_argument(
+        "--eval-seqs",
+        type=int,
+        default=512,
+        help="held-out sequences for metrics, auto-interp and abstractness (default 512: abstractness needs ~30k tokens)",
+    )
     p.add_argument("--autointerp-latents", type=int, default=256, help="latents explained per dictionary")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic ground-truth check")
     p.add_argument(
@@ -90,8 +102,8 @@ def load_dict_cfgs(path: str | Path, handle) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from saekit.config import TrainConfig
-    from saekit.evaluation.compare import run_comparison
     from saekit.models import load_model
+    from saekit.pipeline import run_comparison
 
     dict_cfgs = None
     if args.config:

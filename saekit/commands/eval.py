@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text-column", default="text", help="dataset column holding the text")
     p.add_argument("--seqs", type=int, default=64, help="held-out sequences for the core metrics (default 64)")
     p.add_argument("--splice-seqs", type=int, default=32, help="sequences spliced through the model (default 32)")
-    p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 256)")
+    p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 1024)")
     p.add_argument("--out", default=None, help="JSON file for the metrics (default DICT/eval.json)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from saekit.evaluation.splice import split_hooks
     from saekit.fileutil import atomic_write_json
     from saekit.io import load
+    from saekit.jsonsafe import json_safe
 
     if not args.model and not args.acts:
         raise ConfigError("saekit eval needs --model (a model folder) or --acts (an activation cache).")
@@ -63,15 +64,12 @@ def run(args: argparse.Namespace) -> int:
     sae.eval()
     in_hook, out_hook = split_hooks(sae, args.hook, None)
     if args.model:
+        from saekit.activations import default_n_ctx, read_activations
         from saekit.data import load_texts, pack_tokens
-        from saekit.evaluation.compare import read_activations
         from saekit.models import load_model
 
         handle = load_model(args.model, device=args.device)
-        model_ctx = getattr(getattr(handle.model, "cfg", None), "n_ctx", None) or getattr(
-            getattr(handle.model, "config", None), "max_position_embeddings", 256
-        )
-        n_ctx = args.n_ctx or min(int(model_ctx), 256)
+        n_ctx = default_n_ctx(handle, args.n_ctx)
         docs = load_texts(args.dataset, args.split, args.text_column)
         tokens = pack_tokens(docs, handle.tokenizer, n_ctx, max_rows=args.seqs)
         hooks = [h for h in (in_hook, out_hook) if h]
@@ -96,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.dictionary) / "eval.json"
     if not args.out and not Path(args.dictionary).is_dir():
         out = Path("eval.json")
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+    clean = json_safe(metrics)
     atomic_write_json(out, clean)
     print(f"saved {out}")
     json.dumps(clean)  # fail here, not later, if a value is not JSON

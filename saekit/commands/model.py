@@ -15,6 +15,12 @@ def add_parser(sub) -> None:
     train.add_argument("--variant", required=True, help=f"one of {', '.join(VARIANTS)}")
     train.add_argument("--coef", type=float, default=None, help="regulariser strength λ (pruned: target sparsity)")
     train.add_argument("--out", required=True, type=Path, help="output model folder")
+    train.add_argument(
+        "--group",
+        default=None,
+        help="group name for `saekit compare` (default: the variant, with its coef when several differ); "
+        "models of one group are its model seeds",
+    )
     train.add_argument("--overwrite", action="store_true", help="replace a different model already in --out")
     train.add_argument(
         "--dataset",
@@ -44,7 +50,7 @@ def _config_from_args(args: argparse.Namespace) -> ModelConfig:
         for name in ("steps", "batch_size", "n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "seed", "lr")
         if getattr(args, name) is not None
     }
-    return ModelConfig(variant=args.variant, coef=args.coef, device=args.device, **overrides)
+    return ModelConfig(variant=args.variant, coef=args.coef, group=args.group, device=args.device, **overrides)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--split", help="with --model: dataset split (default train)")
     src.add_argument("--text-column", help="with --model: dataset column holding the text (default text)")
     d = p.add_argument_group("dictionary")
-    d.add_argument("--kind", default=None, help="relu | topk (default) | batchtopk | jumprelu")
+    d.add_argument("--kind", default=None, help="relu | topk (default) | batchtopk | jumprelu | matryoshka | abstopk | gated")
     d.add_argument("--n-latents", type=int, default=None, help="dictionary width")
     d.add_argument("--k", type=int, default=None, help="active latents per token (topk, batchtopk)")
     d.add_argument("--skip", action="store_true", help="skip transcoder (adds W_skip)")

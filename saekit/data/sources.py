@@ -1,4 +1,5 @@
-"""Text from Hugging Face datasets (hub names, streamed) or local text/JSONL/parquet files."""
+"""Text from Hugging Face datasets (hub names, streamed), local text/JSONL/parquet files, or a
+planted-feature language (`planted:NAME`, see saekit.data.planted)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def load_text_dataset(
     `datasets` builders; a hub name streams so a large corpus never lands whole on disk.
     Rows must hold `text_column` or a pre-tokenized `input_ids` column.
     """
+    if name_or_path.startswith("planted:"):  # a generated planted-feature language, token ids
+        from saekit.data.planted import planted_documents
+
+        return [{"input_ids": doc} for doc in planted_documents(name_or_path)]
     import datasets
 
     path = Path(name_or_path)

@@ -8,11 +8,14 @@ from __future__ import annotations
 import torch
 
 from saekit.config import DictionaryConfig
+from saekit.dictionaries.abstopk import AbsTopKDictionary
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
 from saekit.dictionaries.batchtopk import BatchTopKDictionary
 from saekit.dictionaries.crosscoder import CROSSCODERS, CrossCoder, init_crosscoder
+from saekit.dictionaries.gated import GatedDictionary
 from saekit.dictionaries.init import geometric_median, init_b_dec, init_weights
 from saekit.dictionaries.jumprelu import JumpReLUDictionary
+from saekit.dictionaries.matryoshka import MatryoshkaDictionary
 from saekit.dictionaries.relu import ReLUDictionary
 from saekit.dictionaries.topk import TopKDictionary
 from saekit.errors import ConfigError
@@ -22,11 +25,14 @@ ARCHITECTURES: dict[str, type[SparseDictionary]] = {
     "topk": TopKDictionary,
     "batchtopk": BatchTopKDictionary,
     "jumprelu": JumpReLUDictionary,
+    "matryoshka": MatryoshkaDictionary,
+    "abstopk": AbsTopKDictionary,
+    "gated": GatedDictionary,
 }
 
 
 def architecture(kind: str) -> type[SparseDictionary]:
-    """The dictionary class for ``kind`` (relu, topk, batchtopk, jumprelu)."""
+    """The dictionary class for ``kind`` (a key of ``ARCHITECTURES``)."""
     try:
         return ARCHITECTURES[kind]
     except KeyError:
@@ -60,9 +66,12 @@ def create(
 
 __all__ = [
     "ARCHITECTURES",
+    "AbsTopKDictionary",
     "BatchTopKDictionary",
     "CrossCoder",
+    "GatedDictionary",
     "JumpReLUDictionary",
+    "MatryoshkaDictionary",
     "ReLUDictionary",
     "SparseDictionary",
     "TopKDictionary",

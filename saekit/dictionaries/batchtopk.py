@@ -6,13 +6,18 @@ smallest activation the batch-level top-k kept; ``to_inference()`` turns that es
 JumpReLU ``threshold`` [n_latents] (z = pre · [pre > θ]) and the dictionary no longer depends on
 the other tokens of its batch. ``saekit.train`` returns dictionaries already switched.
 Dead latents get the AuxK term of ``topk`` (``k_aux``, ``aux_coef``).
+
+Training decodes sparsely: the k·B kept (row, latent, value) triples go to ``embedding_bag``
+with one bag per row (rows hold different numbers of latents), so the decoder costs k·B rows of
+W_dec instead of a dense [B, n_latents] @ [n_latents, d] product and its backward
+(benchmarks/bench_batchtopk.py; RESULTS.md).
 """
 
 from __future__ import annotations
 
 import torch
 
-from saekit.dictionaries.base import SparseDictionary
+from saekit.dictionaries.base import SparseDictionary, TrainOutput
 from saekit.dictionaries.topk import auxk_loss
 
 THRESHOLD_EMA = 0.99  # decay of the running threshold estimate
@@ -52,6 +57,7 @@ class BatchTopKDictionary(SparseDictionary):
 
     @torch.no_grad()
     def update_threshold(self, z: torch.Tensor) -> None:
+        """EMA of the smallest positive kept value (``z``: dense codes or the kept values)."""
         kept = z[z > 0]
         if kept.numel() == 0:
             return
@@ -61,6 +67,43 @@ class BatchTopKDictionary(SparseDictionary):
         else:
             self.threshold.mul_(THRESHOLD_EMA).add_((1 - THRESHOLD_EMA) * smallest)
         self.threshold_updates.add_(1)
+
+    def select_batch(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, flat indices into [B·n]) of the k·B largest ReLU'd pre-activations of the batch."""
+        n_keep = min(self.cfg.k * pre.shape[0], pre.numel())
+        vals, flat = pre.flatten().topk(n_keep, sorted=False)
+        return torch.relu(vals), flat
+
+    def decode_batch(self, vals: torch.Tensor, flat: torch.Tensor, n_rows: int, limit: int | None = None) -> torch.Tensor:
+        """Σ vals·W_dec[latent] per row (no bias) from the kept triples; ``limit`` keeps latents < limit."""
+        rows, cols = flat // self.n_latents, flat % self.n_latents
+        if limit is not None:
+            vals = vals * (cols < limit)
+        order = torch.argsort(rows, stable=True)  # embedding_bag wants each row's entries together
+        counts = torch.bincount(rows, minlength=n_rows)
+        offsets = torch.cumsum(counts, 0) - counts
+        return torch.nn.functional.embedding_bag(
+            cols[order], self.W_dec, offsets, per_sample_weights=vals[order].to(self.W_dec.dtype), mode="sum"
+        )
+
+    def reconstruction_terms(self, vals, flat, base, ys) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """({name: mse}, full reconstruction); matryoshka adds one term per prefix."""
+        y_hat = base + self.decode_batch(vals, flat, ys.shape[0])
+        return {"mse": (y_hat - ys).pow(2).sum(-1).mean()}, y_hat
+
+    def training_loss(self, x, y=None, *, dead_mask=None, step=0) -> TrainOutput:
+        xs = self.scale_in(x)
+        ys = xs if y is None else self.scale_in(y)
+        pre = self.pre_acts(xs)
+        vals, flat = self.select_batch(pre)
+        self.update_threshold(vals.detach())
+        terms, y_hat = self.reconstruction_terms(vals, flat, self.b_dec + self.skip_path(xs), ys)
+        terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
+        active = vals > 0
+        fired = torch.zeros(self.n_latents, dtype=torch.bool, device=x.device)
+        fired[flat[active] % self.n_latents] = True
+        l0 = active.sum().float() / x.shape[0]
+        return TrainOutput(sum(terms.values()), y_hat, fired, l0, terms)
 
     def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:
         # Bussmann et al. train BatchTopK with the same AuxK term as TopK.

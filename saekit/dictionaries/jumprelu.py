@@ -5,6 +5,13 @@ The loss is reconstruction + λ · L0, where L0 = Σ H(pre − θ) counts active
 learns through straight-through estimators: the pseudo-derivative of H(u − θ) in θ is
 −K((u − θ)/ε)/ε with the rectangle kernel K and bandwidth ε (``jumprelu_bandwidth``).
 λ is ``sparsity_coef`` (warmed up over ``sparsity_warmup_steps``).
+
+``jumprelu_sparsity_loss`` picks the sparsity term (SAELens 6's names and formulas):
+``step`` λ·Σ_i H(pre_i − θ_i) (the paper's L0); ``tanh`` λ·Σ_i tanh(c·z_i·||W_dec,i||) with
+c = ``jumprelu_tanh_scale`` (Anthropic's January 2025 update: a smooth L0 that reaches the
+values, not only the thresholds); ``quadratic`` λ·(2/L*)·(L0 − L*)² per token around
+``target_l0`` L* (Gemma Scope 2): it pushes L0 down when above the target *and up when below*,
+so the dictionary settles at the requested sparsity whatever λ is.
 """
 
 from __future__ import annotations
@@ -73,8 +80,15 @@ class JumpReLUDictionary(SparseDictionary):
         coef = self.cfg.sparsity_coef * (1.0 if warm <= 0 else min(1.0, step / warm))
         if coef == 0:
             return {}
-        l0 = _Step.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth).sum(-1).mean()
-        return {"sparsity": coef * l0}
+        mode = self.cfg.jumprelu_sparsity_loss
+        if mode == "tanh":
+            per_row = torch.tanh(self.cfg.jumprelu_tanh_scale * z * self.W_dec.norm(dim=-1)).sum(-1)
+            return {"sparsity": coef * per_row.mean()}
+        l0 = _Step.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth).sum(-1)
+        if mode == "quadratic":
+            target = self.cfg.target_l0
+            l0 = 2.0 / target * (l0 - target).pow(2)
+        return {"sparsity": coef * l0.mean()}
 
     @torch.no_grad()
     def after_step(self) -> None:

@@ -29,6 +29,7 @@ def _kernel_topk_encode():
 class TopKDictionary(SparseDictionary):
     kind = "topk"
     sparse_output = True
+    fused_encode = True  # may train through saekit.kernels.topk_encode (ReLU'd codes)
 
     def select(self, pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, indices) [B, k] of the k largest ReLU'd pre-activations of each row."""
@@ -44,7 +45,7 @@ class TopKDictionary(SparseDictionary):
     def fired_mask(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """[latents held here] bool: the latents active on at least one row."""
         fired = torch.zeros(self.W_dec.shape[0], dtype=torch.bool, device=vals.device)
-        fired[idx[vals > 0]] = True
+        fired[idx[vals != 0]] = True
         return fired
 
     def count_dead(self, dead_mask: torch.Tensor) -> int:
@@ -71,7 +72,7 @@ class TopKDictionary(SparseDictionary):
         ys = xs if y is None else self.scale_in(y)
         need_pre = self.cfg.multi_topk or (dead_mask is not None and bool(dead_mask.any()) and self.cfg.aux_coef)
         encode = self.fused_encoder()
-        if need_pre or encode is None:
+        if need_pre or encode is None or not self.fused_encode:
             pre = self.pre_acts(xs)
             vals, idx = self.select(pre, self.cfg.k)
         else:
@@ -88,7 +89,7 @@ class TopKDictionary(SparseDictionary):
             y4 = self.decode_rows(v4, i4, self.b_dec) + skip
             terms["multi_topk"] = (y4 - ys).pow(2).sum(-1).mean() / 8
         terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
-        l0 = (vals > 0).sum(-1).float().mean()
+        l0 = (vals != 0).sum(-1).float().mean()  # signed kinds (abstopk) are active below zero too
         return TrainOutput(sum(terms.values()), y_hat, self.fired_mask(vals, idx), l0, terms)
 
     def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:

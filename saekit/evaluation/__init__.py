@@ -3,7 +3,8 @@
 ``evaluate(sae, source, model=None)`` is the one-call entry point; the modules hold the pieces:
 metrics (reconstruction and sparsity), splice (CE loss recovered, KL), autointerp (n-gram
 explanations, token entropy, logit lens), matching (MMCS, Hungarian, activation correlation),
-probes (opposing pairs, feature splitting, synthetic ground truth).
+probes (opposing pairs, feature splitting, synthetic ground truth). A leaf library: it imports no
+trainer, no report and no pipeline (the comparison across variants is ``saekit.pipeline``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from typing import Any
 import torch
 
 from saekit.errors import ConfigError
-from saekit.evaluation.compare import run_comparison
 from saekit.evaluation.crosscoder import crosscoder_sharing, firing_density, latent_scaling
 from saekit.evaluation.matching import compare_dictionaries
 from saekit.evaluation.metrics import dictionary_metrics
 from saekit.evaluation.splice import splice_metrics
 
-__all__ = ["evaluate", "compare_dictionaries", "crosscoder_sharing", "firing_density", "latent_scaling", "dictionary_metrics", "run_comparison", "splice_metrics"]
-
+__all__ = ["evaluate", "compare_dictionaries", "crosscoder_sharing", "firing_density", "latent_scaling", "dictionary_metrics", "splice_metrics"]
 
 
 def evaluate(

@@ -9,7 +9,7 @@
   the level an unrelated pair of dictionaries reaches.
 
 The noise floor of a cross-variant comparison is the same comparison between two seeds of one
-variant (see ``saekit.evaluation.compare``).
+variant (see ``saekit.pipeline``).
 """
 
 from __future__ import annotations

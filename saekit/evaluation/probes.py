@@ -6,6 +6,9 @@
   narrow one; a narrow latent with ≥ 2 close children (cos ≥ threshold) has split.
 * ``toy_sparse_data`` / ``ground_truth_recovery``: data made of known sparse features, so a
   training pipeline can be checked (MMCS to the true features) before its results are trusted.
+* ``hierarchical_data`` / ``groundtruth_scores`` (from ``saekit.evaluation.groundtruth``): a world
+  with parent/child features, correlated firing and Zipfian probabilities, scored by MCC, F1,
+  uniqueness and absorption.
 """
 
 from __future__ import annotations
@@ -15,7 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from saekit.evaluation.groundtruth import SyntheticWorld, groundtruth_scores, hierarchical_data
 from saekit.evaluation.matching import _unit_rows, cosine_matrix, decoder_of, mmcs
+
+__all__ = [
+    "SyntheticWorld",
+    "feature_splitting",
+    "ground_truth_recovery",
+    "groundtruth_scores",
+    "hierarchical_data",
+    "opposing_pairs",
+    "toy_sparse_data",
+]
 
 
 def opposing_pairs(sae: Any, thresholds: tuple[float, ...] = (-0.9, -0.7)) -> dict[str, int]:

@@ -32,7 +32,8 @@ import torch
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_save_safetensors, atomic_torch_save, atomic_write_json
-from saekit.io.meta import _jsonable, _versions, extra_buffers
+from saekit.io.meta import _versions, extra_buffers
+from saekit.jsonsafe import json_safe
 
 WEIGHTS = "crosscoder_weights.safetensors"
 SAEKIT_FILENAME = "saekit.json"
@@ -73,7 +74,7 @@ def save_crosscoder(
         "buffers": extra_buffers(cc),
         "versions": _versions(),
     }
-    meta.update(_jsonable(dict(extra or {})))
+    meta.update(json_safe(dict(extra or {})))
     atomic_write_json(path / SAEKIT_FILENAME, meta)
     return path
 

@@ -38,6 +38,8 @@ SAELENS_KNOWN = {
     "skip_transcoder",
     "jumprelu_transcoder",
     "jumprelu_skip_transcoder",
+    "gated",  # SAELens ≥ 6.0
+    "abstopk",  # SAELens ≥ 6.5x (AbsTopK)
 }
 
 
@@ -124,7 +126,8 @@ def export_circuit_tracer(items: list[tuple[torch.nn.Module, Path]], out: Path) 
     by_layer: dict[int, tuple[torch.nn.Module, Path]] = {}
     for sae, folder in items:
         cfg = sae.cfg
-        if not cfg.transcoder or cfg.kind == "topk" or cfg.d_out != cfg.d_in:
+        # kinds whose inference form is ReLU or JumpReLU (batchtopk/matryoshka: per-latent threshold)
+        if not cfg.transcoder or cfg.kind not in ("relu", "jumprelu", "batchtopk", "matryoshka") or cfg.d_out != cfg.d_in:
             raise DataError(
                 f"{folder} is not a ReLU or JumpReLU transcoder with d_out = d_in; "
                 "circuit-tracer's per-layer transcoders are only those."

@@ -43,9 +43,15 @@ SAELENS_ARCHITECTURES: dict[str, tuple[str, bool, bool]] = {
     "skip_transcoder": ("relu", True, True),
     "jumprelu_transcoder": ("jumprelu", True, False),
     "jumprelu_skip_transcoder": ("jumprelu", True, True),
+    "gated": ("gated", False, False),
+    "abstopk": ("abstopk", False, False),
     # saekit-only names (SAELens has no top-k transcoder); written by saekit, read back here
     "topk_transcoder": ("topk", True, False),
     "topk_skip_transcoder": ("topk", True, True),
+    "gated_transcoder": ("gated", True, False),
+    "gated_skip_transcoder": ("gated", True, True),
+    "abstopk_transcoder": ("abstopk", True, False),
+    "abstopk_skip_transcoder": ("abstopk", True, True),
 }
 
 DL_CLASSES = ("AutoEncoder", "AutoEncoderTopK", "BatchTopKSAE", "JumpReluAutoEncoder")
@@ -177,8 +183,13 @@ def _center_input(tensors: dict[str, torch.Tensor], source_centres: bool, saekit
     """
     if source_centres == saekit_centres:
         return
-    shift = tensors["b_dec"].to(tensors["W_enc"].dtype) @ tensors["W_enc"]
-    tensors["b_enc"] = tensors["b_enc"] - shift if source_centres else tensors["b_enc"] + shift
+    sign = -1.0 if source_centres else 1.0
+    b_dec = tensors["b_dec"].to(tensors["W_enc"].dtype)
+    if "b_gate" in tensors and "r_mag" in tensors and "b_mag" in tensors:  # gated: both paths
+        tensors["b_gate"] = tensors["b_gate"] + sign * (b_dec @ tensors["W_enc"])
+        tensors["b_mag"] = tensors["b_mag"] + sign * (b_dec @ (tensors["W_enc"] * tensors["r_mag"].exp()))
+        return
+    tensors["b_enc"] = tensors["b_enc"] + sign * (b_dec @ tensors["W_enc"])
 
 
 def _config(source: str, **fields: Any) -> DictionaryConfig:
@@ -240,7 +251,7 @@ def load_saelens(folder: Path) -> torch.nn.Module:
         kind=kind,
         d_in=d_in,
         n_latents=d_sae,
-        k=int(k) if kind == "topk" and k is not None else None,
+        k=int(k) if kind in ("topk", "abstopk") and k is not None else None,
         d_out=d_out,
         transcoder=transcoder,
         skip=skip,
@@ -251,9 +262,9 @@ def load_saelens(folder: Path) -> torch.nn.Module:
     scaling = tensors.pop("scaling_factor", None)
     if scaling is not None and not torch.allclose(scaling, torch.ones_like(scaling)):
         raise DataError(f"{weights} has a finetuning scaling_factor ≠ 1, which saekit does not support.")
-    if "b_enc" in tensors and "W_enc" in tensors and "b_dec" in tensors and not transcoder:
+    if ("b_enc" in tensors or "b_gate" in tensors) and "W_enc" in tensors and "b_dec" in tensors and not transcoder:
         _center_input(tensors, bool(raw.get("apply_b_dec_to_input", True)), True)
-    if kind == "topk" and raw.get("rescale_acts_by_decoder_norm") and "W_dec" in tensors:
+    if kind in ("topk", "abstopk") and raw.get("rescale_acts_by_decoder_norm") and "W_dec" in tensors:
         # SAELens ranks pre·‖W_dec_i‖ and decodes z/‖W_dec_i‖: the same as scaling encoder
         # column i by ‖W_dec_i‖ and dividing decoder row i by it.
         norms = tensors["W_dec"].norm(dim=-1)

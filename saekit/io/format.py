@@ -26,7 +26,8 @@ import torch
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_save_safetensors, atomic_write_json, read_json
-from saekit.io.meta import _jsonable, _versions, extra_buffers  # noqa: F401 (re-exported)
+from saekit.io.meta import _versions, extra_buffers  # noqa: F401 (re-exported)
+from saekit.jsonsafe import json_safe
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -35,7 +36,7 @@ SAEKIT_FILENAME = "saekit.json"
 FORMAT_VERSION = 1
 # Tensor names in sae_weights.safetensors: SAELens's parameter names, nothing else, because
 # SAELens loads the file with a strict load_state_dict.
-TENSOR_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "W_skip")
+TENSOR_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "W_skip", "b_gate", "b_mag", "r_mag")
 # cfg.json follows the SAELens 6 schema; SAELens reads `metadata.sae_lens_version` to decide
 # whether to apply its pre-6.0 conversion, so we state the schema version we write.
 SAELENS_SCHEMA_VERSION = "6.0.0"
@@ -44,12 +45,25 @@ SAELENS_SCHEMA_VERSION = "6.0.0"
 # SAELens has no top-k transcoder; it gets a saekit-specific name that SAELens rejects with its
 # own "unknown architecture" error (saekit still loads it). A batchtopk dictionary is written in
 # its inference form, a JumpReLU.
-_SAE_ARCH = {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu"}
+# matryoshka is written, like batchtopk, in its inference form (JumpReLU); abstopk and gated are
+# SAELens 6.54 architectures, but SAELens has no transcoder of either (saekit-only names).
+_SAE_ARCH = {
+    "relu": "standard",
+    "topk": "topk",
+    "batchtopk": "jumprelu",
+    "jumprelu": "jumprelu",
+    "matryoshka": "jumprelu",
+    "abstopk": "abstopk",
+    "gated": "gated",
+}
 _TRANSCODER_ARCH = {
     "relu": "transcoder",
     "jumprelu": "jumprelu_transcoder",
     "topk": "topk_transcoder",
     "batchtopk": "jumprelu_transcoder",
+    "matryoshka": "jumprelu_transcoder",
+    "abstopk": "abstopk_transcoder",
+    "gated": "gated_transcoder",
 }
 _DTYPE_NAMES = {
     torch.float32: "float32",
@@ -65,7 +79,9 @@ def saelens_architecture(cfg: DictionaryConfig) -> str:
         # SAELens has skip_transcoder (ReLU) and jumprelu_skip_transcoder (in 6.54, not in 6.18).
         if cfg.kind == "relu":
             return "skip_transcoder"
-        return "topk_skip_transcoder" if cfg.kind == "topk" else "jumprelu_skip_transcoder"
+        if cfg.kind in ("topk", "abstopk", "gated"):
+            return f"{cfg.kind}_skip_transcoder"
+        return "jumprelu_skip_transcoder"
     if cfg.transcoder:
         return _TRANSCODER_ARCH[cfg.kind]
     return _SAE_ARCH[cfg.kind]
@@ -117,9 +133,9 @@ def saelens_cfg(cfg: DictionaryConfig, dtype: torch.dtype, info: dict | None = N
         "reshape_activations": "hook_z" if metadata["hook_name"].endswith("hook_z") else "none",
         "metadata": metadata,
     }
-    if cfg.kind in ("topk", "batchtopk"):
+    if cfg.kind in ("topk", "batchtopk", "matryoshka", "abstopk"):
         out["k"] = cfg.k
-    if cfg.kind == "topk":
+    if cfg.kind in ("topk", "abstopk"):
         out["rescale_acts_by_decoder_norm"] = False
     if cfg.transcoder:
         out["d_out"] = cfg.d_out
@@ -209,7 +225,7 @@ def save_dictionary(
         "buffers": extra_buffers(sae),
         "versions": _versions(),
     }
-    meta.update(_jsonable(extra))
+    meta.update(json_safe(extra))
     atomic_write_json(path / SAEKIT_FILENAME, meta)
     return path
 

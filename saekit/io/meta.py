@@ -1,11 +1,9 @@
-"""Metadata helpers shared by the folder writers (plain and crosscoder): versions, JSON-safe
-values and scalar training buffers. Imports nothing from dictionaries/ or the other io modules."""
+"""Metadata helpers shared by the folder writers (plain and crosscoder): versions and scalar
+training buffers (JSON-safe values: saekit.jsonsafe). Imports nothing from dictionaries/ or the other io modules."""
 
 from __future__ import annotations
 
-import math
 import platform
-from typing import Any
 
 import torch
 
@@ -24,24 +22,6 @@ def _versions() -> dict[str, str]:
         "safetensors": safetensors.__version__,
         "python": platform.python_version(),
     }
-
-
-def _jsonable(obj: Any) -> Any:
-    """Make metrics/config values JSON-safe (tensors -> numbers/lists, NaN/inf -> None)."""
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach().cpu()
-        return _jsonable(obj.item() if obj.numel() == 1 else obj.tolist())
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "to_dict"):
-        return _jsonable(obj.to_dict())
-    return str(obj)
 
 
 def extra_buffers(sae: torch.nn.Module) -> dict[str, float | int]:

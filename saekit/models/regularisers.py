@@ -17,12 +17,13 @@ MLP_WEIGHTS = ("W_in", "W_out")
 
 
 def weight_l1(model: HookedTransformer) -> torch.Tensor:
-    """Σ|W| over every attention (W_Q, W_K, W_V, W_O) and MLP (W_in, W_out) weight."""
+    """Σ|W| over every attention (W_Q, W_K, W_V, W_O) and MLP (W_in, W_out) weight (attention-only
+    models have no MLP weights)."""
     total = torch.zeros((), device=model.cfg.device)
     for block in model.blocks:
         for name in ATTN_WEIGHTS:
             total = total + getattr(block.attn, name).abs().sum()
-        for name in MLP_WEIGHTS:
+        for name in MLP_WEIGHTS if hasattr(block, "mlp") else ():
             total = total + getattr(block.mlp, name).abs().sum()
     return total
 

@@ -47,7 +47,14 @@ def dataset_tokens(
     train/validation split when ``dataset`` is None."""
     from saekit.data import default_tokenizer, iter_texts, load_text_dataset, load_tokenizer, pack_tokens
 
-    tokenizer = load_tokenizer(tokenizer_name) if tokenizer_name else default_tokenizer(cfg.vocab_size)
+    if tokenizer_name:
+        tokenizer = load_tokenizer(tokenizer_name)
+    elif dataset and dataset.startswith("planted:"):  # a planted language brings its own vocabulary
+        from saekit.data.planted import planted_language
+
+        tokenizer = planted_language(dataset).tokenizer
+    else:
+        tokenizer = default_tokenizer(cfg.vocab_size)
     if len(tokenizer) > cfg.vocab_size:
         raise ConfigError(
             f"vocab_size ({cfg.vocab_size}) is smaller than the tokenizer's vocabulary ({len(tokenizer)})."
@@ -174,6 +181,8 @@ def train_model(
         "name": f"saekit-tiny-{cfg.variant}",
         "variant": cfg.variant,
         "coef": cfg.coef,
+        "group": cfg.group,
+        "seed": cfg.seed,
         "config": cfg.to_dict(),
         "train_loss": sum(train_losses[-20:]) / len(train_losses[-20:]) if train_losses else None,
         "val_loss": val_loss,

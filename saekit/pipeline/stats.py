@@ -68,7 +68,9 @@ class _Group:
 
     def __init__(self, values: Mapping[Any, Any], name: str = "values") -> None:
         if not isinstance(values, Mapping) or not values:
-            raise DataError(f"{name} must be a non-empty {{model_seed: {{dict_seed: value}}}} mapping, got {values!r:.80}.")
+            raise DataError(
+                f"{name} must be a non-empty {{model_seed: {{dict_seed: value}}}} mapping, got {values!r:.80}."
+            )
         self.models: list[list[np.ndarray]] = []
         self.per_model_leaves = not any(isinstance(v, Mapping) for v in values.values())
         kinds = set()
@@ -80,7 +82,9 @@ class _Group:
             for s, v in inner.items():
                 arr = np.asarray(v, dtype=np.float64)
                 if arr.ndim > 1:
-                    raise DataError(f"{name}[{m!r}][{s!r}] must be a number or a 1-D per-latent array, got shape {arr.shape}.")
+                    raise DataError(
+                        f"{name}[{m!r}][{s!r}] must be a number or a 1-D per-latent array, got shape {arr.shape}."
+                    )
                 kinds.add(arr.ndim)
                 arr = arr.reshape(-1)
                 arr = np.sort(arr[~np.isnan(arr)])  # sorted: the latent resampling draws ranks
@@ -335,7 +339,10 @@ def _point_entry(groups, variant, axis, baseline, random, metric, min_models) ->
          "normalised": None, "verdict": None, "n_models": 0, "n_seeds": None, "n_models_baseline": 0,
          "p": None, "p_holm": None, "n_tests": None, "note": ""}  # fmt: skip
     try:
-        gv, gb = _Group(groups[variant][axis], f"{variant}/{axis}"), _Group(groups[baseline][axis], f"{baseline}/{axis}")
+        gv, gb = (
+            _Group(groups[variant][axis], f"{variant}/{axis}"),
+            _Group(groups[baseline][axis], f"{baseline}/{axis}"),
+        )
     except KeyError:
         missing = variant if axis not in groups[variant] else baseline
         return {**e, "verdict": NOT_MEASURED, "note": f"{missing} has no values for {axis}."}
@@ -345,7 +352,9 @@ def _point_entry(groups, variant, axis, baseline, random, metric, min_models) ->
     e.update(delta=e["variant"] - e["baseline"], n_models_baseline=gb.n_models)
     e["normalised"], e["random"], e["note"] = _normalised(groups, variant, axis, random, e["variant"], e["baseline"])
     if min(gv.n_models, gb.n_models) < max(2, min_models):
-        short = [f"{name} has {g.n_models}" for name, g in ((variant, gv), (baseline, gb)) if g.n_models < max(2, min_models)]
+        short = [
+            f"{name} has {g.n_models}" for name, g in ((variant, gv), (baseline, gb)) if g.n_models < max(2, min_models)
+        ]
         e["verdict"] = NOT_ENOUGH_SEEDS
         e["note"] = _join(
             f"No interval for {axis}: {' and '.join(short)} model seed(s), and an interval needs at least "

@@ -126,7 +126,7 @@ def matching_curves(results: dict, dict_name: str) -> str:
     m = results["matching"][dict_name]
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     t = m["chance"]["thresholds"]
-    for v in variants:
+    for v in [v for v in variants if v in m["noise_floor"]]:  # one model per group
         r = m["noise_floor"][v]
         ax.plot(t, r["decoder"]["shared_fraction"], "--", color=colors[v], label=f"{v}: seed vs seed")
     first = variants[0]  # cross pairs with the first variant (the baseline); the table has every pair
@@ -171,4 +171,44 @@ def lm_loss_cost(results: dict) -> str:
     ax.set_ylabel("held-out LM loss (nats/token)")
     ax.set_ylim(0, max([x for x in losses.values() if x == x] + [1]) * 1.2)
     ax.grid(alpha=0.3, axis="y")
+    return to_data_uri(fig)
+
+
+def normalised_interval(rec: dict) -> tuple[float, float] | None:
+    """The 95 % interval of delta mapped onto the normalised scale: 1 + ci / (baseline - random)."""
+    b, r, ci = rec.get("baseline"), rec.get("random"), rec.get("ci95")
+    if rec.get("normalised") is None or ci is None or b is None or r is None or b == r:
+        return None
+    lo, hi = sorted(1 + c / (b - r) for c in ci)
+    return lo, hi
+
+
+VERDICT_COLORS = {"better": "#1a7f37", "worse": "#c0392b"}
+
+
+def forest_plot(verdicts: dict, axes: list[str]) -> str:
+    """Normalised effect (0 = random control, 1 = baseline) with its 95 % interval, per variant × dictionary × axis."""
+    rows = [
+        (f"{v} / {d} / {a}", rec)
+        for v, per_dict in verdicts.items()
+        for d, per_axis in per_dict.items()
+        for a in axes
+        if (rec := per_axis.get(a)) is not None and rec.get("normalised") is not None
+    ]
+    fig, ax = plt.subplots(figsize=(6.4, 0.28 * max(len(rows), 4) + 1.0))
+    for i, (_, rec) in enumerate(rows):
+        color = VERDICT_COLORS.get(rec.get("verdict"), "#555555")
+        iv = normalised_interval(rec)
+        if iv is not None:
+            ax.plot(iv, [i, i], color=color, linewidth=1.6)
+        ax.plot([rec["normalised"]], [i], "o", color=color, markersize=5)
+    ax.axvline(0, color="grey", linestyle=":", label="random control")
+    ax.axvline(1, color="black", linestyle="--", linewidth=0.8, label="baseline")
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("normalised effect (variant − random) / (baseline − random)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="lower right")
+    if not rows:
+        ax.text(0.5, 0.5, "no normalised effect (no random control)", ha="center", transform=ax.transAxes)
     return to_data_uri(fig)

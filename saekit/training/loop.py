@@ -58,9 +58,9 @@ def run_names(cfgs: list[DictionaryConfig]) -> list[str]:
     names = []
     for i, c in enumerate(cfgs):
         s = f"{i:02d}_{c.kind}_n{c.n_latents}"
-        if c.kind in ("topk", "batchtopk"):
+        if c.kind in ("topk", "batchtopk", "matryoshka", "abstopk"):
             s += f"_k{c.k}"
-        elif c.kind in ("relu", "jumprelu"):
+        elif c.kind in ("relu", "jumprelu", "gated"):
             s += f"_l{c.sparsity_coef:g}"
         if c.skip:
             s += "_skip"

@@ -1,0 +1,203 @@
+"""`run_comparison`: the comparison behind `saekit compare` (and the end of `saekit demo`), as named steps.
+
+1. variants and one shared token list (``variants``);
+2. each variant's activations, in memory or through a disk cache (``activations``);
+3. per variant × dictionary × seed: train, evaluate, auto-interpret, example latents (``dictionaries``);
+4. matching beside the seed noise floor and chance, cross-application, feature splitting
+   (``crossvariant``), and the synthetic ground-truth check (``synthetic``);
+5. results.json and report.html (``results``, ``saekit.report``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saekit.config import DictionaryConfig, TrainConfig
+from saekit.errors import ConfigError
+from saekit.pipeline import crossvariant
+from saekit.pipeline.activations import VariantActivations, variant_activations
+from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, neuron_abstractness, summary
+from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
+from saekit.pipeline.results import MetricsLog, new_results, variant_record, write_results
+from saekit.pipeline.seeds import derive_seed
+from saekit.pipeline.synthetic import synthetic_check
+from saekit.pipeline.variants import SharedTokens, default_dict_cfgs, hooks_needed, load_variants, shared_tokens
+from saekit.pipeline.verdicts import convergence, run_verdicts
+
+
+@dataclass
+class _Run:
+    """What every step of one comparison shares."""
+
+    out: Path
+    dict_cfgs: dict[str, DictionaryConfig]
+    seeds: tuple[int, ...]
+    tcfg: TrainConfig
+    tokens: SharedTokens
+    eval_settings: EvalSettings
+    results: dict[str, Any]
+    log: MetricsLog
+    quiet: bool
+    saes: dict[tuple[str, str, int], torch.nn.Module] = field(default_factory=dict)
+    dict_axes: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)  # per-latent arrays kept
+    model_axes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # per-neuron arrays kept
+    lm_loss: dict[str, float] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"[compare] {msg}", file=sys.stderr, flush=True)
+
+
+def run_comparison(
+    variant_dirs: list[str | Path],
+    dict_cfgs: dict[str, DictionaryConfig] | None = None,
+    out_dir: str | Path = "runs/compare",
+    seeds: tuple[int, ...] = (0, 1, 2),
+    train_tokens: int = 100_000,
+    tcfg: TrainConfig | None = None,
+    n_eval_seqs: int = 512,
+    n_splice_seqs: int = 32,
+    n_explain_seqs: int = 256,
+    autointerp_latents: int = 256,
+    n_examples: int = 4,
+    split_widths: bool = True,
+    synthetic: bool = True,
+    device: str = "cpu",
+    quiet: bool = False,
+    report: bool = True,
+    report_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate and compare dictionaries across model variants; write results.json (+ report.html).
+
+    variant_dirs: saekit model folders (``saekit model train``), e.g. baseline, act_l1, random. Folders
+      of one variant (and coefficient), or of one ``--group``, form one group: its model seeds.
+    dict_cfgs: name -> DictionaryConfig with ``hook_name`` set (a transcoder's input hook; its output
+      hook is the same layer's ``hook_mlp_out``); default ``default_dict_cfgs``: a top-k SAE and a
+      top-k transcoder on the last layer's MLP.
+    seeds: ≥ 2 dictionary seeds per model (the training seeds; see ``saekit.pipeline.seeds``), so every
+      cross-variant figure has a seed noise floor beside it and consistency can be measured.
+    n_eval_seqs: held-out sequences for metrics, auto-interp scoring and abstractness. Abstractness
+      fits a mean per token id on half of them: at vocab 4096 and n_ctx 64, a latent that copies the
+      current token scored 0.21 with 64 sequences, 0.044 with 512 and 0.006 with 2048 (it should be 0).
+    report_path: where report.html goes (default ``out_dir/report.html``).
+    cache_dir: if set, each variant's training activations (every hookpoint the dictionaries need)
+      are written once with ``build_cache`` to ``cache_dir/<variant>`` and every dictionary and seed
+      of that variant trains from shuffled, seeded readers of it; a complete cache from an earlier
+      run is checked and reused, an interrupted one resumed, a stale one (a retrained variant)
+      rebuilt. None (default): training activations are held in memory. Evaluation uses held-out
+      activations in memory either way.
+    The defaults fit the demo budget (a few minutes on a 2-core CPU for d_model = 128 models).
+    """
+    t_start = time.perf_counter()
+    if len(seeds) < 2:
+        raise ConfigError(f"seeds must name at least two seeds (for the noise floor), got {list(seeds)}.")
+    handles, groups = load_variants(variant_dirs, device)
+    first = next(iter(handles.values()))
+    mcfg = first.model.cfg
+    dict_cfgs = dict_cfgs or default_dict_cfgs(int(mcfg.d_model), int(mcfg.n_layers))
+    tcfg = tcfg or TrainConfig(batch_size=1024, total_tokens=train_tokens, lr=2e-3, lr_warmup_steps=10, log_every=50)
+    tcfg = tcfg.replace(device=device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokens = shared_tokens(first, train_tokens, n_explain_seqs, n_eval_seqs)
+    run = _Run(
+        out, dict_cfgs, tuple(seeds), tcfg, tokens, EvalSettings(n_splice_seqs, autointerp_latents, n_examples),
+        new_results(handles, dict_cfgs, tuple(seeds), tokens, n_splice_seqs, tcfg, cache_dir), MetricsLog(out), quiet,
+    )  # fmt: skip
+    acts: dict[str, VariantActivations] = {}
+    firsts = [models[0] for models in groups.values()]  # cross-variant sections: one model per group
+    run.results["groups"] = groups
+    hooks = hooks_needed(dict_cfgs)
+    for v, handle in handles.items():
+        t0 = time.perf_counter()
+        run.say(f"{v}: reading activations at {', '.join(hooks)}")
+        acts[v] = variant_activations(handle, tokens, hooks, n_explain_seqs, cache_dir and Path(cache_dir), v, quiet)
+        run.timing[f"activations/{v}"] = time.perf_counter() - t0
+        run.results["variants"][v] = {**variant_record(handle), "group": next(g for g, ms in groups.items() if v in ms)}
+        _dictionaries_of_variant(run, v, handle, acts[v], split_widths and v in firsts)
+        acts[v].train.clear()  # training activations are not needed again; held-out ones are
+    _compare_variants(run, {v: acts[v] for v in firsts}, synthetic)
+    _verdicts(run, groups)
+    run.timing["total"] = time.perf_counter() - t_start
+    run.results["timing_s"] = run.timing
+    write_results(out, run.results)
+    report_file = Path(report_path) if report_path else out / "report.html"
+    if report:
+        from saekit.report import write_report
+
+        write_report(run.results, report_file)
+    run.say(f"wrote {out / 'results.json'}" + (f" and {report_file}" if report else ""))
+    return run.results
+
+
+def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActivations, split_widths: bool) -> None:
+    """Train, evaluate and record every dictionary config × seed of one variant (+ its splitting probe)."""
+    for name, cfg in run.dict_cfgs.items():
+        cfg_v = cfg.replace(variant=v, model_name=handle.name)
+        for seed in run.seeds:
+            t1 = time.perf_counter()
+            run.say(f"{v}/{name}/seed {seed}: training")
+            sae = train_dictionary(cfg_v, acts, run.tcfg, seed, progress=not run.quiet)
+            run.saes[(v, name, seed)] = sae
+            sae.save(run.out / v / name / f"seed{seed}")
+            run.timing[f"train/{v}/{name}/{seed}"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
+            metrics, ai, acts_ev = evaluate_dictionary(
+                sae, handle, acts, run.tokens, run.eval_settings, seed, (v, name)
+            )
+            axes = dictionary_axes(sae, handle, acts, run.tokens.eval, metrics, ai, seed)
+            run.dict_axes[(v, name, seed)] = axes
+            rec = {"variant": v, "dict": name, "seed": seed, "metrics": metrics, "axes": summary(axes)}
+            rec["autointerp"] = {k: val for k, val in ai.items() if k != "latents"}
+            if metrics.get("clean_loss") is not None:
+                run.lm_loss[v] = metrics["clean_loss"]
+            rec["time_s"] = time.perf_counter() - t1
+            run.results["dictionaries"].append(rec)
+            run.log.append(rec)
+            if seed == run.seeds[0]:
+                n = run.eval_settings.n_examples
+                run.results["examples"] += pick_examples((v, name), ai, acts_ev, run.tokens, handle.tokenizer, n, seed)
+        decoders = [run.saes[(v, name, s)].W_dec.detach() for s in run.seeds]
+        run.model_axes[(v, name)] = {"consistency": consistency(decoders)}
+        post = mlp_post_hook(cfg)
+        if post is not None and hasattr(handle.model, "blocks"):
+            per_neuron = neuron_abstractness(handle, post, run.tokens.eval, run.seeds[0])
+            run.model_axes[(v, name)]["neuron_abstractness"] = per_neuron
+    split_name = next((n for n, c in run.dict_cfgs.items() if not c.transcoder and c.n_latents >= 8), None)
+    if split_widths and split_name is not None:
+        run.say(f"{v}/{split_name}: training a 4x narrower dictionary for feature splitting")
+        cfg_v = run.dict_cfgs[split_name].replace(variant=v, model_name=handle.name)
+        wide = run.saes[(v, split_name, run.seeds[0])]
+        probe = crossvariant.split_probe(split_name, cfg_v, acts, wide, run.tcfg, run.seeds[0], not run.quiet)
+        run.results.setdefault("feature_splitting", {})[v] = probe
+
+
+def _compare_variants(run: _Run, acts: dict[str, VariantActivations], synthetic: bool) -> None:
+    run.results["matching"] = crossvariant.matching(run.dict_cfgs, run.seeds, run.saes, acts)
+    run.results["cross_application"] = crossvariant.cross_application(run.dict_cfgs, run.seeds[0], run.saes, acts)
+    if synthetic:
+        seed = derive_seed(run.seeds[0], "synthetic")
+        run.results["synthetic"] = synthetic_check(run.tcfg, seed=seed, quiet=run.quiet)
+
+
+def _verdicts(run: _Run, groups: dict[str, list[str]]) -> None:
+    """Convergence of each dictionary config (baseline seed consistency vs chance), then the verdicts."""
+    run.results["model_axes"] = {f"{m}/{d}": summary(v) for (m, d), v in run.model_axes.items()}
+    run.results["lm_loss"] = run.lm_loss
+    base = groups.get("baseline", next(iter(groups.values())))
+    conv = {}
+    for name in run.dict_cfgs:
+        per_model = {m: run.model_axes[(m, name)]["consistency"] for m in base}
+        conv[name] = convergence(name, per_model, tuple(run.saes[(base[0], name, run.seeds[0])].W_dec.shape))
+    run.results["convergence"] = conv
+    out = run_verdicts(groups, run.dict_axes, run.model_axes, run.lm_loss, conv, seed=run.seeds[0])
+    run.results["verdicts"] = out["verdicts"]
+    run.results["verdicts_note"] = out["note"]

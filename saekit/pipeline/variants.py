@@ -1,0 +1,124 @@
+"""Step 1 of a comparison: the model variants, the dictionaries to train on them, one token list.
+
+Every variant sees the same training and held-out tokens (packed with their shared tokenizer), so
+activations and latents of two variants can be compared token by token.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saekit.activations import default_n_ctx
+from saekit.config import DictionaryConfig
+from saekit.errors import ConfigError, DataError
+from saekit.evaluation.splice import split_hooks
+
+
+def default_dict_cfgs(d_model: int, n_layers: int, expansion: int = 4, k: int = 16) -> dict[str, DictionaryConfig]:
+    """A top-k SAE on the last MLP's output and a top-k transcoder replacing that MLP."""
+    layer = n_layers - 1
+    n = expansion * d_model
+    return {
+        "sae": DictionaryConfig(kind="topk", d_in=d_model, n_latents=n, k=k, hook_name=f"blocks.{layer}.hook_mlp_out"),
+        "transcoder": DictionaryConfig(
+            kind="topk",
+            d_in=d_model,
+            n_latents=n,
+            k=k,
+            transcoder=True,
+            hook_name=f"blocks.{layer}.ln2.hook_normalized",
+        ),
+    }
+
+
+def group_names(handles: list[Any]) -> list[str]:
+    """The comparison group of each model: ``--group`` if it was given at training, else its variant,
+    with ``@coef`` when models of that variant were trained with different coefficients."""
+    coefs: dict[str, set] = {}
+    for h in handles:
+        coefs.setdefault(h.variant, set()).add(h.info.get("coef"))
+    out = []
+    for h in handles:
+        if h.info.get("group"):
+            out.append(str(h.info["group"]))
+        elif len(coefs[h.variant]) > 1:
+            out.append(f"{h.variant}@{h.info.get('coef'):g}")
+        else:
+            out.append(h.variant)
+    return out
+
+
+def load_variants(variant_dirs: list[str | Path], device: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """(model name -> ModelHandle, group -> its model names), in the order given.
+
+    A model's name is its group when the group has one model, else ``group-s<model seed>`` (its folder
+    name on a clash). The models of one group are its model seeds (``saekit model train --seed S``).
+    """
+    from saekit.models import load_model
+
+    if len(variant_dirs) < 1:
+        raise ConfigError("run_comparison needs at least one model variant folder.")
+    loaded = [load_model(d, device=device) for d in variant_dirs]
+    for d, h in zip(variant_dirs, loaded):
+        h.variant = h.variant or Path(d).name
+    names = group_names(loaded)
+    size = {g: names.count(g) for g in names}
+    handles: dict[str, Any] = {}
+    groups: dict[str, list[str]] = {}
+    for d, h, g in zip(variant_dirs, loaded, names):
+        key = g if size[g] == 1 else f"{g}-s{h.info.get('seed', (h.info.get('config') or {}).get('seed', 0))}"
+        key = Path(d).name if key in handles else key
+        if key in handles:
+            raise ConfigError(f"two model folders are both named {key!r}; give them distinct folder names.")
+        handles[key] = h
+        groups.setdefault(g, []).append(key)
+    first_name, first = next(iter(handles.items()))
+    mcfg = getattr(first.model, "cfg", None)
+    if mcfg is None or not hasattr(mcfg, "n_ctx"):
+        raise ConfigError(
+            f"variant {first_name!r} is not a transformer-lens model; saekit compare needs saekit model folders."
+        )
+    vocab = first.tokenizer.get_vocab()
+    for v, h in handles.items():
+        if h.tokenizer is not None and h.tokenizer.get_vocab() != vocab:
+            raise DataError(f"variant {v!r} uses a different tokenizer from {first_name!r}; variants must share one.")
+    return handles, groups
+
+
+@dataclass
+class SharedTokens:
+    """Token ids [n_seq, n_ctx] every variant reads: training text and held-out text."""
+
+    train: torch.Tensor
+    eval: torch.Tensor
+    n_ctx: int
+
+    @property
+    def tokens_per_seq(self) -> int:
+        return self.n_ctx - 1  # BOS is left out of training and evaluation
+
+
+def shared_tokens(handle: Any, train_tokens: int, n_explain_seqs: int, n_eval_seqs: int) -> SharedTokens:
+    """At least ``train_tokens`` training tokens (and ``n_explain_seqs`` rows), ``n_eval_seqs`` held-out rows."""
+    from saekit.data import load_corpus, pack_tokens
+
+    n_ctx = default_n_ctx(handle)
+    n_train = max(n_explain_seqs, math.ceil(train_tokens / (n_ctx - 1)))
+    train = pack_tokens(load_corpus("train"), handle.tokenizer, n_ctx, max_rows=n_train)
+    held_out = pack_tokens(load_corpus("validation"), handle.tokenizer, n_ctx, max_rows=n_eval_seqs)
+    return SharedTokens(train, held_out, n_ctx)
+
+
+def hooks_needed(dict_cfgs: dict[str, DictionaryConfig]) -> list[str]:
+    """Every hookpoint the dictionaries read (a transcoder's input and output), in first-use order."""
+    hooks: list[str] = []
+    for cfg in dict_cfgs.values():
+        for hk in split_hooks(cfg):
+            if hk and hk not in hooks:
+                hooks.append(hk)
+    return hooks

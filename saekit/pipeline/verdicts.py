@@ -1,0 +1,102 @@
+"""Step 6: verdicts. Axis values of every model and dictionary seed, grouped by comparison group,
+into ``verdicts[variant][dictionary][axis]`` records (``saekit.pipeline.stats.verdicts_for``).
+
+All variants × dictionaries × axes of a run form one Holm family. A dictionary config whose
+dictionaries of one model disagree (baseline seed consistency not clearly above chance) is
+*not converged*: its matching-based axis (consistency) keeps its interval but gets no verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from saekit.evaluation.matching import chance_level
+from saekit.pipeline.axes import CONSISTENCY_COS
+from saekit.pipeline.stats import DEFAULT_HIGHER_IS_BETTER, verdicts_for
+
+# axis name in the verdicts -> the measurement behind it (reported as "metric")
+AXES = {
+    "reconstruction": "fvu",
+    "ce_loss_recovered": "ce_loss_recovered (mean ablation)",
+    "explainability": "median held-out n-gram F1",
+    "abstractness": "median 1 - R² from the current token id",
+    "abstractness_last_two": "median 1 - R² from the last two token ids",
+    "consistency": f"shared fraction between dictionary seeds (Hungarian, cos > {CONSISTENCY_COS})",
+    "neuron_alignment": f"fraction of latents with cos > {CONSISTENCY_COS} to one neuron's W_out row",
+    "neuron_abstractness": "median 1 - R² from the current token id of the model's own MLP neurons",
+    "lm_cost": "held-out LM loss (nats/token)",
+}
+MATCHING_AXES = ("consistency",)
+# "clearly above chance": at least this fraction of latents shared beyond the chance level
+CONVERGED_MARGIN = 0.05
+NOT_CONVERGED = (
+    "Not converged: dictionaries of one model disagree (baseline seed consistency {c:.3f} vs chance {ch:.3f}); "
+    "train longer, narrower or with smaller batches. No verdict on matching-based axes."
+)
+
+
+def _key(d: str, axis: str) -> str:
+    return f"{d}/{axis}"
+
+
+def convergence(dict_name: str, per_model: dict[str, float], sae_shape: tuple[int, int]) -> dict[str, Any]:
+    """Seed consistency of one dictionary config's baseline models against chance."""
+    n, d = sae_shape
+    chance = chance_level(n, n, d, thresholds=(CONSISTENCY_COS,))["shared_fraction"][0]
+    values = [v for v in per_model.values() if v == v]
+    c = float(np.mean(values)) if values else float("nan")
+    return {"dict": dict_name, "consistency": c, "chance": chance, "converged": bool(c > chance + CONVERGED_MARGIN)}
+
+
+def run_verdicts(
+    groups: dict[str, list[str]],
+    dict_axes: dict[tuple[str, str, int], dict[str, Any]],
+    model_axes: dict[tuple[str, str], dict[str, Any]],
+    lm_loss: dict[str, float],
+    converged: dict[str, dict[str, Any]],
+    seed: int = 0,
+) -> dict[str, Any]:
+    """verdicts[variant][dictionary][axis] records and the notes of the run (no baseline: no verdicts)."""
+    if "baseline" not in groups:
+        return {"verdicts": {}, "note": "No group named 'baseline' in this run, so no verdicts."}
+    dict_names = sorted({d for _, d, _ in dict_axes})
+    values: dict[str, dict[str, Any]] = {g: {} for g in groups}
+    for g, models in groups.items():
+        for d in dict_names:
+            for axis, source in (
+                ("reconstruction", "fvu"),
+                *((a, a) for a in AXES if a not in ("reconstruction", "lm_cost", "consistency", "neuron_abstractness")),
+            ):
+                nested = {
+                    m: {
+                        s: v[source]
+                        for (mm, dd, s), v in dict_axes.items()
+                        if mm == m and dd == d and v.get(source) is not None
+                    }
+                    for m in models
+                }
+                nested = {m: inner for m, inner in nested.items() if inner}
+                if nested:
+                    values[g][_key(d, axis)] = nested
+            for axis in ("consistency", "neuron_abstractness"):
+                per_model = {m: model_axes[(m, d)][axis] for m in models if axis in model_axes.get((m, d), {})}
+                if per_model:
+                    values[g][_key(d, axis)] = per_model
+            values[g][_key(d, "lm_cost")] = {m: lm_loss[m] for m in models if m in lm_loss}
+    direction = {_key(d, a): DEFAULT_HIGHER_IS_BETTER[a] for d in dict_names for a in AXES}
+    metrics = {_key(d, a): m for d in dict_names for a, m in AXES.items()}
+    withhold = {
+        _key(d, a): NOT_CONVERGED.format(c=c["consistency"], ch=c["chance"])
+        for d, c in converged.items()
+        if not c["converged"]
+        for a in MATCHING_AXES
+    }
+    flat = verdicts_for(values, higher_is_better=direction, metrics=metrics, withhold=withhold, seed=seed)
+    out: dict[str, Any] = {}
+    for v, per_axis in flat.items():
+        for key, rec in per_axis.items():
+            d, axis = key.rsplit("/", 1)
+            out.setdefault(v, {}).setdefault(d, {})[axis] = rec
+    return {"verdicts": out, "note": ""}

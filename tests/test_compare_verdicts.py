@@ -1,0 +1,91 @@
+"""Verdicts in the comparison: model seeds grouped, axes per dictionary, one verdict record per
+variant × dictionary × axis, convergence flagged, the verdict table and forest plot first in the report."""
+
+import json
+
+import pytest
+
+from saekit.cli import main
+from saekit.config import DictionaryConfig, ModelConfig, TrainConfig
+from saekit.data import default_tokenizer, load_corpus, pack_tokens
+from saekit.models import load_model, train_model
+from saekit.pipeline import run_comparison
+from saekit.pipeline.stats import NO_DIFFERENCE, WITHHELD
+from saekit.pipeline.variants import group_names
+
+RECORD = {"metric", "baseline", "variant", "random", "delta", "ci95", "normalised", "verdict", "n_models", "n_seeds"}
+
+
+@pytest.fixture(scope="module")
+def model_seeds(tmp_path_factory):
+    """Two model seeds of the baseline and of the random control (same tiny settings as test_compare)."""
+    root = tmp_path_factory.mktemp("models")
+    tok = default_tokenizer()
+    train = pack_tokens(load_corpus("train")[:1], tok, 32, max_rows=160)
+    val = pack_tokens(load_corpus("validation")[:1], tok, 32, max_rows=16)
+    base = ModelConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=400, batch_size=8, device="cpu")
+    dirs = []
+    for v in ("baseline", "random"):
+        for s in (0, 1):
+            train_model(base.replace(variant=v, seed=s), root / f"{v}{s}", tokenizer=tok, data=(train, val), progress=False)
+            dirs.append(root / f"{v}{s}")
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def verdict_run(model_seeds, tmp_path_factory):
+    out = tmp_path_factory.mktemp("verdicts")
+    cfgs = {"sae": DictionaryConfig(kind="topk", d_in=32, n_latents=64, k=4, hook_name="blocks.0.hook_mlp_out")}
+    tcfg = TrainConfig(batch_size=64, total_tokens=16_000, lr=3e-3, lr_warmup_steps=2, log_every=100)
+    results = run_comparison(
+        model_seeds, cfgs, out, seeds=(0, 1), train_tokens=16_000, tcfg=tcfg, n_eval_seqs=16, n_splice_seqs=4,
+        n_explain_seqs=64, autointerp_latents=32, split_widths=False, synthetic=False, quiet=True,
+    )  # fmt: skip
+    return out, results
+
+
+def test_model_seeds_of_one_variant_form_one_group(verdict_run):
+    _, results = verdict_run
+    assert results["groups"] == {"baseline": ["baseline-s0", "baseline-s1"], "random": ["random-s0", "random-s1"]}
+    # cross-variant sections keep one model per group; every model has its own dictionaries and consistency
+    assert set(results["matching"]["sae"]["noise_floor"]) == {"baseline-s0", "random-s0"}
+    assert {r["variant"] for r in results["dictionaries"]} == {"baseline-s0", "baseline-s1", "random-s0", "random-s1"}
+    assert set(results["model_axes"]) == {f"{m}/sae" for m in ("baseline-s0", "baseline-s1", "random-s0", "random-s1")}
+
+
+def test_every_verdict_record_has_the_documented_fields(verdict_run):
+    out, results = verdict_run
+    on_disk = json.loads((out / "results.json").read_text())
+    axes = on_disk["verdicts"]["random"]["sae"]
+    assert set(axes) >= {"reconstruction", "ce_loss_recovered", "explainability", "abstractness", "consistency",
+                         "neuron_alignment", "neuron_abstractness", "lm_cost"}  # fmt: skip
+    for axis, rec in axes.items():
+        assert RECORD <= set(rec), axis
+        assert rec["n_models"] == 2 and rec["verdict"] in ("better", "worse", NO_DIFFERENCE, WITHHELD), (axis, rec)
+        lo, hi = rec["ci95"]
+        assert lo <= rec["delta"] <= hi, (axis, rec)
+        assert rec["delta"] == pytest.approx(rec["variant"] - rec["baseline"])
+    # the lm_cost axis is the held-out LM loss difference of the two groups' models
+    loss = on_disk["lm_loss"]
+    expect = (loss["random-s0"] + loss["random-s1"] - loss["baseline-s0"] - loss["baseline-s1"]) / 2
+    assert axes["lm_cost"]["delta"] == pytest.approx(expect)
+
+
+def test_unconverged_config_is_flagged_and_gets_no_matching_verdict(verdict_run):
+    out, results = verdict_run
+    conv = results["convergence"]["sae"]
+    rec = results["verdicts"]["random"]["sae"]["consistency"]
+    assert (rec["verdict"] == WITHHELD) == (not conv["converged"])
+    html = (out / "report.html").read_text()
+    assert html.index("Verdicts") < html.index("Model variants")  # the answer comes first
+    assert "forest plot" in html and ("not converged" in html) == (not conv["converged"])
+
+
+def test_group_option_is_stored_and_overrides_the_variant(tmp_path):
+    rc = main(["model", "train", "--variant", "baseline", "--group", "baseline_b", "--out", str(tmp_path / "b"),
+               "--steps", "2", "--n-layers", "1", "--d-model", "32", "--n-heads", "2", "--d-mlp", "64",
+               "--n-ctx", "16", "--batch-size", "2", "--device", "cpu"])  # fmt: skip
+    assert rc == 0
+    assert json.loads((tmp_path / "b" / "saekit_model.json").read_text())["group"] == "baseline_b"
+    handle = load_model(tmp_path / "b")
+    assert group_names([handle]) == ["baseline_b"]
