@@ -37,12 +37,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model folder or name the dictionary was trained on")
     p.add_argument("--acts", help="activation cache folder (core metrics only, no model needed)")
     p.add_argument("--hook", default=None, help="hookpoint (default: the dictionary's hook_name)")
-    p.add_argument("--split", default="validation", help="built-in corpus split for the text (default validation)")
+    p.add_argument("--dataset", default=None, help="HF dataset name or local text/jsonl/parquet path (default: built-in corpus)")
+    p.add_argument("--split", default="validation", help="split of the dataset or built-in corpus for the text (default validation)")
+    p.add_argument("--text-column", default="text", help="dataset column holding the text")
     p.add_argument("--seqs", type=int, default=64, help="held-out sequences for the core metrics (default 64)")
     p.add_argument("--splice-seqs", type=int, default=32, help="sequences spliced through the model (default 32)")
     p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 1024)")
     p.add_argument("--out", default=None, help="JSON file for the metrics (default DICT/eval.json)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
 
 
@@ -63,12 +65,13 @@ def run(args: argparse.Namespace) -> int:
     in_hook, out_hook = split_hooks(sae, args.hook, None)
     if args.model:
         from saekit.activations import default_n_ctx, read_activations
-        from saekit.data import load_corpus, pack_tokens
+        from saekit.data import load_texts, pack_tokens
         from saekit.models import load_model
 
         handle = load_model(args.model, device=args.device)
         n_ctx = default_n_ctx(handle, args.n_ctx)
-        tokens = pack_tokens(load_corpus(args.split), handle.tokenizer, n_ctx, max_rows=args.seqs)
+        docs = load_texts(args.dataset, args.split, args.text_column)
+        tokens = pack_tokens(docs, handle.tokenizer, n_ctx, max_rows=args.seqs)
         hooks = [h for h in (in_hook, out_hook) if h]
         acts = read_activations(handle, tokens, hooks)
         rows = {h: a[:, 1:].reshape(-1, a.shape[-1]) for h, a in acts.items()}  # BOS left out
