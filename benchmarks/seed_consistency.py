@@ -70,7 +70,8 @@ def get_model(args: argparse.Namespace, tokenizer, data):
         n_layers=args.n_layers,
         batch_size=args.model_batch,
     )
-    name = f"{args.variant}_L{args.n_layers}_d{args.d_model}_b{args.model_batch}_s{args.model_steps}_seed{args.model_seed}"
+    prefix = "" if args.variant == "baseline" else f"{args.variant}_"
+    name = f"{prefix}L{args.n_layers}_d{args.d_model}_b{args.model_batch}_s{args.model_steps}_seed{args.model_seed}"
     start, cpu = time.perf_counter(), time.process_time()
     handle = train_model(cfg, args.models_dir / name, tokenizer=tokenizer, data=data, progress=False)
     return handle, name, (time.perf_counter() - start, time.process_time() - cpu)
