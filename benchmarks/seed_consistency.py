@@ -54,7 +54,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models-dir", type=Path, default=Path("benchmarks/out/models"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/seed_consistency.json"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--table", type=Path, nargs="+", help="print the markdown table of these result files and exit")
     return p.parse_args(argv)
+
+
+def print_table(paths: list[Path]) -> None:
+    """One markdown row per measured config, from result files written by this script."""
+    print("| model (val loss) | hook | width | k | batch | lr | tokens | shared@0.7 (chance) | mean cos (chance) | FVU | dead | CPU s / seed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for path in paths:
+        res = read_json(path, "results")
+        m = res["model"]
+        for r in res["rows"]:
+            cpu = r.get("train_cpu_s_per_seed_sweep")
+            cpu_txt = f"{cpu / r['n_configs_in_sweep']:.0f}" if cpu is not None else "-"
+            print(
+                f"| {m['name']} ({m['val_loss']:.2f}) | {r['hook'].split('hook_')[-1]} | {r['n_latents']} | {r['k']} "
+                f"| {r['batch_size']} | {r['lr']:g} | {r['tokens'] // 1000}k | {r['shared']:.3f} ({r['chance_shared']:.3f}) "
+                f"| {r['mean_cos']:.3f} ({r['chance_cos']:.3f}) | {r['fvu']:.4f} | {r['dead']:.2f} | {cpu_txt} |"
+            )
 
 
 def get_model(args: argparse.Namespace, tokenizer, data):
@@ -127,6 +145,8 @@ def run_group(x: torch.Tensor, x_eval: torch.Tensor, cfgs: list[DictionaryConfig
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.table:
+        return print_table(args.table)
     torch.set_num_threads(args.threads)
     from saekit.models import corpus_tokens
 
