@@ -97,9 +97,12 @@ def get_model(args: argparse.Namespace, tokenizer, data):
 
 def read_rows(handle, tokens: torch.Tensor, hooks: list[str]) -> dict[str, torch.Tensor]:
     """Activations [n_rows, d] per hook, BOS position dropped (as ``saekit compare`` does)."""
-    from saekit.evaluation.compare import _rows, read_activations
+    try:  # the reader moved to saekit.activations in the pipeline refactor
+        from saekit.activations.read import read_activations
+    except ImportError:
+        from saekit.evaluation.compare import read_activations
 
-    return {h: _rows(a) for h, a in read_activations(handle, tokens, hooks).items()}
+    return {h: a[:, 1:].reshape(-1, a.shape[-1]) for h, a in read_activations(handle, tokens, hooks).items()}
 
 
 @torch.no_grad()
