@@ -51,6 +51,9 @@ class DictionaryData:
     neighbours: tuple[torch.Tensor, torch.Tensor] | None = None
     matches: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.flat = self.tokens.reshape(-1).numpy()  # numpy: fast element access while writing pages
+
 
 def unembedding(handle: Any) -> torch.Tensor | None:
     """The model's unembedding [d_model, d_vocab], or None when it has none we can read."""
@@ -91,7 +94,7 @@ def collect(
     sparse = SparseActs.from_triples(
         tokens.numel(), stats.n_latents, cat(pos, np.int32), cat(lat, np.int32), cat(val, np.float32)
     )
-    return DictionaryData(name, sae, tokens, stats, sparse, handle.tokenizer, unembedding(handle))
+    return DictionaryData(name, sae, tokens, stats.freeze(), sparse, handle.tokenizer, unembedding(handle))
 
 
 def _split(sparse: SparseActs, cut: int) -> tuple[SparseActs, SparseActs]:
@@ -181,7 +184,7 @@ def nearest(a: torch.Tensor, b: torch.Tensor, k: int, exclude_self: bool, block:
         v, i = sims.topk(max(k, 0), dim=1)
         vals.append(v)
         idx.append(i)
-    return torch.cat(vals), torch.cat(idx)
+    return torch.cat(vals).numpy(), torch.cat(idx).numpy()
 
 
 def _num(x: float, digits: int = 4) -> float | None:
@@ -216,11 +219,10 @@ def index_rows(data: DictionaryData, decode) -> list[list]:
 
 def _top_tokens(data: DictionaryData, i: int, n: int = 3) -> list[int]:
     """The distinct tokens at a latent's highest activations, most active first."""
-    flat = data.tokens.reshape(-1)
     out: list[int] = []
     for p in data.stats.top.positions[i].tolist():
-        if p >= 0 and int(flat[p]) not in out:
-            out.append(int(flat[p]))
+        if p >= 0 and int(data.flat[p]) not in out:
+            out.append(int(data.flat[p]))
         if len(out) == n:
             break
     return out
@@ -228,23 +230,17 @@ def _top_tokens(data: DictionaryData, i: int, n: int = 3) -> list[int]:
 
 def _context(data: DictionaryData, kept, i: int, j: int) -> dict:
     st = data.stats
-    p = int(kept.positions[i, j])
     n_ctx = data.tokens.shape[1]
-    flat = data.tokens.reshape(-1)
-    row, col = divmod(p, n_ctx)
-    toks, acts = [], []
-    for off, a in zip(range(-st.before, st.after + 1), kept.windows[i, j].tolist()):
-        c = col + off
-        if 0 <= c < n_ctx:
-            toks.append(int(flat[row * n_ctx + c]))
-            acts.append(_num(a) or 0.0)
+    row, col = divmod(int(kept.positions[i, j]), n_ctx)
+    lo, hi = max(0, col - st.before), min(n_ctx, col + st.after + 1)
+    win = kept.windows[i, j, lo - (col - st.before) : hi - (col - st.before)]
     return {
         "row": row,
         "pos": col,
         "value": _num(float(kept.values[i, j])),
-        "focus": min(col, st.before),
-        "tokens": toks,
-        "acts": acts,
+        "focus": col - lo,
+        "tokens": data.flat[row * n_ctx + lo : row * n_ctx + hi].tolist(),
+        "acts": [_num(a) or 0.0 for a in win.tolist()],
     }
 
 
@@ -287,16 +283,14 @@ def latent_details(data: DictionaryData, i: int, n_quantile: int = 8) -> dict:
 def used_tokens(data: DictionaryData) -> set[int]:
     """Token ids any page of this dictionary shows (contexts and logit effects)."""
     st = data.stats
-    flat = data.tokens.reshape(-1)
+    n_ctx = data.tokens.shape[1]
     ids: set[int] = set()
     for kept in (st.top, st.samples):
         pos = kept.positions[kept.positions >= 0]
-        if pos.numel():
-            n_ctx = data.tokens.shape[1]
-            row, col = pos // n_ctx, pos % n_ctx
-            for off in range(-st.before, st.after + 1):
-                c = (col + off).clamp(0, n_ctx - 1)
-                ids.update(flat[row * n_ctx + c].unique().tolist())
+        row, col = pos // n_ctx, pos % n_ctx
+        for off in range(-st.before, st.after + 1):
+            c = np.clip(col + off, 0, n_ctx - 1)
+            ids.update(np.unique(data.flat[row * n_ctx + c]).tolist())
     for eff in data.logits.values():
         ids.update(t for pairs in eff.values() for t, _ in pairs)
     return ids

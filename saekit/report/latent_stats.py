@@ -80,60 +80,71 @@ class LatentStats:
         self.gen = torch.Generator().manual_seed(seed)
 
     def update(self, z: torch.Tensor, first_pos: int) -> None:
-        """Codes ``z`` [rows, n_ctx, L] of whole rows whose first token has flat index ``first_pos``."""
+        """Codes ``z`` [rows, n_ctx, L] of whole rows whose first token has flat index ``first_pos``.
+
+        Works on the firing entries only (sorted by latent), so the cost beyond one pass over z
+        grows with L0, not with the number of latents.
+        """
         rows, n_ctx, n_lat = z.shape
         flat = z.reshape(-1, n_lat).float()
-        fired = flat > 0
+        tok, lat = (flat > 0).nonzero(as_tuple=True)
+        val = flat[tok, lat]
         self.n_tokens += flat.shape[0]
-        self.count += fired.sum(0)
-        self.sum += flat.sum(0, dtype=torch.float64)
-        self.max = torch.maximum(self.max, flat.max(0).values)
-        k_top = min(self.top.keys.shape[1], flat.shape[0])
-        vals, idx = flat.topk(k_top, dim=0)  # [k, L]
-        self.top.merge(self._kept(flat, vals.T, idx.T, vals.T, n_ctx, first_pos))
-        keys = torch.rand(flat.shape, generator=self.gen).masked_fill_(~fired, float("-inf"))
-        k_s = min(self.samples.keys.shape[1], flat.shape[0])
-        kv, idx = keys.topk(k_s, dim=0)
-        self.samples.merge(self._kept(flat, flat.gather(0, idx).T, idx.T, kv.T, n_ctx, first_pos))
-        self._histogram(flat, fired)
+        self.count += torch.bincount(lat, minlength=n_lat)
+        self.sum.index_add_(0, lat, val.double())
+        self.max.scatter_reduce_(0, lat, val, reduce="amax")
+        self.top.merge(self._kept(flat, tok, lat, val, val, self.top.keys.shape[1], n_ctx, first_pos))
+        keys = torch.rand(len(val), generator=self.gen)  # uniform keys: the largest K are a uniform sample
+        self.samples.merge(self._kept(flat, tok, lat, val, keys, self.samples.keys.shape[1], n_ctx, first_pos))
+        self._histogram(lat, val)
 
-    def _kept(self, flat, vals, idx, keys, n_ctx: int, first_pos: int) -> Kept:
-        """Candidates [L, k] at batch rows ``idx``: windows gathered, non-firing ones emptied."""
-        ok = vals > 0
-        row, col = idx // n_ctx, idx % n_ctx
-        offs = torch.arange(-self.before, self.after + 1)
-        cols = col[..., None] + offs  # [L, k, W]
+    def _kept(self, flat, tok, lat, val, key, k: int, n_ctx: int, first_pos: int) -> Kept:
+        """Each latent's ``k`` entries of highest ``key`` in this batch, with their windows."""
+        order = torch.sort(key, descending=True, stable=True).indices
+        order = order[torch.sort(lat[order], stable=True).indices]  # by latent, key descending within
+        tok, lat, val, key = tok[order], lat[order], val[order], key[order]
+        counts = torch.bincount(lat, minlength=self.n_latents)
+        rank = torch.arange(len(lat)) - (torch.cumsum(counts, 0) - counts)[lat]
+        keep = rank < k
+        tok, lat, val, key, rank = tok[keep], lat[keep], val[keep], key[keep], rank[keep]
+        out = Kept.empty(self.n_latents, k, self.before + self.after + 1)
+        out.values[lat, rank] = val
+        out.keys[lat, rank] = key
+        out.positions[lat, rank] = tok + first_pos
+        row, col = tok // n_ctx, tok % n_ctx
+        cols = col[:, None] + torch.arange(-self.before, self.after + 1)
         inside = (cols >= 0) & (cols < n_ctx)
-        src = row[..., None] * n_ctx + cols.clamp(0, n_ctx - 1)
-        lat = torch.arange(flat.shape[1])[:, None, None].expand_as(src)
-        win = flat[src, lat].masked_fill(~inside, float("nan"))
-        return Kept(
-            vals.masked_fill(~ok, float("-inf")),
-            torch.where(ok, idx + first_pos, torch.full_like(idx, -1)),
-            win,
-            keys.masked_fill(~ok, float("-inf")),
-        )
+        src = row[:, None] * n_ctx + cols.clamp(0, n_ctx - 1)
+        out.windows[lat, rank] = flat[src, lat[:, None].expand_as(src)].masked_fill(~inside, float("nan"))
+        return out
 
-    def _histogram(self, flat: torch.Tensor, fired: torch.Tensor) -> None:
-        bmax = torch.where(fired, flat, torch.zeros(())).max(0).values
+    def _histogram(self, lat: torch.Tensor, val: torch.Tensor) -> None:
+        bmax = torch.zeros(self.n_latents).scatter_reduce_(0, lat, val, reduce="amax")
         need = torch.where(bmax > 0, torch.ceil(torch.log2(bmax.clamp_min(1e-30))).long(), self.hist_exp)
         grow = need > self.hist_exp
         for shift in torch.unique((need - self.hist_exp)[grow]).tolist():
             sel = grow & (need - self.hist_exp == shift)
             sub = self.hist[sel]
+            merged = torch.zeros_like(sub)
             if shift >= 30 or (1 << shift) >= self.n_bins:
-                merged = torch.zeros_like(sub)
                 merged[:, 0] = sub.sum(1)
             else:
                 f = 1 << shift
-                merged = torch.zeros_like(sub)
                 merged[:, : self.n_bins // f] = sub.reshape(sub.shape[0], -1, f).sum(2)
             self.hist[sel] = merged
         self.hist_exp = torch.where(grow, need, self.hist_exp)
-        tok, lat = fired.nonzero(as_tuple=True)
         top = torch.exp2(self.hist_exp[lat].double())
-        b = (flat[tok, lat].double() / top * self.n_bins).long().clamp(0, self.n_bins - 1)
+        b = (val.double() / top * self.n_bins).long().clamp(0, self.n_bins - 1)
         self.hist.view(-1).index_add_(0, lat * self.n_bins + b, torch.ones_like(b))
+
+    def freeze(self) -> LatentStats:
+        """Turn every tensor into a numpy array (fast element access for writing pages); no more updates."""
+        for name in ("count", "sum", "max", "hist", "hist_exp"):
+            setattr(self, name, getattr(self, name).numpy())
+        for kept in (self.top, self.samples):
+            for name in ("values", "positions", "windows", "keys"):
+                setattr(kept, name, getattr(kept, name).numpy())
+        return self
 
     def hist_edges(self, latent: int) -> list[float]:
         """Bin edges of a latent's histogram (n_bins + 1 values from 0)."""
