@@ -290,3 +290,23 @@ def test_rebuild_with_overwrite_replaces_only_its_files(planted, tmp_path):
     (out / "data" / "keep.txt").write_text("mine")
     assert main([*args, "--overwrite"]) == 2
     assert (out / "data" / "keep.txt").read_text() == "mine"
+
+
+def test_docs_example_runs(planted, tmp_path, monkeypatch):
+    import contextlib
+    import io
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "browser.md"
+    text = docs.read_text()
+    blocks = re.findall(r"<!-- runnable -->\n```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1 == text.count("```python")
+    root = planted["root"]
+    ns = {"dict_dir": str(root / "dict"), "model_dir": str(root / "model"), "other_dir": str(root / "other")}
+    monkeypatch.chdir(tmp_path)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(compile(blocks[0], str(docs), "exec"), ns)
+    printed = buf.getvalue().splitlines()[-1]
+    assert printed == "['assets', 'data', 'index.html', 'saekit_browser.json']"
+    assert f"prints `{printed}`" in text
+    assert sorted(p.name for p in (tmp_path / "browser" / "data").iterdir()) == ["dict", "other"]
