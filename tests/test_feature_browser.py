@@ -310,3 +310,42 @@ def test_docs_example_runs(planted, tmp_path, monkeypatch):
     assert printed == "['assets', 'data', 'index.html', 'saekit_browser.json']"
     assert f"prints `{printed}`" in text
     assert sorted(p.name for p in (tmp_path / "browser" / "data").iterdir()) == ["dict", "other"]
+
+
+def test_streamed_stats_match_brute_force_over_growing_ranges():
+    """Histogram counts stay exact while the range doubles batch after batch; top-k and windows exact."""
+    from saekit.report.latent_stats import LatentStats
+
+    g = torch.Generator().manual_seed(1)
+    n_ctx, n_lat = 16, 5
+    batches = []
+    for b in range(6):  # the scale grows 4x per batch, so every latent's range has to double repeatedly
+        z = torch.relu(torch.randn(3, n_ctx, n_lat, generator=g)) * (4.0**b)
+        z[..., 4] = 0  # a latent that never fires
+        batches.append(z)
+    st = LatentStats(n_lat, n_top=5, n_samples=7, before=2, after=1, n_bins=8)
+    for b, z in enumerate(batches):
+        st.update(z, b * 3 * n_ctx)
+    st.freeze()
+    allz = torch.cat(batches).reshape(-1, n_lat).numpy()
+    for i in range(4):
+        v = allz[:, i]
+        fired = v[v > 0]
+        assert st.count[i] == len(fired) and st.max[i] == pytest.approx(fired.max())
+        edges = st.hist_edges(i)
+        assert edges[-1] >= fired.max() > edges[-1] / 2
+        assert st.hist[i].tolist() == np.histogram(fired, bins=np.array(edges))[0].tolist()
+        order = np.argsort(-v, kind="stable")[:5]
+        assert sorted(st.top.positions[i].tolist()) == sorted(order.tolist())
+        for j in range(5):  # each window is the latent's activation around its position, NaN off the row
+            p = int(st.top.positions[i, j])
+            row, col = divmod(p, n_ctx)
+            for k, off in enumerate(range(-2, 2)):
+                c = col + off
+                want = allz[row * n_ctx + c, i] if 0 <= c < n_ctx else float("nan")
+                assert st.top.windows[i, j, k] == pytest.approx(want, nan_ok=True)
+        # the reservoir: 7 distinct firing positions
+        res = st.samples.positions[i]
+        assert len(set(res.tolist())) == 7 and all(v[p] > 0 for p in res)
+        assert np.allclose(st.samples.values[i], v[res])
+    assert st.count[4] == 0 and (st.top.positions[4] == -1).all() and st.hist[4].sum() == 0
