@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--latents", type=int, default=16384)
     p.add_argument("--tokens", type=int, default=200_000)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--keep", default=None, help="copy the site here (to open it in a browser)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -51,6 +52,10 @@ def main() -> None:
         wall, cpu = time.perf_counter() - w, time.process_time() - c
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
         n_files = sum(1 for f in out.rglob("*") if f.is_file())
+        if a.keep:
+            import shutil
+
+            shutil.copytree(out, a.keep)
     print(
         f"browser: {a.latents} latents, {a.tokens} tokens, {a.threads} threads: wall {wall:.0f} s, cpu {cpu:.0f} s, "
         f"peak RSS {peak_rss_mb():.0f} MB (before the build {before:.0f} MB), site {size:.0f} MB in {n_files} files"

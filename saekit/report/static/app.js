@@ -20,6 +20,7 @@
   window.saekitChunk = function (key, data) {
     store[key] = data;
     const w = waiting[key];
+    if (w) chunks.loaded++;
     if (w) { delete waiting[key]; w.res.forEach((f) => f(data)); }
   };
 
@@ -32,7 +33,6 @@
       const s = document.createElement("script");
       s.src = path;
       s.onload = () => {
-        chunks.loaded++;
         if (!(key in store)) errors.push("chunk " + path + " did not deliver " + key);
       };
       s.onerror = () => {
