@@ -349,3 +349,28 @@ def test_streamed_stats_match_brute_force_over_growing_ranges():
         assert len(set(res.tolist())) == 7 and all(v[p] > 0 for p in res)
         assert np.allclose(st.samples.values[i], v[res])
     assert st.count[4] == 0 and (st.top.positions[4] == -1).all() and st.hist[4].sum() == 0
+
+
+@pytest.mark.slow
+def test_16k_latent_build_stays_under_the_documented_memory_bound(planted, tmp_path):
+    """docs/browser.md states peak RSS under 3 GB for 16k latents; a short real run in a fresh process."""
+    import subprocess
+
+    from saekit.dictionaries import create
+
+    cfg = DictionaryConfig(kind="topk", d_in=64, n_latents=16384, k=32, hook_name=HOOK)
+    save_dictionary(create(cfg, seed=0), tmp_path / "wide")
+    root = planted["root"]
+    code = (
+        "import resource, sys; from saekit.cli import main; "
+        f"rc = main(['browse', {str(tmp_path / 'wide')!r}, '--model', {str(root / 'model')!r}, '--out', "
+        f"{str(tmp_path / 'site')!r}, '--tokens', '800', '--n-ctx', '{N_CTX}']); "
+        "print('RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rss = float(re.search(r"RSS_MB ([\d.]+)", proc.stdout).group(1))
+    assert rss < 3 * 1024, f"peak RSS {rss:.0f} MB"
+    assert "3 GB" in (Path(__file__).resolve().parents[1] / "docs" / "browser.md").read_text()
+    meta = _chunk(tmp_path / "site" / "data" / "wide" / "meta.js")
+    assert meta["n_latents"] == 16384 and meta["index_chunks"] == 8
