@@ -1,0 +1,151 @@
+"""saekit.editing on a tiny model trained with a planted pattern (<trigger> is always followed by
+<cont>): localisation finds the units that carry it, ablating them removes the continuation while
+control loss barely moves (random units of the same number do not), steering with the planted
+latent raises <cont>'s probability monotonically; latent edits with the error term added back are
+exact when nothing is ablated; bad input fails with one sentence."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from planted_edit_model import CONT, HOOK_NEURONS, HOOK_RESID, planted_texts, train_planted_model
+from saekit.data import load_corpus
+from saekit.editing import (
+    ablation_curve,
+    concept_from_pattern,
+    concept_from_texts,
+    editability_axis,
+    localise,
+    make_units,
+    measure,
+    steering_curve,
+)
+from saekit.editing.ablate import ablation_hook
+from saekit.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="session")
+def planted():
+    torch.manual_seed(0)
+    handle, tokens = train_planted_model()
+    texts = [ln for doc in planted_texts(load_corpus("validation")[:1], seed=1) for ln in doc.split("\n") if ln.strip()]
+    concept = concept_from_pattern(texts[:700], CONT, handle.tokenizer, 32)
+    return handle, tokens, concept
+
+
+@pytest.fixture(scope="session")
+def sae(planted):
+    import saekit
+
+    handle, tokens, _ = planted
+    seen = {}
+    with torch.no_grad():
+        handle.model.run_with_hooks(tokens[:2000], fwd_hooks=[(HOOK_RESID, lambda a, hook: seen.setdefault("a", a))])
+    x = seen["a"][:, 1:].reshape(-1, 32)
+    cfg = saekit.DictionaryConfig(kind="topk", d_in=32, n_latents=64, k=4, hook_name=HOOK_RESID)
+    tcfg = saekit.TrainConfig(batch_size=512, lr=3e-3, total_tokens=len(x), seed=0, device="cpu", log_every=10**9)
+    return saekit.train(cfg, x, tcfg).eval()
+
+
+def test_planted_pattern_is_learned(planted):
+    handle, _, concept = planted
+    assert concept.targets == [handle.tokenizer.convert_tokens_to_ids(CONT)]
+    assert measure(handle, concept)["concept_prob"] > 0.9
+
+
+def test_neuron_localisation_is_causal(planted):
+    """The top 16 neurons (of 64) carry the continuation: ablating them removes most of it at small
+    collateral cost; 16 random neurons remove almost nothing and cost more."""
+    handle, _, concept = planted
+    units = make_units(handle, HOOK_NEURONS)
+    ranking = localise(units, concept, top=1, contexts=0)["ranking"]
+    top = ablation_curve(units, concept, ranking, [0, 16])
+    rand = list(range(64))
+    random.Random(0).shuffle(rand)
+    other = ablation_curve(units, concept, rand, [0, 16])
+    assert top["prob_removed"][-1] > 0.5 > 0.05 > other["prob_removed"][-1]
+    assert top["collateral"][-1] < 0.1
+    assert top["concept_drop"][-1] > 20 * abs(other["concept_drop"][-1])
+
+
+def planted_direction(handle, concept) -> torch.Tensor:
+    """Ground truth for the planted latent: mean residual at trigger positions minus at control positions."""
+    from saekit.editing.steer import mean_difference_direction
+
+    return mean_difference_direction(make_units(handle, HOOK_RESID), concept)
+
+
+def test_latent_localisation_ranks_the_planted_latents_first(planted, sae):
+    """The SAE splits the planted feature over two latents (by context); the two top-ranked latents
+    separate trigger positions almost perfectly and are the two whose decoder rows point most along
+    the planted direction (an independent, geometric ground truth); the third is far behind."""
+    handle, _, concept = planted
+    found = localise(make_units(handle, dictionary=sae), concept, top=3, contexts=2)
+    cos = torch.nn.functional.normalize(sae.W_dec.detach(), dim=-1) @ planted_direction(handle, concept)
+    assert set(found["ranking"][:2]) == set(cos.topk(2).indices.tolist())
+    assert min(found["top"][0]["auroc"], found["top"][1]["auroc"]) > 0.99 > 0.9 > found["top"][2]["auroc"]
+    assert "[[<trigger>]]" in found["top"][0]["contexts"][0]["text"]
+
+
+def test_ablating_the_planted_latents_removes_the_continuation(planted, sae):
+    handle, _, concept = planted
+    units = make_units(handle, dictionary=sae)
+    ranking = localise(units, concept, top=1, contexts=0)["ranking"]
+    curve = ablation_curve(units, concept, ranking, [0, 2])
+    assert curve["prob_removed"][1] > 0.9  # most of <cont>'s probability after <trigger> is gone
+    assert abs(curve["collateral"][1]) < 0.05  # control loss moves little (nats)
+    mid = ablation_curve(units, concept, ranking[32:], [0, 2])  # latents from the middle of the ranking
+    assert mid["prob_removed"][1] < 0.05
+
+
+def test_latent_ablation_of_nothing_leaves_outputs_unchanged(planted, sae):
+    """Reconstruction + error term with no latent ablated is the clean forward pass (float tolerance);
+    without the error term it would not be (the SAE is not exact)."""
+    from saekit.evaluation.splice import run_logits
+
+    handle, _, concept = planted
+    units = make_units(handle, dictionary=sae)
+    toks = concept.control_tokens[:8]
+    clean = run_logits(handle, toks)
+    edited = run_logits(handle, toks, {HOOK_RESID: ablation_hook(units, [], "zero")})
+    torch.testing.assert_close(edited, clean, atol=1e-4, rtol=1e-4)
+    spliced = run_logits(handle, toks, {HOOK_RESID: lambda a: sae(a.reshape(-1, 32)).reshape(a.shape)})
+    assert (spliced - clean).abs().max() > 1e-2
+
+
+def test_steering_raises_the_continuation_monotonically(planted, sae):
+    handle, _, concept = planted
+    units = make_units(handle, dictionary=sae)
+    top = localise(units, concept, top=1, contexts=0)["ranking"][0]
+    curve = steering_curve(units, concept, top, [0.0, 0.25, 0.5, 0.75, 1.0])
+    t = curve["target_logprob"]
+    assert all(b > a for a, b in zip(t, t[1:])), t
+    assert t[-1] - t[0] > 2.0  # nats: <cont> becomes far more likely in control text
+    assert curve["control_loss"][-1] > curve["control_loss"][0]  # fluency pays for it
+
+
+def test_editability_axis_shape_and_direction(planted, sae):
+    """One number per (model seed, dictionary seed): the two planted latents remove half the concept
+    (one alone does not); the 64 neurons need more than two units."""
+    handle, _, concept = planted
+    assert editability_axis({0: handle}, {0: {0: sae}}, concept, "units_to_half", n_max=2) == {0: {0: 2.0}}
+    neurons = editability_axis({0: handle}, None, concept, "units_to_half", hook=HOOK_NEURONS, n_max=2)
+    assert list(neurons) == [0] and list(neurons[0]) == [0] and neurons[0][0] != neurons[0][0]  # NaN: not within 2
+
+
+def test_bad_input_fails_with_one_sentence(planted, sae):
+    handle, _, concept = planted
+    tok = handle.tokenizer
+    with pytest.raises(DataError, match="no concept token"):
+        concept_from_texts([], ["some control text"], tok, 32)
+    with pytest.raises(DataError, match="no control token"):
+        concept_from_texts(["to be or not"], ["   "], tok, 32)
+    with pytest.raises(ConfigError, match="unit index 64 is out of range.*0 to 63"):
+        ablation_curve(make_units(handle, dictionary=sae), concept, [64], [0, 1])
+    with pytest.raises(ConfigError, match="unit index 99 is out of range"):
+        steering_curve(make_units(handle, HOOK_NEURONS), concept, 99, [0.0])
+    with pytest.raises(ConfigError, match="no hookpoint 'blocks.3.mlp.hook_post'.*close names: blocks.0.mlp.hook_post"):
+        make_units(handle, "blocks.3.mlp.hook_post")
