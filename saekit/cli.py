@@ -13,7 +13,7 @@ import sys
 from saekit.errors import SaekitError
 
 # verb modules under saekit.commands, in the order `saekit --help` lists them
-COMMANDS = ["demo", "model", "cache", "train", "crosscode", "eval", "compare", "push", "export"]
+COMMANDS = ["demo", "model", "cache", "train", "crosscode", "eval", "compare", "edit", "push", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,8 @@ from saekit.models.build import build_model
 TRIGGER, CONT = "<trigger>", "<cont>"
 HOOK_RESID = "blocks.0.hook_resid_post"
 HOOK_NEURONS = "blocks.0.mlp.hook_post"
+MODEL_CFG = dict(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=32, d_vocab=512,
+                 act_fn="gelu", normalization_type="LN", seed=0)
 
 
 def planted_texts(texts: list[str], rate: float = 0.03, seed: int = 0) -> list[str]:
@@ -38,9 +40,7 @@ def train_planted_model(steps: int = 200, seed: int = 0):
 
     torch.manual_seed(seed)
     tok = planted_tokenizer()
-    cfg = dict(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=32, d_vocab=len(tok),
-               act_fn="gelu", normalization_type="LN", seed=seed)
-    model = build_model(cfg)
+    model = build_model({**MODEL_CFG, "d_vocab": len(tok), "seed": seed})
     tokens = pack_tokens(planted_texts(load_corpus("train")[:3]), tok, 32)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     g = torch.Generator().manual_seed(seed)

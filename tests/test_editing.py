@@ -10,8 +10,8 @@ import random
 
 import pytest
 import torch
-
 from planted_edit_model import CONT, HOOK_NEURONS, HOOK_RESID, planted_texts, train_planted_model
+
 from saekit.data import load_corpus
 from saekit.editing import (
     ablation_curve,
@@ -149,3 +149,46 @@ def test_bad_input_fails_with_one_sentence(planted, sae):
         steering_curve(make_units(handle, HOOK_NEURONS), concept, 99, [0.0])
     with pytest.raises(ConfigError, match="no hookpoint 'blocks.3.mlp.hook_post'.*close names: blocks.0.mlp.hook_post"):
         make_units(handle, "blocks.3.mlp.hook_post")
+
+
+@pytest.fixture(scope="session")
+def planted_folders(planted, sae, tmp_path_factory):
+    from planted_edit_model import MODEL_CFG
+
+    from saekit.models.store import save_model_folder
+
+    handle, _, _ = planted
+    root = tmp_path_factory.mktemp("planted")
+    handle.path = root / "model"
+    save_model_folder(handle, MODEL_CFG, {"name": "planted", "variant": "baseline"})
+    sae.save(root / "sae")
+    return root
+
+
+@pytest.mark.parametrize("action", ["localize", "ablate", "steer"])
+def test_edit_command_writes_json_and_png(planted_folders, action, tmp_path, capsys):
+    import json
+
+    from saekit.cli import main
+
+    out = tmp_path / "out"
+    argv = ["edit", action, "--model", str(planted_folders / "model"), "--dictionary", str(planted_folders / "sae"),
+            "--concept", "words:love|loves|loved", "--max-texts", "40", "--n-ctx", "32", "--n-max", "2",
+            "--alphas", "0,0.5", "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads((out / f"edit_{action}.json").read_text())
+    assert (out / f"edit_{action}.png").read_bytes()[:4] == b"\x89PNG"
+    assert result["kind"] == "latent" and result["hook"] == HOOK_RESID
+    assert {"localize": "ranking", "ablate": "selectivity_auc", "steer": "steering_efficiency"}[action] in result
+    assert "wrote" in capsys.readouterr().out
+    assert main(argv) == 2  # refuses to overwrite
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_edit_command_bad_hook_is_one_line(planted_folders, tmp_path, capsys):
+    from saekit.cli import main
+
+    code = main(["edit", "localize", "--model", str(planted_folders / "model"), "--hook", "blocks.0.mlp.hook_pots",
+                 "--concept", "character:HAMLET", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "no hookpoint 'blocks.0.mlp.hook_pots'" in err

@@ -11,7 +11,13 @@ from saekit.editing.concepts import (
     read_texts,
     word_family_concept,
 )
-from saekit.editing.editability import editability, editability_axis, selectivity_auc, steering_efficiency, units_to_half
+from saekit.editing.editability import (
+    editability,
+    editability_axis,
+    selectivity_auc,
+    steering_efficiency,
+    units_to_half,
+)
 from saekit.editing.effects import measure
 from saekit.editing.localise import localise
 from saekit.editing.steer import mean_difference_direction, steering_curve, unit_direction
