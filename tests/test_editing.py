@@ -189,6 +189,36 @@ def test_edit_command_bad_hook_is_one_line(planted_folders, tmp_path, capsys):
     from saekit.cli import main
 
     code = main(["edit", "localize", "--model", str(planted_folders / "model"), "--hook", "blocks.0.mlp.hook_pots",
-                 "--concept", "character:HAMLET", "--out", str(tmp_path)])
+                 "--concept", "character:IAGO", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "no hookpoint 'blocks.0.mlp.hook_pots'" in err
+
+
+def test_auroc_and_welch_t_match_scipy():
+    import numpy as np
+    from scipy.stats import mannwhitneyu, ttest_ind
+
+    from saekit.editing.localise import auroc_and_t
+
+    rng = np.random.default_rng(0)
+    a = np.round(rng.normal(0.5, 1, (40, 5)), 1)  # rounding makes ties
+    b = np.round(rng.normal(0.0, 1, (70, 5)), 1)
+    auc, t = auroc_and_t(a, b, chunk=2)
+    np.testing.assert_allclose(auc, mannwhitneyu(a, b, axis=0).statistic / (40 * 70))
+    np.testing.assert_allclose(t, ttest_ind(a, b, axis=0, equal_var=False).statistic)
+
+
+def test_built_in_concepts_mark_the_right_positions(planted):
+    from saekit.editing import character_concept, word_family_concept
+
+    tok = planted[0].tokenizer
+    words = word_family_concept("love|loves|loved", tok, 32, max_texts=50)
+    nxt = words.concept_tokens[:, 1:][words.concept_mask[:, :-1]]
+    firsts = {tok.decode([t]).strip().lower() for t in nxt.tolist()}  # the token holding the word's first letter
+    assert len(nxt) >= 50 and all(w and ("loves".startswith(w) or w.startswith("lov")) for w in firsts), firsts
+    assert not any("love" in tok.decode(row).lower() for row in words.control_tokens.tolist())
+    iago = character_concept("Iago", tok, 32, split="validation", max_texts=20)
+    assert iago.name == "character IAGO" and int(iago.concept_mask.sum()) > 100
+    assert int(iago.control_mask.sum()) > 100
+    with pytest.raises(DataError, match="no speech by 'Nobody'"):
+        character_concept("Nobody", tok, 32)

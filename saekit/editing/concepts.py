@@ -19,7 +19,7 @@ import torch
 
 from saekit.errors import ConfigError, DataError
 
-SPEAKER = re.compile(r"^([A-Z][A-Z' ]+[A-Z])\.$")  # "HAMLET." alone on a line opens a speech
+SPEAKER = re.compile(r"^([A-Z][A-Z' ]+[A-Z])\.$")  # "IAGO." alone on a line opens a speech
 
 
 @dataclass
@@ -76,7 +76,7 @@ def encode_spans(
         if spans is None:
             wanted = [True] * len(ids)
         else:
-            wanted = [any(a <= s < b for a, b in spans[i]) for s, _ in enc["offset_mapping"]]
+            wanted = [any(s <= a < max(e, s + 1) or a <= s < b for a, b in spans[i]) for s, e in enc["offset_mapping"]]
         if bos is not None:
             ids, wanted = [bos, *ids], [False, *wanted]
         for start in range(0, max(1, len(ids) - 1), n_ctx - 1):  # one token of overlap: every next token counted once
@@ -136,7 +136,8 @@ def speeches(split: str = "train") -> list[tuple[str, str]]:
 def character_concept(
     character: str, tokenizer, n_ctx: int, split: str = "train", max_texts: int | None = 400
 ) -> ConceptSet:
-    """Lines spoken by ``character`` (e.g. "HAMLET") against lines spoken by everyone else."""
+    """Lines spoken by ``character`` (e.g. "IAGO", any case) against lines spoken by everyone else
+    (speeches open with the speaker's name in capitals on its own line)."""
     all_speeches = speeches(split)
     who = character.upper().rstrip(".")
     mine = [s for c, s in all_speeches if c == who]
