@@ -99,6 +99,8 @@ def test_ablating_the_planted_latents_removes_the_continuation(planted, sae):
     assert abs(curve["collateral"][1]) < 0.05  # control loss moves little (nats)
     mid = ablation_curve(units, concept, ranking[32:], [0, 2])  # latents from the middle of the ranking
     assert mid["prob_removed"][1] < 0.05
+    meaned = ablation_curve(units, concept, ranking, [2], mode="mean")  # the planted latents are ~off on control text
+    assert meaned["prob_removed"][0] > 0.9
 
 
 def test_latent_ablation_of_nothing_leaves_outputs_unchanged(planted, sae):
@@ -125,6 +127,8 @@ def test_steering_raises_the_continuation_monotonically(planted, sae):
     assert all(b > a for a, b in zip(t, t[1:])), t
     assert t[-1] - t[0] > 2.0  # nats: <cont> becomes far more likely in control text
     assert curve["control_loss"][-1] > curve["control_loss"][0]  # fluency pays for it
+    diff = steering_curve(units, concept, "mean_difference", [0.0, 0.5, 1.0])["target_logprob"]
+    assert diff[0] < diff[1] < diff[2] and diff[2] - diff[0] > 2.0
 
 
 def test_editability_axis_shape_and_direction(planted, sae):
