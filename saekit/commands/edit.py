@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         line = f"top {r['kind']} {best['unit']}: AUROC {best['auroc']:.3f}, t {best['t']:.1f}"
     elif args.action == "ablate":
         line = f"ablating {r['n'][-1]} {r['kind']}s removes {r['prob_removed'][-1]:.0%} of the concept probability; " \
-               f"control loss +{r['collateral'][-1]:.3f} nats"
+               f"control loss {r['collateral'][-1]:+.3f} nats"
     else:
         line = f"α {r['alpha'][-1]:g}: log P(target) {r['target_logprob'][0]:.2f} -> {r['target_logprob'][-1]:.2f}, " \
                f"control loss {r['control_loss'][0]:.3f} -> {r['control_loss'][-1]:.3f}"
