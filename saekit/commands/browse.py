@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from saekit.commands.cache import token_count
+from saekit.counts import count_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dictionary", help="dictionary folder (saekit, SAELens, sparsify) or Hub repo id")
     p.add_argument("--model", required=True, help="model folder or name the dictionary was trained on")
     p.add_argument("--out", required=True, help="new or empty folder for the site")
-    p.add_argument("--tokens", type=token_count, default=200_000, help="tokens to read, e.g. 200k (default 200k)")
+    p.add_argument("--tokens", type=count_arg("--tokens"), default=200_000, help="tokens to read, e.g. 200k (default 200k)")
     p.add_argument(
         "--dataset", default=None, help="HF dataset name or local text/jsonl/parquet path (default: built-in corpus)"
     )
