@@ -73,7 +73,7 @@ def test_tl_hookpoints_equal_run_with_cache_and_stop_early(tiny_model, tokens):
 
 
 def test_unknown_hookpoint_names_close_matches(tiny_model):
-    with pytest.raises(ConfigError, match=r"'blocks.7.hook_resid_post'.*similar: blocks.0.hook_resid_post"):
+    with pytest.raises(ConfigError, match=r"'blocks.7.hook_resid_post'.*similar: [^)]*blocks.0.hook_resid_post"):
         HookpointReader(tiny_model, ["blocks.7.hook_resid_post"])
     with pytest.raises(ConfigError, match="module path"):
         HookpointReader(torch.nn.Sequential(torch.nn.Linear(2, 2)), ["encoder.nope"])
