@@ -14,10 +14,12 @@ WHEELS=(
   transformer-lens==3.9.0 beartype==0.23.1 better-abc==0.0.3 fancy-einsum==0.0.3 typeguard==4.6.1
   datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
   eai-sparsify==1.3.3 natsort==8.4.0 schedulefree==1.4.1 simple-parsing==0.1.9 docstring-parser
-  sae-lens==6.54.12 wandb==0.31.0 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types
-  typing-inspection==0.4.5 platformdirs sentry-sdk gitpython gitdb smmap python-dotenv tenacity
-  plotly-express babe nltk
+  sae-lens==6.54.12 wandb==0.31.0 opentelemetry-api==1.45.2 pydantic==2.14.4 pydantic-core==2.50.5
+  annotated-types==0.8.0 typing-inspection==0.4.5 platformdirs==4.14.9
 )
+# Only what `import transformer_lens`, `from sae_lens import TopKTrainingSAE` and `import sparsify`
+# load (python -X importtime in a full install): sae-lens's plotly, nltk, babe and wandb's
+# sentry/git are never imported on these paths, so they stay behind.
 rm -rf .whl.new && mkdir -p .whl.new
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \

@@ -54,7 +54,7 @@ else
   note "== install $(date -u +%H:%M:%S)"
   if install >>"$LOG" 2>&1; then emit '{"stage": "install", "status": "ok"}'; else emit '{"stage": "install", "status": "failed (see run.log)"}'; fi
   nvidia-smi >>"$LOG" 2>&1
-  export PYTHONPATH=$PYTHONPATH:$ROOT  # benchmarks import tests/ helpers; installed saekit first
+  export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$ROOT  # benchmarks import tests/ helpers; installed saekit first
 fi
 
 S="$PY benchmarks/gpu/stages.py"
