@@ -122,7 +122,8 @@ def run_worker(python: str, args: argparse.Namespace, op: str, impl: str, B: int
         "--d", str(args.d), "--dtype", args.dtype, "--device", args.device,
         "--reps", str(args.reps), "--warmup", str(args.warmup),
     ]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # keep the caller's path (carried wheels) ahead of the repository root
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(x for x in (os.environ.get("PYTHONPATH"), str(ROOT)) if x))
     env.pop("SAEKIT_KERNELS", None)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -155,6 +156,7 @@ def main() -> int:
         help="skip dense (and saekit-dense) where B·n·d exceeds this (CPU default 3e10: minutes per pass)",
     )  # fmt: skip
     p.add_argument("--venvs", default=str(ROOT / "benchmarks" / ".venvs"), help="where the peer venv lives")
+    p.add_argument("--peer-python", default=None, help="a python that imports sparsify already (no venv is made)")
     p.add_argument("--no-peers", action="store_true", help="skip sparsify (no venv, no network)")
     p.add_argument("--peak-gbs", type=float, default=None, help="override the peak memory bandwidth, GB/s")
     p.add_argument("--out", default=None, help="JSONL file (default benchmarks/out/kernels/<op>-<host>-<date>.jsonl)")
@@ -176,10 +178,11 @@ def main() -> int:
         args.impls = [i for i in args.impls if not i.startswith("sparsify")]
     peer_py = None
     if any(i.startswith("sparsify") for i in args.impls):
-        peer_py = str(ensure_venv(Path(args.venvs), "sparsify"))
-    peak, peak_note = peak_bandwidth(args.device, own_py)
-    if args.peak_gbs:
+        peer_py = args.peer_python or str(ensure_venv(Path(args.venvs), "sparsify"))
+    if args.peak_gbs:  # given: no copy-bandwidth measurement
         peak, peak_note = args.peak_gbs, f"given: {args.peak_gbs} GB/s"
+    else:
+        peak, peak_note = peak_bandwidth(args.device, own_py)
     key = "ms" if args.stat == "median" else "ms_min"
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     host = platform.node() or "host"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import platform
 import statistics
 import time
@@ -34,6 +35,7 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--backends", nargs="+", default=None)
+    p.add_argument("--out", default=None, help="also append one JSON line per backend to this file")
     a = p.parse_args()
     dev = torch.device(a.device)
     backends = a.backends or (["dense", "triton", "torch"] if dev.type == "cuda" else ["dense", "torch"])
@@ -74,6 +76,10 @@ def main() -> int:
     for be in backends:
         ratio = best["dense"] / best[be] if "dense" in best else float("nan")
         print(f"| {be} | {best[be]:.0f} | {ratio:.2f} |")
+        if a.out:
+            rec = dict(backend=be, ms=best[be], vs_dense=ratio, d=a.d, n=a.n, k=a.k, B=a.batch, device=str(dev), date=stamp)
+            with open(a.out, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec) + "\n")
     return 0
 
 
