@@ -92,6 +92,7 @@ def load_dict_cfgs(path: str | Path, handle) -> dict:
         raw.setdefault("d_in", int(widths[in_hook]))
         if out_hook:
             raw.setdefault("d_out", int(widths[out_hook]))
+            raw.setdefault("hook_name_out", out_hook)
         out[name] = DictionaryConfig.from_dict(raw)
     return out
 

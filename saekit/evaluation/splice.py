@@ -14,7 +14,6 @@ reconstruction, 0 is no better than the ablation. KL is KL(p_clean ‖ p_spliced
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,12 +22,9 @@ import torch.nn.functional as F
 
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
+from saekit.hooknames import guess_out_hook
 
 Replace = Callable[[torch.Tensor], torch.Tensor]
-
-# transcoder input hook -> the MLP output hook it predicts
-_MLP_IN = re.compile(r"^blocks\.(\d+)\.(ln2\.hook_normalized|hook_mlp_in|hook_resid_mid)$")
-
 
 def unwrap_model(model: Any) -> tuple[torch.nn.Module, str]:
     """A ModelHandle or a bare module -> (module, kind) with kind 'transformer_lens' or 'hf'."""
@@ -42,23 +38,26 @@ def unwrap_model(model: Any) -> tuple[torch.nn.Module, str]:
 def split_hooks(
     sae: torch.nn.Module | DictionaryConfig, hook_name: str | None = None, out_hook_name: str | None = None
 ) -> tuple[str, str | None]:
-    """(input hook, output hook or None) of a dictionary or its config; output hook only for transcoders."""
+    """(input hook, output hook or None) of a dictionary or its config; output hook only for transcoders.
+
+    A transcoder's output hook is, in order: ``out_hook_name``, the ``IN->OUT`` form of
+    ``hook_name``, the config's ``hook_name_out`` (when the input hook is the config's own), and
+    only then a guess from the input hook (MLP input -> MLP output of the same block).
+    """
     cfg = sae if isinstance(sae, DictionaryConfig) else getattr(sae, "cfg", None)
-    hook_name = hook_name or getattr(cfg, "hook_name", "") or ""
+    own_in = getattr(cfg, "hook_name", "") or ""
+    hook_name = hook_name or own_in
     if "->" in hook_name:  # "in_hook->out_hook" names both ends of a transcoder
         hook_name, out_hook_name = (s.strip() for s in hook_name.split("->", 1))
     if not hook_name:
         raise ConfigError("hook_name is empty; pass hook_name= (the hookpoint the dictionary was trained on).")
     if not getattr(cfg, "transcoder", False):
         return hook_name, None
-    out_hook_name = out_hook_name or getattr(cfg, "out_hook_name", None)
+    if not out_hook_name and hook_name == own_in:
+        out_hook_name = getattr(cfg, "hook_name_out", "") or None
+    out_hook_name = out_hook_name or guess_out_hook(hook_name)
     if not out_hook_name:
-        m = _MLP_IN.match(hook_name)
-        if m is None:
-            raise ConfigError(
-                f"the transcoder's output hook is unknown for input hook {hook_name!r}; pass out_hook_name=."
-            )
-        out_hook_name = f"blocks.{m.group(1)}.hook_mlp_out"
+        raise ConfigError(f"the transcoder's output hook is unknown for input hook {hook_name!r}; pass out_hook_name=.")
     return hook_name, out_hook_name
 
 
