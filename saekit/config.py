@@ -272,10 +272,6 @@ class DictionaryConfig(_Config):
         elif self.matryoshka_widths is not None:
             self.matryoshka_widths = tuple(self.matryoshka_widths)
 
-    @property
-    def is_transcoder(self) -> bool:
-        return self.transcoder
-
 
 @dataclass
 class TrainConfig(_Config):

@@ -24,7 +24,6 @@ from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.hooknames import guess_out_hook
 
-Replace = Callable[[torch.Tensor], torch.Tensor]
 
 def unwrap_model(model: Any) -> tuple[torch.nn.Module, str]:
     """A ModelHandle or a bare module -> (module, kind) with kind 'transformer_lens' or 'hf'."""
@@ -117,15 +116,15 @@ def _kl(clean_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def mean_activation(
-    model: Any, tokens: torch.Tensor, hook_name: str, batch_size: int = 16, keep_bos: bool = True
+    model: Any, tokens: torch.Tensor, hook_name: str, batch_size: int = 16, skip_bos: bool = True
 ) -> torch.Tensor:
-    """Mean activation at ``hook_name`` over all evaluated positions (position 0 left out if keep_bos)."""
+    """Mean activation at ``hook_name`` over all evaluated positions (position 0 left out if skip_bos)."""
     total, count = None, 0
     for start in range(0, tokens.shape[0], batch_size):
         batch = tokens[start : start + batch_size]
         seen: dict[str, torch.Tensor] = {}
         run_logits(model, batch, {hook_name: lambda a, seen=seen: seen.__setitem__("a", a.detach())})
-        act = seen["a"][:, 1:] if keep_bos else seen["a"]
+        act = seen["a"][:, 1:] if skip_bos else seen["a"]
         s = act.double().sum((0, 1))
         total = s if total is None else total + s
         count += act.shape[0] * act.shape[1]
@@ -146,12 +145,14 @@ def splice_metrics(
     hook_name: str | None = None,
     out_hook_name: str | None = None,
     batch_size: int = 16,
-    keep_bos: bool = True,
+    skip_bos: bool = True,
 ) -> dict[str, Any]:
     """CE loss recovered (zero and mean ablation), KL and Δ loss of ``sae`` spliced into ``model``.
 
-    tokens: LongTensor [n_seq, n_ctx]. keep_bos: leave position 0 (the BOS token, an outlier most
-    dictionaries are not trained on) untouched in every run, the ablations included.
+    tokens: LongTensor [n_seq, n_ctx]. skip_bos: leave position 0 (the BOS token, an outlier most
+    dictionaries are not trained on) untouched in every run, the ablations included, and out of the
+    ablation mean. (``saekit cache --keep-bos`` is the other side of the same choice: a cache drops
+    BOS rows unless told to keep them.)
     """
     if tokens.ndim != 2 or tokens.shape[1] < 2:
         raise DataError(f"tokens must be a [n_seq, n_ctx ≥ 2] tensor, got shape {tuple(tokens.shape)}.")
@@ -160,10 +161,10 @@ def splice_metrics(
     module, _ = unwrap_model(model)
     p = next(module.parameters())
     tokens = tokens.to(p.device)
-    mean = mean_activation(model, tokens, target_hook, batch_size, keep_bos).to(p.device)
+    mean = mean_activation(model, tokens, target_hook, batch_size, skip_bos).to(p.device)
 
     def keep_first(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-        if keep_bos:
+        if skip_bos:
             new = new.clone()
             new[:, 0] = old[:, 0]
         return new
