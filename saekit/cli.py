@@ -7,13 +7,14 @@ Each verb lives in saekit/commands/<verb>.py with `add_parser(subparsers)` (whic
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
 from saekit.errors import SaekitError
 
 # verb modules under saekit.commands, in the order `saekit --help` lists them
-COMMANDS = ["demo", "model", "cache", "train", "crosscode", "eval", "compare", "push", "export", "toy"]
+COMMANDS = ["demo", "model", "cache", "train", "crosscode", "eval", "compare", "browse", "edit", "toy", "push", "export", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"saekit.commands.{name}").add_parser(sub)
+    for p in all_parsers(parser):  # every --help shows each flag's default
+        p.formatter_class = DefaultsFormatter
     return parser
+
+
+class DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends "(default: X)" to a flag's help unless it has no default or already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every sub-command parser under it (``saekit model train`` included)."""
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                out += all_parsers(child)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,13 +64,31 @@ def main(argv: list[str] | None = None) -> int:
     except SaekitError as e:
         print(f"saekit {args.command}: error: {e}", file=sys.stderr)
         code = 2
+    except OSError as e:  # a full disk or a read-only folder met outside saekit's own writers
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG):
+            raise
+        print(f"saekit {args.command}: error: could not write {e.filename or 'a file'}: {e.strerror}.", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
-        print(f"saekit {args.command}: interrupted.", file=sys.stderr)
+        print(f"saekit {args.command}: interrupted.{_resume_hint(args)}", file=sys.stderr)
         code = 130
+    finally:
+        from saekit.runfolder import release_all
+
+        release_all()  # this command's output-folder locks
     comm = sys.modules.get("saekit.parallel.comm")
     if comm is not None and comm.joined_group():
         comm.exit_process(code)  # a torchrun rank: keep the exit code, skip gloo's teardown
     return code
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to continue an interrupted `saekit train` or `saekit cache`."""
+    if args.command == "train" and getattr(args, "out", None):
+        return f" The last checkpoint is kept: continue with `saekit train --resume --out {args.out}`."
+    if args.command == "cache" and getattr(args, "out", None):
+        return " Complete shards are kept: rerun the same command to continue."
+    return ""
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Every check raises ConfigError with one sentence naming the field, its value and
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,6 +211,11 @@ class DictionaryConfig(_Config):
             self.b_dec_init in ("geometric_median", "mean", "zero"),
             f"b_dec_init {self.b_dec_init!r} is not known; expected geometric_median, mean or zero.",
         )
+        _require(
+            self.k is None or self.kind in TOPK_KINDS,
+            f"k is the number of active latents of {', '.join(TOPK_KINDS)}; kind {self.kind!r} ignores it "
+            "(its sparsity is set by sparsity_coef): drop k or choose kind topk.",
+        )
         self._check_new_kinds()
         if self.k_aux is None:
             self.k_aux = max(1, min(self.n_latents, self.d_in // 2))
@@ -315,6 +321,12 @@ class TrainConfig(_Config):
         _require(0 <= self.lr_decay_fraction <= 1, f"lr_decay_fraction must be in [0, 1], got {self.lr_decay_fraction}.")
         _require(self.use_kernels in ("auto", "triton", "torch", "dense"), f"use_kernels must be auto, triton, torch or dense, got {self.use_kernels!r}.")
         self.adam_betas = tuple(self.adam_betas)
+        _require(self.lr is None or math.isfinite(self.lr), f"lr must be a finite number > 0, got {self.lr!r}.")
+        _require(
+            self.checkpoint_every is None or (isinstance(self.checkpoint_every, int) and self.checkpoint_every > 0),
+            f"checkpoint_every must be a positive number of steps (omit it for no periodic checkpoints), "
+            f"got {self.checkpoint_every!r}.",
+        )
 
     @property
     def steps(self) -> int:

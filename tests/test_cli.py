@@ -15,8 +15,9 @@ def _saekit(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_verb():
     out = _saekit("--help")
     assert out.returncode == 0
+    listed = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("    ") and line.split()}
     for verb in COMMANDS:
-        assert f"    {verb} " in out.stdout, verb
+        assert verb in listed, verb  # argparse puts a long verb's help on the next line
 
 
 def test_unknown_verb_fails_with_usage():

@@ -135,3 +135,41 @@ def test_training_pipeline_recovers_synthetic_ground_truth():
     out = synthetic_check(d=16, n_features=32, n_samples=8192, epochs=3, p_active=0.05, seed=0)
     assert out["mmcs_true_to_learned"] > 0.95
     assert out["recovered_fraction"] >= 0.9
+
+
+def _noisy_permuted_copies(n_seeds: int, n=128, d=32, noise=0.2, seed=0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, d, generator=g)
+    base = base / base.norm(dim=1, keepdim=True)
+    out = []
+    for _ in range(n_seeds):
+        w = base[torch.randperm(n, generator=g)]
+        out.append(w + noise * torch.randn(n, d, generator=g) / d**0.5)
+    return out
+
+
+def test_seed_consistency_planted_copies_converge_and_random_decoders_do_not():
+    from saekit.evaluation.matching import seed_consistency
+
+    planted = seed_consistency(_noisy_permuted_copies(3))
+    assert planted["n_pairs"] == 3
+    assert planted["shared_fraction"] > 0.95 and planted["mean_cos"] > 0.9
+    assert planted["converged"] and planted["message"].startswith("converged")
+    g = torch.Generator().manual_seed(1)
+    random = seed_consistency([torch.randn(128, 32, generator=g) for _ in range(2)])
+    assert not random["converged"] and "train longer" in random["message"]
+    assert random["shared_fraction"] == pytest.approx(random["chance_shared"], abs=0.05)
+    assert random["mean_cos"] == pytest.approx(random["chance_cos"], abs=0.05)
+    # half the latents planted, half independent: shared ≈ 0.5, still above the rule's bar
+    half = _noisy_permuted_copies(2, n=64)
+    mixed = [torch.cat([h, torch.randn(64, 32, generator=g)]) for h in half]
+    got = seed_consistency(mixed)
+    assert 0.4 < got["shared_fraction"] < 0.6 and got["converged"]
+
+
+def test_seed_consistency_needs_two_seeds():
+    from saekit.errors import DataError
+    from saekit.evaluation.matching import seed_consistency
+
+    with pytest.raises(DataError, match="at least 2 seeds"):
+        seed_consistency([torch.randn(8, 4)])

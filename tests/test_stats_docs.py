@@ -14,3 +14,11 @@ def test_verdicts_example_runs():
     with contextlib.redirect_stdout(out):
         exec(compile(code, str(PAGE), "exec"), {"__name__": "__doc_example__"})
     assert out.getvalue().splitlines() == ["better worse", "not enough model seeds"]
+
+
+def test_seed_consistency_example_runs():
+    (code,) = re.findall(r"<!-- runnable: seed-consistency -->\n```python\n(.*?)```", PAGE.read_text(), re.S)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(PAGE), "exec"), {"__name__": "__doc_example__"})
+    assert out.getvalue().splitlines() == ["False", "True"]

@@ -99,7 +99,7 @@ def test_resume_of_a_finished_run_keeps_its_weights(model_dir, one_process, tmp_
     shutil.copytree(one_process, out)
     before = {n: load_file(str(out / n / "sae_weights.safetensors")) for n in NAMES}
     assert main(["train", "--resume", "--out", str(out)]) == 0
-    assert "resumed from the last checkpoint" in capsys.readouterr().err
+    assert "is a finished run" in capsys.readouterr().err  # issue 13: a finished run is left alone
     for name in NAMES:
         after = load_file(str(out / name / "sae_weights.safetensors"))
         assert all(torch.equal(before[name][k], after[k]) for k in after)

@@ -44,11 +44,13 @@ def test_cli_example(tmp_path):
     r = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "run" / "sae_weights.safetensors").exists()
-    # --resume on a finished run continues from its last checkpoint and changes nothing
+    # --resume on a finished run says it is finished and changes nothing (issue 13)
+    before = (tmp_path / "run" / "saekit.json").read_bytes()
     r = subprocess.run(
         ["bash", "-e", "-c", lines[-1]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
-    assert r.returncode == 0 and "resuming at step 156 of 156" in r.stderr
+    assert r.returncode == 0 and "is a finished run (156 of 156 steps" in r.stderr
+    assert (tmp_path / "run" / "saekit.json").read_bytes() == before
 
 
 @pytest.mark.parametrize(

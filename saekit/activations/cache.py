@@ -196,6 +196,12 @@ class ActivationCache:
                     raise DataError(
                         f"cache shard {f} does not hold {rec['n_tokens']} rows of {key!r} as the manifest says."
                     )
+                width = int(self.manifest["hookpoints"][key]["d"])
+                if span.shape[-1] != width:
+                    raise DataError(
+                        f"cache manifest {self.path / 'manifest.json'} gives {key!r} width {width} but shard {f} "
+                        f"holds width {span.shape[-1]}; the manifest does not belong to these shards (rebuild the cache)."
+                    )
             if verify and sha256_file(f) != rec["sha256"]:
                 raise DataError(
                     f"cache shard {f} is corrupt: its SHA-256 does not match the manifest; rebuild the cache."

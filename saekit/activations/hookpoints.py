@@ -12,6 +12,7 @@ other models by raising a private exception from the last hook that fires.
 
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 import weakref
@@ -92,6 +93,24 @@ class _StopForward(Exception):
     """Raised from the last hook of a plain torch model so the rest of the forward is skipped."""
 
 
+def context_length(module: nn.Module) -> int | None:
+    """The longest sequence the model takes (transformer-lens ``cfg.n_ctx`` or a Hugging Face
+    ``config.max_position_embeddings``), None when the model does not say."""
+    cfg = getattr(module, "cfg", None) or getattr(module, "config", None)
+    n = getattr(cfg, "n_ctx", None) or getattr(cfg, "max_position_embeddings", None)
+    return int(n) if isinstance(n, int) else None
+
+
+def check_context(module: nn.Module, length: int) -> None:
+    """One sentence instead of a shape error deep in the model when sequences are too long."""
+    n_ctx = context_length(module)
+    if n_ctx is not None and length > n_ctx:
+        raise ConfigError(
+            f"the sequences are {length} tokens long but the model's context is {n_ctx} positions; "
+            f"use --n-ctx {n_ctx} or less."
+        )
+
+
 class HookpointReader:
     """Runs a model on token batches and returns the activations at several hookpoints.
 
@@ -119,7 +138,8 @@ class HookpointReader:
         names = self.module.hook_dict
         for hp in self.hookpoints:
             if hp not in names:
-                close = [n for n in names if n.split(".")[-1] == hp.split(".")[-1]][:4]
+                close = difflib.get_close_matches(hp, list(names), n=4, cutoff=0.6)  # typos first
+                close = close or [n for n in names if n.split(".")[-1] == hp.split(".")[-1]][:4]
                 hint = f" (similar: {', '.join(close)})" if close else ""
                 raise ConfigError(
                     f"hookpoint {hp!r} is not a hook of this transformer-lens model{hint}; "
@@ -155,6 +175,7 @@ class HookpointReader:
     # -- running ----------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        check_context(self.module, tokens.shape[-1])
         with _model_lock(self.module):
             if self.info.kind == "transformer_lens":
                 return self._run_tl(tokens)

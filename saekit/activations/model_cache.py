@@ -8,6 +8,7 @@ the requested tokens need, and write the cache with ``build_cache``.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ def cache_model_activations(
     ``build_cache`` (dtype, shard_tokens, batch_size, overwrite). Returns (folder, hookpoints)."""
     from saekit.data import iter_texts, load_corpus, load_text_dataset, pack_tokens_with_docs
     from saekit.models import load_model
+    from saekit.progress import status
 
     hookpoints = list(hookpoints)
     for layer in transcoder_layers:
@@ -45,6 +47,7 @@ def cache_model_activations(
         raise ConfigError("give at least one hookpoint with --hookpoints or --transcoder-layer.")
     if n_tokens <= 0:
         raise ConfigError(f"--tokens must be a positive integer, got {n_tokens}.")
+    status(f"loading model {model} and tokenizing the text...")
     handle = load_model(model, device=device)
     if n_ctx is None:
         cfg = getattr(handle.model, "cfg", None)
@@ -52,12 +55,15 @@ def cache_model_activations(
     docs = iter_texts(load_text_dataset(dataset, split, text_column), text_column) if dataset else load_corpus(split)
     # only tokenize what is needed: (n_ctx - 1) kept tokens per row after dropping BOS, plus slack
     # for excluded special tokens
-    per_row = n_ctx - (0 if keep_bos else 1)
+    has_bos = getattr(handle.tokenizer, "bos_token_id", None) is not None
+    if not has_bos:  # e.g. BERT-style tokenizers: rows start with text, and no position is dropped
+        print("saekit cache: the tokenizer has no BOS token: rows are packed without one.", file=sys.stderr)
+    per_row = n_ctx - (0 if keep_bos or not has_bos else 1)
     rows = math.ceil(n_tokens / max(per_row, 1) * (1.25 if exclude_special else 1.0)) + 1
-    tokens, doc_ids = pack_tokens_with_docs(docs, handle.tokenizer, n_ctx, bos=True, max_rows=rows)
+    tokens, doc_ids = pack_tokens_with_docs(docs, handle.tokenizer, n_ctx, bos=has_bos, max_rows=rows)
     hookpoints = list(dict.fromkeys(hookpoints))
     folder = build_cache(
         handle, tokens, hookpoints, out, doc_ids=doc_ids, n_tokens=n_tokens,
-        drop_bos=not keep_bos, exclude_special=exclude_special, **build,
+        drop_bos=has_bos and not keep_bos, exclude_special=exclude_special, **build,
     )  # fmt: skip
     return folder, hookpoints

@@ -50,7 +50,9 @@ def build_source(
         raise ConfigError("--model needs --hookpoint (and --hookpoint-out for a transcoder).")
     from saekit.activations.stream import ActivationStream
     from saekit.models import load_model
+    from saekit.progress import status
 
+    status(f"loading model {spec['model']} and tokenizing the text...")
     handle = load_model(spec["model"], device=device)
     tokens, doc_ids = live_tokens(spec, handle, total_tokens)
     if part is not None:  # this rank's sequences only: each rank runs the model on its own tokens
@@ -79,13 +81,15 @@ def _file_source(file: Path, part: tuple[int, int] | None) -> Any:
 
 
 def live_tokens(spec: dict[str, Any], handle: Any, total_tokens: int | None) -> tuple[Any, Any]:
-    """(tokens, doc_ids) of the built-in training corpus packed for a live model source: only as
-    many rows as the run needs (a stream cycles over its tokens if it runs out)."""
-    from saekit.data import load_corpus, pack_tokens_with_docs
+    """(tokens, doc_ids) of the source's dataset (default: the built-in training corpus) packed for
+    a live model source: only as many rows as the run needs (a stream cycles over its tokens if it
+    runs out)."""
+    from saekit.data import load_texts, pack_tokens_with_docs
 
     n_ctx = spec.get("n_ctx") or min(int(getattr(getattr(handle.model, "cfg", None), "n_ctx", 128)), 1024)
     rows = None if total_tokens is None else total_tokens // max(1, n_ctx - 1) + 2
-    return pack_tokens_with_docs(load_corpus("train"), handle.tokenizer, n_ctx, bos=True, max_rows=rows)
+    docs = load_texts(spec.get("dataset"), spec.get("split") or "train", spec.get("text_column") or "text")
+    return pack_tokens_with_docs(docs, handle.tokenizer, n_ctx, bos=True, max_rows=rows)
 
 
 def source_widths(source: Any) -> tuple[int, int, bool]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_write_json, read_json
 from saekit.jsonsafe import json_safe
 from saekit.progress import token_bar
+from saekit.runfolder import claim, is_blank, is_owned, prepare_output, release
 
 FORMAT = "saekit-activation-cache"
 VERSION = 1
@@ -106,9 +106,14 @@ class CacheWriter:
         self.shards: list[dict[str, Any]] = []
         self.stats = _Stats(self.dims)
         self.complete = False
-        if overwrite and self.out.exists():
-            shutil.rmtree(self.out)
-        self._resume()
+        self.lock = claim(self.out)  # one writer per cache folder; released by finish()/close()
+        try:
+            if overwrite:  # deletes only a cache's own files; refuses a folder holding others
+                prepare_output(self.out, "cache", overwrite=True)
+            self._resume()
+        except BaseException:
+            self.close()
+            raise
         self._buf = {hp: torch.empty(shard_tokens, d, dtype=DTYPES[dtype]) for hp, d in self.dims.items()}
         self._buf["token_ids"] = torch.empty(shard_tokens, dtype=torch.int32)
         self._buf["doc_ids"] = torch.empty(shard_tokens, dtype=torch.int64)
@@ -123,7 +128,7 @@ class CacheWriter:
     def _resume(self) -> None:
         path = self.out / MANIFEST
         if not path.exists():
-            if self.out.exists() and any(self.out.iterdir()):
+            if not is_blank(self.out):
                 raise ConfigError(
                     f"output folder {self.out} is not empty and holds no cache manifest; "
                     "choose a new folder or overwrite."
@@ -154,7 +159,8 @@ class CacheWriter:
         self.complete = bool(old.get("complete")) and len(self.shards) == len(old["shards"])
         listed = {s["file"] for s in self.shards}
         for f in (self.out / "shards").iterdir():  # half-written temp files, shards never listed
-            if f"shards/{f.name}" not in listed:
+            rel = Path("shards") / f.name
+            if rel.as_posix() not in listed and f.is_file() and is_owned(rel, "cache"):
                 f.unlink()
 
     # -- writing ----------------------------------------------------------------------------
@@ -187,7 +193,12 @@ class CacheWriter:
             return
         tensors = {k: v[:n] for k, v in self._buf.items()}
         name = shard_name(len(self.shards))
-        sha, nbytes = write_shard(self.out / name, tensors)
+        try:
+            sha, nbytes = write_shard(self.out / name, tensors)
+        except DataError as e:  # a full disk: say what is safe
+            raise DataError(
+                f"{e} The {len(self.shards)} shard(s) before it are complete; free space and rerun the same command to continue."
+            ) from None
         self.stats.add_shard(tensors, n)
         self.shards.append({"file": name, "n_tokens": n, "sha256": sha, "bytes": nbytes})
         self._fill = 0
@@ -198,7 +209,15 @@ class CacheWriter:
         if self.tokens_written == 0:
             raise DataError("no activation rows were written: the token source produced no kept tokens.")
         self.complete = True
-        return self._write_manifest(complete=True)
+        manifest = self._write_manifest(complete=True)
+        self.close()
+        return manifest
+
+    def close(self) -> None:
+        """Give back the folder's lock (finish() does this; call it when abandoning a writer)."""
+        if self.lock is not None:
+            release(self.lock)
+            self.lock = None
 
     def _write_manifest(self, complete: bool) -> dict[str, Any]:
         manifest = {
@@ -322,8 +341,20 @@ def build_cache(
         info=meta,
         overwrite=overwrite,
     )
-    if writer.complete:
-        return writer.out
+    try:
+        if not writer.complete:
+            _write_rows(writer, reader, tokens, doc_ids, keep, target, batch_size, progress)
+            writer.finish()
+    finally:
+        writer.close()
+    return writer.out
+
+
+def _write_rows(writer: CacheWriter, reader: HookpointReader, tokens, doc_ids, keep, target: int,
+                batch_size: int, progress: bool | None) -> None:
+    """Run the model over fixed batches of sequences and append their kept rows, skipping the
+    rows already in complete shards (a resumed cache)."""
+    device = reader.device
     skip = writer.tokens_written
     positions = torch.arange(tokens.shape[1]).unsqueeze(0)
     bar = token_bar(target, "cache", disable=None if progress is None else not progress)
@@ -352,5 +383,3 @@ def build_cache(
         bar.update(hi - lo)
         done += n_batch
     bar.close()
-    writer.finish()
-    return writer.out

@@ -38,15 +38,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="HF dataset name or local text/jsonl/parquet path (default: built-in corpus)",
     )
-    p.add_argument("--split", default="train")
-    p.add_argument("--text-column", default="text")
+    p.add_argument("--split", default="train", help="dataset split (or built-in corpus split)")
+    p.add_argument("--text-column", default="text", help="dataset column holding the text")
     p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 1024)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="storage precision")
     p.add_argument("--shard-tokens", type=count_arg("--shard-tokens"), default=65536, help="rows per shard")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
     p.add_argument("--keep-bos", action="store_true", help="keep BOS positions (dropped by default)")
     p.add_argument("--exclude-special", action="store_true", help="drop every special-token position")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--overwrite", action="store_true", help="delete an existing cache in --out first")
     p.set_defaults(func=run)
 

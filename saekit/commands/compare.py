@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from saekit.counts import count_arg
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,9 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="dictionary seeds per model (≥ 2; default 0 1 2)"
     )
-    p.add_argument("--train-tokens", type=int, default=100_000, help="training tokens per dictionary")
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--train-tokens", type=count_arg("--train-tokens"), default=100_000, help="training tokens per dictionary, e.g. 100k or 1M"
+    )
+    p.add_argument("--batch-size", type=int, default=1024, help="dictionary training batch (activation rows)")
+    p.add_argument("--lr", type=float, default=2e-3, help="dictionary learning rate")
     p.add_argument(
         "--eval-seqs",
         type=int,
@@ -48,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and train every dictionary and seed from that cache; a complete cache is reused on rerun "
         "(default: hold them in memory)",
     )
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
 
 

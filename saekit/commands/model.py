@@ -27,16 +27,20 @@ def add_parser(sub) -> None:
         default=None,
         help="HF dataset name or local .txt/.jsonl/.parquet file(s) instead of the built-in corpus",
     )
-    train.add_argument("--text-column", default="text")
+    train.add_argument("--text-column", default="text", help="dataset column holding the text")
     train.add_argument("--tokenizer", default=None, help="HF tokenizer name/path (default: the built-in corpus BPE)")
+    base = ModelConfig()  # the defaults shown in --help are the config's
     for name in ("steps", "batch_size", "n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "seed"):
-        train.add_argument("--" + name.replace("_", "-"), type=int, default=None, dest=name)
-    train.add_argument("--lr", type=float, default=None)
+        train.add_argument(
+            "--" + name.replace("_", "-"), type=int, default=None, dest=name,
+            help=f"{name.replace('_', ' ')} (default {getattr(base, name)})",
+        )
+    train.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {base.lr})")
     train.add_argument("--device", default="auto", help="cpu, cuda or auto")
     train.set_defaults(func=run)
 
     hooks = verbs.add_parser("hookpoints", help="list the hookpoints of a model folder or name")
-    hooks.add_argument("model")
+    hooks.add_argument("model", help="model folder or transformer-lens name")
     hooks.set_defaults(func=run_hookpoints)
 
 
@@ -59,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
         tokenizer, data = dataset_tokens(cfg, args.dataset, args.text_column, args.tokenizer)
     handle = train_model(cfg, args.out, overwrite=args.overwrite, tokenizer=tokenizer, data=data)
-    print(f"saved {cfg.variant} model to {args.out} (validation loss {handle.info['val_loss']:.3f})")
+    verb = "reused the identical" if handle.info.get("reused") else "saved"
+    print(f"{verb} {cfg.variant} model {'in' if handle.info.get('reused') else 'to'} {args.out} (validation loss {handle.info['val_loss']:.3f})")
     return 0
 
 

@@ -20,13 +20,13 @@ def add_parser(sub) -> None:
     mk.add_argument("--out", required=True, type=Path, help="output folder (results.json, report.html)")
     mk.add_argument("--variants", default="baseline", help="comma-separated: baseline, l1_weights, act_l1, random")
     mk.add_argument("--widths", type=_int_list, default=None, help="dictionary widths (default: V, 2V, 4V, 8V)")
-    mk.add_argument("--vocab", type=int, default=64)
+    mk.add_argument("--vocab", type=int, default=64, help="vocabulary size V")
     mk.add_argument("--k", type=int, default=4, help="sequence length K")
     mk.add_argument("--steps", type=int, default=1000, help="model training steps")
     mk.add_argument("--dict-k", type=int, default=1, help="active latents per input of the top-k dictionaries")
     mk.add_argument("--dict-tokens", type=int, default=1 << 19, help="training inputs per dictionary")
-    mk.add_argument("--seed", type=int, default=0)
-    mk.add_argument("--overwrite", action="store_true")
+    mk.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    mk.add_argument("--overwrite", action="store_true", help="replace earlier max-of-K results in --out")
     mk.set_defaults(func=run)
 
 

@@ -17,6 +17,9 @@ from saekit.counts import parse_count
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from saekit.config import TrainConfig
+
+    base = TrainConfig()  # the defaults shown in --help are the config's
     p = sub.add_parser(
         "train",
         help="train a sparse dictionary (or a sweep) on cached or live activations",
@@ -37,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "IN,OUT makes a transcoder pair; under torchrun job i trains on rank i %% world",
     )
     src.add_argument("--n-ctx", type=int, default=None, help="context length for --model (default: model's)")
+    src.add_argument("--dataset", help="with --model: HF dataset name or local text/jsonl/parquet path (default: built-in corpus)")
+    src.add_argument("--split", help="with --model: dataset split (default train)")
+    src.add_argument("--text-column", help="with --model: dataset column holding the text (default text)")
     d = p.add_argument_group("dictionary")
     d.add_argument("--kind", default=None, help="relu | topk (default) | batchtopk | jumprelu | matryoshka | abstopk | gated")
     d.add_argument("--n-latents", type=int, default=None, help="dictionary width")
@@ -46,17 +52,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--penalty", default=None, help="relu penalty: l1 | l1_decnorm | tanh | log | lp")
     d.add_argument("--no-tied-init", action="store_true", help="random encoder instead of decoder transpose")
     t = p.add_argument_group("training")
-    t.add_argument("--tokens", default=None, help="training tokens, e.g. 50M")
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--tokens", default=None, help=f"training tokens, e.g. 50M (default {base.total_tokens:,})")
+    t.add_argument("--batch-size", type=int, default=None, help=f"activation rows per step (default {base.batch_size})")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 / sqrt(n_latents / 16384))")
+    t.add_argument("--seed", type=int, default=None, help=f"seed of every random choice (default {base.seed})")
     t.add_argument("--normalize", action="store_true", help="scale activations so E||x||² = d_in")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     t.add_argument("--bf16", action="store_true", help="bf16 autocast")
-    t.add_argument("--device", default=None)
+    t.add_argument("--device", default=None, help=f"cpu, cuda or auto (default {base.device})")
     p.add_argument("--config", help="TOML file: [source], [train], [[dictionary]] and optional [sweep]")
     p.add_argument("--out", required=True, help="output folder (dictionaries, checkpoint, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace saekit's earlier output in --out (files saekit did not write are never deleted)",
+    )
     p.add_argument(
         "--dist-timeout", type=float, default=None,
         help="under torchrun: seconds a rank waits for the others before failing (default 600)",
@@ -80,7 +90,7 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     conf = read_config(args.config) if args.config else {}
     source = dict(conf.get("source", {}))
-    for key in ("cache", "model", "activations", "hookpoint", "hookpoint_out", "hookpoints", "n_ctx"):
+    for key in ("cache", "model", "activations", "hookpoint", "hookpoint_out", "hookpoints", "n_ctx", "dataset", "split", "text_column"):
         value = getattr(args, key)
         if value is not None:
             source[key] = value
@@ -122,9 +132,28 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from saekit.parallel.launch import resume_spec, train_spec
+    import sys
+    from pathlib import Path
 
-    spec = resume_spec(args.out) if args.resume else _spec_from_args(args)
+    from saekit import runfolder
+    from saekit.parallel.launch import resume_spec, train_spec
+    from saekit.training.runspec import finished_note
+
+    out = Path(args.out)
+    if runfolder.is_writer():
+        runfolder.claim(out)  # one writer per run folder
+    if args.resume:
+        spec = resume_spec(out)
+        if note := finished_note(out):  # every rank reads it, so every rank stops
+            if runfolder.is_writer():
+                print(note, file=sys.stderr)
+            return 0
+    else:
+        spec = _spec_from_args(args)
+        if runfolder.is_writer():
+            runfolder.prepare_output(
+                out, "train", args.overwrite, hint="use --resume to continue it, --overwrite", what="a training run"
+            )
     saved = train_spec(
         spec,
         args.out,

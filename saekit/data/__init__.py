@@ -2,7 +2,7 @@
 
 from saekit.data.corpus import corpus_documents, load_corpus
 from saekit.data.packing import pack_tokens, pack_tokens_with_docs
-from saekit.data.sources import iter_texts, load_text_dataset
+from saekit.data.sources import iter_texts, load_text_dataset, load_texts
 from saekit.data.tokenizer import default_tokenizer, load_tokenizer, train_tokenizer
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "iter_texts",
     "load_corpus",
     "load_text_dataset",
+    "load_texts",
     "load_tokenizer",
     "pack_tokens",
     "pack_tokens_with_docs",

@@ -85,3 +85,14 @@ def iter_texts(rows: Iterable[dict], text_column: str = "text") -> Iterator[str 
                 yield row[text_column]
             except KeyError:
                 raise DataError(f"dataset row has no column {text_column!r}; its keys are {', '.join(row)}.") from None
+
+
+def load_texts(dataset: str | None, split: str, text_column: str = "text") -> Iterable[str | list[int]]:
+    """Documents of ``dataset`` (a Hugging Face name or local files) at ``split``, or, without a
+    dataset, of the built-in corpus split (train / validation / all): what --dataset, --split
+    and --text-column pick in every command."""
+    if dataset:
+        return iter_texts(load_text_dataset(dataset, split, text_column), text_column)
+    from saekit.data.corpus import load_corpus
+
+    return load_corpus(split)

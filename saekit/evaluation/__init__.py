@@ -41,6 +41,7 @@ def evaluate(
     model + tokens [n_seq, n_ctx]: CE loss recovered (zero and mean ablation), KL and Δ loss. When
     tokens is None the source's own token ids (``source.tokens``) are used if it has them.
     """
+    _check_width(sae, source, hook_name)
     out = dictionary_metrics(sae, source, batch_size=batch_size, max_tokens=max_tokens)
     if not include_density:
         out.pop("density")
@@ -55,3 +56,17 @@ def evaluate(
             )
         out.update(splice_metrics(sae, model, tokens, hook_name, out_hook_name, splice_batch_size, skip_bos))
     return out
+
+
+def _check_width(sae: torch.nn.Module, source: Any, hook_name: str | None) -> None:
+    """Activations of the wrong width (another hookpoint) get one sentence, not a shape error."""
+    x = source[0] if isinstance(source, tuple) else source
+    width = x.shape[-1] if isinstance(x, torch.Tensor) else getattr(source, "d_in", None)
+    d_in = getattr(getattr(sae, "cfg", None), "d_in", None)
+    if width is not None and d_in is not None and int(width) != int(d_in):
+        trained = getattr(sae.cfg, "hook_name", "") or "unknown"
+        at = f" at {hook_name!r}" if hook_name else ""
+        raise ConfigError(
+            f"the activations{at} have width {width} but the dictionary expects d_in={d_in}; "
+            f"evaluate it at the hookpoint it was trained on ({trained})."
+        )

@@ -202,3 +202,58 @@ def compare_dictionaries(
             activation_correlation(sae_a, sae_b, x_a, x_b, (np.array(d["perm_a"]), np.array(d["perm_b"])))
         )
     return out
+
+
+# "Converged before compared" (issue 14, measured in benchmarks/seed_consistency.py, docs/comparing.md):
+# two seeds of a converged dictionary share a clear fraction of latents one-to-one; below these
+# figures every cross-variant matching number sits at the seed noise floor.
+CONVERGED_MIN_SHARED = 0.2  # mean pairwise shared fraction at cos >= threshold
+CONVERGED_COS_MARGIN = 0.2  # mean Hungarian cosine above chance
+
+
+def seed_consistency(
+    decoders: list[torch.Tensor],
+    threshold: float = 0.7,
+    min_shared: float = CONVERGED_MIN_SHARED,
+    cos_margin: float = CONVERGED_COS_MARGIN,
+) -> dict[str, Any]:
+    """Do dictionary seeds of one model agree? Mean pairwise Hungarian figures against chance.
+
+    decoders: the decoder matrices [n_latents, d] (or dictionaries) of ≥ 2 seeds of one config.
+    Returns the mean over seed pairs of the shared fraction at cos ≥ ``threshold`` and of the mean
+    Hungarian cosine, the same two figures for random Gaussian dictionaries of those shapes
+    (``chance_level``), and ``converged``: shared fraction ≥ ``min_shared`` and mean cosine ≥
+    chance + ``cos_margin``. A config that is not converged gives no verdict on matching axes.
+    """
+    mats = [decoder_of(d) for d in decoders]
+    if len(mats) < 2:
+        raise DataError(f"seed consistency needs the decoders of at least 2 seeds, got {len(mats)}.")
+    pairs = [(i, j) for i in range(len(mats)) for j in range(i + 1, len(mats))]
+    shared, cos, ch_shared, ch_cos = [], [], [], []
+    for i, j in pairs:
+        got = compare_weights(mats[i], mats[j], (threshold,))
+        chance = chance_level(mats[i].shape[0], mats[j].shape[0], mats[i].shape[1], 0, (threshold,))
+        shared.append(got["shared_fraction"][0])
+        cos.append(got["hungarian_mean_cos"])
+        ch_shared.append(chance["shared_fraction"][0])
+        ch_cos.append(chance["hungarian_mean_cos"])
+    out = {
+        "shared_fraction": float(np.mean(shared)),
+        "mean_cos": float(np.mean(cos)),
+        "chance_shared": float(np.mean(ch_shared)),
+        "chance_cos": float(np.mean(ch_cos)),
+        "threshold": threshold,
+        "n_pairs": len(pairs),
+    }
+    out["converged"] = bool(out["shared_fraction"] >= min_shared and out["mean_cos"] >= out["chance_cos"] + cos_margin)
+    figures = (
+        f"seeds share {out['shared_fraction']:.0%} of latents at cos ≥ {threshold:g} (chance {out['chance_shared']:.0%}), "
+        f"mean Hungarian cos {out['mean_cos']:.2f} (chance {out['chance_cos']:.2f})"
+    )
+    out["message"] = (
+        f"converged: {figures}."
+        if out["converged"]
+        else f"not converged, dictionaries of one model disagree ({figures}; needs ≥ {min_shared:.0%} shared and "
+        f"cos ≥ chance + {cos_margin:g}): train longer, narrower or with smaller batches."
+    )
+    return out

@@ -18,7 +18,7 @@ import torch
 
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
-from saekit.fileutil import read_json
+from saekit.fileutil import load_torch_file, read_json
 from saekit.io.crosscoder import _TENSORS as CC_TENSORS
 from saekit.io.crosscoder import WEIGHTS as CC_WEIGHTS
 from saekit.io.crosscoder import is_crosscoder_meta
@@ -356,10 +356,7 @@ def load_dictionary_learning(folder: Path) -> torch.nn.Module:
     weights = folder / DL_WEIGHTS
     if not weights.is_file():
         raise DataError(f"{weights} does not exist; a dictionary_learning folder needs ae.pt.")
-    try:
-        st = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a corrupt pickle
-        raise DataError(f"{weights} is not a readable PyTorch state dict ({type(e).__name__}: {e}).") from None
+    st = load_torch_file(weights, "dictionary_learning weights")
     if not isinstance(st, dict):
         raise DataError(f"{weights} must hold a state dict, got {type(st).__name__}.")
     cfg_file = folder / "config.json"

@@ -84,9 +84,13 @@ def _load_tl_pretrained(name: str, device: torch.device) -> ModelHandle:
             warnings.filterwarnings("ignore", message=".*deprecated", category=DeprecationWarning)
             model = HookedTransformer.from_pretrained(name, device=str(device))
     except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        if len(first) > 160:  # transformer-lens lists every model it knows (kilobytes): not useful here
+            first = "not a model name transformer-lens knows"
         raise DataError(
-            f"could not load transformer-lens model {name!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            " (is it a transformer-lens model name, and is it in the local Hugging Face cache when offline?)"
+            f"could not load transformer-lens model {name!r} ({first}), and it is not a folder here; a plain "
+            "Hugging Face model works from its local folder, with module-path hookpoints (offline, a named "
+            "model must be in the local Hugging Face cache)."
         ) from None
     model.eval()
     return ModelHandle(model, model.tokenizer, "transformer_lens", name, "pretrained", None, {})
@@ -104,14 +108,16 @@ def load_model(source: str | Path, device: str | torch.device = "cpu") -> ModelH
         if (path / "tl_config.json").is_file():
             raise DataError(f"model folder {path} is incomplete (no {INFO_FILE}); its training did not finish.")
         raise DataError(f"folder {path} holds no model: expected {INFO_FILE} (saekit) or config.json (Hugging Face).")
-    if str(source).startswith((".", "/", "~")) or path.suffix:
-        raise DataError(f"model folder {path} does not exist.")
+    if str(source).startswith((".", "/", "~")) or path.suffix or (path.parent != Path(".") and path.parent.is_dir()):
+        raise DataError(f"no such folder: {path} (a model folder was expected there).")
     return _load_tl_pretrained(str(source), dev)
 
 
 def existing_model_info(folder: Path) -> dict | None:
     """The info of a complete saekit model in `folder`, None if the folder is empty or absent."""
-    if not folder.exists() or not any(folder.iterdir()):
+    from saekit.runfolder import is_blank
+
+    if is_blank(folder):
         return None
     info = folder / INFO_FILE
     if not info.is_file():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from saekit.models.handle import ModelHandle
 from saekit.models.regularisers import MagnitudePruner, sheet_shape, topo_loss, weight_l1
 from saekit.models.store import existing_model_info, load_model, save_model_folder
 from saekit.progress import token_bar
+from saekit.runfolder import claim, prepare_output, release
 
 
 def corpus_tokens(cfg: ModelConfig, tokenizer=None) -> tuple[object, torch.Tensor, torch.Tensor]:
@@ -62,7 +62,7 @@ def dataset_tokens(
     if not dataset:  # the built-in corpus keeps its fixed split: no validation play reaches training
         _, train, val = corpus_tokens(cfg, tokenizer)
         return tokenizer, (train, val)
-    tokens = pack_tokens(iter_texts(load_text_dataset(dataset), text_column), tokenizer, cfg.n_ctx)
+    tokens = pack_tokens(iter_texts(load_text_dataset(dataset, text_column=text_column), text_column), tokenizer, cfg.n_ctx)
     if len(tokens) < 2:
         raise ConfigError(f"dataset {dataset} packs into {len(tokens)} context(s) of {cfg.n_ctx}; it needs at least 2.")
     n_val = max(1, len(tokens) // 20)
@@ -144,13 +144,16 @@ def train_model(
     existing = existing_model_info(out) if not overwrite else None
     if existing is not None:
         if existing.get("config") == cfg.to_dict():
-            return load_model(out, device=cfg.device)
+            handle = load_model(out, device=cfg.device)
+            handle.info["reused"] = True  # the command says "reused", not "saved"
+            return handle
         raise ConfigError(
             f"output folder {out} already holds a different model (variant {existing.get('variant')!r}); "
             "pass --overwrite to replace it or choose another --out."
         )
-    if overwrite and out.exists():
-        shutil.rmtree(out)
+    lock = claim(out)  # one writer per model folder
+    if overwrite:  # deletes only a model folder's own files; refuses a folder holding others
+        prepare_output(out, "model", overwrite=True)
     device = resolve_device(cfg.device)
     if data is None:
         tokenizer, train_tokens, val_tokens = corpus_tokens(cfg, tokenizer)
@@ -191,6 +194,7 @@ def train_model(
         info["mlp_zero_fraction"] = pruner.zero_fraction()
     handle = ModelHandle(model.eval(), tokenizer, "transformer_lens", info["name"], cfg.variant, out, info)
     save_model_folder(handle, tl_args, info, pruner.masks if pruner else None)
+    release(lock)
     return handle
 
 

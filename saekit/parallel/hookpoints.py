@@ -32,7 +32,7 @@ import torch.distributed as dist
 from saekit.config import DictionaryConfig, TrainConfig
 from saekit.dictionaries import SparseDictionary
 from saekit.errors import ConfigError, DataError
-from saekit.fileutil import atomic_torch_save
+from saekit.fileutil import atomic_torch_save, load_torch_file
 from saekit.parallel import comm
 from saekit.progress import token_bar
 from saekit.training.loop import INIT_SAMPLE, Trainer
@@ -398,7 +398,7 @@ def _resume(trainers: dict[int, Trainer], ex: _Exchange, out: Path, rank: int) -
         path = out / PRODUCER_STATE
         if not path.is_file():
             raise DataError(f"{path} does not exist; nothing to resume (train without resume first).")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_torch_file(path, "producer state")  # weights_only: never unpickles code
         ex.producer.load_state_dict(state["producer"])
         steps.append(int(state["step"]))
     big = 1 << 40

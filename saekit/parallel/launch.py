@@ -17,12 +17,13 @@ from typing import Any
 
 from saekit.config import TrainConfig
 from saekit.errors import ConfigError, DataError
-from saekit.fileutil import atomic_write_json, read_json
 from saekit.parallel import comm
 from saekit.parallel.data_parallel import data_part, make_trainer
 from saekit.parallel.hookpoints import PRODUCER_STATE, HookpointJob, LiveHookSource, train_hookpoints
+from saekit.runfolder import is_writer
 from saekit.training.checkpoint import CHECKPOINT_NAME
-from saekit.training.spec import SOURCE_FILE, dictionary_configs
+from saekit.training.runspec import check_run, load_spec, save_spec
+from saekit.training.spec import dictionary_configs
 
 SHARD_CHECKPOINTS = "checkpoint.rank*-of-*.pt"
 
@@ -33,7 +34,7 @@ def resume_spec(out: str | Path) -> dict[str, Any]:
     many = (out / PRODUCER_STATE).is_file()  # a --hookpoints run
     if not many and not (out / CHECKPOINT_NAME).is_file() and not any(out.glob(SHARD_CHECKPOINTS)):
         raise DataError(f"{out / CHECKPOINT_NAME} does not exist; nothing to resume.")
-    return read_json(out / SOURCE_FILE, "training spec")
+    return load_spec(out)  # paths resolved against OUT, and OUT is the run
 
 
 def train_spec(
@@ -57,11 +58,13 @@ def train_spec(
 
     source = build_source(spec["source"], tcfg.seed, tcfg.device, part=data_part(dist_data), total_tokens=tcfg.total_tokens)
     cfgs = dictionary_configs(spec["dictionaries"], *source_widths(source), source_origin(spec["source"], source))
+    for note in check_run(tcfg, source, spec["train"], resume) if is_writer() else []:
+        print(f"saekit train: warning: {note}", file=sys.stderr)
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
         if (out / CHECKPOINT_NAME).exists() or any(out.glob(SHARD_CHECKPOINTS)):
             raise ConfigError(f"{out} already holds a training run; use --resume to continue it or another --out.")
-        atomic_write_json(out / SOURCE_FILE, spec)
+        save_spec(out, spec)  # paths stored relative to the run folder too
     trainer = make_trainer(
         cfgs, source, tcfg, timeout_s=timeout_s, data=dist_data, shard_latents=shard_latents
     )
@@ -129,7 +132,7 @@ def _train_hookpoints(spec: dict[str, Any], tcfg: TrainConfig, out: Path, resume
         jobs.append(HookpointJob(hp, cfgs))
     if rank == 0 and not resume:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / SOURCE_FILE, spec)
+        save_spec(out, spec)  # paths stored relative to the run folder too
     got = train_hookpoints(jobs, producer, tcfg, out_dir=out, resume=resume)
     if resume:
         print("resumed from the last checkpoint", file=sys.stderr)

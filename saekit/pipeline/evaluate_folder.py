@@ -39,14 +39,17 @@ def evaluate_folder(
     model: str | Path | None = None,
     acts: str | Path | None = None,
     hook: str | None = None,
+    dataset: str | None = None,
     split: str = "validation",
+    text_column: str = "text",
     seqs: int = 64,
     splice_seqs: int = 32,
     n_ctx: int | None = None,
     out: str | Path | None = None,
     device: str = "cpu",
 ) -> tuple[dict[str, Any], Path]:
-    """Core metrics of ``dictionary`` (a folder or Hub id) on held-out text through ``model`` (plus
+    """Core metrics of ``dictionary`` (a folder or Hub id) on held-out text (``split`` of ``dataset``,
+    default the built-in corpus) through ``model`` (plus
     CE loss recovered and KL, spliced into it) or on the cache ``acts``; saved to ``out`` (default
     DICT/eval.json, or ./eval.json for a Hub id). Returns (metrics, the JSON file).
 
@@ -64,7 +67,8 @@ def evaluate_folder(
     in_hook, out_hook = split_hooks(sae, hook, None)
     with torch.no_grad():
         if model:
-            metrics = _through_model(sae, model, in_hook, out_hook, split, seqs, splice_seqs, n_ctx, device)
+            texts = (dataset, split, text_column)
+            metrics = _through_model(sae, model, in_hook, out_hook, texts, seqs, splice_seqs, n_ctx, device)
         else:
             metrics = _on_cache(sae, acts, in_hook, out_hook)
     metrics = {**metrics, "hook_name": in_hook, "hook_name_out": out_hook}
@@ -76,16 +80,16 @@ def evaluate_folder(
 
 
 def _through_model(
-    sae: Any, model: str | Path, in_hook: str, out_hook: str | None, split: str, seqs: int, splice_seqs: int,
-    n_ctx: int | None, device: str,
+    sae: Any, model: str | Path, in_hook: str, out_hook: str | None, texts: tuple[str | None, str, str], seqs: int,
+    splice_seqs: int, n_ctx: int | None, device: str,
 ) -> dict[str, Any]:
     from saekit.activations import default_n_ctx, read_activations
-    from saekit.data import load_corpus, pack_tokens
+    from saekit.data import load_texts, pack_tokens
     from saekit.evaluation import evaluate
     from saekit.models import load_model
 
     handle = load_model(model, device=device)
-    tokens = pack_tokens(load_corpus(split), handle.tokenizer, default_n_ctx(handle, n_ctx), max_rows=seqs)
+    tokens = pack_tokens(load_texts(*texts), handle.tokenizer, default_n_ctx(handle, n_ctx), max_rows=seqs)
     acts = read_activations(handle, tokens, [h for h in (in_hook, out_hook) if h])
     rows = {h: a[:, 1:].reshape(-1, a.shape[-1]) for h, a in acts.items()}  # BOS left out
     source = (rows[in_hook], rows[out_hook]) if out_hook else rows[in_hook]

@@ -10,10 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from saekit.errors import DataError
-from saekit.fileutil import atomic_torch_save
+from saekit.fileutil import atomic_torch_save, load_torch_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
@@ -21,7 +19,13 @@ CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     state = {"version": CHECKPOINT_VERSION, **state}
-    return atomic_torch_save(path, state)
+    try:
+        return atomic_torch_save(path, state)
+    except DataError as e:  # a full disk: the checkpoint written before is still whole
+        if Path(path).is_file():
+            head = str(e).split("; the file that was there before")[0]
+            raise DataError(f"{head}; the last checkpoint there is intact: fix the cause and resume.") from None
+        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -30,10 +34,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise DataError(f"checkpoint {path} does not exist; nothing to resume (train without --resume first).")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file: one clear sentence
-        raise DataError(f"checkpoint {path} is not a readable saekit checkpoint ({type(e).__name__}).") from None
+    state = load_torch_file(path, "checkpoint")  # weights_only: a planted checkpoint cannot run code
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise DataError(f"checkpoint {path} is not a saekit checkpoint of version {CHECKPOINT_VERSION}.")
     return state

@@ -14,6 +14,7 @@ parallelism and latent sharding are strategies in ``saekit.parallel``).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from saekit.training.resample import resample_dead
 from saekit.training.schedule import lr_factor
 from saekit.training.sources import BatchSource, as_source, check_sources
 from saekit.training.strategy import Solo
+from saekit.training.summary import summary_line
 
 INIT_SAMPLE = 4096  # rows used for b_dec (geometric median) and the normalisation scale
 
@@ -202,7 +204,7 @@ class Trainer:
             if not bool(torch.isfinite(out.loss)):
                 self._on_bad_batch()
                 raise DataError(
-                    f"the loss of dictionary {run.name} became {float(out.loss)} at step {step} "
+                    f"the loss of dictionary {run.name} became {float(out.loss.detach())} at step {step} "
                     f"(lower the learning rate or check the activations){self._checkpoint_note()}."
                 )
             out.loss.backward()
@@ -253,7 +255,12 @@ class Trainer:
             "lr": lr,
         }
         rec.update({k: float(v) for k, v in out.terms.items()})
-        return self.strategy.reduce_record(rec, run, out, x, y)
+        rec = self.strategy.reduce_record(rec, run, out, x, y)
+        if "mse" in rec:  # one definition with eval.json: mean over tokens AND dimensions, raw units
+            scale = float(sae.act_scale) * (self.source.pre_scaled_out or self.source.pre_scaled or 1.0)
+            rec["recon_loss"] = rec["mse"]  # the loss term: squared error summed over dimensions, scaled
+            rec["mse"] = rec["mse"] / (ys.shape[-1] * scale**2)
+        return rec
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> list[SparseDictionary]:
@@ -316,6 +323,9 @@ class Trainer:
         if write:
             self.save_dictionaries(saes, densities)
         self.strategy.finish()
+        if self.progress and self.strategy.writes:
+            done = self.tokens - self._tok0
+            print(summary_line(self.metrics.records, len(self.runs), done, time.perf_counter() - self._t0, self.out_dir), file=sys.stderr)
         if self.strategy.writes:
             warn_quality(self.metrics.records)  # under-trained or collapsed: say what to change
         return saes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -35,11 +36,17 @@ class MetricsLog:
         self.records.append(record)
         if self.path is None:
             return
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(record, sort_keys=True) + "\n")
-        self._fh.flush()
+        try:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh.write(json.dumps(record, sort_keys=True) + "\n")
+            self._fh.flush()
+        except OSError as e:  # a full disk: one sentence naming the file, not a traceback
+            from saekit.errors import DataError
+
+            why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise DataError(f"could not write {self.path}: {why}; the last checkpoint is intact.") from None
 
     def close(self) -> None:
         if self._fh is not None:

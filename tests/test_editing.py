@@ -1,0 +1,228 @@
+"""saekit.editing on a tiny model trained with a planted pattern (<trigger> is always followed by
+<cont>): localisation finds the units that carry it, ablating them removes the continuation while
+control loss barely moves (random units of the same number do not), steering with the planted
+latent raises <cont>'s probability monotonically; latent edits with the error term added back are
+exact when nothing is ablated; bad input fails with one sentence."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from planted_edit_model import CONT, HOOK_NEURONS, HOOK_RESID, planted_texts, train_planted_model
+
+from saekit.data import load_corpus
+from saekit.editing import (
+    ablation_curve,
+    concept_from_pattern,
+    concept_from_texts,
+    editability_axis,
+    localise,
+    make_units,
+    measure,
+    steering_curve,
+)
+from saekit.editing.ablate import ablation_hook
+from saekit.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="session")
+def planted():
+    torch.manual_seed(0)
+    handle, tokens = train_planted_model()
+    texts = [ln for doc in planted_texts(load_corpus("validation")[:1], seed=1) for ln in doc.split("\n") if ln.strip()]
+    concept = concept_from_pattern(texts[:700], CONT, handle.tokenizer, 32)
+    return handle, tokens, concept
+
+
+@pytest.fixture(scope="session")
+def sae(planted):
+    import saekit
+
+    handle, tokens, _ = planted
+    seen = {}
+    with torch.no_grad():
+        handle.model.run_with_hooks(tokens[:2000], fwd_hooks=[(HOOK_RESID, lambda a, hook: seen.setdefault("a", a))])
+    x = seen["a"][:, 1:].reshape(-1, 32)
+    cfg = saekit.DictionaryConfig(kind="topk", d_in=32, n_latents=64, k=4, hook_name=HOOK_RESID)
+    tcfg = saekit.TrainConfig(batch_size=512, lr=3e-3, total_tokens=len(x), seed=0, device="cpu", log_every=10**9)
+    return saekit.train(cfg, x, tcfg).eval()
+
+
+def test_planted_pattern_is_learned(planted):
+    handle, _, concept = planted
+    assert concept.targets == [handle.tokenizer.convert_tokens_to_ids(CONT)]
+    assert measure(handle, concept)["concept_prob"] > 0.9
+
+
+def test_neuron_localisation_is_causal(planted):
+    """The top 16 neurons (of 64) carry the continuation: ablating them removes most of it at small
+    collateral cost; 16 random neurons remove almost nothing and cost more."""
+    handle, _, concept = planted
+    units = make_units(handle, HOOK_NEURONS)
+    ranking = localise(units, concept, top=1, contexts=0)["ranking"]
+    top = ablation_curve(units, concept, ranking, [0, 16])
+    rand = list(range(64))
+    random.Random(0).shuffle(rand)
+    other = ablation_curve(units, concept, rand, [0, 16])
+    assert top["prob_removed"][-1] > 0.5 > 0.05 > other["prob_removed"][-1]
+    assert top["collateral"][-1] < 0.1
+    assert top["concept_drop"][-1] > 20 * abs(other["concept_drop"][-1])
+
+
+def planted_direction(handle, concept) -> torch.Tensor:
+    """Ground truth for the planted latent: mean residual at trigger positions minus at control positions."""
+    from saekit.editing.steer import mean_difference_direction
+
+    return mean_difference_direction(make_units(handle, HOOK_RESID), concept)
+
+
+def test_latent_localisation_ranks_the_planted_latents_first(planted, sae):
+    """The SAE splits the planted feature over two latents (by context); the two top-ranked latents
+    separate trigger positions almost perfectly and are the two whose decoder rows point most along
+    the planted direction (an independent, geometric ground truth); the third is far behind."""
+    handle, _, concept = planted
+    found = localise(make_units(handle, dictionary=sae), concept, top=3, contexts=2)
+    cos = torch.nn.functional.normalize(sae.W_dec.detach(), dim=-1) @ planted_direction(handle, concept)
+    assert set(found["ranking"][:2]) == set(cos.topk(2).indices.tolist())
+    assert min(found["top"][0]["auroc"], found["top"][1]["auroc"]) > 0.99 > 0.9 > found["top"][2]["auroc"]
+    assert "[[<trigger>]]" in found["top"][0]["contexts"][0]["text"]
+
+
+def test_ablating_the_planted_latents_removes_the_continuation(planted, sae):
+    handle, _, concept = planted
+    units = make_units(handle, dictionary=sae)
+    ranking = localise(units, concept, top=1, contexts=0)["ranking"]
+    curve = ablation_curve(units, concept, ranking, [0, 2])
+    assert curve["prob_removed"][1] > 0.9  # most of <cont>'s probability after <trigger> is gone
+    assert abs(curve["collateral"][1]) < 0.05  # control loss moves little (nats)
+    mid = ablation_curve(units, concept, ranking[32:], [0, 2])  # latents from the middle of the ranking
+    assert mid["prob_removed"][1] < 0.05
+    meaned = ablation_curve(units, concept, ranking, [2], mode="mean")  # the planted latents are ~off on control text
+    assert meaned["prob_removed"][0] > 0.9
+
+
+def test_latent_ablation_of_nothing_leaves_outputs_unchanged(planted, sae):
+    """Reconstruction + error term with no latent ablated is the clean forward pass (float tolerance);
+    without the error term it would not be (the SAE is not exact)."""
+    from saekit.evaluation.splice import run_logits
+
+    handle, _, concept = planted
+    units = make_units(handle, dictionary=sae)
+    toks = concept.control_tokens[:8]
+    clean = run_logits(handle, toks)
+    edited = run_logits(handle, toks, {HOOK_RESID: ablation_hook(units, [], "zero")})
+    torch.testing.assert_close(edited, clean, atol=1e-4, rtol=1e-4)
+    spliced = run_logits(handle, toks, {HOOK_RESID: lambda a: sae(a.reshape(-1, 32)).reshape(a.shape)})
+    assert (spliced - clean).abs().max() > 1e-2
+
+
+def test_steering_raises_the_continuation_monotonically(planted, sae):
+    handle, _, concept = planted
+    units = make_units(handle, dictionary=sae)
+    top = localise(units, concept, top=1, contexts=0)["ranking"][0]
+    curve = steering_curve(units, concept, top, [0.0, 0.25, 0.5, 0.75, 1.0])
+    t = curve["target_logprob"]
+    assert all(b > a for a, b in zip(t, t[1:])), t
+    assert t[-1] - t[0] > 2.0  # nats: <cont> becomes far more likely in control text
+    assert curve["control_loss"][-1] > curve["control_loss"][0]  # fluency pays for it
+    diff = steering_curve(units, concept, "mean_difference", [0.0, 0.5, 1.0])["target_logprob"]
+    assert diff[0] < diff[1] < diff[2] and diff[2] - diff[0] > 2.0
+
+
+def test_editability_axis_shape_and_direction(planted, sae):
+    """One number per (model seed, dictionary seed): the two planted latents remove half the concept
+    (one alone does not); the 64 neurons need more than two units."""
+    handle, _, concept = planted
+    assert editability_axis({0: handle}, {0: {0: sae}}, concept, "units_to_half", n_max=2) == {0: {0: 2.0}}
+    neurons = editability_axis({0: handle}, None, concept, "units_to_half", hook=HOOK_NEURONS, n_max=2)
+    assert list(neurons) == [0] and list(neurons[0]) == [0] and neurons[0][0] != neurons[0][0]  # NaN: not within 2
+
+
+def test_bad_input_fails_with_one_sentence(planted, sae):
+    handle, _, concept = planted
+    tok = handle.tokenizer
+    with pytest.raises(DataError, match="no concept token"):
+        concept_from_texts([], ["some control text"], tok, 32)
+    with pytest.raises(DataError, match="no control token"):
+        concept_from_texts(["to be or not"], ["   "], tok, 32)
+    with pytest.raises(ConfigError, match="unit index 64 is out of range.*0 to 63"):
+        ablation_curve(make_units(handle, dictionary=sae), concept, [64], [0, 1])
+    with pytest.raises(ConfigError, match="unit index 99 is out of range"):
+        steering_curve(make_units(handle, HOOK_NEURONS), concept, 99, [0.0])
+    with pytest.raises(ConfigError, match="no hookpoint 'blocks.3.mlp.hook_post'.*close names: blocks.0.mlp.hook_post"):
+        make_units(handle, "blocks.3.mlp.hook_post")
+
+
+@pytest.fixture(scope="session")
+def planted_folders(planted, sae, tmp_path_factory):
+    from planted_edit_model import MODEL_CFG
+
+    from saekit.models.store import save_model_folder
+
+    handle, _, _ = planted
+    root = tmp_path_factory.mktemp("planted")
+    handle.path = root / "model"
+    save_model_folder(handle, MODEL_CFG, {"name": "planted", "variant": "baseline"})
+    sae.save(root / "sae")
+    return root
+
+
+@pytest.mark.parametrize("action", ["localize", "ablate", "steer"])
+def test_edit_command_writes_json_and_png(planted_folders, action, tmp_path, capsys):
+    import json
+
+    from saekit.cli import main
+
+    out = tmp_path / "out"
+    argv = ["edit", action, "--model", str(planted_folders / "model"), "--dictionary", str(planted_folders / "sae"),
+            "--concept", "words:love|loves|loved", "--max-texts", "40", "--n-ctx", "32", "--n-max", "2",
+            "--alphas", "0,0.5", "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads((out / f"edit_{action}.json").read_text())
+    assert (out / f"edit_{action}.png").read_bytes()[:4] == b"\x89PNG"
+    assert result["kind"] == "latent" and result["hook"] == HOOK_RESID
+    assert {"localize": "ranking", "ablate": "selectivity_auc", "steer": "steering_efficiency"}[action] in result
+    assert "wrote" in capsys.readouterr().out
+    assert main(argv) == 2  # refuses to overwrite
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_edit_command_bad_hook_is_one_line(planted_folders, tmp_path, capsys):
+    from saekit.cli import main
+
+    code = main(["edit", "localize", "--model", str(planted_folders / "model"), "--hook", "blocks.0.mlp.hook_pots",
+                 "--concept", "character:IAGO", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "no hookpoint 'blocks.0.mlp.hook_pots'" in err
+
+
+def test_auroc_and_welch_t_match_scipy():
+    import numpy as np
+    from scipy.stats import mannwhitneyu, ttest_ind
+
+    from saekit.editing.localise import auroc_and_t
+
+    rng = np.random.default_rng(0)
+    a = np.round(rng.normal(0.5, 1, (40, 5)), 1)  # rounding makes ties
+    b = np.round(rng.normal(0.0, 1, (70, 5)), 1)
+    auc, t = auroc_and_t(a, b, chunk=2)
+    np.testing.assert_allclose(auc, mannwhitneyu(a, b, axis=0).statistic / (40 * 70))
+    np.testing.assert_allclose(t, ttest_ind(a, b, axis=0, equal_var=False).statistic)
+
+
+def test_built_in_concepts_mark_the_right_positions(planted):
+    from saekit.editing import character_concept, word_family_concept
+
+    tok = planted[0].tokenizer
+    words = word_family_concept("love|loves|loved", tok, 32, max_texts=50)
+    nxt = words.concept_tokens[:, 1:][words.concept_mask[:, :-1]]
+    firsts = {tok.decode([t]).strip().lower() for t in nxt.tolist()}  # the token holding the word's first letter
+    assert len(nxt) >= 50 and all(w and ("loves".startswith(w) or w.startswith("lov")) for w in firsts), firsts
+    assert not any("love" in tok.decode(row).lower() for row in words.control_tokens.tolist())
+    iago = character_concept("Iago", tok, 32, split="validation", max_texts=20)
+    assert iago.name == "character IAGO" and int(iago.concept_mask.sum()) > 100
+    assert int(iago.control_mask.sum()) > 100
+    with pytest.raises(DataError, match="no speech by 'Nobody'"):
+        character_concept("Nobody", tok, 32)
