@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from saekit.commands.demo import DEMO_MODEL
 from saekit.config import DictionaryConfig, TrainConfig
 from saekit.evaluation.matching import chance_level, compare_weights
 from saekit.fileutil import atomic_write_json, read_json
+from saekit.pipeline.demo import DEMO_MODEL
 
 THRESHOLD = 0.7
 

@@ -175,7 +175,8 @@ class DictionaryConfig(_Config):
     n_sources: int = 1
     source_names: tuple[str, ...] | None = None  # filled by the trainer from the source dict
     # metadata (file formats): where the activations come from
-    hook_name: str = ""
+    hook_name: str = ""  # the hookpoint read (a transcoder's input)
+    hook_name_out: str = ""  # a transcoder's output hookpoint ("" for an autoencoder)
     model_name: str = ""
     variant: str = ""
 
@@ -276,10 +277,6 @@ class DictionaryConfig(_Config):
             self.matryoshka_widths = w
         elif self.matryoshka_widths is not None:
             self.matryoshka_widths = tuple(self.matryoshka_widths)
-
-    @property
-    def is_transcoder(self) -> bool:
-        return self.transcoder
 
 
 @dataclass

@@ -136,3 +136,41 @@ def test_torch_distributed_only_in_parallel():
     }
     assert not outside, f"torch.distributed used outside saekit/parallel/: {sorted(outside)}"
     assert uses_distributed(ROOT / "saekit" / "parallel" / "comm.py")  # the check does see it
+
+
+def import_fallbacks(file: Path) -> list[int]:
+    """Lines of ``try: import saekit... except ImportError`` blocks: saekit's own modules (the
+    kernels included) always ship, so such a fallback is dead code."""
+    lines = []
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+        if not isinstance(node, ast.Try):
+            continue
+        caught = {getattr(h.type, "id", None) for h in node.handlers}
+        if not caught & {"ImportError", "ModuleNotFoundError"}:
+            continue
+        for inner in (n for stmt in node.body for n in ast.walk(stmt)):
+            names = [a.name for a in inner.names] if isinstance(inner, ast.Import) else []
+            names += [inner.module or ""] if isinstance(inner, ast.ImportFrom) and not inner.level else []
+            if any(n == "saekit" or n.startswith("saekit.") for n in names):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_no_import_fallbacks_for_saekit_modules(tmp_path):
+    found = {f"{file.relative_to(ROOT)}:{line}" for file in module_files().values() for line in import_fallbacks(file)}
+    assert not found, f"try/except ImportError around saekit's own modules: {sorted(found)}"
+    probe = tmp_path / "probe.py"  # the check does see one
+    probe.write_text("try:\n    from saekit.kernels import topk_encode\nexcept ImportError:\n    topk_encode = None\n")
+    assert import_fallbacks(probe) == [1]
+
+
+def test_every_declared_pytest_marker_is_used():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"].get("markers", [])
+    tests = "\n".join(f.read_text(encoding="utf-8") for f in (ROOT / "tests").rglob("*.py"))
+    unused = [m for m in declared if f"mark.{m.split(':')[0].strip()}" not in tests]
+    assert not unused, f"pytest markers declared in pyproject.toml but used by no test: {unused}"

@@ -485,3 +485,19 @@ def test_round_trip_from_a_cuda_dictionary(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(back(x), sae(x), atol=1e-5, rtol=1e-5)
     assert back.W_enc.device.type == "cuda"
+
+
+def test_transcoder_output_hook_round_trips_and_old_folders_keep_theirs(tmp_path):
+    """hook_name_out is saved in the config and cfg.json; a folder written before the field existed
+    (only extra={"hook_name_out": ...}) loads with it, not with the input hook or a guess."""
+    import saekit
+
+    cfg = DictionaryConfig(kind="relu", d_in=D, n_latents=N, transcoder=True, hook_name="blocks.0.ln2.hook_normalized",
+                           hook_name_out="blocks.0.hook_resid_post")
+    save_dictionary(create(cfg, seed=0), tmp_path / "new")
+    assert saekit.load(tmp_path / "new").cfg.hook_name_out == "blocks.0.hook_resid_post"
+    assert json.loads((tmp_path / "new" / "cfg.json").read_text())["metadata"]["hook_name_out"] == "blocks.0.hook_resid_post"
+    save_dictionary(create(cfg.replace(hook_name_out=""), seed=0), tmp_path / "old", extra={"hook_name_out": "blocks.0.hook_resid_post"})
+    assert saekit.load(tmp_path / "old").cfg.hook_name_out == "blocks.0.hook_resid_post"
+    (tmp_path / "new" / "saekit.json").unlink()  # now only SAELens's cfg.json says it
+    assert saekit.load(tmp_path / "new").cfg.hook_name_out == "blocks.0.hook_resid_post"

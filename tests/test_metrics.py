@@ -157,6 +157,21 @@ def test_mean_ablation_uses_the_mean_activation(model, tokens):
     assert m["mean_ablation_loss"] == pytest.approx(ref, rel=1e-5)
 
 
+def test_skip_bos_false_splices_position_zero_too(model, tokens):
+    """skip_bos=True (default) keeps position 0 clean; skip_bos=False ablates it with the rest."""
+    hook = "blocks.1.hook_resid_pre"
+    sae = _topk(d_in=32, n=64, k=4)
+    m = splice_metrics(sae, model, tokens, hook_name=hook, batch_size=4, skip_bos=False)
+    with torch.no_grad():
+        everywhere = float(model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(hook, lambda a, hook: a * 0)]))
+    kept = _tl_loss(model, tokens, hook, torch.zeros_like)
+    assert m["zero_ablation_loss"] == pytest.approx(everywhere, rel=1e-5)
+    assert abs(everywhere - kept) > 1e-3  # position 0 matters, so the two settings differ
+    assert splice_metrics(sae, model, tokens, hook_name=hook, batch_size=4)["zero_ablation_loss"] == pytest.approx(
+        kept, rel=1e-5
+    )
+
+
 def test_transcoder_replaces_the_mlp_output(model, tokens):
     torch.manual_seed(0)
     tc = _topk(d_in=32, n=96, k=6, d_out=32)

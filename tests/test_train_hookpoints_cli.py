@@ -40,6 +40,7 @@ def one_process(model_dir, tmp_path_factory):
 def test_each_hookpoint_equals_training_it_alone(model_dir, one_process):
     from saekit.activations.sources import live_tokens
     from saekit.config import DictionaryConfig, TrainConfig
+    from saekit.io import load as saekit_load
     from saekit.models import load_model
     from saekit.parallel.hookpoints import HookpointSource, LiveHookSource
     from saekit.training import Trainer
@@ -60,6 +61,7 @@ def test_each_hookpoint_equals_training_it_alone(model_dir, one_process):
                 assert torch.equal(got[key], value), f"{name}.{key}"
         saved = json.loads((one_process / name / "cfg.json").read_text())
         assert saved["hook_name"] == keys[0] and saved["model_name"] == str(model_dir)
+        assert saekit_load(one_process / name).cfg.hook_name_out == (keys[1] if pair else "")
         assert (one_process / name / "checkpoint.pt").is_file()
     assert json.loads((one_process / "source.json").read_text())["source"]["hookpoints"] == HOOKS
 

@@ -102,9 +102,17 @@ def source_widths(source: Any) -> tuple[int, int, bool]:
 
 
 def source_origin(spec: dict[str, Any], source: Any) -> dict[str, str]:
-    """The hookpoint, model and variant a source reads, for the dictionaries' configs: a cache
-    names its own, so that ``saekit eval --model`` can splice a dictionary trained on it."""
-    hookpoint = spec.get("hookpoint") or (getattr(source, "hookpoints", None) or [None])[0]
+    """The hookpoints (input, and a transcoder's output), model and variant a source reads, for the
+    dictionaries' configs: a cache names its own, so that ``saekit eval --model`` can splice a
+    dictionary trained on it."""
+    own = list(getattr(source, "hookpoints", None) or [])
+    hookpoint = spec.get("hookpoint") or (own[0] if own else "")
+    hookpoint_out = spec.get("hookpoint_out") or (own[1] if len(own) == 2 else "")
     origin = (getattr(source, "manifest", None) or {}).get("model") or {}
     model = origin.get("path") or origin.get("name") or spec.get("model") or ""
-    return {"hook_name": hookpoint or "", "model_name": str(model), "variant": str(origin.get("variant") or "")}
+    return {
+        "hook_name": hookpoint or "",
+        "hook_name_out": hookpoint_out or "",
+        "model_name": str(model),
+        "variant": str(origin.get("variant") or ""),
+    }

@@ -56,67 +56,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_dict_cfgs(path: str | Path, handle) -> dict:
-    """DictionaryConfigs from a JSON file, with d_in/d_out filled from the model's hook widths."""
-    import torch
-
-    from saekit.activations import HookpointReader
-    from saekit.config import DictionaryConfig
-    from saekit.errors import ConfigError
-    from saekit.evaluation.splice import split_hooks
-    from saekit.fileutil import read_json
-
-    data = read_json(path, "dictionary config")
-    if isinstance(data, dict) and "kind" in data:
-        data = {"dict": data}
-    elif isinstance(data, list):
-        data = {f"dict{i}": d for i, d in enumerate(data)}
-    if not isinstance(data, dict) or not data:
-        raise ConfigError(f"{path} must hold a DictionaryConfig, a list of them or a {{name: config}} object.")
-    out = {}
-    for name, raw in data.items():
-        raw = dict(raw)
-        if not raw.get("hook_name"):
-            raise ConfigError(f"dictionary {name!r} in {path} needs hook_name (the hookpoint to read).")
-        probe_cfg = DictionaryConfig.from_dict(
-            {
-                **raw,
-                "d_in": 1,
-                "d_out": 1,
-                "n_latents": raw.get("n_latents") or 1,
-                "k": 1 if raw.get("k") else None,
-            }
-        )
-        in_hook, out_hook = split_hooks(probe_cfg)
-        hooks = [h for h in (in_hook, out_hook) if h]
-        with torch.no_grad():
-            widths = {
-                h: a.shape[-1] for h, a in HookpointReader(handle, hooks)(torch.zeros(1, 2, dtype=torch.long)).items()
-            }
-        raw.setdefault("d_in", int(widths[in_hook]))
-        if out_hook:
-            raw.setdefault("d_out", int(widths[out_hook]))
-        out[name] = DictionaryConfig.from_dict(raw)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from saekit.config import TrainConfig
-    from saekit.models import load_model
-    from saekit.pipeline import run_comparison
+    from saekit.pipeline.compare_folders import compare_folders
 
-    dict_cfgs = None
-    if args.config:
-        dict_cfgs = load_dict_cfgs(args.config, load_model(args.variants[0], device=args.device))
-    tcfg = TrainConfig(batch_size=args.batch_size, total_tokens=args.train_tokens, lr=args.lr, lr_warmup_steps=10)
-    results = run_comparison(
-        [Path(v) for v in args.variants],
-        dict_cfgs,
+    results = compare_folders(
+        args.variants,
+        args.config,
         out_dir=args.out,
         seeds=tuple(args.seeds),
         train_tokens=args.train_tokens,
-        tcfg=tcfg,
-        n_eval_seqs=args.eval_seqs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eval_seqs=args.eval_seqs,
         autointerp_latents=args.autointerp_latents,
         synthetic=not args.no_synthetic,
         device=args.device,

@@ -23,6 +23,10 @@ from torch import nn
 
 from saekit.config import DictionaryConfig
 
+# sparse_decode: Σ vals·W_dec[idx] (+ b_dec), [B, k] -> [B, d], without the dense [B, n_latents]
+# code (Triton on CUDA, embedding_bag elsewhere; TrainConfig.use_kernels picks). Re-exported here.
+from saekit.kernels import sparse_decode
+
 
 @dataclass
 class TrainOutput:
@@ -33,34 +37,6 @@ class TrainOutput:
     fired: torch.Tensor  # [n_latents] bool: latents active on at least one row of the batch
     l0: torch.Tensor  # scalar: mean number of active latents per row
     terms: dict[str, torch.Tensor] = field(default_factory=dict)  # named loss terms (mse, aux, ...)
-
-
-def sparse_decode(
-    idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor | None
-) -> torch.Tensor:
-    """Sum of the chosen decoder rows weighted by their activations: [B, k] -> [B, d].
-
-    Uses ``saekit.kernels.sparse_decode`` (Triton on CUDA) when that module provides it, else
-    ``embedding_bag``, which gathers k rows per token instead of a dense [B, n] @ [n, d] matmul.
-    """
-    fn = _kernel_sparse_decode()
-    if fn is not None:
-        return fn(idx, vals, W_dec, b_dec)
-    out = nn.functional.embedding_bag(idx, W_dec, per_sample_weights=vals.to(W_dec.dtype), mode="sum")
-    return out if b_dec is None else out + b_dec
-
-
-_KERNEL: list = []
-
-
-def _kernel_sparse_decode():
-    if not _KERNEL:
-        try:
-            from saekit.kernels import sparse_decode as fn  # issue 5's kernels, when present
-        except ImportError:
-            fn = None
-        _KERNEL.append(fn)
-    return _KERNEL[0]
 
 
 class ConfigShape:

@@ -11,19 +11,7 @@ from __future__ import annotations
 import torch
 
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
-
-_ENCODE: list = []
-
-
-def _kernel_topk_encode():
-    """``saekit.kernels.topk_encode`` when the kernels package provides it, else None."""
-    if not _ENCODE:
-        try:
-            from saekit.kernels import topk_encode as fn
-        except ImportError:
-            fn = None
-        _ENCODE.append(fn)
-    return _ENCODE[0]
+from saekit.kernels import topk_encode
 
 
 class TopKDictionary(SparseDictionary):
@@ -52,8 +40,9 @@ class TopKDictionary(SparseDictionary):
         return int(dead_mask.sum())
 
     def fused_encoder(self):
-        """The sparse-backward top-k encoder of saekit.kernels, or None."""
-        return _kernel_topk_encode()
+        """The sparse-backward top-k encoder of saekit.kernels (None in a subclass that selects
+        its own way, e.g. the latent-sharded one)."""
+        return topk_encode
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         vals, idx = self.select(pre, self.cfg.k)

@@ -32,7 +32,7 @@ def evaluate(
     batch_size: int = 4096,
     max_tokens: int | None = None,
     splice_batch_size: int = 16,
-    keep_bos: bool = True,
+    skip_bos: bool = True,
     include_density: bool = False,
 ) -> dict[str, Any]:
     """Core metrics of ``sae`` on held-out activations ``source``; with ``model``, also the splice metrics.
@@ -54,7 +54,7 @@ def evaluate(
             raise ConfigError(
                 "evaluate() with a model needs tokens= ([n_seq, n_ctx] token ids) to splice into the model."
             )
-        out.update(splice_metrics(sae, model, tokens, hook_name, out_hook_name, splice_batch_size, keep_bos))
+        out.update(splice_metrics(sae, model, tokens, hook_name, out_hook_name, splice_batch_size, skip_bos))
     return out
 
 

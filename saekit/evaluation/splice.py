@@ -14,7 +14,6 @@ reconstruction, 0 is no better than the ablation. KL is KL(p_clean ‖ p_spliced
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,11 +22,7 @@ import torch.nn.functional as F
 
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
-
-Replace = Callable[[torch.Tensor], torch.Tensor]
-
-# transcoder input hook -> the MLP output hook it predicts
-_MLP_IN = re.compile(r"^blocks\.(\d+)\.(ln2\.hook_normalized|hook_mlp_in|hook_resid_mid)$")
+from saekit.hooknames import guess_out_hook
 
 
 def unwrap_model(model: Any) -> tuple[torch.nn.Module, str]:
@@ -42,23 +37,26 @@ def unwrap_model(model: Any) -> tuple[torch.nn.Module, str]:
 def split_hooks(
     sae: torch.nn.Module | DictionaryConfig, hook_name: str | None = None, out_hook_name: str | None = None
 ) -> tuple[str, str | None]:
-    """(input hook, output hook or None) of a dictionary or its config; output hook only for transcoders."""
+    """(input hook, output hook or None) of a dictionary or its config; output hook only for transcoders.
+
+    A transcoder's output hook is, in order: ``out_hook_name``, the ``IN->OUT`` form of
+    ``hook_name``, the config's ``hook_name_out`` (when the input hook is the config's own), and
+    only then a guess from the input hook (MLP input -> MLP output of the same block).
+    """
     cfg = sae if isinstance(sae, DictionaryConfig) else getattr(sae, "cfg", None)
-    hook_name = hook_name or getattr(cfg, "hook_name", "") or ""
+    own_in = getattr(cfg, "hook_name", "") or ""
+    hook_name = hook_name or own_in
     if "->" in hook_name:  # "in_hook->out_hook" names both ends of a transcoder
         hook_name, out_hook_name = (s.strip() for s in hook_name.split("->", 1))
     if not hook_name:
         raise ConfigError("hook_name is empty; pass hook_name= (the hookpoint the dictionary was trained on).")
     if not getattr(cfg, "transcoder", False):
         return hook_name, None
-    out_hook_name = out_hook_name or getattr(cfg, "out_hook_name", None)
+    if not out_hook_name and hook_name == own_in:
+        out_hook_name = getattr(cfg, "hook_name_out", "") or None
+    out_hook_name = out_hook_name or guess_out_hook(hook_name)
     if not out_hook_name:
-        m = _MLP_IN.match(hook_name)
-        if m is None:
-            raise ConfigError(
-                f"the transcoder's output hook is unknown for input hook {hook_name!r}; pass out_hook_name=."
-            )
-        out_hook_name = f"blocks.{m.group(1)}.hook_mlp_out"
+        raise ConfigError(f"the transcoder's output hook is unknown for input hook {hook_name!r}; pass out_hook_name=.")
     return hook_name, out_hook_name
 
 
@@ -118,15 +116,15 @@ def _kl(clean_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def mean_activation(
-    model: Any, tokens: torch.Tensor, hook_name: str, batch_size: int = 16, keep_bos: bool = True
+    model: Any, tokens: torch.Tensor, hook_name: str, batch_size: int = 16, skip_bos: bool = True
 ) -> torch.Tensor:
-    """Mean activation at ``hook_name`` over all evaluated positions (position 0 left out if keep_bos)."""
+    """Mean activation at ``hook_name`` over all evaluated positions (position 0 left out if skip_bos)."""
     total, count = None, 0
     for start in range(0, tokens.shape[0], batch_size):
         batch = tokens[start : start + batch_size]
         seen: dict[str, torch.Tensor] = {}
         run_logits(model, batch, {hook_name: lambda a, seen=seen: seen.__setitem__("a", a.detach())})
-        act = seen["a"][:, 1:] if keep_bos else seen["a"]
+        act = seen["a"][:, 1:] if skip_bos else seen["a"]
         s = act.double().sum((0, 1))
         total = s if total is None else total + s
         count += act.shape[0] * act.shape[1]
@@ -147,12 +145,14 @@ def splice_metrics(
     hook_name: str | None = None,
     out_hook_name: str | None = None,
     batch_size: int = 16,
-    keep_bos: bool = True,
+    skip_bos: bool = True,
 ) -> dict[str, Any]:
     """CE loss recovered (zero and mean ablation), KL and Δ loss of ``sae`` spliced into ``model``.
 
-    tokens: LongTensor [n_seq, n_ctx]. keep_bos: leave position 0 (the BOS token, an outlier most
-    dictionaries are not trained on) untouched in every run, the ablations included.
+    tokens: LongTensor [n_seq, n_ctx]. skip_bos: leave position 0 (the BOS token, an outlier most
+    dictionaries are not trained on) untouched in every run, the ablations included, and out of the
+    ablation mean. (``saekit cache --keep-bos`` is the other side of the same choice: a cache drops
+    BOS rows unless told to keep them.)
     """
     if tokens.ndim != 2 or tokens.shape[1] < 2:
         raise DataError(f"tokens must be a [n_seq, n_ctx ≥ 2] tensor, got shape {tuple(tokens.shape)}.")
@@ -161,10 +161,10 @@ def splice_metrics(
     module, _ = unwrap_model(model)
     p = next(module.parameters())
     tokens = tokens.to(p.device)
-    mean = mean_activation(model, tokens, target_hook, batch_size, keep_bos).to(p.device)
+    mean = mean_activation(model, tokens, target_hook, batch_size, skip_bos).to(p.device)
 
     def keep_first(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-        if keep_bos:
+        if skip_bos:
             new = new.clone()
             new[:, 0] = old[:, 0]
         return new

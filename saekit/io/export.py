@@ -166,7 +166,7 @@ def export_circuit_tracer(items: list[tuple[torch.nn.Module, Path]], out: Path) 
         written.append(atomic_save_safetensors(out / f"layer_{layer}.safetensors", st, metadata={"format": "pt"}))
     first_sae, first_folder = by_layer[0]
     meta = read_meta(first_folder)
-    hook_out = meta.get("hook_name_out") or "blocks.0.hook_mlp_out"
+    hook_out = first_sae.cfg.hook_name_out or meta.get("hook_name_out") or "blocks.0.hook_mlp_out"
     config = {
         "model_kind": "transcoder_set",
         "model_name": first_sae.cfg.model_name or (meta.get("model") or {}).get("name", ""),

@@ -130,6 +130,8 @@ def load_native(folder: Path) -> torch.nn.Module:
     if is_crosscoder_meta(meta):
         return load_crosscoder(folder, meta)
     cfg = dictionary_config_from_saekit(meta, str(meta_file))
+    if cfg.transcoder and not cfg.hook_name_out and isinstance(meta.get("hook_name_out"), str):
+        cfg.hook_name_out = meta["hook_name_out"]  # folders written before the config had the field
     cfg_file = folder / CFG_FILENAME
     if cfg_file.exists():
         sl = read_json(cfg_file, "SAELens config")
@@ -256,6 +258,7 @@ def load_saelens(folder: Path) -> torch.nn.Module:
         transcoder=transcoder,
         skip=skip,
         hook_name=str(meta.get("hook_name") or raw.get("hook_name") or raw.get("hook_point") or ""),
+        hook_name_out=str((meta.get("hook_name_out") or raw.get("hook_name_out") or "") if transcoder else ""),
         model_name=str(meta.get("model_name") or raw.get("model_name") or ""),
         variant=str(meta.get("saekit_variant") or ""),
     )

@@ -26,6 +26,7 @@ import torch
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_save_safetensors, atomic_write_json, read_json
+from saekit.hooknames import guess_out_hook
 from saekit.io.meta import _versions, extra_buffers  # noqa: F401 (re-exported)
 from saekit.jsonsafe import json_safe
 
@@ -120,7 +121,10 @@ def saelens_cfg(cfg: DictionaryConfig, dtype: torch.dtype, info: dict | None = N
         "saekit_variant": cfg.variant or info.get("variant", ""),
     }
     if cfg.transcoder:
-        metadata["hook_name_out"] = info.get("hook_name_out") or metadata["hook_name"]
+        # the config's own output hook; a guess (MLP in -> MLP out) only for configs built without one
+        metadata["hook_name_out"] = (
+            cfg.hook_name_out or info.get("hook_name_out") or guess_out_hook(metadata["hook_name"]) or ""
+        )
         metadata["hook_head_index_out"] = None
     out: dict[str, Any] = {
         "architecture": saelens_architecture(cfg),

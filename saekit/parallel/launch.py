@@ -126,7 +126,8 @@ def _train_hookpoints(spec: dict[str, Any], tcfg: TrainConfig, out: Path, resume
     jobs = []
     for hp in hookpoints:
         keys = (hp,) if isinstance(hp, str) else hp
-        origin = {"hook_name": keys[0], "model_name": str(source["model"]), "variant": variant}
+        origin = {"hook_name": keys[0], "hook_name_out": keys[1] if len(keys) == 2 else "",
+                  "model_name": str(source["model"]), "variant": variant}
         cfgs = dictionary_configs(spec["dictionaries"], widths[keys[0]], widths[keys[-1]], len(keys) == 2, origin)
         jobs.append(HookpointJob(hp, cfgs))
     if rank == 0 and not resume:

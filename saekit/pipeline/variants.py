@@ -32,6 +32,7 @@ def default_dict_cfgs(d_model: int, n_layers: int, expansion: int = 4, k: int = 
             k=k,
             transcoder=True,
             hook_name=f"blocks.{layer}.ln2.hook_normalized",
+            hook_name_out=f"blocks.{layer}.hook_mlp_out",
         ),
     }
 

@@ -13,7 +13,6 @@ parallelism and latent sharding are strategies in ``saekit.parallel``).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -28,6 +27,7 @@ from saekit.device import resolve_device
 from saekit.dictionaries import SparseDictionary, init_b_dec
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_write_json
+from saekit.kernels import use_backend
 from saekit.progress import token_bar
 from saekit.training.checkpoint import save_checkpoint
 from saekit.training.dead import DeadLatentTracker
@@ -198,7 +198,7 @@ class Trainer:
             run.optimizer.zero_grad(set_to_none=True)
             with (
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tcfg.autocast_bf16),
-                _kernel_backend(self.tcfg.use_kernels),
+                use_backend(self.tcfg.use_kernels),
             ):
                 out = run.sae.training_loss(x, y, dead_mask=run.tracker.dead_mask(), step=step)
             if not bool(torch.isfinite(out.loss)):
@@ -477,15 +477,6 @@ class Trainer:
         """Before stopping on bad data, make sure the last good state is on disk."""
         if self.out_dir is not None and self.step_count > 0 and self.strategy.checkpoint_on_bad_data:
             self.save_checkpoint()
-
-
-def _kernel_backend(backend: str):
-    """``saekit.kernels.use_backend(backend)`` (TrainConfig.use_kernels) when available."""
-    try:
-        from saekit.kernels import use_backend
-    except ImportError:
-        return contextlib.nullcontext()
-    return use_backend(backend)
 
 
 def _nonfinite(x: torch.Tensor, y: torch.Tensor | None) -> str | None:

@@ -65,7 +65,7 @@ def dictionary_configs(
     dicts: list[dict], d_in: int, d_out: int, paired: bool, origin: dict[str, str] | str | None = None
 ) -> list[DictionaryConfig]:
     """``DictionaryConfig``s from a spec's dictionary tables and the source's widths;
-    ``origin`` ({hook_name, model_name, variant}, or a hookpoint name) fills what a table leaves out."""
+    ``origin`` ({hook_name, hook_name_out, model_name, variant}, or a hookpoint name) fills what a table leaves out."""
     origin = {"hook_name": origin or ""} if not isinstance(origin, dict) else origin
     cfgs = []
     for d in dicts:
@@ -74,6 +74,7 @@ def dictionary_configs(
         if paired:
             d.setdefault("d_out", d_out)
             d.setdefault("transcoder", True)
+            d.setdefault("hook_name_out", origin.get("hook_name_out") or "")
         d.setdefault("hook_name", origin.get("hook_name") or "")
         if "n_latents" not in d:
             raise ConfigError("--n-latents (or n_latents in [[dictionary]]) is required.")
