@@ -211,11 +211,6 @@ class DictionaryConfig(_Config):
             self.b_dec_init in ("geometric_median", "mean", "zero"),
             f"b_dec_init {self.b_dec_init!r} is not known; expected geometric_median, mean or zero.",
         )
-        _require(
-            self.k is None or self.kind in TOPK_KINDS,
-            f"k is the number of active latents of {', '.join(TOPK_KINDS)}; kind {self.kind!r} ignores it "
-            "(its sparsity is set by sparsity_coef): drop k or choose kind topk.",
-        )
         self._check_new_kinds()
         if self.k_aux is None:
             self.k_aux = max(1, min(self.n_latents, self.d_in // 2))

@@ -391,7 +391,8 @@ def test_publishing_requests_come_from_the_installed_huggingface_hub(hub, run_di
     posts = [r for r in hub.requests if r["method"] == "POST"]
     assert posts, "saekit sent no request to the Hub"
     for r in posts:
-        assert f"huggingface_hub/{huggingface_hub.__version__}" in r["agent"], r["agent"]
+        # the installed client names itself and its version ("hf_hub/X" in 1.x+, "huggingface_hub/X" before)
+        assert re.search(rf"(hf_hub|huggingface_hub)/{re.escape(huggingface_hub.__version__)}\b", r["agent"]), r["agent"]
 
 
 def test_trained_run_publish_then_load_offline(hub, tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from saekit.config import DictionaryConfig
+from saekit.config import TOPK_KINDS, DictionaryConfig
 from saekit.errors import ConfigError, DataError
 
 SOURCE_FILE = "source.json"
@@ -78,6 +78,12 @@ def dictionary_configs(
         d.setdefault("hook_name", origin.get("hook_name") or "")
         if "n_latents" not in d:
             raise ConfigError("--n-latents (or n_latents in [[dictionary]]) is required.")
+        kind = d.get("kind", "topk")
+        if d.get("k") is not None and kind not in TOPK_KINDS:  # a flag that would silently do nothing
+            raise ConfigError(
+                f"k is the number of active latents of {', '.join(TOPK_KINDS)}; kind {kind!r} ignores it "
+                "(its sparsity is set by sparsity_coef): drop k or choose kind topk."
+            )
         cfg = DictionaryConfig.from_dict(d)
         cfg.model_name = cfg.model_name or origin.get("model_name", "")
         cfg.variant = cfg.variant or origin.get("variant", "")
