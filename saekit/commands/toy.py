@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     mk.add_argument("--k", type=int, default=4, help="sequence length K")
     mk.add_argument("--steps", type=int, default=1000, help="model training steps")
     mk.add_argument("--dict-k", type=int, default=1, help="active latents per input of the top-k dictionaries")
-    mk.add_argument("--dict-tokens", type=int, default=1 << 19, help="training inputs per dictionary")
+    mk.add_argument("--dict-tokens", type=int, default=1 << 17, help="training inputs per dictionary")
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--overwrite", action="store_true")
     mk.set_defaults(func=run)
