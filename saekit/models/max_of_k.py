@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from saekit.config import DEFAULT_COEF
+from saekit.config import DEFAULT_COEF, MAX_OF_K_VARIANTS
 from saekit.errors import ConfigError, DataError
 from saekit.models.regularisers import weight_l1
 
-MAX_OF_K_VARIANTS = ("baseline", "l1_weights", "act_l1", "random")
 RESID_HOOK = "blocks.0.hook_resid_post"  # residual stream at the end (pre-unembed: no final LN)
 ATTN_OUT_HOOK = "blocks.0.hook_attn_out"
 
