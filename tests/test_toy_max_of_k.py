@@ -44,6 +44,13 @@ def test_table_forward_equals_model(mok16):
     assert torch.allclose(ref, fast, atol=1e-4)
 
 
+def test_outer_sum_accuracy_equals_the_forward_pass_tables(mok16):
+    from saekit.models.max_of_k import _exhaustive_accuracy_any_k
+
+    for model in (mok16[0], train_max_of_k(MaxOfKConfig(vocab=16, variant="random"))):
+        assert exhaustive_accuracy(model) == _exhaustive_accuracy_any_k(model, 1 << 10)
+
+
 def test_exhaustive_accuracy_of_trained_model(mok64):
     assert exhaustive_accuracy(mok64) >= 0.99
     # the untrained model is the control: near chance
