@@ -13,6 +13,7 @@ from typing import Any
 from saekit.errors import ConfigError
 
 VARIANTS = ("baseline", "l1_weights", "act_l1", "pruned", "solu", "topographic", "random")
+MAX_OF_K_VARIANTS = ("baseline", "l1_weights", "act_l1", "random")  # those that apply to an attention-only model
 # Default regulariser strength per variant (chosen so the tiny demo model shows a clear effect).
 DEFAULT_COEF = {
     "baseline": 0.0,

@@ -22,7 +22,7 @@ from saekit.pipeline.toy_max_of_k import train_site_dictionaries
 @pytest.fixture(scope="session")
 def mok64():
     """The paper's model (vocabulary 64, K = 4), trained once for the session."""
-    return train_max_of_k(MaxOfKConfig(steps=600))
+    return train_max_of_k(MaxOfKConfig(steps=300))
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +44,13 @@ def test_table_forward_equals_model(mok16):
     assert torch.allclose(ref, fast, atol=1e-4)
 
 
+def test_outer_sum_accuracy_equals_the_forward_pass_tables(mok16):
+    from saekit.models.max_of_k import _exhaustive_accuracy_any_k
+
+    for model in (mok16[0], train_max_of_k(MaxOfKConfig(vocab=16, variant="random"))):
+        assert exhaustive_accuracy(model) == _exhaustive_accuracy_any_k(model, 1 << 10)
+
+
 def test_exhaustive_accuracy_of_trained_model(mok64):
     assert exhaustive_accuracy(mok64) >= 0.99
     # the untrained model is the control: near chance
@@ -60,16 +67,11 @@ def test_labels_by_construction():
     assert lab["max_position"].tolist() == [1, 0, 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15 asks for >= 0.9; measured 0.56 (logits) / 0.61 (resid): 7-11 of 64 latents stay dead and "
-    "neighbouring maxima share latents (docs/toy_max_of_k.md)",
-)
 def test_width_vocab_dictionary_dedicates_latents_to_max_values(mok64):
     gen = torch.Generator().manual_seed(1)
     x = site_activations(mok64, sample_inputs(1 << 15, 64, 4, gen))["logits"]
     tokens = sample_inputs(1 << 14, 64, 4, gen)
-    sae = train_site_dictionaries(x, [64], 1, 1 << 19, 0)[0]
+    sae = train_site_dictionaries(x, [64], 1, 1 << 17, 0)[0]  # greedy k-means++ seeds (random data seeds: ~0.6)
     with torch.no_grad():
         z = sae.encode(site_activations(mok64, tokens)["logits"])
     assert dedicated_fraction(explain_latents(z, input_labels(tokens)), "max", list(range(64))) >= 0.9
@@ -77,7 +79,7 @@ def test_width_vocab_dictionary_dedicates_latents_to_max_values(mok64):
 
 def test_wider_dictionary_children_separated_by_a_named_label(mok16):
     _, train_x, eval_x, labels = mok16
-    small, big = train_site_dictionaries(train_x, [16, 64], 1, 1 << 18, 0)
+    small, big = train_site_dictionaries(train_x, [16, 64], 1, 1 << 16, 0)
     with torch.no_grad():
         zs, zb = small.encode(eval_x), big.encode(eval_x)
     splits = split_tree(zs, zb, small.W_dec.detach(), big.W_dec.detach(), labels)

@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from saekit.counts import count_arg
+
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("demo", help="the whole pipeline on the built-in corpus: variants → dictionaries → report")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     parser.add_argument("--steps", type=int, default=None, help="model training steps per variant")
-    parser.add_argument("--train-tokens", type=int, default=None, help="dictionary training tokens (default: compare's)")
+    parser.add_argument(
+        "--train-tokens", type=count_arg("--train-tokens"), default=None, help="dictionary training tokens, e.g. 100k (default 100k)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="retrain models already in --out")
     parser.set_defaults(func=run)
 

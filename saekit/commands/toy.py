@@ -24,17 +24,26 @@ def add_parser(sub) -> None:
     mk.add_argument("--k", type=int, default=4, help="sequence length K")
     mk.add_argument("--steps", type=int, default=1000, help="model training steps")
     mk.add_argument("--dict-k", type=int, default=1, help="active latents per input of the top-k dictionaries")
-    mk.add_argument("--dict-tokens", type=int, default=1 << 19, help="training inputs per dictionary")
+    mk.add_argument("--dict-tokens", type=int, default=1 << 17, help="training inputs per dictionary")
     mk.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     mk.add_argument("--overwrite", action="store_true", help="replace earlier max-of-K results in --out")
     mk.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from saekit.config import MAX_OF_K_VARIANTS
+    from saekit.errors import ConfigError
+
+    variants = [v for v in args.variants.split(",") if v]
+    for variant in variants:  # refused before the slow imports below
+        if variant not in MAX_OF_K_VARIANTS:
+            raise ConfigError(f"variant {variant!r} does not apply to max-of-K; expected some of {', '.join(MAX_OF_K_VARIANTS)}.")
+    if (args.out / "results.json").exists() and not args.overwrite:
+        raise ConfigError(f"{args.out} already holds max-of-K results; pass --overwrite or choose another --out.")
     from saekit.pipeline.toy_max_of_k import run_max_of_k
 
     results = run_max_of_k(
-        args.out, [v for v in args.variants.split(",") if v], args.widths, vocab=args.vocab, k=args.k,
+        args.out, variants, args.widths, vocab=args.vocab, k=args.k,
         steps=args.steps, dict_k=args.dict_k, dict_tokens=args.dict_tokens, seed=args.seed, overwrite=args.overwrite,
     )  # fmt: skip
     best = results["dictionaries"]

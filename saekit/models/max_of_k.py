@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from saekit.config import DEFAULT_COEF
+from saekit.config import DEFAULT_COEF, MAX_OF_K_VARIANTS
 from saekit.errors import ConfigError, DataError
 from saekit.models.regularisers import weight_l1
 
-MAX_OF_K_VARIANTS = ("baseline", "l1_weights", "act_l1", "random")
 RESID_HOOK = "blocks.0.hook_resid_post"  # residual stream at the end (pre-unembed: no final LN)
 ATTN_OUT_HOOK = "blocks.0.hook_attn_out"
 
@@ -188,7 +187,28 @@ class _logit_tables:
 
 @torch.no_grad()
 def exhaustive_accuracy(model, batch: int = 1 << 12) -> float:
-    """Fraction of all vocab^K inputs whose last-position argmax is the maximum."""
+    """Fraction of all vocab^K inputs whose last-position argmax is the maximum.
+
+    For K = 4, per query token q: softmax weights relative to the query's own score make
+    Z·logits = F0[a] + F1[b] + F2[c] + F3[q] (F_i[t] = e^(S[q,i,t] − S[q,3,q])·(V_i[t] + D[q])),
+    an outer sum whose argmax equals the logits' (Z > 0): ~3x less work than the forward pass."""
+    if model.cfg.n_ctx != 4:
+        return _exhaustive_accuracy_any_k(model, batch)
+    tables, vocab = _logit_tables(model), model.cfg.d_vocab
+    tokens = torch.arange(vocab)
+    prefix_max = torch.maximum(torch.maximum(tokens[:, None, None], tokens[None, :, None]), tokens[None, None, :]).reshape(-1, vocab)
+    correct = 0
+    for q in range(vocab):
+        rel = tables.scores[q] - tables.scores[q, -1, q]  # [k, vocab]; the own term is e^0 = 1, so Z ≥ 1
+        dtype = torch.float32 if float(rel.max()) < 80 else torch.float64  # e^80 · logits stays finite
+        f = rel.to(dtype).exp()[..., None] * (tables.value_logits.to(dtype) + tables.direct[q].to(dtype))  # [k, vocab, out]
+        pair = (f[0][:, None] + f[1][None] + f[3, q]).reshape(-1, 1, vocab)  # [a·b, 1, out]
+        scaled = pair + f[2][None]  # [a·b, c, out]
+        correct += int((scaled.argmax(-1) == prefix_max.clamp_min(q)).sum())
+    return correct / vocab**4
+
+
+def _exhaustive_accuracy_any_k(model, batch: int) -> float:
     tables, vocab = _logit_tables(model), model.cfg.d_vocab
     correct = 0
     queries = torch.arange(vocab)
