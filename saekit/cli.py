@@ -13,7 +13,7 @@ import sys
 from saekit.errors import SaekitError
 
 # verb modules under saekit.commands, in the order `saekit --help` lists them
-COMMANDS = ["demo", "model", "cache", "train", "crosscode", "eval", "compare", "push", "export", "toy"]
+COMMANDS = ["demo", "model", "cache", "train", "crosscode", "eval", "compare", "sweep_variant", "push", "export", "toy"]
 
 
 def build_parser() -> argparse.ArgumentParser:

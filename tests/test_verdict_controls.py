@@ -37,7 +37,11 @@ N_EVAL = 128
 
 def test_the_groups_of_the_run(control_run):
     _, results = control_run
-    assert results["groups"] == {"baseline": BASELINES[:2], "baseline_b": BASELINES[2:], "random": ["random-s0", "random-s1"]}
+    assert results["groups"] == {
+        "baseline": BASELINES[:2],
+        "baseline_b": BASELINES[2:],
+        "random": ["random-s0", "random-s1"],
+    }
 
 
 def test_two_groups_of_baseline_seeds_get_no_verdict_on_at_least_90_percent(control_run):
@@ -104,4 +108,3 @@ def test_one_model_per_group_is_said_and_the_others_go_on(control_run, tmp_path)
     write_report({**results, "verdicts": out}, tmp_path / "report.html")  # and the report says so
     html = (tmp_path / "report.html").read_text()
     assert NOT_ENOUGH_SEEDS in html and "random has 1 model seed(s)" in html
-
