@@ -16,7 +16,7 @@ from saekit.pipeline.stats import NO_DIFFERENCE, NOT_ENOUGH_SEEDS
 from saekit.pipeline.verdicts import verdicts_from_results
 from saekit.report import write_report
 
-BASELINES = ["baseline-s0", "baseline-s1", "baseline-s2", "baseline-s3"]
+BASELINES = ["baseline-s0", "baseline-s1", "baseline_b-s2", "baseline_b-s3"]
 
 
 @pytest.fixture(scope="module")
