@@ -95,7 +95,7 @@ def test_without_the_random_control_normalised_is_null_and_said(control_run):
             assert rec["normalised"] is None and rec["random"] is None, axis
             assert "No random control group" in rec["note"], axis
     # with the control, the same entries have a normalised effect
-    assert results["verdicts"]["baseline_b"]["sae"]["abstractness"]["normalised"] is not None
+    assert results["verdicts"]["baseline_b"]["sae"]["reconstruction"]["normalised"] is not None
 
 
 def test_one_model_per_group_is_said_and_the_others_go_on(control_run, tmp_path):
