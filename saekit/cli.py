@@ -14,7 +14,7 @@ import sys
 from saekit.errors import SaekitError
 
 # verb modules under saekit.commands, in the order `saekit --help` lists them
-COMMANDS = ["demo", "model", "cache", "train", "crosscode", "eval", "compare", "browse", "edit", "toy", "push", "export", "info"]
+COMMANDS = ["demo", "model", "cache", "train", "crosscode", "eval", "compare", "sweep_variant", "browse", "edit", "toy", "push", "export", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,9 +6,8 @@ import json
 import pytest
 
 from saekit.cli import main
-from saekit.config import DictionaryConfig, ModelConfig, TrainConfig
-from saekit.data import default_tokenizer, load_corpus, pack_tokens
-from saekit.models import load_model, train_model
+from saekit.config import DictionaryConfig, TrainConfig
+from saekit.models import load_model
 from saekit.pipeline import run_comparison
 from saekit.pipeline.stats import NO_DIFFERENCE, WITHHELD
 from saekit.pipeline.variants import group_names
@@ -17,19 +16,9 @@ RECORD = {"metric", "baseline", "variant", "random", "delta", "ci95", "normalise
 
 
 @pytest.fixture(scope="module")
-def model_seeds(tmp_path_factory):
-    """Two model seeds of the baseline and of the random control (same tiny settings as test_compare)."""
-    root = tmp_path_factory.mktemp("models")
-    tok = default_tokenizer()
-    train = pack_tokens(load_corpus("train")[:1], tok, 32, max_rows=160)
-    val = pack_tokens(load_corpus("validation")[:1], tok, 32, max_rows=16)
-    base = ModelConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=400, batch_size=8, device="cpu")
-    dirs = []
-    for v in ("baseline", "random"):
-        for s in (0, 1):
-            train_model(base.replace(variant=v, seed=s), root / f"{v}{s}", tokenizer=tok, data=(train, val), progress=False)
-            dirs.append(root / f"{v}{s}")
-    return dirs
+def model_seeds(verdict_models):
+    """Two model seeds of the baseline and of the random control (the session's shared tiny models)."""
+    return [verdict_models[n] for n in ("baseline0", "baseline1", "random0", "random1")]
 
 
 @pytest.fixture(scope="module")

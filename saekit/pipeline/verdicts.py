@@ -35,6 +35,7 @@ NOT_CONVERGED = (
     "Not converged: dictionaries of one model disagree (baseline seed consistency {c:.3f} vs chance {ch:.3f}); "
     "train longer, narrower or with smaller batches. No verdict on matching-based axes."
 )
+LM_COST_NOTE = "LM loss is one number per model: one test per variant, shown under each dictionary."
 
 
 def _key(d: str, axis: str) -> str:
@@ -84,9 +85,13 @@ def run_verdicts(
                 per_model = {m: model_axes[(m, d)][axis] for m in models if axis in model_axes.get((m, d), {})}
                 if per_model:
                     values[g][_key(d, axis)] = per_model
-            values[g][_key(d, "lm_cost")] = {m: lm_loss[m] for m in models if m in lm_loss}
+        # one LM loss per model, whatever the dictionaries: one test per variant in the Holm family
+        per_model_loss = {m: lm_loss[m] for m in models if m in lm_loss}
+        if per_model_loss:
+            values[g]["lm_cost"] = per_model_loss
     direction = {_key(d, a): DEFAULT_HIGHER_IS_BETTER[a] for d in dict_names for a in AXES}
     metrics = {_key(d, a): m for d in dict_names for a, m in AXES.items()}
+    direction["lm_cost"], metrics["lm_cost"] = DEFAULT_HIGHER_IS_BETTER["lm_cost"], AXES["lm_cost"]
     withhold = {
         _key(d, a): NOT_CONVERGED.format(c=c["consistency"], ch=c["chance"])
         for d, c in converged.items()
@@ -97,6 +102,26 @@ def run_verdicts(
     out: dict[str, Any] = {}
     for v, per_axis in flat.items():
         for key, rec in per_axis.items():
+            if key == "lm_cost":  # the same record under every dictionary of the variant
+                rec["note"] = " ".join(filter(None, [rec.get("note"), LM_COST_NOTE]))
+                for d in dict_names:
+                    out.setdefault(v, {}).setdefault(d, {})[key] = rec
+                continue
             d, axis = key.rsplit("/", 1)
             out.setdefault(v, {}).setdefault(d, {})[axis] = rec
     return {"verdicts": out, "note": ""}
+
+
+def verdicts_from_results(
+    results: dict[str, Any], groups: dict[str, list[str]] | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """The verdicts again from a finished run's results.json (no retraining), e.g. with other groups.
+
+    Uses the stored per-dictionary axis values (per-latent axes as their medians, so the bootstrap
+    resamples model and dictionary seeds but not latents), per-model axes, LM losses and convergence.
+    groups: group -> model names (default: the run's own ``results["groups"]``); ``seed``: the bootstrap seed.
+    """
+    groups = groups if groups is not None else results["groups"]
+    dict_axes = {(r["variant"], r["dict"], r["seed"]): r.get("axes", {}) for r in results["dictionaries"]}
+    model_axes = {tuple(k.rsplit("/", 1)): v for k, v in results.get("model_axes", {}).items()}
+    return run_verdicts(groups, dict_axes, model_axes, results.get("lm_loss", {}), results["convergence"], seed=seed)
