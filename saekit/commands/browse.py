@@ -23,8 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dataset", default=None, help="HF dataset name or local text/jsonl/parquet path (default: built-in corpus)"
     )
-    p.add_argument("--split", default="train")
-    p.add_argument("--text-column", default="text")
+    p.add_argument("--split", default="train", help="dataset split to read (default train)")
+    p.add_argument("--text-column", default="text", help="text column of the dataset (default text)")
     p.add_argument("--compare", nargs="+", default=[], metavar="OTHER_DICT", help="other dictionaries to match against")
     p.add_argument(
         "--compare-model",
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 128)")
     p.add_argument("--batch-rows", type=int, default=8, help="sequences per forward pass (default 8)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace a browser saekit browse wrote in --out before")
     p.set_defaults(func=run)
 

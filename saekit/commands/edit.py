@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Rank units by how well they separate concept from control text (localize), ablate the top n "
         "(ablate) or add a direction (steer); writes OUT/edit_<action>.json and .png. See docs/editing.md.",
     )
-    p.add_argument("action", choices=["localize", "ablate", "steer"])
+    p.add_argument("action", choices=["localize", "ablate", "steer"], help="localize: rank units; ablate: remove the top units; steer: add a direction")
     p.add_argument("--model", required=True, help="model folder or name")
     p.add_argument("--concept", required=True, help="character:NAME, words:REGEX, or a text file/folder/dataset")
     p.add_argument("--control", default=None, help="control text source (default for character:/words: the rest)")
@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--direction", default="top", help="steer: top (the top unit), a unit index, or mean_difference")
     p.add_argument("--out", default=".", help="output folder (default .)")
     p.add_argument("--overwrite", action="store_true", help="replace existing edit_<action> files")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.set_defaults(func=run)
 
 

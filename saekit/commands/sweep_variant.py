@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-tokens", type=int, default=100_000, help="training tokens per dictionary")
     p.add_argument("--eval-seqs", type=int, default=512, help="held-out sequences (abstractness needs ~30k tokens)")
     p.add_argument("--autointerp-latents", type=int, default=256, help="latents explained per dictionary")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.set_defaults(func=run)
 
 
