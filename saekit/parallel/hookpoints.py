@@ -143,7 +143,7 @@ class LiveHookSource:
         self.widths = {hp: int(a.shape[-1]) for hp, a in probe.items()}
 
     def _order(self) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.passes)
+        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + self.passes) % 2**63)  # seeds may be 63-bit hashes
         return torch.randperm(self.tokens.shape[0], generator=gen)
 
     def _forward(self) -> dict[str, torch.Tensor]:
@@ -154,7 +154,7 @@ class LiveHookSource:
         acts = self.reader(self.tokens[seqs].to(self.reader.device))
         keep = self.keep[seqs]
         rows = {hp: a[keep.to(a.device)].float().cpu() for hp, a in acts.items()}
-        gen = torch.Generator().manual_seed(self.seed + 31 * (self.passes * self.tokens.shape[0] + self.next_seq))
+        gen = torch.Generator().manual_seed((self.seed + 31 * (self.passes * self.tokens.shape[0] + self.next_seq)) % 2**63)
         perm = torch.randperm(int(keep.sum()), generator=gen)
         return {hp: r[perm] for hp, r in rows.items()}
 

@@ -71,7 +71,7 @@ class TensorSource(BatchSource):
         if self._perm is None:
             n = self.x.shape[0]
             if self.shuffle:
-                gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+                gen = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)  # seeds may be 63-bit hashes
                 self._perm = torch.randperm(n, generator=gen)
             else:
                 self._perm = torch.arange(n)
