@@ -257,9 +257,12 @@ class Trainer:
         rec.update({k: float(v) for k, v in out.terms.items()})
         rec = self.strategy.reduce_record(rec, run, out, x, y)
         if "mse" in rec:  # one definition with eval.json: mean over tokens AND dimensions, raw units
-            scale = float(sae.act_scale) * (self.source.pre_scaled_out or self.source.pre_scaled or 1.0)
+            pre = self.source.pre_scaled_out or self.source.pre_scaled or 1.0
             rec["recon_loss"] = rec["mse"]  # the loss term: squared error summed over dimensions, scaled
-            rec["mse"] = rec["mse"] / (ys.shape[-1] * scale**2)
+            if sae.act_scale.numel() == 1:
+                rec["mse"] = rec["mse"] / (ys.shape[-1] * (float(sae.act_scale) * pre) ** 2)
+            else:  # a crosscoder: one scale per source [M, 1] over [B, M, d]
+                rec["mse"] = float(((ys - y_hat) / (sae.act_scale * pre)).pow(2).mean())
         return rec
 
     # ------------------------------------------------------------------ the loop
