@@ -46,7 +46,7 @@ def sae(planted):
         handle.model.run_with_hooks(tokens[:2000], fwd_hooks=[(HOOK_RESID, lambda a, hook: seen.setdefault("a", a))])
     x = seen["a"][:, 1:].reshape(-1, 32)
     cfg = saekit.DictionaryConfig(kind="topk", d_in=32, n_latents=64, k=4, hook_name=HOOK_RESID)
-    tcfg = saekit.TrainConfig(batch_size=512, lr=3e-3, total_tokens=len(x), seed=0, device="cpu", log_every=10**9)
+    tcfg = saekit.TrainConfig(batch_size=512, lr=3e-3, lr_warmup_steps=100, total_tokens=len(x), seed=0, device="cpu", log_every=10**9)
     return saekit.train(cfg, x, tcfg).eval()
 
 
