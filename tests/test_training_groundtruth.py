@@ -78,7 +78,7 @@ def small_data():
 def test_new_kinds_recover_ground_truth_features(name, small_data):
     X, features = small_data
     cfg = DictionaryConfig(d_in=32, n_latents=256, **SMALL_SETTINGS[name])
-    tcfg = TrainConfig(batch_size=256, total_tokens=60_000, lr=3e-3, lr_warmup_steps=20, seed=0, device="cpu")
+    tcfg = TrainConfig(batch_size=256, total_tokens=60_000, lr=3e-3, lr_warmup_steps=20, seed=0, device="cpu", normalize=False)
     sae = train(cfg, X, tcfg, progress=False)
     mmcs, matched = feature_recovery(features, sae.W_dec.detach())
     assert mmcs >= 0.95, f"{name}: MMCS {mmcs:.3f}"
