@@ -60,7 +60,7 @@ def train_spec(
     cfgs = dictionary_configs(spec["dictionaries"], *source_widths(source), source_origin(spec["source"], source))
     for note in check_run(tcfg, source, spec["train"], resume) if is_writer() else []:
         print(f"saekit train: warning: {note}", file=sys.stderr)
-    if not resume:
+    if not resume and is_writer():  # only the writing rank owns the folder (no race between ranks)
         out.mkdir(parents=True, exist_ok=True)
         if (out / CHECKPOINT_NAME).exists() or any(out.glob(SHARD_CHECKPOINTS)):
             raise ConfigError(f"{out} already holds a training run; use --resume to continue it or another --out.")
