@@ -221,15 +221,15 @@ class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
         return self
 
     def save(self, path, extra: dict | None = None):
-        """Write the dictionary folder (SAELens-compatible; format owned by saekit.io.format,
-        which imports nothing from this package)."""
-        from saekit.io.format import save_dictionary
+        """Write the dictionary folder (SAELens-compatible; saekit.dictionaries.folder)."""
+        from saekit.dictionaries.folder import save_dictionary
 
         return save_dictionary(self, path, extra=extra)
 
     def push_to_hub(self, repo_id: str, **kwargs):
-        """Publish to the Hugging Face Hub in one commit (saekit.io.publish.push_to_hub)."""
-        from saekit.io.publish import push_to_hub
+        """Publish to the Hugging Face Hub in one commit (saekit.dictionaries.publish; it writes and
+        uploads only; saekit.io.push_to_hub also checks that saekit reads every folder back)."""
+        from saekit.dictionaries.publish import push_to_hub
 
         return push_to_hub(self, repo_id, **kwargs)
 

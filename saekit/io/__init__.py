@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import importlib
 
-# public name -> module that defines it. Imported on first use, so that writing a folder
-# (saekit.io.format, saekit.io.publish: what a dictionary's own save/push_to_hub use) never
-# loads the readers, which build dictionaries and so import saekit.dictionaries.
+# public name -> module that defines it, imported on first use. The native folder writer and the
+# Hub publisher live in saekit.dictionaries (folder.py, publish.py: what a dictionary's own
+# save/push_to_hub use); saekit.io reads folders back, so it imports dictionaries, never the reverse.
 _EXPORTS = {
     "detect_format": "saekit.io.foreign",
-    "dictionary_folders": "saekit.io.format",
+    "dictionary_folders": "saekit.dictionaries.folder",
     "export": "saekit.io.export",
     "load": "saekit.io.hub",
     "load_folder": "saekit.io.foreign",
-    "model_card": "saekit.io.card",
+    "model_card": "saekit.dictionaries.card",
     "push_to_hub": "saekit.io.hub",
-    "read_meta": "saekit.io.format",
-    "save_dictionary": "saekit.io.format",
+    "read_meta": "saekit.dictionaries.folder",
+    "save_dictionary": "saekit.dictionaries.folder",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,6 +1,6 @@
 """Crosscoder folders, and an export that dictionary_learning's crosscoder classes read.
 
-saekit's crosscoder folder (read back by ``saekit.load``)::
+saekit's crosscoder folder (written by saekit.dictionaries.folder, read back by ``saekit.load``)::
 
     saekit.json                    the DictionaryConfig (n_sources, source_names), metrics,
                                    training config, buffers, versions; written last
@@ -30,53 +30,16 @@ from pathlib import Path
 import torch
 
 from saekit.config import DictionaryConfig
-from saekit.errors import ConfigError, DataError
-from saekit.fileutil import atomic_save_safetensors, atomic_torch_save, atomic_write_json
-from saekit.io.meta import _versions, extra_buffers
-from saekit.jsonsafe import json_safe
+from saekit.dictionaries.folder import (  # noqa: F401 (the folder format, re-exported)
+    CROSSCODER_TENSORS as _TENSORS,
+)
+from saekit.dictionaries.folder import CROSSCODER_WEIGHTS as WEIGHTS  # noqa: F401
+from saekit.dictionaries.folder import is_crosscoder_meta, save_crosscoder  # noqa: F401
+from saekit.errors import ConfigError
+from saekit.fileutil import atomic_torch_save, atomic_write_json
 
-WEIGHTS = "crosscoder_weights.safetensors"
-SAEKIT_FILENAME = "saekit.json"
-SPARSITY_FILENAME = "sparsity.safetensors"
-FORMAT_VERSION = 1
-_TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
 _DL_CLASS = {"relu": "CrossCoder", "batchtopk": "BatchTopKCrossCoder"}
 _CODE_NORMALIZATION_CROSSCODER = 1  # dictionary_learning's CodeNormalization.CROSSCODER.value
-
-
-def is_crosscoder_meta(meta: dict) -> bool:
-    d = meta.get("dictionary")
-    return isinstance(d, dict) and int(d.get("n_sources", 1) or 1) > 1
-
-
-def save_crosscoder(
-    cc: torch.nn.Module, path: str | Path, extra: dict | None = None, feature_density: torch.Tensor | None = None
-) -> Path:
-    """Write ``cc`` as a saekit crosscoder folder (layout in the module docstring)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise DataError(f"{path} exists and is not a folder; expected a folder to write the crosscoder into.")
-    path.mkdir(parents=True, exist_ok=True)
-    (path / SAEKIT_FILENAME).unlink(missing_ok=True)  # the completion marker goes last
-    state = cc.state_dict()
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items() if k in _TENSORS}
-    tensors["act_scale"] = cc.act_scale.detach().cpu().reshape(-1).clone()
-    atomic_save_safetensors(path / WEIGHTS, tensors, metadata={"format": "pt"})
-    if feature_density is not None:
-        density = torch.as_tensor(feature_density).detach().float().cpu().reshape(-1)
-        atomic_save_safetensors(path / SPARSITY_FILENAME, {"sparsity": torch.log10(density + 1e-10)})
-    else:
-        (path / SPARSITY_FILENAME).unlink(missing_ok=True)
-    meta = {
-        "saekit_format": FORMAT_VERSION,
-        "architecture": f"crosscoder_{cc.cfg.kind}",
-        "dictionary": cc.cfg.to_dict(),
-        "buffers": extra_buffers(cc),
-        "versions": _versions(),
-    }
-    meta.update(json_safe(dict(extra or {})))
-    atomic_write_json(path / SAEKIT_FILENAME, meta)
-    return path
 
 
 def export_dictionary_learning(cc: torch.nn.Module, out: str | Path) -> Path:

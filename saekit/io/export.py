@@ -13,10 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from saekit.errors import ConfigError, DataError
-from saekit.fileutil import atomic_save_safetensors, atomic_write_json, atomic_write_text
-from saekit.io.foreign import load_folder
-from saekit.io.format import (
+from saekit.dictionaries.folder import (
     CFG_FILENAME,
     SPARSITY_FILENAME,
     WEIGHTS_FILENAME,
@@ -27,6 +24,9 @@ from saekit.io.format import (
     saelens_architecture,
     saelens_cfg,
 )
+from saekit.errors import ConfigError, DataError
+from saekit.fileutil import atomic_save_safetensors, atomic_write_json, atomic_write_text
+from saekit.io.foreign import load_folder
 
 FORMATS = ("saelens", "sparsify", "circuit-tracer")
 # SAELens 6 architectures (saekit writes other names for kinds SAELens lacks).

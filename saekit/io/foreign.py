@@ -17,19 +17,19 @@ from typing import Any
 import torch
 
 from saekit.config import DictionaryConfig
-from saekit.errors import ConfigError, DataError
-from saekit.fileutil import load_torch_file, read_json
-from saekit.io.crosscoder import _TENSORS as CC_TENSORS
-from saekit.io.crosscoder import WEIGHTS as CC_WEIGHTS
-from saekit.io.crosscoder import is_crosscoder_meta
-from saekit.io.format import (
+from saekit.dictionaries.folder import (
     CFG_FILENAME,
+    CROSSCODER_TENSORS,
+    CROSSCODER_WEIGHTS,
     FORMAT_VERSION,
     SAEKIT_FILENAME,
     TENSOR_NAMES,
     WEIGHTS_FILENAME,
+    is_crosscoder_meta,
     read_tensors,
 )
+from saekit.errors import ConfigError, DataError
+from saekit.fileutil import load_torch_file, read_json
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
 DL_WEIGHTS = "ae.pt"
@@ -150,12 +150,12 @@ def load_native(folder: Path) -> torch.nn.Module:
 def load_crosscoder(folder: Path, meta: dict) -> torch.nn.Module:
     """The crosscoder of a folder ``save_crosscoder`` wrote (every tensor checked)."""
     cfg = dictionary_config_from_saekit(meta, str(folder / SAEKIT_FILENAME))
-    file = folder / CC_WEIGHTS
+    file = folder / CROSSCODER_WEIGHTS
     tensors = read_tensors(file)
     from saekit.dictionaries import create
 
     cc = create(cfg, init=False).to_inference()
-    expected = {k: v for k, v in cc.state_dict().items() if k in CC_TENSORS}
+    expected = {k: v for k, v in cc.state_dict().items() if k in CROSSCODER_TENSORS}
     expected["act_scale"] = cc.act_scale.reshape(-1)
     if sorted(tensors) != sorted(expected):
         raise DataError(f"{file} holds tensors {sorted(tensors)}; a {cfg.kind} crosscoder needs {sorted(expected)}.")

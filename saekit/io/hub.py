@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
+from saekit.dictionaries import publish
+from saekit.dictionaries.folder import dictionary_folders
+from saekit.dictionaries.publish import README, _offline, is_repo_id
 from saekit.errors import DataError
-from saekit.io import publish
 from saekit.io.foreign import load_folder
-from saekit.io.format import dictionary_folders
-from saekit.io.publish import README, _offline, is_repo_id
 
 
 def download(repo_id: str, subfolder: str | None = None, revision: str | None = None) -> Path:
@@ -117,7 +117,7 @@ def push_to_hub(
     endpoint: str | None = None,
 ) -> str:
     """Publish a dictionary folder, a run folder (one subfolder per dictionary) or a dictionary
-    in ONE commit (``saekit.io.publish.push_to_hub``), after checking that saekit can read every
+    in ONE commit (``saekit.dictionaries.publish.push_to_hub``), after checking that saekit can read every
     folder it would publish. Returns the commit URL."""
     return publish.push_to_hub(
         source, repo_id, private=private, revision=revision, token=token,

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from saekit.dictionaries.folder import dictionary_folders, read_meta
 from saekit.errors import DataError
 from saekit.io.foreign import detect_format, load_folder
-from saekit.io.format import dictionary_folders, read_meta
 
 
 def dictionary_info(path: str | Path) -> list[dict[str, Any]]:

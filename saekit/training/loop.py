@@ -457,9 +457,9 @@ class Trainer:
     def save_dictionaries(
         self, saes: list[SparseDictionary] | None = None, densities: list[torch.Tensor] | None = None
     ) -> list[Path]:
-        """Write each dictionary folder (saekit.io format) with its last metrics and the latent
+        """Write each dictionary folder (saekit.dictionaries.folder) with its last metrics and the latent
         firing densities on a sample (SAELens's sparsity.safetensors)."""
-        from saekit.io import save_dictionary
+        from saekit.dictionaries.folder import save_dictionary
 
         saes = saes if saes is not None else [run.sae for run in self.runs]
         densities = densities if densities is not None else self.densities()

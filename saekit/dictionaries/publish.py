@@ -2,9 +2,10 @@
 single ``HfApi.upload_folder``). The token comes from the standard login (``hf auth login``) or
 ``HF_TOKEN``; saekit never prints or stores it.
 
-This module writes and uploads only: it builds no dictionary from a folder, so the dictionaries'
-own ``push_to_hub`` method can use it without an import cycle. ``saekit.io.push_to_hub`` (in
-``saekit.io.hub``) also checks that saekit can read every folder before it publishes.
+This module writes and uploads only: it builds no dictionary from a folder, so it sits with the
+dictionaries (below saekit.io, which reads folders back) and their own ``push_to_hub`` method
+uses it without importing saekit.io. ``saekit.io.push_to_hub`` (in ``saekit.io.hub``) also
+checks that saekit can read every folder before it publishes.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from pathlib import Path
 
 import torch
 
-from saekit.errors import DataError, SaekitError
-from saekit.io.card import model_card
-from saekit.io.format import (
+from saekit.dictionaries.card import model_card
+from saekit.dictionaries.folder import (
     CFG_FILENAME,
     SAEKIT_FILENAME,
     SPARSITY_FILENAME,
@@ -28,6 +28,7 @@ from saekit.io.format import (
     dictionary_folders,
     save_dictionary,
 )
+from saekit.errors import DataError, SaekitError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 README = "README.md"
