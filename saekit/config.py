@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from saekit.errors import ConfigError
+from saekit.kinds import KINDS
 
 VARIANTS = ("baseline", "l1_weights", "act_l1", "pruned", "solu", "topographic", "random")
 MAX_OF_K_VARIANTS = ("baseline", "l1_weights", "act_l1", "random")  # those that apply to an attention-only model
@@ -24,12 +25,13 @@ DEFAULT_COEF = {
     "topographic": 3.0,
     "random": 0.0,
 }
-CROSSCODER_KINDS = ("relu", "topk", "batchtopk")
-DICTIONARY_KINDS = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka", "abstopk", "gated")
-TOPK_KINDS = ("topk", "batchtopk", "matryoshka", "abstopk")  # kinds whose L0 is set by k
+# read off the architecture registry (saekit.kinds)
+DICTIONARY_KINDS = tuple(KINDS)
+CROSSCODER_KINDS = tuple(k for k, f in KINDS.items() if f.crosscoder)
+TOPK_KINDS = tuple(k for k, f in KINDS.items() if f.uses_k)  # kinds whose L0 is set by k
 JUMPRELU_LOSSES = ("step", "tanh", "quadratic")
 RELU_PENALTIES = ("l1", "l1_decnorm", "tanh", "log", "lp")
-NORM_DEPENDENT_KINDS = ("relu", "jumprelu", "gated")  # penalties set for E||x||² = d_in
+NORM_DEPENDENT_KINDS = tuple(k for k, f in KINDS.items() if f.norm_dependent)  # penalties set for E||x||² = d_in
 
 
 def _require(ok: bool, message: str) -> None:

@@ -197,3 +197,41 @@ def test_every_declared_pytest_marker_is_used():
     tests = "\n".join(f.read_text(encoding="utf-8") for f in (ROOT / "tests").rglob("*.py"))
     unused = [m for m in declared if f"mark.{m.split(':')[0].strip()}" not in tests]
     assert not unused, f"pytest markers declared in pyproject.toml but used by no test: {unused}"
+
+
+KIND_NAMES = {"relu", "topk", "batchtopk", "jumprelu", "matryoshka", "abstopk", "gated"}
+
+
+def kind_tables(file: Path) -> list[int]:
+    """Lines of a literal tuple/list/set/dict holding three or more dictionary kind names: a
+    table of kinds that belongs in the architecture registry (saekit/kinds.py; the classes in
+    saekit/dictionaries/registry.py)."""
+    lines = []
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+        items = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", None)
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and items:
+            names = {i.value for i in items if isinstance(i, ast.Constant) and i.value in KIND_NAMES}
+            if len(names) >= 3:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_one_architecture_registry(tmp_path):
+    from saekit.dictionaries.registry import ARCHITECTURES, CROSSCODERS
+    from saekit.kinds import KINDS, saelens_reads
+
+    assert list(ARCHITECTURES) == list(KINDS) and set(KINDS) == KIND_NAMES
+    assert sorted(CROSSCODERS) == sorted(k for k, f in KINDS.items() if f.crosscoder)
+    # every saved form is a kind saved as itself, so saekit reads back what it writes
+    assert all(KINDS[f.saved_as].saved_as == f.saved_as for f in KINDS.values())
+    assert {v[0] for v in saelens_reads().values()} == {f.saved_as for f in KINDS.values()}
+    found = {
+        f"{file.relative_to(ROOT)}:{line}"
+        for mod, file in module_files().items()
+        if mod not in ("saekit.kinds", "saekit.dictionaries.registry")  # the facts, the classes
+        for line in kind_tables(file)
+    }
+    assert not found, f"tables of dictionary kinds outside the registry: {sorted(found)}"
+    probe = tmp_path / "probe.py"  # the check does see one
+    probe.write_text('SAE_ARCH = {"relu": "standard", "topk": "topk", "gated": "gated"}\n')
+    assert kind_tables(probe) == [1]

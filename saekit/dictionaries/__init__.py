@@ -11,32 +11,15 @@ from saekit.config import DictionaryConfig
 from saekit.dictionaries.abstopk import AbsTopKDictionary
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
 from saekit.dictionaries.batchtopk import BatchTopKDictionary
-from saekit.dictionaries.crosscoder import CROSSCODERS, CrossCoder, init_crosscoder
+from saekit.dictionaries.crosscoder import CrossCoder, init_crosscoder
 from saekit.dictionaries.gated import GatedDictionary
 from saekit.dictionaries.init import geometric_median, init_b_dec, init_weights
 from saekit.dictionaries.jumprelu import JumpReLUDictionary
 from saekit.dictionaries.matryoshka import MatryoshkaDictionary
+from saekit.dictionaries.registry import ARCHITECTURES, CROSSCODERS, architecture, crosscoder_class
 from saekit.dictionaries.relu import ReLUDictionary
 from saekit.dictionaries.topk import TopKDictionary
 from saekit.errors import ConfigError
-
-ARCHITECTURES: dict[str, type[SparseDictionary]] = {
-    "relu": ReLUDictionary,
-    "topk": TopKDictionary,
-    "batchtopk": BatchTopKDictionary,
-    "jumprelu": JumpReLUDictionary,
-    "matryoshka": MatryoshkaDictionary,
-    "abstopk": AbsTopKDictionary,
-    "gated": GatedDictionary,
-}
-
-
-def architecture(kind: str) -> type[SparseDictionary]:
-    """The dictionary class for ``kind`` (a key of ``ARCHITECTURES``)."""
-    try:
-        return ARCHITECTURES[kind]
-    except KeyError:
-        raise ConfigError(f"kind {kind!r} is not known; expected one of {', '.join(ARCHITECTURES)}.") from None
 
 
 def create(
@@ -53,10 +36,10 @@ def create(
     """
     if not isinstance(cfg, DictionaryConfig):
         raise ConfigError(f"create() expects a DictionaryConfig, got {type(cfg).__name__}.")
-    crosscoder = cfg.n_sources > 1
-    sae = CROSSCODERS[cfg.kind](cfg) if crosscoder else architecture(cfg.kind)(cfg)
+    is_crosscoder = cfg.n_sources > 1
+    sae = (crosscoder_class(cfg.kind) if is_crosscoder else architecture(cfg.kind))(cfg)
     if init:
-        (init_crosscoder if crosscoder else init_weights)(sae, seed)
+        (init_crosscoder if is_crosscoder else init_weights)(sae, seed)
         if sample is not None:
             init_b_dec(sae, sample)
     if device is not None:
@@ -66,6 +49,7 @@ def create(
 
 __all__ = [
     "ARCHITECTURES",
+    "CROSSCODERS",
     "AbsTopKDictionary",
     "BatchTopKDictionary",
     "CrossCoder",

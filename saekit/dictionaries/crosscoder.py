@@ -236,13 +236,6 @@ class BatchTopKCrossCoder(_TopKSelection):
         return self
 
 
-CROSSCODERS: dict[str, type[CrossCoder]] = {
-    "relu": ReLUCrossCoder,
-    "topk": TopKCrossCoder,
-    "batchtopk": BatchTopKCrossCoder,
-}
-
-
 @torch.no_grad()
 def init_crosscoder(cc: CrossCoder, seed: int = 0) -> CrossCoder:
     """Random decoder rows of unit norm per source, encoder = decoder transpose, zero biases."""

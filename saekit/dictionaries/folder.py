@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from saekit import kinds
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_save_safetensors, atomic_write_json, read_json
@@ -47,30 +48,6 @@ TENSOR_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "W_skip", "b_ga
 # whether to apply its pre-6.0 conversion, so we state the schema version we write.
 SAELENS_SCHEMA_VERSION = "6.0.0"
 
-# saekit kind (+ transcoder/skip) -> SAELens architecture name (inference classes).
-# SAELens has no top-k transcoder; it gets a saekit-specific name that SAELens rejects with its
-# own "unknown architecture" error (saekit still loads it). A batchtopk dictionary is written in
-# its inference form, a JumpReLU.
-# matryoshka is written, like batchtopk, in its inference form (JumpReLU); abstopk and gated are
-# SAELens 6.54 architectures, but SAELens has no transcoder of either (saekit-only names).
-_SAE_ARCH = {
-    "relu": "standard",
-    "topk": "topk",
-    "batchtopk": "jumprelu",
-    "jumprelu": "jumprelu",
-    "matryoshka": "jumprelu",
-    "abstopk": "abstopk",
-    "gated": "gated",
-}
-_TRANSCODER_ARCH = {
-    "relu": "transcoder",
-    "jumprelu": "jumprelu_transcoder",
-    "topk": "topk_transcoder",
-    "batchtopk": "jumprelu_transcoder",
-    "matryoshka": "jumprelu_transcoder",
-    "abstopk": "abstopk_transcoder",
-    "gated": "gated_transcoder",
-}
 _DTYPE_NAMES = {
     torch.float32: "float32",
     torch.float64: "float64",
@@ -80,17 +57,8 @@ _DTYPE_NAMES = {
 
 
 def saelens_architecture(cfg: DictionaryConfig) -> str:
-    """The SAELens ``architecture`` string for a saekit dictionary config."""
-    if cfg.skip:
-        # SAELens has skip_transcoder (ReLU) and jumprelu_skip_transcoder (in 6.54, not in 6.18).
-        if cfg.kind == "relu":
-            return "skip_transcoder"
-        if cfg.kind in ("topk", "abstopk", "gated"):
-            return f"{cfg.kind}_skip_transcoder"
-        return "jumprelu_skip_transcoder"
-    if cfg.transcoder:
-        return _TRANSCODER_ARCH[cfg.kind]
-    return _SAE_ARCH[cfg.kind]
+    """The SAELens ``architecture`` string for a saekit dictionary config (saekit.kinds)."""
+    return kinds.saelens_architecture(cfg.kind, cfg.transcoder, cfg.skip)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -142,9 +110,9 @@ def saelens_cfg(cfg: DictionaryConfig, dtype: torch.dtype, info: dict | None = N
         "reshape_activations": "hook_z" if metadata["hook_name"].endswith("hook_z") else "none",
         "metadata": metadata,
     }
-    if cfg.kind in ("topk", "batchtopk", "matryoshka", "abstopk"):
+    if kinds.KINDS[cfg.kind].uses_k:
         out["k"] = cfg.k
-    if cfg.kind in ("topk", "abstopk"):
+    if kinds.KINDS[kinds.KINDS[cfg.kind].saved_as].uses_k:  # saved as a top-k SAE (not a JumpReLU)
         out["rescale_acts_by_decoder_norm"] = False
     if cfg.transcoder:
         out["d_out"] = cfg.d_out

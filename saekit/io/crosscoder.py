@@ -37,15 +37,16 @@ from saekit.dictionaries.folder import CROSSCODER_WEIGHTS as WEIGHTS  # noqa: F4
 from saekit.dictionaries.folder import is_crosscoder_meta, save_crosscoder  # noqa: F401
 from saekit.errors import ConfigError
 from saekit.fileutil import atomic_torch_save, atomic_write_json
+from saekit.kinds import KINDS
 
-_DL_CLASS = {"relu": "CrossCoder", "batchtopk": "BatchTopKCrossCoder"}
 _CODE_NORMALIZATION_CROSSCODER = 1  # dictionary_learning's CodeNormalization.CROSSCODER.value
 
 
 def export_dictionary_learning(cc: torch.nn.Module, out: str | Path) -> Path:
     """Write ``ae.pt`` + ``config.json`` for dictionary_learning's crosscoder classes."""
     cfg: DictionaryConfig = cc.cfg
-    if cfg.kind not in _DL_CLASS:
+    dl_class = KINDS[cfg.kind].dictionary_learning_crosscoder
+    if not dl_class:
         raise ConfigError(
             f"dictionary_learning has no per-token {cfg.kind} crosscoder class (only CrossCoder with "
             "ReLU and BatchTopKCrossCoder); train kind='batchtopk' to export."
@@ -73,7 +74,7 @@ def export_dictionary_learning(cc: torch.nn.Module, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(out / "ae.pt", state)
     trainer = {
-        "dict_class": _DL_CLASS[cfg.kind],
+        "dict_class": dl_class,
         "activation_dim": cfg.d_in,
         "dict_size": cfg.n_latents,
         "num_layers": cfg.n_sources,

@@ -27,22 +27,9 @@ from saekit.dictionaries.folder import (
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_save_safetensors, atomic_write_json, atomic_write_text
 from saekit.io.foreign import load_folder
+from saekit.kinds import KINDS, saelens_has
 
 FORMATS = ("saelens", "sparsify", "circuit-tracer")
-# SAELens 6 architectures (saekit writes other names for kinds SAELens lacks).
-SAELENS_KNOWN = {
-    "standard",
-    "topk",
-    "jumprelu",
-    "transcoder",
-    "skip_transcoder",
-    "jumprelu_transcoder",
-    "jumprelu_skip_transcoder",
-    "gated",  # SAELens ≥ 6.0
-    "abstopk",  # SAELens ≥ 6.5x (AbsTopK)
-}
-
-
 def _meta_info(folder: Path) -> dict:
     meta = read_meta(folder)
     info = {k: meta[k] for k in ("hook_name_out", "context_size", "dataset_path", "prepend_bos") if k in meta}
@@ -54,8 +41,7 @@ def _meta_info(folder: Path) -> dict:
 
 def export_saelens(sae: torch.nn.Module, out: Path, folder: Path) -> list[Path]:
     """``cfg.json`` + ``sae_weights.safetensors`` (+ ``sparsity.safetensors`` when the source has it)."""
-    arch = saelens_architecture(sae.cfg)
-    if arch not in SAELENS_KNOWN:
+    if not saelens_has(saelens_architecture(sae.cfg)):  # saekit writes other names for kinds SAELens lacks
         raise DataError(
             f"{folder} is a {sae.cfg.kind} {'skip ' if sae.cfg.skip else ''}transcoder, which SAELens has "
             "no class for (its transcoders are ReLU or JumpReLU); keep it in saekit's format."
@@ -78,7 +64,7 @@ def export_sparsify(sae: torch.nn.Module, out: Path, folder: Path) -> list[Path]
     b_dec exactly when it is not a transcoder, as saekit does, so no bias needs refolding.
     """
     cfg = sae.cfg
-    if cfg.kind != "topk":
+    if not KINDS[cfg.kind].sparsify:
         raise DataError(
             f"{folder} is a {cfg.kind} dictionary; sparsify has top-k coders only, so it cannot be exported."
         )
@@ -126,8 +112,8 @@ def export_circuit_tracer(items: list[tuple[torch.nn.Module, Path]], out: Path) 
     by_layer: dict[int, tuple[torch.nn.Module, Path]] = {}
     for sae, folder in items:
         cfg = sae.cfg
-        # kinds whose inference form is ReLU or JumpReLU (batchtopk/matryoshka: per-latent threshold)
-        if not cfg.transcoder or cfg.kind not in ("relu", "jumprelu", "batchtopk", "matryoshka") or cfg.d_out != cfg.d_in:
+        # kinds saved as ReLU or JumpReLU (batchtopk/matryoshka: per-latent threshold)
+        if not cfg.transcoder or KINDS[cfg.kind].saved_as not in ("relu", "jumprelu") or cfg.d_out != cfg.d_in:
             raise DataError(
                 f"{folder} is not a ReLU or JumpReLU transcoder with d_out = d_in; "
                 "circuit-tracer's per-layer transcoders are only those."

@@ -30,31 +30,14 @@ from saekit.dictionaries.folder import (
 )
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import load_torch_file, read_json
+from saekit.kinds import KINDS, dictionary_learning_classes, saelens_reads
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
 DL_WEIGHTS = "ae.pt"
 
-# SAELens architecture -> (saekit kind, transcoder, skip)
-SAELENS_ARCHITECTURES: dict[str, tuple[str, bool, bool]] = {
-    "standard": ("relu", False, False),
-    "topk": ("topk", False, False),
-    "jumprelu": ("jumprelu", False, False),
-    "transcoder": ("relu", True, False),
-    "skip_transcoder": ("relu", True, True),
-    "jumprelu_transcoder": ("jumprelu", True, False),
-    "jumprelu_skip_transcoder": ("jumprelu", True, True),
-    "gated": ("gated", False, False),
-    "abstopk": ("abstopk", False, False),
-    # saekit-only names (SAELens has no top-k transcoder); written by saekit, read back here
-    "topk_transcoder": ("topk", True, False),
-    "topk_skip_transcoder": ("topk", True, True),
-    "gated_transcoder": ("gated", True, False),
-    "gated_skip_transcoder": ("gated", True, True),
-    "abstopk_transcoder": ("abstopk", True, False),
-    "abstopk_skip_transcoder": ("abstopk", True, True),
-}
-
-DL_CLASSES = ("AutoEncoder", "AutoEncoderTopK", "BatchTopKSAE", "JumpReluAutoEncoder")
+# SAELens architecture -> (saekit kind, transcoder, skip); dictionary_learning classes read
+SAELENS_ARCHITECTURES: dict[str, tuple[str, bool, bool]] = saelens_reads()
+DL_CLASSES = tuple(dictionary_learning_classes())
 
 
 # ---------------------------------------------------------------------- saekit's own folders
@@ -253,7 +236,7 @@ def load_saelens(folder: Path) -> torch.nn.Module:
         kind=kind,
         d_in=d_in,
         n_latents=d_sae,
-        k=int(k) if kind in ("topk", "abstopk") and k is not None else None,
+        k=int(k) if KINDS[kind].uses_k and k is not None else None,
         d_out=d_out,
         transcoder=transcoder,
         skip=skip,
@@ -267,7 +250,7 @@ def load_saelens(folder: Path) -> torch.nn.Module:
         raise DataError(f"{weights} has a finetuning scaling_factor ≠ 1, which saekit does not support.")
     if ("b_enc" in tensors or "b_gate" in tensors) and "W_enc" in tensors and "b_dec" in tensors and not transcoder:
         _center_input(tensors, bool(raw.get("apply_b_dec_to_input", True)), True)
-    if kind in ("topk", "abstopk") and raw.get("rescale_acts_by_decoder_norm") and "W_dec" in tensors:
+    if KINDS[kind].uses_k and raw.get("rescale_acts_by_decoder_norm") and "W_dec" in tensors:
         # SAELens ranks pre·‖W_dec_i‖ and decodes z/‖W_dec_i‖: the same as scaling encoder
         # column i by ‖W_dec_i‖ and dividing decoder row i by it.
         norms = tensors["W_dec"].norm(dim=-1)

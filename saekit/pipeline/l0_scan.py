@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from saekit.config import DictionaryConfig, TrainConfig
+from saekit.config import TOPK_KINDS, DictionaryConfig, TrainConfig
 from saekit.errors import ConfigError
 from saekit.evaluation.l0 import choose_l0
 from saekit.training import train
@@ -28,7 +28,7 @@ def scan_l0(
 
     Returns ``chosen_l0`` and, per k, fvu, l0, decoder_overlap, off_projection and alive latents.
     """
-    if kind not in ("topk", "batchtopk", "matryoshka", "abstopk"):
+    if kind not in TOPK_KINDS:
         raise ConfigError(f"scan_l0 scans k, so kind must be a top-k kind, got {kind!r}.")
     ks = tuple(sorted(set(int(k) for k in ks)))
     d_in = held_out.shape[1]

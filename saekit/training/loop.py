@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from saekit.config import DictionaryConfig, TrainConfig
+from saekit.config import TOPK_KINDS, DictionaryConfig, TrainConfig
 from saekit.device import resolve_device
 from saekit.dictionaries import SparseDictionary, init_b_dec
 from saekit.errors import ConfigError, DataError
@@ -59,10 +59,7 @@ def run_names(cfgs: list[DictionaryConfig]) -> list[str]:
     names = []
     for i, c in enumerate(cfgs):
         s = f"{i:02d}_{c.kind}_n{c.n_latents}"
-        if c.kind in ("topk", "batchtopk", "matryoshka", "abstopk"):
-            s += f"_k{c.k}"
-        elif c.kind in ("relu", "jumprelu", "gated"):
-            s += f"_l{c.sparsity_coef:g}"
+        s += f"_k{c.k}" if c.kind in TOPK_KINDS else f"_l{c.sparsity_coef:g}"
         if c.skip:
             s += "_skip"
         names.append(s)

@@ -1,0 +1,98 @@
+"""The architecture registry: every dictionary kind and what saekit and other libraries call it.
+
+One table, read by the config (which kinds exist, which take k), by the folder writer (SAELens
+architecture names), by the readers and exporters in saekit.io (SAELens, sparsify,
+dictionary_learning, circuit-tracer) and by the crosscoder export. The classes that implement
+each kind are keyed by the same names in ``saekit.dictionaries.registry``. This module holds
+plain data and imports nothing, so the config (below every package) can read it.
+
+A new kind: one row here, one class file in dictionaries/ and one entry in its registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Kind:
+    uses_k: bool  # the L0 is set by k (top-k kinds)
+    norm_dependent: bool  # its penalty was set for E||x||² = d_in, so activations are scaled by default
+    saved_as: str  # the kind whose form a saved folder holds (batchtopk, matryoshka: a JumpReLU)
+    saelens: str = ""  # SAELens architecture of the SAE, for kinds saved as themselves
+    saelens_transcoders: bool = False  # SAELens also has <kind> transcoder and skip-transcoder classes
+    crosscoder: bool = False  # saekit has a crosscoder of this kind
+    dictionary_learning: str = ""  # the dictionary_learning SAE class saekit reads as this kind
+    dictionary_learning_crosscoder: str = ""  # the dictionary_learning crosscoder class it exports to
+    sparsify: bool = False  # EleutherAI sparsify has coders of this kind (top-k only)
+
+
+KINDS: dict[str, Kind] = {
+    "relu": Kind(
+        uses_k=False,
+        norm_dependent=True,
+        saved_as="relu",
+        saelens="standard",
+        saelens_transcoders=True,
+        crosscoder=True,
+        dictionary_learning="AutoEncoder",
+        dictionary_learning_crosscoder="CrossCoder",
+    ),
+    "topk": Kind(
+        uses_k=True,
+        norm_dependent=False,
+        saved_as="topk",
+        saelens="topk",  # SAELens has no top-k transcoder: saekit writes its own name for one
+        crosscoder=True,
+        dictionary_learning="AutoEncoderTopK",
+        sparsify=True,
+    ),
+    "batchtopk": Kind(
+        uses_k=True,
+        norm_dependent=False,
+        saved_as="jumprelu",  # the inference form: a per-latent threshold replaces the batch top-k
+        crosscoder=True,
+        dictionary_learning="BatchTopKSAE",  # read as a JumpReLU with its global threshold
+        dictionary_learning_crosscoder="BatchTopKCrossCoder",
+    ),
+    "jumprelu": Kind(
+        uses_k=False,
+        norm_dependent=True,
+        saved_as="jumprelu",
+        saelens="jumprelu",
+        saelens_transcoders=True,
+        dictionary_learning="JumpReluAutoEncoder",
+    ),
+    "matryoshka": Kind(uses_k=True, norm_dependent=False, saved_as="jumprelu"),
+    "abstopk": Kind(uses_k=True, norm_dependent=False, saved_as="abstopk", saelens="abstopk"),  # SAELens ≥ 6.5x
+    "gated": Kind(uses_k=False, norm_dependent=True, saved_as="gated", saelens="gated"),
+}
+
+
+def saelens_architecture(kind: str, transcoder: bool = False, skip: bool = False) -> str:
+    """The SAELens ``architecture`` a saekit dictionary is written as (``relu`` transcoder ->
+    ``transcoder``, ``topk`` skip transcoder -> ``topk_skip_transcoder``, ``batchtopk`` -> ``jumprelu``).
+    Names SAELens lacks (a top-k transcoder) are saekit's own; SAELens rejects them itself."""
+    saved = KINDS[kind].saved_as
+    if not (transcoder or skip):
+        return KINDS[saved].saelens
+    prefix = "" if saved == "relu" else f"{saved}_"
+    return prefix + ("skip_transcoder" if skip else "transcoder")
+
+
+def saelens_reads() -> dict[str, tuple[str, bool, bool]]:
+    """SAELens architecture -> (saekit kind, transcoder, skip), for every name saekit reads back."""
+    saved = [name for name, kind in KINDS.items() if kind.saved_as == name]
+    forms = ((False, False), (True, False), (True, True))  # SAEs first: error messages list those
+    return {saelens_architecture(n, t, s): (n, t, s) for t, s in forms for n in saved}
+
+
+def saelens_has(architecture: str) -> bool:
+    """Whether SAELens itself has a class for ``architecture`` (and not only saekit)."""
+    read = saelens_reads().get(architecture)
+    return read is not None and (not read[1] or KINDS[read[0]].saelens_transcoders)
+
+
+def dictionary_learning_classes() -> dict[str, str]:
+    """dictionary_learning SAE class -> the saekit kind it is read as."""
+    return {k.dictionary_learning: k.saved_as for k in KINDS.values() if k.dictionary_learning}
