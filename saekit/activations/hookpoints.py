@@ -7,7 +7,7 @@ Plain Hugging Face models use module paths (``encoder.layer.3.output``); append 
 read a module's first input instead of its output.
 
 The forward pass stops after the last layer needed: transformer-lens via ``stop_at_layer``,
-other models by raising a private exception from the last hook that fires.
+other models once the last hook has fired. The model adapter (ModelHandle) runs the hooks.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import difflib
 import re
 import threading
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from saekit.errors import ConfigError
+from saekit.models.handle import ModelHandle
+from saekit.models.hooks import hf_target
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 # hook names outside the blocks that only exist at the very end of the network
@@ -32,47 +33,6 @@ _FINAL_HOOKS = ("ln_final.", "unembed.")
 def transcoder_hookpoints(layer: int) -> tuple[str, str]:
     """The (MLP input, MLP output) pair a transcoder at ``layer`` maps between."""
     return (f"blocks.{layer}.ln2.hook_normalized", f"blocks.{layer}.hook_mlp_out")
-
-
-@dataclass
-class ModelInfo:
-    """What the activation layer needs to know about a model, whatever it came wrapped in."""
-
-    module: nn.Module
-    kind: str  # "transformer_lens" | "hf"
-    tokenizer: Any = None
-    name: str = ""
-    variant: str = ""
-    path: str = ""
-
-
-def model_info(model: Any) -> ModelInfo:
-    """Accept a saekit ModelHandle, a HookedTransformer or a plain torch module."""
-    if hasattr(model, "model") and hasattr(model, "kind"):  # saekit.models.ModelHandle
-        return ModelInfo(
-            module=model.model,
-            kind=model.kind,
-            tokenizer=getattr(model, "tokenizer", None),
-            name=str(getattr(model, "name", "") or ""),
-            variant=str(getattr(model, "variant", "") or ""),
-            path=str(getattr(model, "path", "") or ""),
-        )
-    if not isinstance(model, nn.Module):
-        raise ConfigError(
-            f"model must be a saekit ModelHandle, a HookedTransformer or a torch module, got {type(model).__name__}."
-        )
-    is_tl = hasattr(model, "hook_dict") and hasattr(model, "run_with_hooks")
-    name = ""
-    if is_tl:
-        name = str(getattr(model.cfg, "model_name", "") or "")
-    elif getattr(model, "config", None) is not None:
-        name = str(getattr(model.config, "_name_or_path", "") or "")
-    return ModelInfo(
-        module=model,
-        kind="transformer_lens" if is_tl else "hf",
-        tokenizer=getattr(model, "tokenizer", None),
-        name=name,
-    )
 
 
 # Hooks are state of the model object: two readers running the same model at once (two streams,
@@ -87,10 +47,6 @@ def _model_lock(module: nn.Module) -> threading.Lock:
         if lock is None:
             lock = _LOCKS[module] = threading.Lock()
         return lock
-
-
-class _StopForward(Exception):
-    """Raised from the last hook of a plain torch model so the rest of the forward is skipped."""
 
 
 def context_length(module: nn.Module) -> int | None:
@@ -120,7 +76,7 @@ class HookpointReader:
     """
 
     def __init__(self, model: Any, hookpoints: list[str] | tuple[str, ...] | str):
-        self.info = model_info(model)
+        self.info = ModelHandle.wrap(model)
         if isinstance(hookpoints, str):
             hookpoints = [hookpoints]
         hookpoints = list(dict.fromkeys(hookpoints))  # de-duplicate, keep order
@@ -128,10 +84,12 @@ class HookpointReader:
             raise ConfigError("hookpoints must name at least one hookpoint.")
         self.hookpoints = hookpoints
         self.module = self.info.module
+        self.stop_at_layer: int | None = None
         if self.info.kind == "transformer_lens":
             self._check_tl()
         else:
-            self._targets = {hp: self._resolve_module(hp) for hp in hookpoints}
+            for hp in hookpoints:
+                hf_target(self.module, hp)  # fails here, naming the hookpoint, rather than mid-run
 
     # -- validation -------------------------------------------------------------------------
     def _check_tl(self) -> None:
@@ -159,89 +117,37 @@ class HookpointReader:
                 return None
         return last + 1
 
-    def _resolve_module(self, hp: str) -> tuple[nn.Module, str]:
-        path, _, where = hp.partition(":")
-        where = where or "output"
-        if where not in ("output", "input"):
-            raise ConfigError(f"hookpoint {hp!r}: the part after ':' must be 'input' or 'output'.")
-        try:
-            sub = self.module.get_submodule(path)
-        except AttributeError:
-            raise ConfigError(
-                f"hookpoint {hp!r} is not a module path of this model (see model.named_modules())."
-            ) from None
-        return sub, where
-
     # -- running ----------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         check_context(self.module, tokens.shape[-1])
         with _model_lock(self.module):
-            if self.info.kind == "transformer_lens":
-                return self._run_tl(tokens)
-            return self._run_hf(tokens, attention_mask)
+            return self._run(tokens, attention_mask)
 
-    def _run_tl(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _run(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
+        tl = self.info.kind == "transformer_lens"
 
-        def save(act: torch.Tensor, hook) -> None:
-            if act.dim() == 4:  # hook_z / hook_result: [b, pos, heads, d_head] -> [b, pos, heads*d_head]
-                act = act.flatten(2)
-            out[hook.name] = act.detach()
+        def save(hp: str):
+            def read(act: torch.Tensor) -> None:
+                if act.dim() == 4 and tl:  # hook_z / hook_result: [b, pos, heads, d_head] -> [b, pos, heads*d_head]
+                    act = act.flatten(2)
+                out[hp] = act.detach()
 
-        self.module.run_with_hooks(
+            return read
+
+        self.info.run_with_hooks(
             tokens,
-            fwd_hooks=[(hp, save) for hp in self.hookpoints],
+            {hp: save(hp) for hp in self.hookpoints},
             stop_at_layer=self.stop_at_layer,
-            return_type=None,
+            attention_mask=attention_mask,
+            logits=False,
         )
-        return {hp: out[hp] for hp in self.hookpoints}
-
-    def _run_hf(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
-        handles = []
-        n_wanted = len(self.hookpoints)
-
-        def make_hook(hp: str, where: str):
-            def grab(value: Any) -> None:
-                if isinstance(value, (tuple, list)):
-                    value = value[0]
-                elif hasattr(value, "last_hidden_state"):
-                    value = value.last_hidden_state
-                out[hp] = value.detach()
-                if len(out) == n_wanted:
-                    raise _StopForward
-
-            if where == "input":
-                return lambda mod, args: grab(args)
-            return lambda mod, args, output: grab(output)
-
-        for hp, (sub, where) in self._targets.items():
-            hook = make_hook(hp, where)
-            if where == "input":
-                handles.append(sub.register_forward_pre_hook(hook))
-            else:
-                handles.append(sub.register_forward_hook(hook))
-        try:
-            if attention_mask is None:
-                attention_mask = torch.ones_like(tokens)
-            self.module(input_ids=tokens, attention_mask=attention_mask)
-        except _StopForward:
-            pass
-        finally:
-            for h in handles:
-                h.remove()
-        missing = [hp for hp in self.hookpoints if hp not in out]
-        if missing:
-            raise ConfigError(f"hookpoint(s) {', '.join(missing)} did not run in the model's forward pass.")
         return {hp: out[hp] for hp in self.hookpoints}
 
     @property
     def device(self) -> torch.device:
-        try:
-            return next(self.module.parameters()).device
-        except StopIteration:
-            return torch.device("cpu")
+        return self.info.device
 
 
 def special_token_ids(tokenizer: Any) -> list[int]:

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from saekit.activations.hookpoints import HookpointReader, model_info
+from saekit.activations.hookpoints import HookpointReader
+from saekit.models.handle import ModelHandle
 from saekit.progress import token_bar
 
 # the one context length default: the model's own, capped so that a long-context model does not make
@@ -27,7 +28,7 @@ def default_n_ctx(model: Any, requested: int | None = None) -> int:
     """
     if requested:
         return int(requested)
-    module = model_info(model).module
+    module = ModelHandle.wrap(model).model
     own = getattr(getattr(module, "cfg", None), "n_ctx", None) or getattr(
         getattr(module, "config", None), "max_position_embeddings", None
     )
@@ -41,7 +42,7 @@ def read_activations(
     """Activations [n_seq, n_ctx, d] (float32, CPU) at each hook, one forward pass per batch."""
     reader = HookpointReader(model, hooks)
     parts: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
-    bar = token_bar(tokens.numel(), f"activations {model_info(model).variant}", disable=None if progress else True)
+    bar = token_bar(tokens.numel(), f"activations {ModelHandle.wrap(model).variant}", disable=None if progress else True)
     for s in range(0, tokens.shape[0], batch_size):
         batch = tokens[s : s + batch_size]
         for h, a in reader(batch.to(reader.device)).items():

@@ -18,15 +18,15 @@ import torch
 import torch.nn.functional as F
 
 from saekit.editing.concepts import ConceptSet
-from saekit.evaluation.splice import run_logits, unwrap_model
+from saekit.evaluation.splice import run_logits
+from saekit.models.handle import ModelHandle
 
 Hook = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
 def _sums(model: Any, tokens: torch.Tensor, mask: torch.Tensor, hooks: dict[str, Hook], targets: list[int], bs: int):
-    module, _ = unwrap_model(model)
-    device = next(module.parameters()).device
+    device = ModelHandle.wrap(model).device
     s = {"logp": 0.0, "p": 0.0, "target_p": 0.0, "n": 0}
     for start in range(0, tokens.shape[0], bs):
         batch, m = tokens[start : start + bs].to(device), mask[start : start + bs, :-1].to(device)

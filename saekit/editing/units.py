@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from saekit.errors import ConfigError, DataError
-from saekit.evaluation.splice import run_logits, split_hooks, unwrap_model
+from saekit.evaluation.splice import run_logits, split_hooks
+from saekit.models.handle import ModelHandle
 
 
 @dataclass
@@ -86,14 +87,7 @@ def make_units(model: Any, hook: str | None = None, dictionary: torch.nn.Module 
         dictionary.eval()
     if not hook:
         raise ConfigError("a hookpoint is needed for neurons, e.g. blocks.0.mlp.hook_post.")
-    module, kind = unwrap_model(model)
-    names = list(module.hook_dict) if kind == "transformer_lens" else [n for n, _ in module.named_modules() if n]
-    if hook not in names:
-        import difflib
-
-        close = difflib.get_close_matches(hook, names, n=3, cutoff=0.5)
-        hint = f"close names: {', '.join(close)}" if close else f"it has e.g. {', '.join(names[:4])}"
-        raise ConfigError(f"the model has no hookpoint {hook!r}; {hint}.")
+    ModelHandle.wrap(model).check_hookpoint(hook)
     if dictionary is not None:
         width = _hook_width(model, hook)
         if width != dictionary.cfg.d_in:
@@ -103,8 +97,7 @@ def make_units(model: Any, hook: str | None = None, dictionary: torch.nn.Module 
 
 def _hook_width(model: Any, hook: str) -> int:
     seen: dict[str, torch.Tensor] = {}
-    module, _ = unwrap_model(model)
-    toks = torch.zeros(1, 2, dtype=torch.long, device=next(module.parameters()).device)
+    toks = torch.zeros(1, 2, dtype=torch.long, device=ModelHandle.wrap(model).device)
     run_logits(model, toks, {hook: lambda a: seen.__setitem__("a", a)})
     return int(seen["a"].shape[-1])
 
@@ -114,8 +107,7 @@ def unit_values(units: Units, tokens: torch.Tensor, mask: torch.Tensor, batch_si
     """Unit values [n_masked_positions, n_units] (float32, CPU) at the masked positions of ``tokens``."""
     if tokens.shape[0] == 0:
         raise DataError("no token to read unit values from.")
-    module, _ = unwrap_model(units.model)
-    device = next(module.parameters()).device
+    device = ModelHandle.wrap(units.model).device
     out = []
     for start in range(0, tokens.shape[0], batch_size):
         batch, m = tokens[start : start + batch_size].to(device), mask[start : start + batch_size].to(device)

@@ -23,15 +23,7 @@ import torch.nn.functional as F
 from saekit.config import DictionaryConfig
 from saekit.errors import ConfigError, DataError
 from saekit.hooknames import guess_out_hook
-
-
-def unwrap_model(model: Any) -> tuple[torch.nn.Module, str]:
-    """A ModelHandle or a bare module -> (module, kind) with kind 'transformer_lens' or 'hf'."""
-    module = getattr(model, "model", None) if not isinstance(model, torch.nn.Module) else model
-    if module is None:
-        raise ConfigError(f"model must be a saekit ModelHandle or a torch module, got {type(model).__name__}.")
-    kind = "transformer_lens" if hasattr(module, "run_with_hooks") else "hf"
-    return module, kind
+from saekit.models.handle import ModelHandle
 
 
 def split_hooks(
@@ -60,10 +52,6 @@ def split_hooks(
     return hook_name, out_hook_name
 
 
-def _hf_output_tensor(output: Any) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output
-
-
 def run_logits(
     model: Any,
     tokens: torch.Tensor,
@@ -73,34 +61,7 @@ def run_logits(
 
     Hooks run in forward order, so a hook on an earlier point can store what a later one reads.
     """
-    module, kind = unwrap_model(model)
-    hooks = hooks or {}
-    if kind == "transformer_lens":
-
-        def wrap(fn):
-            return lambda act, hook: fn(act)
-
-        return module.run_with_hooks(tokens, return_type="logits", fwd_hooks=[(n, wrap(f)) for n, f in hooks.items()])
-    handles = []
-    try:
-        for name, fn in hooks.items():
-            try:
-                sub = module.get_submodule(name)
-            except AttributeError:
-                raise ConfigError(f"hookpoint {name!r} is not a module of the model.") from None
-
-            def hf_hook(_mod, _inp, output, fn=fn):
-                new = fn(_hf_output_tensor(output))
-                if new is None:
-                    return None
-                return (new, *output[1:]) if isinstance(output, tuple) else new
-
-            handles.append(sub.register_forward_hook(hf_hook))
-        out = module(tokens)
-        return out.logits if hasattr(out, "logits") else out
-    finally:
-        for h in handles:
-            h.remove()
+    return ModelHandle.wrap(model).run_with_hooks(tokens, hooks)
 
 
 def _token_losses(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -158,8 +119,7 @@ def splice_metrics(
         raise DataError(f"tokens must be a [n_seq, n_ctx ≥ 2] tensor, got shape {tuple(tokens.shape)}.")
     in_hook, out_hook = split_hooks(sae, hook_name, out_hook_name)
     target_hook = out_hook or in_hook
-    module, _ = unwrap_model(model)
-    p = next(module.parameters())
+    p = next(ModelHandle.wrap(model).model.parameters())
     tokens = tokens.to(p.device)
     mean = mean_activation(model, tokens, target_hook, batch_size, skip_bos).to(p.device)
 

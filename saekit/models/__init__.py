@@ -1,28 +1,39 @@
 """Model variants: tiny transformer-lens LMs trained with interpretability regularisers,
-random-weight controls, and loading of pretrained transformer-lens / Hugging Face models."""
+random-weight controls, and loading of pretrained transformer-lens / Hugging Face models.
 
-from saekit.models.handle import ModelHandle
-from saekit.models.regularisers import MagnitudePruner, neighbour_similarity, sheet_shape, topo_loss, weight_l1
-from saekit.models.store import load_model
-from saekit.models.train import (
-    corpus_tokens,
-    evaluate_lm_loss,
-    mean_mlp_activation_l1,
-    train_model,
-    train_variants,
-)
+``ModelHandle`` (handle.py) is the one model adapter every later stage reads hooks through.
+Public names are imported on first use, so that reading activations through a ModelHandle does
+not import transformer-lens (which model building and training need)."""
 
-__all__ = [
-    "MagnitudePruner",
-    "ModelHandle",
-    "corpus_tokens",
-    "evaluate_lm_loss",
-    "load_model",
-    "mean_mlp_activation_l1",
-    "neighbour_similarity",
-    "sheet_shape",
-    "topo_loss",
-    "train_model",
-    "train_variants",
-    "weight_l1",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "MagnitudePruner": "saekit.models.regularisers",
+    "ModelHandle": "saekit.models.handle",
+    "corpus_tokens": "saekit.models.train",
+    "evaluate_lm_loss": "saekit.models.train",
+    "load_model": "saekit.models.store",
+    "mean_mlp_activation_l1": "saekit.models.train",
+    "neighbour_similarity": "saekit.models.regularisers",
+    "sheet_shape": "saekit.models.regularisers",
+    "topo_loss": "saekit.models.regularisers",
+    "train_model": "saekit.models.train",
+    "train_variants": "saekit.models.train",
+    "weight_l1": "saekit.models.regularisers",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'saekit.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
