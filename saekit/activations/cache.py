@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from saekit.activations.prefetch import Prefetcher, get_unless_stopped
 from saekit.activations.shards import META_KEYS, ShardFile, sha256_file
 from saekit.activations.shuffle import EpochPlan, make_chunks
 from saekit.activations.writer import FORMAT, MANIFEST
@@ -168,14 +169,13 @@ class ActivationCache:
         self.last_meta: dict[str, torch.Tensor] | None = None
         self._waited = 0.0
         self._t_first: float | None = None
-        self._thread: threading.Thread | None = None
+        self._prefetcher: Prefetcher | None = None
         self._prefetch = prefetch
         # two pools: one consumed, one read ahead. Rows land in file order; the consumer's
         # gather in the fill's random order is the batch's only copy after the read.
         self._pools = [self._alloc_pool() for _ in range(2)]
         self._cur: _Fill | None = None
         self._started = False
-        self._seq: Iterator[tuple[int, int]] | None = None
         self._hinted: tuple[tuple[int, int], list] | None = None  # (epoch, fill) hinted ahead, its layout
         _OPEN_READERS.add(self)
 
@@ -272,49 +272,28 @@ class ActivationCache:
             epoch, offset = epoch + 1, 0
         index, within = self._plan(epoch).locate(offset)
         self._free: queue.Queue = queue.Queue()
-        self._ready: queue.Queue = queue.Queue()
         for p in self._pools:
             self._free.put(p)
-        self._stop = threading.Event()
         seq = self._fill_sequence(epoch, index)
         self._skip_first = within
-        if self._prefetch:
-            self._thread = threading.Thread(
-                target=self._produce, args=(seq,), daemon=True, name="saekit-cache-prefetch"
-            )
-            self._thread.start()
-        else:
-            self._seq = seq
+        self._prefetcher = Prefetcher(
+            lambda stop: self._fills(seq, stop), background=self._prefetch, name="saekit-cache-prefetch"
+        )
 
-    def _produce(self, seq: Iterator[tuple[int, int]]) -> None:
-        try:
-            for epoch, index in seq:
-                while True:  # wait for a free pool, but notice a stop request
-                    if self._stop.is_set():
-                        return
-                    try:
-                        pool = self._free.get(timeout=0.1)
-                        break
-                    except queue.Empty:
-                        continue
-                self._ready.put(self._read_fill(epoch, index, pool))
-        except BaseException as e:  # hand the error to the consumer instead of dying silently
-            self._ready.put(e)
+    def _fills(self, seq: Iterator[tuple[int, int]], stop: threading.Event) -> Iterator[_Fill]:
+        """Fills in order, each read into a pool the consumer has handed back."""
+        for epoch, index in seq:
+            pool = get_unless_stopped(self._free, stop)
+            if pool is None:
+                return
+            yield self._read_fill(epoch, index, pool)
 
     def _next_fill(self) -> _Fill:
         if self._cur is not None:
             self._free.put(self._cur)
             self._cur = None
-        if not self._prefetch:
-            epoch, index = next(self._seq)
-            fill = self._read_fill(epoch, index, self._free.get_nowait())
-        else:
-            t = time.perf_counter()
-            item = self._ready.get()
-            self._waited += time.perf_counter() - t
-            if isinstance(item, BaseException):
-                raise item
-            fill = item
+        fill = self._prefetcher.next()
+        self._waited += self._prefetcher.last_wait
         if self._skip_first:
             fill.pos, self._skip_first = self._skip_first, 0
         self._cur = fill
@@ -322,18 +301,12 @@ class ActivationCache:
 
     def close(self) -> None:
         """Stop the prefetch thread (the reader can be used again; it restarts where it was)."""
-        if self._thread is not None:
-            self._stop.set()
-            while self._thread.is_alive():
-                try:  # unblock a producer waiting on nothing
-                    self._ready.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            self._thread = None
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+            self._prefetcher = None
         for shard in self._shards:
             shard.close()
         self._cur = None
-        self._seq = None
         self._started = False
 
     def __del__(self) -> None:

@@ -13,8 +13,6 @@ generator, producer cursor) resumes exactly.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +21,7 @@ import torch
 
 from saekit.activations.hookpoints import HookpointReader, bos_token_id, keep_mask, special_token_ids
 from saekit.activations.normalize import norm_scale_of
+from saekit.activations.prefetch import Prefetcher
 from saekit.activations.shards import META_KEYS
 from saekit.errors import ConfigError, DataError
 
@@ -149,8 +148,7 @@ class ActivationStream:
         self._cursor = (0, 0, 0)  # producer position of the next chunk to enter the buffer
         self._waited = 0.0
         self._t_first: float | None = None
-        self._thread: threading.Thread | None = None
-        self._gen_sync: Iterator | None = None
+        self._prefetcher: Prefetcher | None = None
         self._buf: dict[str, torch.Tensor] | None = None
         self.tokens_served = 0
         self.last_meta: dict[str, torch.Tensor] | None = None
@@ -166,56 +164,18 @@ class ActivationStream:
             self._scales = scales
 
     # -- producer thread ------------------------------------------------------------------------
-    def _start(self) -> None:
-        self._stop = threading.Event()
-        self._queue: queue.Queue = queue.Queue(maxsize=1)  # one refill ready, one being computed
-        gen = self._producer.chunks(self._cursor)
-        if self._prefetch:
-            self._thread = threading.Thread(target=self._produce, args=(gen,), daemon=True, name="saekit-stream")
-            self._thread.start()
-        else:
-            self._gen_sync = gen
-
-    def _produce(self, gen) -> None:
-        try:
-            with torch.no_grad():
-                for item in gen:
-                    while not self._stop.is_set():
-                        try:
-                            self._queue.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if self._stop.is_set():
-                        return
-        except BaseException as e:
-            self._queue.put(e)
-
     def _next_chunk(self) -> dict[str, torch.Tensor]:
-        if (self._thread is None) if self._prefetch else (self._gen_sync is None):
-            self._start()
-        if self._prefetch:
-            t = time.perf_counter()
-            item = self._queue.get()
-            self._waited += time.perf_counter() - t
-        else:
-            with torch.no_grad():
-                item = next(self._gen_sync)
-        if isinstance(item, BaseException):
-            raise item
-        chunk, self._cursor = item
+        if self._prefetcher is None:  # one refill ready, one being computed
+            chunks = self._producer.chunks(self._cursor)
+            self._prefetcher = Prefetcher(lambda stop: chunks, background=self._prefetch, name="saekit-stream")
+        chunk, self._cursor = self._prefetcher.next()
+        self._waited += self._prefetcher.last_wait
         return chunk
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            while self._thread.is_alive():
-                try:
-                    self._queue.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            self._thread = None
-        self._gen_sync = None
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+            self._prefetcher = None
 
     def __del__(self) -> None:
         try:
