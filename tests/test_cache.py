@@ -440,3 +440,34 @@ def test_cli_token_counts_accept_suffixes(capsys):
         assert "--tokens must be" in capsys.readouterr().err
         assert main(["train", "--activations", "a.safetensors", "--kind", "topk", "--k", "2", "--n-latents", "8", "--tokens", bad, "--out", "o"]) == 2
         assert "--tokens must be" in capsys.readouterr().err
+
+
+def test_prefetcher_same_items_with_and_without_thread_and_hands_over_errors():
+    """The one background producer of the cache reader and the stream (activations/prefetch.py)."""
+    import threading
+
+    from saekit.activations.prefetch import Prefetcher
+
+    def items(stop: threading.Event):
+        for i in range(5):
+            yield torch.full((3,), float(i))
+        raise DataError("shard 7 is unreadable")
+
+    for background in (True, False):
+        p = Prefetcher(items, background=background)
+        got = [p.next() for _ in range(5)]
+        assert [int(t[0]) for t in got] == [0, 1, 2, 3, 4]
+        with pytest.raises(DataError, match="shard 7"):  # raised in the consumer, not lost with the thread
+            p.next()
+        p.close()
+
+    def endless(stop: threading.Event):
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    p = Prefetcher(endless, ahead=1)
+    assert p.next() == 0
+    p.close()  # returns although the producer is blocked putting the next item
+    assert p.stop.is_set() and p._thread is None
