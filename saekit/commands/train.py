@@ -17,7 +17,7 @@ from saekit.counts import parse_count
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from saekit.config import TrainConfig
+    from saekit.config import DICTIONARY_KINDS, TOPK_KINDS, TrainConfig
 
     base = TrainConfig()  # the defaults shown in --help are the config's
     p = sub.add_parser(
@@ -44,9 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--split", help="with --model: dataset split (default train)")
     src.add_argument("--text-column", help="with --model: dataset column holding the text (default text)")
     d = p.add_argument_group("dictionary")
-    d.add_argument("--kind", default=None, help="relu | topk (default) | batchtopk | jumprelu | matryoshka | abstopk | gated")
+    d.add_argument("--kind", default=None, help=f"{' | '.join(DICTIONARY_KINDS)} (default topk)")
     d.add_argument("--n-latents", type=int, default=None, help="dictionary width")
-    d.add_argument("--k", type=int, default=None, help="active latents per token (topk, batchtopk)")
+    d.add_argument("--k", type=int, default=None, help=f"active latents per token ({', '.join(TOPK_KINDS)})")
     d.add_argument("--skip", action="store_true", help="skip transcoder (adds W_skip)")
     d.add_argument("--sparsity-coef", type=float, default=None, help="λ of relu penalties / jumprelu L0")
     d.add_argument("--penalty", default=None, help="relu penalty: l1 | l1_decnorm | tanh | log | lp")
