@@ -30,11 +30,6 @@ from pathlib import Path
 import torch
 
 from saekit.config import DictionaryConfig
-from saekit.dictionaries.folder import (  # noqa: F401 (the folder format, re-exported)
-    CROSSCODER_TENSORS as _TENSORS,
-)
-from saekit.dictionaries.folder import CROSSCODER_WEIGHTS as WEIGHTS  # noqa: F401
-from saekit.dictionaries.folder import is_crosscoder_meta, save_crosscoder  # noqa: F401
 from saekit.errors import ConfigError
 from saekit.fileutil import atomic_torch_save, atomic_write_json
 from saekit.kinds import KINDS
