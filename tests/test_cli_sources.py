@@ -87,3 +87,71 @@ def test_compare_cli_trains_and_holds_out_text_of_the_dataset(model_folder, word
     pieces = {tok.decode([i]) for i in allowed}
     shown = [p for ex in results["examples"] for c in ex["contexts"] for p in c["text"]]
     assert shown and set(shown) <= pieces  # held-out contexts shown in the report are dataset text
+
+
+# ------------------------------------------------------------------ a subcommand's own usage
+@pytest.mark.parametrize(
+    "argv, usage, message",
+    [
+        (["train", "--cache", "c", "--out", "o", "--bogus"], "usage: saekit train ", "unrecognized arguments: --bogus"),
+        (["cache", "--model", "m", "--out", "o", "--tokens", "1.5"], "usage: saekit cache ",
+         "--tokens must be a whole number of items"),
+        (["model", "train", "--variant", "baseline", "--out", "o", "--nope", "1"], "usage: saekit model train ",
+         "unrecognized arguments: --nope 1"),
+        (["eval", "d", "--seqs", "many"], "usage: saekit eval ", "argument --seqs: invalid int value: 'many'"),
+        # a flag parser raising saekit's ConfigError keeps its sentence (argparse would say "invalid _floats value")
+        (["edit", "steer", "--model", "m", "--concept", "c", "--out", "o", "--alphas", "x,y"], "usage: saekit edit ",
+         "--alphas must be comma-separated numbers"),
+        (["compare", "m1", "--bogus"], "usage: saekit compare ", "unrecognized arguments: --bogus"),
+    ],
+)  # fmt: skip
+def test_errors_of_a_subcommand_show_its_usage(argv, usage, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    prog = usage.removeprefix("usage: ").strip()
+    assert stop.value.code == 2 and err.startswith(usage) and f"{prog}: error: " in err and message in err, err
+    assert "Traceback" not in err and "COMMAND ..." not in err  # not the top-level usage
+
+
+def test_a_nested_verb_names_itself_in_its_errors(tmp_path, capsys):
+    code = main(["model", "train", "--variant", "baseline", "--dataset", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"saekit model train: error: dataset file {tmp_path / 'x.jsonl'} does not exist."
+
+
+# ------------------------------------------------------------------------ models by Hub id
+def _cached_hub_model(cache, repo: str):
+    """``repo`` written into a Hugging Face Hub cache folder the way a download leaves it (offline use)."""
+    from transformers import GPT2Config, GPT2Model
+
+    from saekit.data import default_tokenizer
+
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = folder / "snapshots" / ("0" * 40)
+    tok = default_tokenizer()
+    GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=32, vocab_size=len(tok))).save_pretrained(snapshot)
+    tok.save_pretrained(snapshot)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0" * 40)
+
+
+def test_a_hub_id_transformer_lens_does_not_know_is_a_plain_hf_model_with_module_paths(tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    _cached_hub_model(tmp_path / "hub", "tinyorg/tiny-gpt2")
+    out = tmp_path / "c"
+    code = main(["cache", "--model", "tinyorg/tiny-gpt2", "--hookpoints", "h.0.mlp", "--tokens", "200",
+                 "--out", str(out), "--device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["n_tokens"] == 200 and manifest["hookpoints"]["h.0.mlp"]["d"] == 16
+    assert manifest["fingerprint"]["n_ctx"] == 32  # the model's own context (config.n_positions), not 128
+    code = main(["model", "hookpoints", "someorg/not-cached"])  # offline and not in the cache
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("saekit model hookpoints: error: model 'someorg/not-cached' is not a transformer-lens model name")
+    assert "local Hugging Face cache" in err and "hf download someorg/not-cached" in err
