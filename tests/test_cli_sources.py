@@ -149,9 +149,20 @@ def test_a_hub_id_transformer_lens_does_not_know_is_a_plain_hf_model_with_module
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] and manifest["n_tokens"] == 200 and manifest["hookpoints"]["h.0.mlp"]["d"] == 16
-    assert manifest["fingerprint"]["n_ctx"] == 32  # the model's own context (config.n_positions), not 128
+    assert manifest["n_ctx"] == 32  # the model's own context (config.n_positions), not 128
     code = main(["model", "hookpoints", "someorg/not-cached"])  # offline and not in the cache
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("saekit model hookpoints: error: model 'someorg/not-cached' is not a transformer-lens model name")
     assert "local Hugging Face cache" in err and "hf download someorg/not-cached" in err
+
+
+def test_negative_checkpoint_every_is_one_sentence_and_demo_train_tokens_take_suffixes(tmp_path, capsys):
+    from saekit.cli import build_parser
+
+    code = main(["train", "--activations", str(tmp_path / "a.safetensors"), "--checkpoint-every", "-5",
+                 "--out", str(tmp_path / "r")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "checkpoint_every must be a positive number" in err
+    assert "got -5" in err and not (tmp_path / "r").exists()
+    assert build_parser().parse_args(["demo", "--train-tokens", "10k"]).train_tokens == 10_000
