@@ -108,6 +108,10 @@ def test_model_names_offline_are_a_clear_error(tmp_path, monkeypatch):
         load_model("gpt2")  # a name transformer-lens knows
     with pytest.raises(DataError, match="'gpt2-not-a-model' is not a transformer-lens model name.*local Hugging Face cache"):
         load_model("gpt2-not-a-model")  # not one: the plain Hugging Face route, which is offline too
+    with pytest.raises(DataError, match="'someorg/model-v1.5' is not a transformer-lens model name"):
+        load_model("someorg/model-v1.5")  # a Hub id with a dot is a name, not a missing folder
+    with pytest.raises(DataError, match="could not load transformer-lens model 'Qwen/Qwen2.5-0.5B'"):
+        load_model("Qwen/Qwen2.5-0.5B")
 
 
 def test_output_folder_with_a_different_model_is_not_overwritten(tmp_path):

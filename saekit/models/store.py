@@ -139,11 +139,19 @@ def load_model(source: str | Path, device: str | torch.device = "cpu") -> ModelH
         if (path / "tl_config.json").is_file():
             raise DataError(f"model folder {path} is incomplete (no {INFO_FILE}); its training did not finish.")
         raise DataError(f"folder {path} holds no model: expected {INFO_FILE} (saekit) or config.json (Hugging Face).")
-    if str(source).startswith((".", "/", "~")) or path.suffix or (path.parent != Path(".") and path.parent.is_dir()):
+    if _looks_local(str(source), path):
         raise DataError(f"no such folder: {path} (a model folder was expected there).")
     if _transformer_lens_knows(str(source)):
         return _load_tl_pretrained(str(source), dev)
     return _load_hf_named(str(source), dev)
+
+
+def _looks_local(source: str, path: Path) -> bool:
+    """A path rather than a model name: it starts like one, has more than one '/', lies in a folder that
+    exists, or is one name with a file suffix. (A Hub id ``org/name`` may hold dots: ``Qwen/Qwen2.5-0.5B``.)"""
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        return True
+    return (path.parent != Path(".") and path.parent.is_dir()) or ("/" not in source and bool(path.suffix))
 
 
 def existing_model_info(folder: Path) -> dict | None:
