@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import importlib
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from saekit.errors import SaekitError
 
@@ -30,6 +33,32 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"saekit.commands.{name}").add_parser(sub)
     for p in all_parsers(parser):  # every --help shows each flag's default
         p.formatter_class = DefaultsFormatter
+        for action in p._actions:  # a flag's parser that raises a ConfigError keeps its sentence
+            if callable(action.type) and not isinstance(action.type, type):
+                action.type = _argparse_error(action.type)
+    return parser
+
+
+def _argparse_error(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` with a SaekitError turned into argparse's own error (which argparse would otherwise
+    replace by "invalid <function> value"), shown under the subcommand's usage."""
+
+    @functools.wraps(parse)
+    def wrapped(text: str) -> Any:
+        try:
+            return parse(text)
+        except SaekitError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return wrapped
+
+
+def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)command parser ``args`` went to: ``saekit model train``'s for `saekit model train ...`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            child = action.choices.get(getattr(args, action.dest, None) or "")
+            return chosen_parser(child, args) if child is not None else parser
     return parser
 
 
@@ -55,22 +84,25 @@ def all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    verb = chosen_parser(parser, args)
+    if extra:  # argparse would show the top-level usage; show the subcommand's
+        verb.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
     try:
         code = int(args.func(args) or 0)
     except SaekitError as e:
-        print(f"saekit {args.command}: error: {e}", file=sys.stderr)
+        print(f"{verb.prog}: error: {e}", file=sys.stderr)
         code = 2
     except OSError as e:  # a full disk or a read-only folder met outside saekit's own writers
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG):
             raise
-        print(f"saekit {args.command}: error: could not write {e.filename or 'a file'}: {e.strerror}.", file=sys.stderr)
+        print(f"{verb.prog}: error: could not write {e.filename or 'a file'}: {e.strerror}.", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
-        print(f"saekit {args.command}: interrupted.{_resume_hint(args)}", file=sys.stderr)
+        print(f"{verb.prog}: interrupted.{_resume_hint(args)}", file=sys.stderr)
         code = 130
     finally:
         from saekit.runfolder import release_all

@@ -99,9 +99,19 @@ def test_hf_model_through_module_paths_and_hookpoint_errors():
     assert tok.decode(tok("mercy")["input_ids"], skip_special_tokens=True) == "mercy"
 
 
-def test_transformer_lens_name_offline_is_a_clear_error():
-    with pytest.raises(DataError, match="could not load transformer-lens model 'gpt2-not-a-model'"):
-        load_model("gpt2-not-a-model")
+def test_model_names_offline_are_a_clear_error(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path))  # an empty cache, offline
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError, match="could not load transformer-lens model 'gpt2'.*local Hugging Face cache"):
+        load_model("gpt2")  # a name transformer-lens knows
+    with pytest.raises(DataError, match="'gpt2-not-a-model' is not a transformer-lens model name.*local Hugging Face cache"):
+        load_model("gpt2-not-a-model")  # not one: the plain Hugging Face route, which is offline too
+    with pytest.raises(DataError, match="'someorg/model-v1.5' is not a transformer-lens model name"):
+        load_model("someorg/model-v1.5")  # a Hub id with a dot is a name, not a missing folder
+    with pytest.raises(DataError, match="could not load transformer-lens model 'Qwen/Qwen2.5-0.5B'"):
+        load_model("Qwen/Qwen2.5-0.5B")
 
 
 def test_output_folder_with_a_different_model_is_not_overwritten(tmp_path):

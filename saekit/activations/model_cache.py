@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from saekit.activations.hookpoints import transcoder_hookpoints
+from saekit.activations.read import default_n_ctx
 from saekit.activations.writer import build_cache
 from saekit.errors import ConfigError
 
@@ -49,9 +50,7 @@ def cache_model_activations(
         raise ConfigError(f"--tokens must be a positive integer, got {n_tokens}.")
     status(f"loading model {model} and tokenizing the text...")
     handle = load_model(model, device=device)
-    if n_ctx is None:
-        cfg = getattr(handle.model, "cfg", None)
-        n_ctx = min(int(getattr(cfg, "n_ctx", 128)), 1024) if cfg is not None else 128
+    n_ctx = default_n_ctx(handle, n_ctx)  # the model's own (a Hugging Face model's too), at most 1024
     docs = iter_texts(load_text_dataset(dataset, split, text_column), text_column) if dataset else load_corpus(split)
     # only tokenize what is needed: (n_ctx - 1) kept tokens per row after dropping BOS, plus slack
     # for excluded special tokens

@@ -52,6 +52,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and train every dictionary and seed from that cache; a complete cache is reused on rerun "
         "(default: hold them in memory)",
     )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="HF dataset name or local text/jsonl/parquet path: its first contexts train the dictionaries and the "
+        "next --eval-seqs are held out (default: the built-in corpus, train split to train, validation held out)",
+    )
+    p.add_argument("--split", default=None, help="split of the dataset (or built-in corpus) to read (default train)")
+    p.add_argument("--text-column", default="text", help="dataset column holding the text")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
 
@@ -72,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         synthetic=not args.no_synthetic,
         device=args.device,
         cache_dir=args.cache_dir,
+        dataset=args.dataset,
+        split=args.split,
+        text_column=args.text_column,
     )
     print(
         f"compared {len(results['variants'])} variants × {len(results['settings']['dictionaries'])} "

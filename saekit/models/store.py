@@ -62,17 +62,48 @@ def _load_saekit_folder(folder: Path, device: torch.device) -> ModelHandle:
 
 def _load_hf_folder(folder: Path, device: torch.device) -> ModelHandle:
     """A local Hugging Face model, used through forward hooks on module paths."""
-    from transformers import AutoModel, AutoTokenizer
-
     try:
-        model = AutoModel.from_pretrained(str(folder))
-        tok = AutoTokenizer.from_pretrained(str(folder))
+        model, tok = _hf_from_pretrained(str(folder))
     except Exception as e:
         raise DataError(
             f"could not load the Hugging Face model in {folder}: {type(e).__name__}: {e}".rstrip(".") + "."
         ) from None
     model.to(device).eval()
     return ModelHandle(model, tok, "hf", folder.name, "pretrained", folder, {})
+
+
+def _hf_from_pretrained(source: str) -> tuple[torch.nn.Module, object]:
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoModel.from_pretrained(source), AutoTokenizer.from_pretrained(source)
+
+
+def _load_hf_named(name: str, device: torch.device) -> ModelHandle:
+    """A Hub id transformer-lens does not know: a plain Hugging Face model (from the local cache when
+    offline), used through forward hooks on module paths (`encoder.layer.3.output`)."""
+    try:
+        model, tok = _hf_from_pretrained(name)
+    except Exception as e:
+        cause = (str(e).splitlines() or [""])[0]
+        cause = f"{type(e).__name__}: {cause[:157] + '...' if len(cause) > 160 else cause}".rstrip(".")
+        raise DataError(
+            f"model {name!r} is not a transformer-lens model name, not a folder here, and Hugging Face could not "
+            f"load it ({cause}); give a saekit or Hugging Face model folder, or a Hub id that is in the local "
+            "Hugging Face cache (download it once with `hf download "
+            f"{name}` where there is network) or reachable online."
+        ) from None
+    model.to(device).eval()
+    return ModelHandle(model, tok, "hf", name, "pretrained", None, {})
+
+
+def _transformer_lens_knows(name: str) -> bool:
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    try:
+        get_official_model_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _load_tl_pretrained(name: str, device: torch.device) -> ModelHandle:
@@ -84,20 +115,20 @@ def _load_tl_pretrained(name: str, device: torch.device) -> ModelHandle:
             warnings.filterwarnings("ignore", message=".*deprecated", category=DeprecationWarning)
             model = HookedTransformer.from_pretrained(name, device=str(device))
     except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else ""
-        if len(first) > 160:  # transformer-lens lists every model it knows (kilobytes): not useful here
-            first = "not a model name transformer-lens knows"
+        first = (str(e).splitlines() or [""])[0]
+        first = first[:157] + "..." if len(first) > 160 else first
         raise DataError(
-            f"could not load transformer-lens model {name!r} ({first}), and it is not a folder here; a plain "
-            "Hugging Face model works from its local folder, with module-path hookpoints (offline, a named "
-            "model must be in the local Hugging Face cache)."
+            f"could not load transformer-lens model {name!r} ({type(e).__name__}: {first}); offline, a named "
+            "model must be in the local Hugging Face cache, or give its local folder."
         ) from None
     model.eval()
     return ModelHandle(model, model.tokenizer, "transformer_lens", name, "pretrained", None, {})
 
 
 def load_model(source: str | Path, device: str | torch.device = "cpu") -> ModelHandle:
-    """Load a saekit model folder, a local Hugging Face model folder, or a transformer-lens name."""
+    """Load a saekit model folder, a local Hugging Face model folder, a transformer-lens name, or any
+    other Hugging Face Hub id (a plain HF model with module-path hookpoints, from the local cache
+    when offline)."""
     dev = resolve_device(device)
     path = Path(source).expanduser()
     if path.is_dir():
@@ -108,9 +139,19 @@ def load_model(source: str | Path, device: str | torch.device = "cpu") -> ModelH
         if (path / "tl_config.json").is_file():
             raise DataError(f"model folder {path} is incomplete (no {INFO_FILE}); its training did not finish.")
         raise DataError(f"folder {path} holds no model: expected {INFO_FILE} (saekit) or config.json (Hugging Face).")
-    if str(source).startswith((".", "/", "~")) or path.suffix or (path.parent != Path(".") and path.parent.is_dir()):
+    if _looks_local(str(source), path):
         raise DataError(f"no such folder: {path} (a model folder was expected there).")
-    return _load_tl_pretrained(str(source), dev)
+    if _transformer_lens_knows(str(source)):
+        return _load_tl_pretrained(str(source), dev)
+    return _load_hf_named(str(source), dev)
+
+
+def _looks_local(source: str, path: Path) -> bool:
+    """A path rather than a model name: it starts like one, has more than one '/', lies in a folder that
+    exists, or is one name with a file suffix. (A Hub id ``org/name`` may hold dots: ``Qwen/Qwen2.5-0.5B``.)"""
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        return True
+    return (path.parent != Path(".") and path.parent.is_dir()) or ("/" not in source and bool(path.suffix))
 
 
 def existing_model_info(folder: Path) -> dict | None:

@@ -63,9 +63,13 @@ def compare_folders(
     synthetic: bool = True,
     device: str = "cpu",
     cache_dir: str | Path | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    text_column: str = "text",
 ) -> dict[str, Any]:
     """Train the dictionaries of ``config`` (default: ``default_dict_cfgs``) on every model folder in
-    ``variants``, evaluate and compare them; writes OUT/results.json and OUT/report.html."""
+    ``variants``, evaluate and compare them; writes OUT/results.json and OUT/report.html. ``dataset``,
+    ``split`` and ``text_column`` pick the text (see ``run_comparison``; default: the built-in corpus)."""
     from saekit.models import load_model
     from saekit.pipeline.run import run_comparison
 
@@ -83,4 +87,7 @@ def compare_folders(
         synthetic=synthetic,
         device=device,
         cache_dir=cache_dir,
+        dataset=dataset,
+        split=split,
+        text_column=text_column,
     )

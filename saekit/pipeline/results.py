@@ -30,6 +30,7 @@ def new_results(
         "splice_tokens": int(min(n_splice_seqs, tokens.eval.shape[0]) * per_seq),
         "train_config": tcfg.to_dict(),
         "n_ctx": tokens.n_ctx,
+        "data": tokens.source,  # which text trained the dictionaries and which was held out
     }
     if cache_dir is not None:
         settings["cache_dir"] = str(cache_dir)

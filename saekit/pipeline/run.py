@@ -74,6 +74,9 @@ def run_comparison(
     report: bool = True,
     report_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    text_column: str = "text",
 ) -> dict[str, Any]:
     """Train, evaluate and compare dictionaries across model variants; write results.json (+ report.html).
 
@@ -94,6 +97,10 @@ def run_comparison(
       run is checked and reused, an interrupted one resumed, a stale one (a retrained variant)
       rebuilt. None (default): training activations are held in memory. Evaluation uses held-out
       activations in memory either way.
+    dataset, split, text_column: the text every variant reads (``shared_tokens``): by default the
+      built-in corpus (train split to train, validation split held out); with a dataset (a Hugging
+      Face name or local text/JSONL/parquet files) or a split, the first contexts of that split train
+      and the next ``n_eval_seqs`` are held out. Recorded in results.json as ``settings.data``.
     The defaults fit the demo budget (a few minutes on a 2-core CPU for d_model = 128 models).
     """
     t_start = time.perf_counter()
@@ -107,11 +114,12 @@ def run_comparison(
     tcfg = tcfg.replace(device=device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokens = shared_tokens(first, train_tokens, n_explain_seqs, n_eval_seqs)
+    tokens = shared_tokens(first, train_tokens, n_explain_seqs, n_eval_seqs, dataset, split, text_column)
     run = _Run(
         out, dict_cfgs, tuple(seeds), tcfg, tokens, EvalSettings(n_splice_seqs, autointerp_latents, n_examples),
         new_results(handles, dict_cfgs, tuple(seeds), tokens, n_splice_seqs, tcfg, cache_dir), MetricsLog(out), quiet,
     )  # fmt: skip
+    run.say(f"text: {tokens.describe()}")
     acts: dict[str, VariantActivations] = {}
     firsts = [models[0] for models in groups.values()]  # cross-variant sections: one model per group
     run.results["groups"] = groups

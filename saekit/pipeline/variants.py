@@ -7,7 +7,7 @@ activations and latents of two variants can be compared token by token.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,26 +93,60 @@ def load_variants(variant_dirs: list[str | Path], device: str) -> tuple[dict[str
 
 @dataclass
 class SharedTokens:
-    """Token ids [n_seq, n_ctx] every variant reads: training text and held-out text."""
+    """Token ids [n_seq, n_ctx] every variant reads: training text and held-out text, and where they came from."""
 
     train: torch.Tensor
     eval: torch.Tensor
     n_ctx: int
+    source: dict[str, Any] = field(default_factory=dict)  # recorded as results.json's settings.data
 
     @property
     def tokens_per_seq(self) -> int:
         return self.n_ctx - 1  # BOS is left out of training and evaluation
 
+    def describe(self) -> str:
+        """One line for the log: how many contexts train and are held out, and from which text."""
+        src = self.source
+        where = f"{src.get('dataset') or 'the built-in corpus'} (split {src.get('split')!r}"
+        where += ", validation split held out)" if src.get("held_out") == "validation" else ")"
+        return f"{len(self.train)} training and {len(self.eval)} held-out contexts of {self.n_ctx} tokens from {where}"
 
-def shared_tokens(handle: Any, train_tokens: int, n_explain_seqs: int, n_eval_seqs: int) -> SharedTokens:
-    """At least ``train_tokens`` training tokens (and ``n_explain_seqs`` rows), ``n_eval_seqs`` held-out rows."""
-    from saekit.data import load_corpus, pack_tokens
+
+def shared_tokens(
+    handle: Any,
+    train_tokens: int,
+    n_explain_seqs: int,
+    n_eval_seqs: int,
+    dataset: str | None = None,
+    split: str | None = None,
+    text_column: str = "text",
+) -> SharedTokens:
+    """At least ``train_tokens`` training tokens (and ``n_explain_seqs`` rows), ``n_eval_seqs`` held-out rows.
+
+    Without ``dataset`` and ``split``: the built-in corpus's train split trains, its validation split is
+    held out. Otherwise both come from ``split`` (default ``train``) of ``dataset`` (a Hugging Face name
+    or local files; the built-in corpus without one): the first packed rows train and the rows right
+    after them are held out. A dataset too small for both gives its last ``min(n_eval_seqs, rows // 2)``
+    rows to the held-out set and the rest to training.
+    """
+    from saekit.data import load_corpus, load_texts, pack_tokens
 
     n_ctx = default_n_ctx(handle)
     n_train = max(n_explain_seqs, math.ceil(train_tokens / (n_ctx - 1)))
-    train = pack_tokens(load_corpus("train"), handle.tokenizer, n_ctx, max_rows=n_train)
-    held_out = pack_tokens(load_corpus("validation"), handle.tokenizer, n_ctx, max_rows=n_eval_seqs)
-    return SharedTokens(train, held_out, n_ctx)
+    if dataset is None and split is None:
+        train = pack_tokens(load_corpus("train"), handle.tokenizer, n_ctx, max_rows=n_train)
+        held_out = pack_tokens(load_corpus("validation"), handle.tokenizer, n_ctx, max_rows=n_eval_seqs)
+        return SharedTokens(train, held_out, n_ctx, {"dataset": None, "split": "train", "held_out": "validation"})
+    split = split or "train"
+    rows = pack_tokens(load_texts(dataset, split, text_column), handle.tokenizer, n_ctx, max_rows=n_train + n_eval_seqs)
+    name = dataset or "the built-in corpus"
+    if len(rows) < 2:
+        raise DataError(f"{name} (split {split!r}) packs into 1 context of {n_ctx} tokens; a comparison needs at least 2.")
+    n_held = n_eval_seqs if len(rows) == n_train + n_eval_seqs else min(n_eval_seqs, len(rows) // 2)
+    source = {"dataset": dataset, "split": split, "held_out": f"the {n_held} contexts after the training contexts"}
+    if dataset:
+        source["text_column"] = text_column
+    return SharedTokens(rows[:-n_held], rows[-n_held:], n_ctx, source)
 
 
 def hooks_needed(dict_cfgs: dict[str, DictionaryConfig]) -> list[str]:
