@@ -52,6 +52,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and train every dictionary and seed from that cache; a complete cache is reused on rerun "
         "(default: hold them in memory)",
     )
+    p.add_argument(
+        "--browse",
+        nargs="*",
+        default=None,
+        metavar="MODEL",
+        help="build a feature browser of every model's first-seed dictionaries (OUT/browser/<dict>/, each latent "
+        "linked to its match in the other models'); name models to browse only those; the report links them",
+    )
+    p.add_argument(
+        "--browse-tokens", type=count_arg("--browse-tokens"), default=20_000, help="tokens each browser reads (default 20k)"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
 
@@ -72,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         synthetic=not args.no_synthetic,
         device=args.device,
         cache_dir=args.cache_dir,
+        browse=False if args.browse is None else (args.browse or True),
+        browse_tokens=args.browse_tokens,
     )
     print(
         f"compared {len(results['variants'])} variants × {len(results['settings']['dictionaries'])} "

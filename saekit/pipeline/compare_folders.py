@@ -63,6 +63,8 @@ def compare_folders(
     synthetic: bool = True,
     device: str = "cpu",
     cache_dir: str | Path | None = None,
+    browse: bool | list[str] = False,
+    browse_tokens: int = 20_000,
 ) -> dict[str, Any]:
     """Train the dictionaries of ``config`` (default: ``default_dict_cfgs``) on every model folder in
     ``variants``, evaluate and compare them; writes OUT/results.json and OUT/report.html."""
@@ -83,4 +85,6 @@ def compare_folders(
         synthetic=synthetic,
         device=device,
         cache_dir=cache_dir,
+        browse=browse,
+        browse_tokens=browse_tokens,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from saekit.errors import ConfigError
 from saekit.pipeline import crossvariant
 from saekit.pipeline.activations import VariantActivations, variant_activations
 from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, neuron_abstractness, summary
+from saekit.pipeline.browsers import browsed_models, build_comparison_browsers
 from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
 from saekit.pipeline.results import MetricsLog, new_results, variant_record, write_results
 from saekit.pipeline.seeds import derive_seed
@@ -74,6 +76,8 @@ def run_comparison(
     report: bool = True,
     report_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    browse: bool | Sequence[str] = False,
+    browse_tokens: int = 20_000,
 ) -> dict[str, Any]:
     """Train, evaluate and compare dictionaries across model variants; write results.json (+ report.html).
 
@@ -94,12 +98,15 @@ def run_comparison(
       run is checked and reused, an interrupted one resumed, a stale one (a retrained variant)
       rebuilt. None (default): training activations are held in memory. Evaluation uses held-out
       activations in memory either way.
+    browse: build feature browsers (``saekit.pipeline.browsers``) of the first-seed dictionaries of every
+      model (True) or of the models named (a variant's name: its first model seed), each site reading ``browse_tokens`` tokens; the report links them.
     The defaults fit the demo budget (a few minutes on a 2-core CPU for d_model = 128 models).
     """
     t_start = time.perf_counter()
     if len(seeds) < 2:
         raise ConfigError(f"seeds must name at least two seeds (for the noise floor), got {list(seeds)}.")
     handles, groups = load_variants(variant_dirs, device)
+    browsed = browsed_models(handles, groups, browse)  # a bad name fails before any training
     first = next(iter(handles.values()))
     mcfg = first.model.cfg
     dict_cfgs = dict_cfgs or default_dict_cfgs(int(mcfg.d_model), int(mcfg.n_layers))
@@ -126,6 +133,13 @@ def run_comparison(
         acts[v].train.clear()  # training activations are not needed again; held-out ones are
     _compare_variants(run, {v: acts[v] for v in firsts}, synthetic)
     _verdicts(run, groups)
+    if browsed:
+        t0 = time.perf_counter()
+        run.say(f"feature browsers of {', '.join(browsed)}")
+        run.results["browsers"] = build_comparison_browsers(
+            out, handles, list(dict_cfgs), run.seeds[0], browsed, browse_tokens, device
+        )
+        run.timing["browsers"] = time.perf_counter() - t0
     run.timing["total"] = time.perf_counter() - t_start
     run.results["timing_s"] = run.timing
     write_results(out, run.results)
@@ -133,7 +147,7 @@ def run_comparison(
     if report:
         from saekit.report import write_report
 
-        write_report(run.results, report_file)
+        write_report(run.results, report_file, run_dir=out)
     run.say(f"wrote {out / 'results.json'}" + (f" and {report_file}" if report else ""))
     return run.results
 

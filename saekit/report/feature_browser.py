@@ -75,8 +75,11 @@ def build_browser(
     device: str = "cpu",
     overwrite: bool = False,
     seed: int = 0,
+    names: Sequence[str] | None = None,
 ) -> Path:
-    """Build the browser in ``out`` (a new or empty folder, or an earlier browser with overwrite=True)."""
+    """Build the browser in ``out`` (a new or empty folder, or an earlier browser with overwrite=True).
+
+    names: the dictionaries' names in the site (and in its ``#dict=NAME`` links); default: their folder names."""
     out = check_output(out, overwrite)
     if tokens <= 0:
         raise ConfigError(f"tokens must be a positive number of tokens, got {tokens}.")
@@ -87,7 +90,9 @@ def build_browser(
     models = [str(model)] + [
         compare_models[min(i, len(compare_models) - 1)] if compare_models else str(model) for i in range(len(compare))
     ]
-    names = _names(paths)
+    if names is not None and len(names) != len(paths):
+        raise ConfigError(f"give one name per dictionary ({len(paths)}), got {len(names)}.")
+    names = _names(list(names) if names is not None else paths)
     t0 = time.perf_counter()
     loaded: dict = {}
     specs = [_load(p, m, device, loaded) for p, m in zip(paths, models)]  # every bad input before any work
