@@ -59,5 +59,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         line = f"α {r['alpha'][-1]:g}: log P(target) {r['target_logprob'][0]:.2f} -> {r['target_logprob'][-1]:.2f}, " \
                f"control loss {r['control_loss'][0]:.3f} -> {r['control_loss'][-1]:.3f}"
-    print(f"{r['concept']}: {line}; wrote {r['json']} and {r['png']}")
+    print(f"{r['concept']}: {line}; wrote {r['json']}, {r['png']} and {r['page']}")
     return 0

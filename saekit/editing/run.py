@@ -1,5 +1,6 @@
 """The work behind `saekit edit localize|ablate|steer`: load, build the concept set, compute, write
-``edit_<action>.json`` and ``edit_<action>.png`` in the output folder."""
+``edit_<action>.json`` and ``edit_<action>.png`` in the output folder, and (re)write its
+``edit_report.html`` page with the curves of every action run there."""
 
 from __future__ import annotations
 
@@ -81,4 +82,7 @@ def run_edit(
         result["steering_efficiency"] = steering_efficiency(result) if 0.0 in result["alpha"] else None
         plots.plot_steering(result, png_path)
     atomic_write_json(json_path, _clean(result))
-    return {**result, "json": str(json_path), "png": str(png_path)}
+    from saekit.report.editing import write_edit_page
+
+    page = write_edit_page(out)
+    return {**result, "json": str(json_path), "png": str(png_path), "page": str(page)}
