@@ -63,8 +63,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--browse-tokens", type=count_arg("--browse-tokens"), default=20_000, help="tokens each browser reads (default 20k)"
     )
+    p.add_argument(
+        "--concept",
+        default=None,
+        help="measure the editability axis on this concept (character:NAME, words:REGEX, planted:SPEC:LABEL, or a "
+        "text source with --concept-control): localise it among each dictionary's latents, ablate, steer; the report "
+        "shows the curves (docs/editing.md)",
+    )
+    p.add_argument("--concept-control", default=None, help="control text source for --concept (default: the rest)")
+    p.add_argument(
+        "--edit-measure",
+        choices=["selectivity_auc", "steering_efficiency"],
+        default="selectivity_auc",
+        help="the editability axis: selectivity AUC of ablating the top latents, or steering efficiency",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
+
+
+def _edit_settings(args: argparse.Namespace):
+    if args.concept is None:
+        if args.concept_control is not None:
+            from saekit.errors import ConfigError
+
+            raise ConfigError("--concept-control needs --concept (the concept it is the control of).")
+        return None
+    from saekit.pipeline.editing import EditSettings
+
+    return EditSettings(args.concept, args.concept_control, args.edit_measure)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         browse=False if args.browse is None else (args.browse or True),
         browse_tokens=args.browse_tokens,
+        edit=_edit_settings(args),
     )
     print(
         f"compared {len(results['variants'])} variants × {len(results['settings']['dictionaries'])} "

@@ -65,6 +65,7 @@ def compare_folders(
     cache_dir: str | Path | None = None,
     browse: bool | list[str] = False,
     browse_tokens: int = 20_000,
+    edit: Any = None,
 ) -> dict[str, Any]:
     """Train the dictionaries of ``config`` (default: ``default_dict_cfgs``) on every model folder in
     ``variants``, evaluate and compare them; writes OUT/results.json and OUT/report.html."""
@@ -87,4 +88,5 @@ def compare_folders(
         cache_dir=cache_dir,
         browse=browse,
         browse_tokens=browse_tokens,
+        edit=edit,
     )

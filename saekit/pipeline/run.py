@@ -26,6 +26,7 @@ from saekit.pipeline.activations import VariantActivations, variant_activations
 from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, neuron_abstractness, summary
 from saekit.pipeline.browsers import browsed_models, build_comparison_browsers
 from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
+from saekit.pipeline.editing import EditSettings, dictionary_editability
 from saekit.pipeline.results import MetricsLog, new_results, variant_record, write_results
 from saekit.pipeline.seeds import derive_seed
 from saekit.pipeline.synthetic import synthetic_check
@@ -50,6 +51,8 @@ class _Run:
     dict_axes: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)  # per-latent arrays kept
     model_axes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # per-neuron arrays kept
     lm_loss: dict[str, float] = field(default_factory=dict)
+    edit: EditSettings | None = None
+    edit_cache: dict = field(default_factory=dict)  # concept set per tokenizer
     timing: dict[str, float] = field(default_factory=dict)
 
     def say(self, msg: str) -> None:
@@ -78,6 +81,7 @@ def run_comparison(
     cache_dir: str | Path | None = None,
     browse: bool | Sequence[str] = False,
     browse_tokens: int = 20_000,
+    edit: EditSettings | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and compare dictionaries across model variants; write results.json (+ report.html).
 
@@ -100,6 +104,8 @@ def run_comparison(
       activations in memory either way.
     browse: build feature browsers (``saekit.pipeline.browsers``) of the first-seed dictionaries of every
       model (True) or of the models named (a variant's name: its first model seed), each site reading ``browse_tokens`` tokens; the report links them.
+    edit: measure the ``editability`` axis of every dictionary (``saekit.pipeline.editing``) on this
+      concept; the first seed's ablation and steering curves go to ``results["editing"]`` and the report.
     The defaults fit the demo budget (a few minutes on a 2-core CPU for d_model = 128 models).
     """
     t_start = time.perf_counter()
@@ -118,7 +124,10 @@ def run_comparison(
     run = _Run(
         out, dict_cfgs, tuple(seeds), tcfg, tokens, EvalSettings(n_splice_seqs, autointerp_latents, n_examples),
         new_results(handles, dict_cfgs, tuple(seeds), tokens, n_splice_seqs, tcfg, cache_dir), MetricsLog(out), quiet,
+        edit=edit,
     )  # fmt: skip
+    if edit is not None:
+        run.results["editing"] = {"concept": edit.concept, "measure": edit.measure, "seed": run.seeds[0], "curves": {}}
     acts: dict[str, VariantActivations] = {}
     firsts = [models[0] for models in groups.values()]  # cross-variant sections: one model per group
     run.results["groups"] = groups
@@ -168,6 +177,8 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
                 sae, handle, acts, run.tokens, run.eval_settings, seed, (v, name)
             )
             axes = dictionary_axes(sae, handle, acts, run.tokens.eval, metrics, ai, seed)
+            if run.edit is not None:
+                _editability(run, v, name, seed, sae, handle, axes)
             run.dict_axes[(v, name, seed)] = axes
             rec = {"variant": v, "dict": name, "seed": seed, "metrics": metrics, "axes": summary(axes)}
             rec["autointerp"] = {k: val for k, val in ai.items() if k != "latents"}
@@ -192,6 +203,18 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
         wide = run.saes[(v, split_name, run.seeds[0])]
         probe = crossvariant.split_probe(split_name, cfg_v, acts, wide, run.tcfg, run.seeds[0], not run.quiet)
         run.results.setdefault("feature_splitting", {})[v] = probe
+
+
+def _editability(run: _Run, v: str, name: str, seed: int, sae: Any, handle: Any, axes: dict[str, Any]) -> None:
+    """The editability axis of one dictionary (and, for the first seed, its curves for the report)."""
+    t0 = time.perf_counter()
+    first = seed == run.seeds[0]
+    value, curves = dictionary_editability(sae, handle, run.edit, run.edit_cache, curves=first)
+    if value is not None:
+        axes["editability"] = value
+    if curves is not None:
+        run.results["editing"]["curves"].setdefault(name, {})[v] = curves
+    run.timing[f"edit/{v}/{name}/{seed}"] = time.perf_counter() - t0
 
 
 def _compare_variants(run: _Run, acts: dict[str, VariantActivations], synthetic: bool) -> None:

@@ -68,3 +68,61 @@ def write_edit_page(out: str | Path) -> Path:
         })  # fmt: skip
     html = _ENV.get_template("editing.html.j2").render(sections=sections)
     return atomic_write_text(out / PAGE, html)
+
+
+def _ablation_plot(curves: dict[str, dict], colors: dict[str, str], title: str) -> str:
+    import matplotlib.pyplot as plt
+
+    from saekit.report.plots import to_data_uri
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.5))
+    for model, c in curves.items():
+        a, col = c["ablation"], colors.get(model, "#888")
+        x = [max(n, 0.5) for n in a["n"]]  # n = 0 at 0.5 on the log axis
+        ax.plot(x, a["concept_drop"], marker="o", color=col, label=f"{model}: concept drop")
+        ax.plot(x, a["collateral"], marker="s", ls="--", color=col, label=f"{model}: collateral")
+    ax.set_xscale("log")
+    ax.set(xlabel="top latents zero-ablated (0 at 0.5)", ylabel="nats", title=title)
+    ax.legend(fontsize=7)
+    return to_data_uri(fig)
+
+
+def _steering_plot(curves: dict[str, dict], colors: dict[str, str], title: str) -> str:
+    import matplotlib.pyplot as plt
+
+    from saekit.report.plots import to_data_uri
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.5))
+    for model, c in curves.items():
+        s = c["steering"]
+        ax.plot(s["control_loss"], s["target_logprob"], marker="o", color=colors.get(model, "#888"), label=model)
+        for a, x, y in zip(s["alpha"], s["control_loss"], s["target_logprob"]):
+            ax.annotate(f"α={a:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="control loss (nats; fluency)", ylabel="log P(concept continuation) in control text", title=title)
+    ax.legend(fontsize=7)
+    return to_data_uri(fig)
+
+
+def comparison_section(results: dict[str, Any], colors: dict[str, str]) -> dict[str, Any] | None:
+    """The comparison report's editing section: per dictionary config, the ablation curves (concept drop
+    and collateral over n) and the steering curves (concept probability against fluency over α) of the
+    first dictionary seed of every model; None when the run measured no editability."""
+    ed = results.get("editing")
+    if not ed:
+        return None
+    blocks = []
+    for d, curves in ed.get("curves", {}).items():
+        rows = [
+            [m, str(c["top_unit"]), _f(c["ablation"]["concept_drop"][-1]), _f(c["ablation"]["collateral"][-1]),
+             _f(max(c["steering"]["target_logprob"]) - c["steering"]["target_logprob"][0])]
+            for m, c in curves.items()
+        ]  # fmt: skip
+        header = ["model", "top latent", f"concept drop @ n={curves[next(iter(curves))]['ablation']['n'][-1]}",
+                  "collateral", "max steering gain"]  # fmt: skip
+        blocks.append({
+            "dict": d,
+            "ablation": _ablation_plot(curves, colors, f"{d}: ablating {ed['concept']}"),
+            "steering": _steering_plot(curves, colors, f"{d}: steering towards {ed['concept']}"),
+            "table": {"header": header, "rows": rows},
+        })  # fmt: skip
+    return {"concept": ed["concept"], "measure": ed["measure"], "seed": ed.get("seed"), "blocks": blocks}

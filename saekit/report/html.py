@@ -15,6 +15,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from saekit.report import plots
+from saekit.report.editing import comparison_section
 
 _ENV = Environment(
     loader=PackageLoader("saekit.report", "templates"),
@@ -212,7 +213,7 @@ def _probe_sections(results: dict) -> dict[str, Any]:
 
 VERDICT_AXES = [
     "reconstruction", "ce_loss_recovered", "explainability", "abstractness", "abstractness_last_two",
-    "consistency", "neuron_alignment", "neuron_abstractness", "lm_cost",
+    "consistency", "neuron_alignment", "neuron_abstractness", "lm_cost", "editability",
 ]  # fmt: skip
 
 
@@ -315,6 +316,7 @@ def render_html(
         **_probe_sections(results),
         "examples": examples,
         "browsers": _browser_links(results, links_from),
+        "editing": comparison_section(results, colors),
         "wall_time": f"{total:.0f}" if total else None,
     }
     return _ENV.get_template("report.html.j2").render(**context)
