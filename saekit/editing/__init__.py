@@ -20,6 +20,7 @@ from saekit.editing.editability import (
 )
 from saekit.editing.effects import measure
 from saekit.editing.localise import localise
+from saekit.editing.planted_concepts import planted_concept
 from saekit.editing.steer import mean_difference_direction, steering_curve, unit_direction
 from saekit.editing.units import Units, make_units
 
@@ -37,6 +38,7 @@ __all__ = [
     "make_units",
     "mean_difference_direction",
     "measure",
+    "planted_concept",
     "read_texts",
     "selectivity_auc",
     "steering_curve",
