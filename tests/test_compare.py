@@ -188,13 +188,40 @@ def test_compare_cli_fills_dimensions_from_the_model(variant_dirs, tmp_path):
             "--no-synthetic",
             "--cache-dir",
             str(tmp_path / "cache"),
+            "--browse",
+            "random",
+            "--browse-tokens",
+            "500",
         ]
     )
     assert rc == 0
     results = json.loads((tmp_path / "c" / "results.json").read_text())
+    # --browse names one variant: its site holds only that model's dictionary
+    assert results["browsers"]["dict"]["names"] == {"random": "random"}
+    assert (tmp_path / "c" / results["browsers"]["dict"]["index"]).is_file()
+    assert "editing" not in results  # no --concept, no editability
     assert json.loads((tmp_path / "cache" / "baseline" / "manifest.json").read_text())["complete"]
     assert results["settings"]["dictionaries"]["dict"]["d_in"] == 32
     assert (tmp_path / "c" / "report.html").is_file()
+
+
+def test_compare_concept_flags_become_edit_settings(variant_dirs, capsys):
+    """--concept/--edit-measure/--concept-texts reach run_comparison as EditSettings (the run itself is
+    tested in test_compare_verdicts); --concept-control alone is one sentence before any work."""
+    import argparse
+
+    from saekit.commands import compare as compare_cmd
+    from saekit.pipeline.editing import EditSettings
+
+    parser = argparse.ArgumentParser()
+    compare_cmd.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["compare", "a", "b", "--concept", "planted:small:in_bracket", "--edit-measure",
+                              "steering_efficiency", "--concept-texts", "12"])  # fmt: skip
+    assert compare_cmd._edit_settings(args) == EditSettings("planted:small:in_bracket", None, "steering_efficiency", max_texts=12)
+    assert compare_cmd._edit_settings(parser.parse_args(["compare", "a", "b"])) is None
+    assert main(["compare", *map(str, variant_dirs), "--concept-control", "c.txt", "--out", "/nonexistent/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--concept-control needs --concept" in err
 
 
 def test_compare_rejects_a_single_seed(variant_dirs, tmp_path):

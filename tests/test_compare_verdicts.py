@@ -30,7 +30,7 @@ def verdict_run(model_seeds, tmp_path_factory):
     results = run_comparison(
         model_seeds, cfgs, out, seeds=(0, 1), train_tokens=16_000, tcfg=tcfg, n_eval_seqs=16, n_splice_seqs=4,
         n_explain_seqs=64, autointerp_latents=32, split_widths=False, synthetic=False, quiet=True,
-        edit=EditSettings("words:love|loves|loved", max_texts=60, n_ctx=32, n_max=4, alphas=[0.0, 1.0, 2.0]),
+        edit=EditSettings("words:love|loves|loved", max_texts=24, n_ctx=32, n_max=4, alphas=[0.0, 1.0, 2.0]),
     )  # fmt: skip
     return out, results
 

@@ -72,6 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--concept-control", default=None, help="control text source for --concept (default: the rest)")
     p.add_argument(
+        "--concept-texts", type=int, default=100, help="texts per side of the concept set (default 100; rows for planted:)"
+    )
+    p.add_argument(
         "--edit-measure",
         choices=["selectivity_auc", "steering_efficiency"],
         default="selectivity_auc",
@@ -90,7 +93,7 @@ def _edit_settings(args: argparse.Namespace):
         return None
     from saekit.pipeline.editing import EditSettings
 
-    return EditSettings(args.concept, args.concept_control, args.edit_measure)
+    return EditSettings(args.concept, args.concept_control, args.edit_measure, max_texts=args.concept_texts)
 
 
 def run(args: argparse.Namespace) -> int:
