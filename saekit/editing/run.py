@@ -51,6 +51,7 @@ def run_edit(
     direction: str = "top",
     overwrite: bool = False,
     device: str = "cpu",
+    probe: bool = False,
 ) -> dict[str, Any]:
     """Run one editing action and write its JSON and PNG; returns the result (with "json" and "png" paths)."""
     if action not in ACTIONS:
@@ -73,6 +74,11 @@ def run_edit(
     elif action == "ablate":
         result = ablation_curve(units, cs, found["ranking"], default_ns(min(n_max, len(found["ranking"]))), mode)
         result.update(units_to_half=units_to_half(result), selectivity_auc=selectivity_auc(result))
+        if probe:  # the concept effect read by a probe (saekit.editing.probe_effect)
+            from saekit.editing.probe_effect import probe_ablation_curve
+
+            p = probe_ablation_curve(units, cs, found["ranking"], result["n"], mode)
+            result.update(probe_accuracy=p["probe_accuracy"], probe_drop=p["probe_drop"])
         plots.plot_ablation(result, png_path)
     else:
         chosen: Any = "mean_difference" if direction == "mean_difference" else (

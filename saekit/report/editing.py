@@ -34,10 +34,10 @@ def _table(r: dict, action: str) -> dict[str, Any]:
         rows = [[str(t["unit"]), _f(t["auroc"]), _f(t["t"], 1)] for t in r["top"]]
         return {"header": [r["kind"], "AUROC", "Welch t"], "rows": rows}
     if action == "ablate":
-        keys = ["concept_drop", "prob_removed", "collateral", "selectivity"]
+        keys = ["concept_drop", "prob_removed", "collateral", "selectivity"] + (["probe_accuracy"] if "probe_accuracy" in r else [])
         rows = [[str(n)] + [_f(r[k][i]) for k in keys] for i, n in enumerate(r["n"])]
         return {"header": [f"top {r['kind']}s ablated", "concept drop (nats)", "prob. removed",
-                           "collateral (nats)", "selectivity"], "rows": rows}  # fmt: skip
+                           "collateral (nats)", "selectivity", "probe accuracy"][: len(keys) + 1], "rows": rows}  # fmt: skip
     keys = ["target_logprob", "concept_logprob", "control_loss"]
     rows = [[_f(a, 2)] + [_f(r[k][i]) for k in keys] for i, a in enumerate(r["alpha"])]
     return {"header": ["α", "log P(target) in control", "concept log-prob", "control loss (nats)"], "rows": rows}
