@@ -384,3 +384,19 @@ def test_example_latent_link_opens_in_the_browser_and_follows_to_the_other_varia
     assert r["errors"] == [] and r["chunks"]["failed"] == []
     assert r["panel"]["dict"] == ex["variant"] and r["panel"]["open"] == ex["latent"]
     assert r["after"]["dict"] == other and r["follow_href"].startswith(f"#dict={other}&open=")
+
+
+def test_browse_names_models_or_variants_and_refuses_unknown_ones():
+    """What saekit demo passes (variant names) picks each variant's first model seed; a name that is
+    neither a model nor a variant of the run is one sentence, before any training."""
+    from saekit.errors import ConfigError
+    from saekit.pipeline.browsers import browsed_models
+    from saekit.pipeline.demo import DEMO_BROWSE
+
+    handles = dict.fromkeys(["baseline-s0", "baseline-s1", "act_l1-s0", "act_l1-s1", "random-s0"])
+    groups = {"baseline": ["baseline-s0", "baseline-s1"], "act_l1": ["act_l1-s0", "act_l1-s1"], "random": ["random-s0"]}
+    assert browsed_models(handles, groups, DEMO_BROWSE) == ["baseline-s0", "act_l1-s0"]
+    assert browsed_models(handles, groups, ["act_l1-s1", "act_l1"]) == ["act_l1-s1", "act_l1-s0"]
+    assert browsed_models(handles, groups, True) == list(handles) and browsed_models(handles, groups, False) == []
+    with pytest.raises(ConfigError, match="browse names 'pruned', which is no model or variant of this run"):
+        browsed_models(handles, groups, ["pruned"])
