@@ -57,7 +57,7 @@ def _tiny_comparison(variant_dirs, out, **kw):
 @pytest.fixture(scope="module")
 def comparison(variant_dirs, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    return out, _tiny_comparison(variant_dirs, out)
+    return out, _tiny_comparison(variant_dirs, out, browse=True, browse_tokens=2000)
 
 
 def test_results_cover_every_variant_dictionary_and_seed(comparison):
@@ -130,8 +130,10 @@ def test_report_is_self_contained_and_renders_in_chromium(comparison, tmp_path):
         "Cost of each regulariser",
     ):
         assert section in html
-    srcs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    srcs = re.findall(r'src="([^"]+)"', html)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)  # nothing fetched from outside
+    # the only links: the run's own feature browsers (relative paths, checked in the test below)
+    assert all(h.startswith("browser/") for h in re.findall(r'href="([^"]+)"', html))
     if find_chromium() is None:
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
     ok, total = images_loaded(out / "report.html")
@@ -186,13 +188,40 @@ def test_compare_cli_fills_dimensions_from_the_model(variant_dirs, tmp_path):
             "--no-synthetic",
             "--cache-dir",
             str(tmp_path / "cache"),
+            "--browse",
+            "random",
+            "--browse-tokens",
+            "500",
         ]
     )
     assert rc == 0
     results = json.loads((tmp_path / "c" / "results.json").read_text())
+    # --browse names one variant: its site holds only that model's dictionary
+    assert results["browsers"]["dict"]["names"] == {"random": "random"}
+    assert (tmp_path / "c" / results["browsers"]["dict"]["index"]).is_file()
+    assert "editing" not in results  # no --concept, no editability
     assert json.loads((tmp_path / "cache" / "baseline" / "manifest.json").read_text())["complete"]
     assert results["settings"]["dictionaries"]["dict"]["d_in"] == 32
     assert (tmp_path / "c" / "report.html").is_file()
+
+
+def test_compare_concept_flags_become_edit_settings(variant_dirs, capsys):
+    """--concept/--edit-measure/--concept-texts reach run_comparison as EditSettings (the run itself is
+    tested in test_compare_verdicts); --concept-control alone is one sentence before any work."""
+    import argparse
+
+    from saekit.commands import compare as compare_cmd
+    from saekit.pipeline.editing import EditSettings
+
+    parser = argparse.ArgumentParser()
+    compare_cmd.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["compare", "a", "b", "--concept", "planted:small:in_bracket", "--edit-measure",
+                              "steering_efficiency", "--concept-texts", "12"])  # fmt: skip
+    assert compare_cmd._edit_settings(args) == EditSettings("planted:small:in_bracket", None, "steering_efficiency", max_texts=12)
+    assert compare_cmd._edit_settings(parser.parse_args(["compare", "a", "b"])) is None
+    assert main(["compare", *map(str, variant_dirs), "--concept-control", "c.txt", "--out", "/nonexistent/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--concept-control needs --concept" in err
 
 
 def test_compare_rejects_a_single_seed(variant_dirs, tmp_path):
@@ -293,3 +322,81 @@ def test_one_model_per_group_gets_no_interval_and_the_report_says_so(comparison)
         assert "at least 2 model seeds" in rec["note"]
     html = (out / "report.html").read_text()
     assert "not enough model seeds" in html and "at least 2 model seeds" in html
+
+
+def _browser_hrefs(page: str) -> list[str]:
+    import html
+
+    return [html.unescape(h) for h in re.findall(r'href="([^"]*browser/[^"]*)"', page)]
+
+
+def test_report_links_every_dictionary_to_its_feature_browser(comparison, tmp_path):
+    """compare --browse: one site per dictionary config holding every model's first-seed dictionary;
+    every browser link of the report (the list and each example latent) resolves to a site's index and
+    names a dictionary and latent that site holds; a report written elsewhere links back into the run."""
+    from urllib.parse import unquote
+
+    from saekit.report import write_report
+    from saekit.report.feature_site import MANIFEST
+
+    out, results = comparison
+    assert set(results["browsers"]) == {"sae", "transcoder"}
+    html = (out / "report.html").read_text()
+    hrefs = _browser_hrefs(html)
+    example_links = re.findall(r'class="browse" href="([^"]+)"', html)
+    assert len(example_links) == len(results["examples"]) > 0
+    assert sum("&open=" in h for h in hrefs) == len(example_links)
+    assert len(hrefs) >= 2 * (1 + 2) + len(example_links)  # per config: the site, then baseline and random
+    for href in hrefs:
+        page, _, frag = href.partition("#")
+        index = out / page
+        assert index.is_file() and index.name == "index.html"
+        site = json.loads((index.parent / MANIFEST).read_text())
+        assert site["dictionaries"] == ["baseline", "random"]
+        params = dict(p.split("=", 1) for p in frag.split("&")) if frag else {}
+        if "dict" in params:
+            assert unquote(params["dict"]) in site["dictionaries"]
+        if "open" in params:
+            latent = int(params["open"])
+            meta = (index.parent / "data" / unquote(params["dict"]) / "meta.js").read_text()
+            assert 0 <= latent < json.loads(meta.split(",", 1)[1][:-3])["n_latents"]
+    # the same results rendered into another folder: links walk back into the run folder
+    other = write_report(out / "results.json", tmp_path / "elsewhere" / "report.html")
+    for href in _browser_hrefs(other.read_text()):
+        assert (other.parent / href.partition("#")[0]).resolve().is_file()
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (Debian: apt-get install -y chromium)")
+def test_example_latent_link_opens_in_the_browser_and_follows_to_the_other_variant(comparison):
+    from saekit.report.browser import _run
+
+    out, results = comparison
+    import html as html_lib
+
+    link = re.findall(r'class="browse" href="([^"]+)"', (out / "report.html").read_text())[0]
+    page, _, frag = html_lib.unescape(link).partition("#")
+    ex = results["examples"][0]
+    other = "random" if ex["variant"] == "baseline" else "baseline"
+    url = f"{(out / page).resolve().as_uri()}#{frag}&follow={other}&check=1"
+    dom = _run(["--virtual-time-budget=15000", "--dump-dom", url], timeout=180)
+    m = re.search(r'<pre id="selfcheck"[^>]*>(.*?)</pre>', dom, re.S)
+    r = json.loads(html_lib.unescape(m.group(1)))
+    assert r["errors"] == [] and r["chunks"]["failed"] == []
+    assert r["panel"]["dict"] == ex["variant"] and r["panel"]["open"] == ex["latent"]
+    assert r["after"]["dict"] == other and r["follow_href"].startswith(f"#dict={other}&open=")
+
+
+def test_browse_names_models_or_variants_and_refuses_unknown_ones():
+    """What saekit demo passes (variant names) picks each variant's first model seed; a name that is
+    neither a model nor a variant of the run is one sentence, before any training."""
+    from saekit.errors import ConfigError
+    from saekit.pipeline.browsers import browsed_models
+    from saekit.pipeline.demo import DEMO_BROWSE
+
+    handles = dict.fromkeys(["baseline-s0", "baseline-s1", "act_l1-s0", "act_l1-s1", "random-s0"])
+    groups = {"baseline": ["baseline-s0", "baseline-s1"], "act_l1": ["act_l1-s0", "act_l1-s1"], "random": ["random-s0"]}
+    assert browsed_models(handles, groups, DEMO_BROWSE) == ["baseline-s0", "act_l1-s0"]
+    assert browsed_models(handles, groups, ["act_l1-s1", "act_l1"]) == ["act_l1-s1", "act_l1-s0"]
+    assert browsed_models(handles, groups, True) == list(handles) and browsed_models(handles, groups, False) == []
+    with pytest.raises(ConfigError, match="browse names 'pruned', which is no model or variant of this run"):
+        browsed_models(handles, groups, ["pruned"])

@@ -9,6 +9,7 @@ from saekit.cli import main
 from saekit.config import DictionaryConfig, TrainConfig
 from saekit.models import load_model
 from saekit.pipeline import run_comparison
+from saekit.pipeline.editing import EditSettings
 from saekit.pipeline.stats import NO_DIFFERENCE, WITHHELD
 from saekit.pipeline.variants import group_names
 
@@ -29,6 +30,7 @@ def verdict_run(model_seeds, tmp_path_factory):
     results = run_comparison(
         model_seeds, cfgs, out, seeds=(0, 1), train_tokens=16_000, tcfg=tcfg, n_eval_seqs=16, n_splice_seqs=4,
         n_explain_seqs=64, autointerp_latents=32, split_widths=False, synthetic=False, quiet=True,
+        edit=EditSettings("words:love|loves|loved", max_texts=24, n_ctx=32, n_max=4, alphas=[0.0, 1.0, 2.0]),
     )  # fmt: skip
     return out, results
 
@@ -47,7 +49,7 @@ def test_every_verdict_record_has_the_documented_fields(verdict_run):
     on_disk = json.loads((out / "results.json").read_text())
     axes = on_disk["verdicts"]["random"]["sae"]
     assert set(axes) >= {"reconstruction", "ce_loss_recovered", "explainability", "abstractness", "consistency",
-                         "neuron_alignment", "neuron_abstractness", "lm_cost"}  # fmt: skip
+                         "neuron_alignment", "neuron_abstractness", "lm_cost", "editability"}  # fmt: skip
     for axis, rec in axes.items():
         assert RECORD <= set(rec), axis
         assert rec["n_models"] == 2 and rec["verdict"] in ("better", "worse", NO_DIFFERENCE, WITHHELD), (axis, rec)
@@ -78,3 +80,32 @@ def test_group_option_is_stored_and_overrides_the_variant(tmp_path):
     assert json.loads((tmp_path / "b" / "saekit_model.json").read_text())["group"] == "baseline_b"
     handle = load_model(tmp_path / "b")
     assert group_names([handle]) == ["baseline_b"]
+
+
+def test_editability_axis_reaches_the_verdicts_and_the_report_shows_its_curves(verdict_run):
+    """compare with a concept: every dictionary gets an editability value (its first seed's equals the
+    selectivity AUC of the curves kept for the report), the verdict has an interval over 2 model × 2
+    dictionary seeds, and the report shows the ablation and steering curves of each model."""
+    import re
+
+    from saekit.editing.editability import selectivity_auc
+
+    out, results = verdict_run
+    models = ["baseline-s0", "baseline-s1", "random-s0", "random-s1"]
+    values = {(r["variant"], r["seed"]): r["axes"]["editability"] for r in results["dictionaries"]}
+    assert set(values) == {(m, s) for m in models for s in (0, 1)}
+    assert all(isinstance(v, float) and v == v for v in values.values())
+    curves = results["editing"]["curves"]["sae"]
+    assert set(curves) == set(models) and results["editing"]["measure"] == "selectivity_auc"
+    for m in models:
+        assert values[(m, 0)] == pytest.approx(selectivity_auc(curves[m]["ablation"]))
+        assert curves[m]["ablation"]["n"] == [0, 1, 2, 4] and curves[m]["steering"]["alpha"] == [0.0, 1.0, 2.0]
+    rec = results["verdicts"]["random"]["sae"]["editability"]
+    assert rec["n_models"] == 2 and rec["n_seeds"] == 2 and rec["ci95"][0] <= rec["delta"] <= rec["ci95"][1]
+    base = sum(values[(m, s)] for m in models[:2] for s in (0, 1)) / 4
+    assert rec["baseline"] == pytest.approx(base)
+    html = (out / "report.html").read_text()
+    section = html.split("<h2>Editability: removing and steering words:love|loves|loved</h2>", 1)[1].split("<h2>", 1)[0]
+    assert len(re.findall(r'<img alt="(?:ablation|steering) curves of sae" src="data:image/png;base64,', section)) == 2
+    assert all(m in section for m in models)
+    assert "editability" in html.split("<h2>Verdicts", 1)[1].split("<h2>", 1)[0]

@@ -226,3 +226,53 @@ def test_built_in_concepts_mark_the_right_positions(planted):
     assert int(iago.control_mask.sum()) > 100
     with pytest.raises(DataError, match="no speech by 'Nobody'"):
         character_concept("Nobody", tok, 32)
+
+
+def test_edit_page_shows_the_ablation_and_steering_curves_of_the_folder(planted_folders, tmp_path):
+    """saekit edit ablate then steer into one folder: edit_report.html holds both sections, each with its
+    PNG embedded byte for byte and a table row per point of the curve written to the JSON."""
+    import base64
+    import html
+    import json
+    import re
+
+    from saekit.cli import main
+
+    out = tmp_path / "out"
+    base = ["--model", str(planted_folders / "model"), "--dictionary", str(planted_folders / "sae"),
+            "--concept", "words:love|loves|loved", "--max-texts", "40", "--n-ctx", "32", "--out", str(out)]
+    assert main(["edit", "ablate", *base, "--n-max", "2", "--probe"]) == 0
+    page = (out / "edit_report.html").read_text()
+    assert 'id="ablate"' in page and 'id="steer"' not in page
+    assert main(["edit", "steer", *base, "--alphas", "0,0.5,1"]) == 0
+    page = (out / "edit_report.html").read_text()
+    for action in ("ablate", "steer"):
+        section = page.split(f'id="{action}"', 1)[1].split("<h2", 1)[0]
+        src = re.search(r'src="data:image/png;base64,([^"]+)"', section).group(1)
+        assert base64.b64decode(src) == (out / f"edit_{action}.png").read_bytes()
+        r = json.loads((out / f"edit_{action}.json").read_text())
+        rows = re.findall(r"<tr><td>(.*?)</td>", section)
+        assert len(rows) == len(r["n"] if action == "ablate" else r["alpha"])
+        cells = [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", section)]
+    ablate = json.loads((out / "edit_ablate.json").read_text())
+    assert f"{ablate['concept_drop'][-1]:.3f}" in page and f"{ablate['collateral'][-1]:.3f}" in page
+    assert cells[0] == "0.00"  # steer table starts at α = 0
+    # --probe: the probe's held-out accuracy per n, in the JSON and as a column of the ablation table
+    assert len(ablate["probe_accuracy"]) == len(ablate["n"]) and ablate["probe_drop"][0] == 0.0
+    assert "<th>probe accuracy</th>" in page.split('id="ablate"', 1)[1].split("<h2", 1)[0]
+
+
+def test_probe_effect_falls_when_the_planted_latents_are_ablated(planted, sae):
+    """The probe-based concept effect: a probe fitted on the clean residual separates trigger positions
+    from control positions; ablating the two top-ranked (planted) latents takes most of that away,
+    two latents from the middle of the ranking do not."""
+    from saekit.editing.probe_effect import probe_ablation_curve
+
+    handle, _, concept = planted
+    units = make_units(handle, dictionary=sae)
+    ranking = localise(units, concept, top=1, contexts=0)["ranking"]
+    top = probe_ablation_curve(units, concept, ranking, [0, 2], max_positions=300)
+    mid = probe_ablation_curve(units, concept, ranking[32:], [0, 2], max_positions=300)
+    assert top["probe_accuracy"][0] == mid["probe_accuracy"][0] > 0.95  # the same clean probe
+    assert top["probe_accuracy"][1] < 0.65  # near chance (0.5): measured 1.0 -> 0.5
+    assert abs(mid["probe_drop"][1]) < 0.05

@@ -98,6 +98,8 @@ def planted(tmp_path_factory):
             str(root / "other"),
             "--n-ctx",
             str(N_CTX),
+            "--neuronpedia-out",
+            str(root / "neuronpedia"),
         ]
     )
     assert code == 0
@@ -374,3 +376,54 @@ def test_16k_latent_build_stays_under_the_documented_memory_bound(planted, tmp_p
     assert "3 GB" in (Path(__file__).resolve().parents[1] / "docs" / "browser.md").read_text()
     meta = _chunk(tmp_path / "site" / "data" / "wide" / "meta.js")
     assert meta["n_latents"] == 16384 and meta["index_chunks"] == 8
+
+
+# The keys of SAEDashboard's NeuronpediaDashboardBatch / Feature / Activation .to_dict()
+# (sae_dashboard/neuronpedia/neuronpedia_dashboard.py), what Neuronpedia's converter reads.
+NP_BATCH = {"model_id", "layer", "sae_set", "sae_id_suffix", "features"}
+NP_FEATURE = {
+    "feature_index", "neuron_alignment_indices", "neuron_alignment_values", "neuron_alignment_l1",
+    "correlated_neurons_indices", "correlated_neurons_l1", "correlated_neurons_pearson",
+    "correlated_features_indices", "correlated_features_l1", "correlated_features_pearson",
+    "neg_str", "neg_values", "pos_str", "pos_values", "frac_nonzero", "freq_hist_data_bar_values",
+    "freq_hist_data_bar_heights", "logits_hist_data_bar_heights", "logits_hist_data_bar_values",
+    "n_prompts_total", "n_tokens_in_prompt", "dataset", "decoder_weights_dist", "activations",
+}  # fmt: skip
+NP_ACTIVATION = {"bin_min", "bin_max", "bin_contains", "tokens", "values", "qualifying_token_index"}
+
+
+def test_neuronpedia_export_has_saedashboards_batch_fields_and_the_planted_latent(planted):
+    root, T = planted["root"], planted["T"]
+    tok = planted["handle"].tokenizer
+    out = root / "neuronpedia"
+    assert json.loads((out / "saekit_neuronpedia.json").read_text())["files"] == ["batch-0.json"]
+    batch = json.loads((out / "batch-0.json").read_text())
+    assert set(batch) == NP_BATCH and batch["layer"] == 0 and batch["sae_set"] == "dict"
+    feats = batch["features"]
+    assert [f["feature_index"] for f in feats] == list(range(N_LAT))
+    assert all(set(f) == NP_FEATURE for f in feats)
+    f0, d0 = feats[0], _details(planted["out"], "dict", 0)
+    assert f0["n_tokens_in_prompt"] == N_CTX and f0["n_prompts_total"] == len(_tokens_read(planted["handle"]))
+    assert f0["frac_nonzero"] == pytest.approx(d0["density"]) and sum(f0["freq_hist_data_bar_heights"]) == d0["count"]
+    assert f0["pos_str"] == [tok.decode([t]) for t, _ in d0["logits"]["up"]]
+    assert f0["neg_values"] == pytest.approx([v for _, v in d0["logits"]["down"]]) and max(f0["neg_values"]) < 0
+    assert sum(f0["logits_hist_data_bar_heights"]) == planted["handle"].model.W_U.shape[1]
+    acts = f0["activations"]
+    assert len(acts) == len(d0["top"]) > 0 and all(set(a) == NP_ACTIVATION for a in acts)
+    a = acts[0]  # the top context: the planted token at the qualifying index, at the latent's max
+    assert a["tokens"][a["qualifying_token_index"]] == tok.decode([T])
+    assert a["values"][a["qualifying_token_index"]] == pytest.approx(d0["max"]) == pytest.approx(a["bin_max"])
+    assert a["bin_min"] == -1 and a["bin_contains"] == -1
+
+
+def test_neuronpedia_out_holding_other_files_is_refused(planted, tmp_path, capsys):
+    root = planted["root"]
+    other = tmp_path / "np"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    argv = ["browse", str(root / "dict"), "--model", str(root / "model"), "--tokens", "300", "--n-ctx", str(N_CTX),
+            "--out", str(tmp_path / "site"), "--neuronpedia-out", str(other)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "did not write" in err and len(err.splitlines()) == 1
+    assert [p.name for p in other.iterdir()] == ["notes.txt"] and not (tmp_path / "site").exists()

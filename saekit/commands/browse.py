@@ -36,7 +36,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 128)")
     p.add_argument("--batch-rows", type=int, default=8, help="sequences per forward pass (default 8)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    p.add_argument("--overwrite", action="store_true", help="replace a browser saekit browse wrote in --out before")
+    p.add_argument(
+        "--neuronpedia-out",
+        default=None,
+        metavar="DIR",
+        help="also write the dictionary's latents as SAEDashboard NeuronpediaRunner batch files (DIR/batch-<i>.json), "
+        "the input of Neuronpedia's converter; see docs/browser.md for the fields filled",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a browser (and export) saekit browse wrote before")
     p.set_defaults(func=run)
 
 
@@ -57,5 +64,6 @@ def run(args: argparse.Namespace) -> int:
         batch_rows=args.batch_rows,
         device=args.device,
         overwrite=args.overwrite,
+        neuronpedia_out=args.neuronpedia_out,
     )
     return 0

@@ -60,8 +60,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default=None, help="split of the dataset (or built-in corpus) to read (default train)")
     p.add_argument("--text-column", default="text", help="dataset column holding the text")
+    p.add_argument(
+        "--browse",
+        nargs="*",
+        default=None,
+        metavar="MODEL",
+        help="build a feature browser of every model's first-seed dictionaries (OUT/browser/<dict>/, each latent "
+        "linked to its match in the other models'); name models to browse only those; the report links them",
+    )
+    p.add_argument(
+        "--browse-tokens", type=count_arg("--browse-tokens"), default=20_000, help="tokens each browser reads (default 20k)"
+    )
+    p.add_argument(
+        "--concept",
+        default=None,
+        help="measure the editability axis on this concept (character:NAME, words:REGEX, planted:SPEC:LABEL, or a "
+        "text source with --concept-control): localise it among each dictionary's latents, ablate, steer; the report "
+        "shows the curves (docs/editing.md)",
+    )
+    p.add_argument("--concept-control", default=None, help="control text source for --concept (default: the rest)")
+    p.add_argument(
+        "--concept-texts", type=int, default=100, help="texts per side of the concept set (default 100; rows for planted:)"
+    )
+    p.add_argument(
+        "--edit-measure",
+        choices=["selectivity_auc", "steering_efficiency"],
+        default="selectivity_auc",
+        help="the editability axis: selectivity AUC of ablating the top latents, or steering efficiency",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
+
+
+def _edit_settings(args: argparse.Namespace):
+    if args.concept is None:
+        if args.concept_control is not None:
+            from saekit.errors import ConfigError
+
+            raise ConfigError("--concept-control needs --concept (the concept it is the control of).")
+        return None
+    from saekit.pipeline.editing import EditSettings
+
+    return EditSettings(args.concept, args.concept_control, args.edit_measure, max_texts=args.concept_texts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         split=args.split,
         text_column=args.text_column,
+        browse=False if args.browse is None else (args.browse or True),
+        browse_tokens=args.browse_tokens,
+        edit=_edit_settings(args),
     )
     print(
         f"compared {len(results['variants'])} variants × {len(results['settings']['dictionaries'])} "

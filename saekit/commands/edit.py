@@ -33,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=10, help="top units listed (default 10)")
     p.add_argument("--n-max", type=int, default=32, help="ablate: up to this many units (default 32)")
     p.add_argument("--mode", choices=["zero", "mean"], default="zero", help="ablate: zero or mean ablation")
+    p.add_argument(
+        "--probe", action="store_true", help="ablate: also the concept effect on a linear probe's held-out accuracy"
+    )
     p.add_argument("--alphas", type=_floats, default=None, help="steer: comma-separated α (default 0,…,2)")
     p.add_argument("--direction", default="top", help="steer: top (the top unit), a unit index, or mean_difference")
     p.add_argument("--out", default=".", help="output folder (default .)")
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         args.action, args.model, args.concept, args.out, control=args.control, dictionary=args.dictionary,
         hook=args.hook, n_ctx=args.n_ctx, max_texts=args.max_texts, split=args.split, top=args.top,
         n_max=args.n_max, mode=args.mode, alphas=args.alphas, direction=args.direction,
-        overwrite=args.overwrite, device=args.device,
+        overwrite=args.overwrite, device=args.device, probe=args.probe,
     )
     if args.action == "localize":
         best = r["top"][0]
@@ -59,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         line = f"α {r['alpha'][-1]:g}: log P(target) {r['target_logprob'][0]:.2f} -> {r['target_logprob'][-1]:.2f}, " \
                f"control loss {r['control_loss'][0]:.3f} -> {r['control_loss'][-1]:.3f}"
-    print(f"{r['concept']}: {line}; wrote {r['json']} and {r['png']}")
+    print(f"{r['concept']}: {line}; wrote {r['json']}, {r['png']} and {r['page']}")
     return 0

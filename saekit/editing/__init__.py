@@ -20,6 +20,8 @@ from saekit.editing.editability import (
 )
 from saekit.editing.effects import measure
 from saekit.editing.localise import localise
+from saekit.editing.planted_concepts import planted_concept
+from saekit.editing.probe_effect import probe_ablation_curve
 from saekit.editing.steer import mean_difference_direction, steering_curve, unit_direction
 from saekit.editing.units import Units, make_units
 
@@ -37,6 +39,8 @@ __all__ = [
     "make_units",
     "mean_difference_direction",
     "measure",
+    "planted_concept",
+    "probe_ablation_curve",
     "read_texts",
     "selectivity_auc",
     "steering_curve",

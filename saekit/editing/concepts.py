@@ -191,9 +191,16 @@ def concept_from_spec(
     concept: str, tokenizer, n_ctx: int, control: str | None = None, split: str = "train", max_texts: int | None = 400
 ) -> ConceptSet:
     """A concept set named on the command line: ``character:NAME``, ``words:REGEX`` (control: the rest
-    of the corpus unless ``control`` is given), or a text source (file, folder, dataset) with a
+    of the corpus unless ``control`` is given), ``planted:SPEC:LABEL`` (saekit.editing.planted_concepts;
+    ``max_texts`` rows), or a text source (file, folder, dataset) with a
     ``control`` text source."""
     kind, _, arg = concept.partition(":")
+    if kind == "planted":
+        if control is not None:
+            raise ConfigError("a planted:SPEC:LABEL concept brings its own control (tokens without the label); drop --control.")
+        from saekit.editing.planted_concepts import concept_from_planted_spec
+
+        return concept_from_planted_spec(arg, tokenizer, n_ctx, max_texts)
     if control is None and kind == "character":
         return character_concept(arg, tokenizer, n_ctx, split, max_texts)
     if control is None and kind == "words":

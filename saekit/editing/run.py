@@ -1,5 +1,6 @@
 """The work behind `saekit edit localize|ablate|steer`: load, build the concept set, compute, write
-``edit_<action>.json`` and ``edit_<action>.png`` in the output folder."""
+``edit_<action>.json`` and ``edit_<action>.png`` in the output folder, and (re)write its
+``edit_report.html`` page with the curves of every action run there."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def run_edit(
     direction: str = "top",
     overwrite: bool = False,
     device: str = "cpu",
+    probe: bool = False,
 ) -> dict[str, Any]:
     """Run one editing action and write its JSON and PNG; returns the result (with "json" and "png" paths)."""
     if action not in ACTIONS:
@@ -72,6 +74,11 @@ def run_edit(
     elif action == "ablate":
         result = ablation_curve(units, cs, found["ranking"], default_ns(min(n_max, len(found["ranking"]))), mode)
         result.update(units_to_half=units_to_half(result), selectivity_auc=selectivity_auc(result))
+        if probe:  # the concept effect read by a probe (saekit.editing.probe_effect)
+            from saekit.editing.probe_effect import probe_ablation_curve
+
+            p = probe_ablation_curve(units, cs, found["ranking"], result["n"], mode)
+            result.update(probe_accuracy=p["probe_accuracy"], probe_drop=p["probe_drop"])
         plots.plot_ablation(result, png_path)
     else:
         chosen: Any = "mean_difference" if direction == "mean_difference" else (
@@ -81,4 +88,7 @@ def run_edit(
         result["steering_efficiency"] = steering_efficiency(result) if 0.0 in result["alpha"] else None
         plots.plot_steering(result, png_path)
     atomic_write_json(json_path, _clean(result))
-    return {**result, "json": str(json_path), "png": str(png_path)}
+    from saekit.report.editing import write_edit_page
+
+    page = write_edit_page(out)
+    return {**result, "json": str(json_path), "png": str(png_path), "page": str(page)}

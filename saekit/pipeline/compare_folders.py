@@ -66,6 +66,9 @@ def compare_folders(
     dataset: str | None = None,
     split: str | None = None,
     text_column: str = "text",
+    browse: bool | list[str] = False,
+    browse_tokens: int = 20_000,
+    edit: Any = None,
 ) -> dict[str, Any]:
     """Train the dictionaries of ``config`` (default: ``default_dict_cfgs``) on every model folder in
     ``variants``, evaluate and compare them; writes OUT/results.json and OUT/report.html. ``dataset``,
@@ -90,4 +93,7 @@ def compare_folders(
         dataset=dataset,
         split=split,
         text_column=text_column,
+        browse=browse,
+        browse_tokens=browse_tokens,
+        edit=edit,
     )

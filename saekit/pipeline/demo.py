@@ -2,7 +2,8 @@
 
 Trains tiny model variants (baseline, two regularisers, the random control), two model seeds
 each, then a top-k SAE on each (three dictionary seeds), evaluates, compares across variants,
-gives a verdict per variant and axis and writes OUT/report.html.
+gives a verdict per variant and axis and writes OUT/report.html, which links the feature browsers
+of the baseline's and act_l1's dictionaries (OUT/browser/).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DEMO_MODEL = ModelConfig(
 
 DEMO_EXPANSION, DEMO_K = 1, 8  # 128 latents on the 128-d MLP output
 DEMO_BATCH, DEMO_LR, DEMO_TOKENS = 256, 4e-3, 100_000
+DEMO_BROWSE = ("baseline", "act_l1")  # variants whose (first model seed's) dictionaries get a feature browser
 
 
 def run_demo(
@@ -53,7 +55,10 @@ def run_demo(
     tcfg = TrainConfig(
         batch_size=DEMO_BATCH, total_tokens=train_tokens or DEMO_TOKENS, lr=DEMO_LR, lr_warmup_steps=10, log_every=50
     )
-    results = run_comparison(paths, sae_only, out_dir=out, device="cpu", cache_dir=out / "cache", tcfg=tcfg, **extra)
+    # feature browsers of the baseline and one regulariser, each latent linked to its match in the other
+    results = run_comparison(
+        paths, sae_only, out_dir=out, device="cpu", cache_dir=out / "cache", tcfg=tcfg, browse=DEMO_BROWSE, **extra
+    )
     total = time.perf_counter() - start
     print(f"demo finished in {total:.0f} s (models {model_s:.0f} s); report: {out / 'report.html'}")
     return results

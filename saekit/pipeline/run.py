@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from saekit.errors import ConfigError
 from saekit.pipeline import crossvariant
 from saekit.pipeline.activations import VariantActivations, variant_activations
 from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, neuron_abstractness, summary
+from saekit.pipeline.browsers import browsed_models, build_comparison_browsers
 from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
+from saekit.pipeline.editing import EditSettings, dictionary_editability
 from saekit.pipeline.results import MetricsLog, new_results, variant_record, write_results
 from saekit.pipeline.seeds import derive_seed
 from saekit.pipeline.synthetic import synthetic_check
@@ -48,6 +51,8 @@ class _Run:
     dict_axes: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)  # per-latent arrays kept
     model_axes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # per-neuron arrays kept
     lm_loss: dict[str, float] = field(default_factory=dict)
+    edit: EditSettings | None = None
+    edit_cache: dict = field(default_factory=dict)  # concept set per tokenizer
     timing: dict[str, float] = field(default_factory=dict)
 
     def say(self, msg: str) -> None:
@@ -77,6 +82,9 @@ def run_comparison(
     dataset: str | None = None,
     split: str | None = None,
     text_column: str = "text",
+    browse: bool | Sequence[str] = False,
+    browse_tokens: int = 20_000,
+    edit: EditSettings | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and compare dictionaries across model variants; write results.json (+ report.html).
 
@@ -101,12 +109,17 @@ def run_comparison(
       built-in corpus (train split to train, validation split held out); with a dataset (a Hugging
       Face name or local text/JSONL/parquet files) or a split, the first contexts of that split train
       and the next ``n_eval_seqs`` are held out. Recorded in results.json as ``settings.data``.
+    browse: build feature browsers (``saekit.pipeline.browsers``) of the first-seed dictionaries of every
+      model (True) or of the models named (a variant's name: its first model seed), each site reading ``browse_tokens`` tokens; the report links them.
+    edit: measure the ``editability`` axis of every dictionary (``saekit.pipeline.editing``) on this
+      concept; the first seed's ablation and steering curves go to ``results["editing"]`` and the report.
     The defaults fit the demo budget (a few minutes on a 2-core CPU for d_model = 128 models).
     """
     t_start = time.perf_counter()
     if len(seeds) < 2:
         raise ConfigError(f"seeds must name at least two seeds (for the noise floor), got {list(seeds)}.")
     handles, groups = load_variants(variant_dirs, device)
+    browsed = browsed_models(handles, groups, browse)  # a bad name fails before any training
     first = next(iter(handles.values()))
     mcfg = first.model.cfg
     dict_cfgs = dict_cfgs or default_dict_cfgs(int(mcfg.d_model), int(mcfg.n_layers))
@@ -118,8 +131,11 @@ def run_comparison(
     run = _Run(
         out, dict_cfgs, tuple(seeds), tcfg, tokens, EvalSettings(n_splice_seqs, autointerp_latents, n_examples),
         new_results(handles, dict_cfgs, tuple(seeds), tokens, n_splice_seqs, tcfg, cache_dir), MetricsLog(out), quiet,
+        edit=edit,
     )  # fmt: skip
     run.say(f"text: {tokens.describe()}")
+    if edit is not None:
+        run.results["editing"] = {"concept": edit.concept, "measure": edit.measure, "seed": run.seeds[0], "curves": {}}
     acts: dict[str, VariantActivations] = {}
     firsts = [models[0] for models in groups.values()]  # cross-variant sections: one model per group
     run.results["groups"] = groups
@@ -134,6 +150,13 @@ def run_comparison(
         acts[v].train.clear()  # training activations are not needed again; held-out ones are
     _compare_variants(run, {v: acts[v] for v in firsts}, synthetic)
     _verdicts(run, groups)
+    if browsed:
+        t0 = time.perf_counter()
+        run.say(f"feature browsers of {', '.join(browsed)}")
+        run.results["browsers"] = build_comparison_browsers(
+            out, handles, list(dict_cfgs), run.seeds[0], browsed, browse_tokens, device
+        )
+        run.timing["browsers"] = time.perf_counter() - t0
     run.timing["total"] = time.perf_counter() - t_start
     run.results["timing_s"] = run.timing
     write_results(out, run.results)
@@ -141,7 +164,7 @@ def run_comparison(
     if report:
         from saekit.report import write_report
 
-        write_report(run.results, report_file)
+        write_report(run.results, report_file, run_dir=out)
     run.say(f"wrote {out / 'results.json'}" + (f" and {report_file}" if report else ""))
     return run.results
 
@@ -162,6 +185,8 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
                 sae, handle, acts, run.tokens, run.eval_settings, seed, (v, name)
             )
             axes = dictionary_axes(sae, handle, acts, run.tokens.eval, metrics, ai, seed)
+            if run.edit is not None:
+                _editability(run, v, name, seed, sae, handle, axes)
             run.dict_axes[(v, name, seed)] = axes
             rec = {"variant": v, "dict": name, "seed": seed, "metrics": metrics, "axes": summary(axes)}
             rec["autointerp"] = {k: val for k, val in ai.items() if k != "latents"}
@@ -186,6 +211,18 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
         wide = run.saes[(v, split_name, run.seeds[0])]
         probe = crossvariant.split_probe(split_name, cfg_v, acts, wide, run.tcfg, run.seeds[0], not run.quiet)
         run.results.setdefault("feature_splitting", {})[v] = probe
+
+
+def _editability(run: _Run, v: str, name: str, seed: int, sae: Any, handle: Any, axes: dict[str, Any]) -> None:
+    """The editability axis of one dictionary (and, for the first seed, its curves for the report)."""
+    t0 = time.perf_counter()
+    first = seed == run.seeds[0]
+    value, curves = dictionary_editability(sae, handle, run.edit, run.edit_cache, curves=first)
+    if value is not None:
+        axes["editability"] = value
+    if curves is not None:
+        run.results["editing"]["curves"].setdefault(name, {})[v] = curves
+    run.timing[f"edit/{v}/{name}/{seed}"] = time.perf_counter() - t0
 
 
 def _compare_variants(run: _Run, acts: dict[str, VariantActivations], synthetic: bool) -> None:

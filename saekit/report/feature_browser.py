@@ -75,9 +75,19 @@ def build_browser(
     device: str = "cpu",
     overwrite: bool = False,
     seed: int = 0,
+    names: Sequence[str] | None = None,
+    neuronpedia_out: str | Path | None = None,
 ) -> Path:
-    """Build the browser in ``out`` (a new or empty folder, or an earlier browser with overwrite=True)."""
+    """Build the browser in ``out`` (a new or empty folder, or an earlier browser with overwrite=True).
+
+    names: the dictionaries' names in the site (and in its ``#dict=NAME`` links); default: their folder names.
+    neuronpedia_out: also write the main dictionary's latents there in SAEDashboard's Neuronpedia batch
+      layout (``saekit.report.neuronpedia``)."""
     out = check_output(out, overwrite)
+    if neuronpedia_out is not None:
+        from saekit.report.neuronpedia import check_neuronpedia_output
+
+        neuronpedia_out = check_neuronpedia_output(neuronpedia_out, overwrite)
     if tokens <= 0:
         raise ConfigError(f"tokens must be a positive number of tokens, got {tokens}.")
     compare_models = list(compare_models or [])
@@ -87,7 +97,9 @@ def build_browser(
     models = [str(model)] + [
         compare_models[min(i, len(compare_models) - 1)] if compare_models else str(model) for i in range(len(compare))
     ]
-    names = _names(paths)
+    if names is not None and len(names) != len(paths):
+        raise ConfigError(f"give one name per dictionary ({len(paths)}), got {len(names)}.")
+    names = _names(list(names) if names is not None else paths)
     t0 = time.perf_counter()
     loaded: dict = {}
     specs = [_load(p, m, device, loaded) for p, m in zip(paths, models)]  # every bad input before any work
@@ -117,12 +129,30 @@ def build_browser(
     except BaseException:
         site.abort()
         raise
+    if neuronpedia_out is not None:
+        _export_neuronpedia(neuronpedia_out, datas[0], specs[0][2], models[0], dataset, split)
     n_lat = sum(d.stats.n_latents for d in datas)
     print(
         f"feature browser: {len(datas)} dictionaries, {n_lat} latents on {datas[0].stats.n_tokens} tokens "
         f"in {time.perf_counter() - t0:.1f} s -> {result / 'index.html'}"
     )
     return result
+
+
+def _export_neuronpedia(out: Path, data: Any, hook: str, model: str, dataset: str | None, split: str) -> None:
+    from saekit.report.neuronpedia import write_neuronpedia
+
+    cache: dict[int, str] = {}
+
+    def decode(t: int) -> str:
+        if t not in cache:
+            cache[t] = data.tokenizer.decode([t])
+        return cache[t]
+
+    source = dataset or f"saekit built-in corpus ({split})"
+    model_id = Path(model).name or str(model)
+    files = write_neuronpedia(out, data, lambda i: fd.latent_details(data, i), decode, hook, model_id, data.name, source)
+    print(f"neuronpedia batches: {len(files)} files -> {out}")
 
 
 def _write_site(site: SiteWriter, datas: list, specs: list, models: list[str]) -> None:

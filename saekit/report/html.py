@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime
 import math
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from saekit.report import plots
+from saekit.report.editing import comparison_section
 
 _ENV = Environment(
     loader=PackageLoader("saekit.report", "templates"),
@@ -211,7 +213,7 @@ def _probe_sections(results: dict) -> dict[str, Any]:
 
 VERDICT_AXES = [
     "reconstruction", "ce_loss_recovered", "explainability", "abstractness", "abstractness_last_two",
-    "consistency", "neuron_alignment", "neuron_abstractness", "lm_cost",
+    "consistency", "neuron_alignment", "neuron_abstractness", "lm_cost", "editability",
 ]  # fmt: skip
 
 
@@ -260,14 +262,39 @@ def _verdict_section(results: dict) -> dict[str, Any] | None:
     }
 
 
-def render_html(results: dict[str, Any], title: str = "saekit: dictionaries across model variants") -> str:
-    """The report as one HTML string (images embedded as data URIs; no external files)."""
+def _browser_links(results: dict, links_from: str) -> list[dict[str, Any]]:
+    """Per dictionary config: its feature browser and a link to each model's dictionary in it."""
+    out = []
+    for d, rec in (results.get("browsers") or {}).items():
+        index = links_from + rec["index"]
+        links = [{"model": m, "href": f"{index}#dict={quote(n)}"} for m, n in rec["names"].items()]
+        out.append({"dict": d, "seed": rec.get("seed"), "index": index, "links": links})
+    return out
+
+
+def _link_examples(examples: list[dict], results: dict, links_from: str) -> None:
+    """Each example latent of a browsed dictionary links to its page in the browser."""
+    browsers = results.get("browsers") or {}
+    for ex in examples:
+        rec = browsers.get(ex["dict"])
+        name = rec and rec["names"].get(ex["variant"])
+        if name:
+            ex["browse"] = f"{links_from}{rec['index']}#dict={quote(name)}&open={ex['latent']}"
+
+
+def render_html(
+    results: dict[str, Any], title: str = "saekit: dictionaries across model variants", links_from: str = ""
+) -> str:
+    """The report as one HTML string (images embedded as data URIs; no external files but the feature
+    browsers it links, whose run-folder paths get ``links_from`` in front: the run folder seen from the report)."""
     s = results["settings"]
     variants = plots.variant_order(results)
     colors = plots.variant_colors(variants)
     names = plots.dict_order(results)
     variant_table, dict_table = _model_tables(results, colors)
     total = results.get("timing_s", {}).get("total")
+    examples = _examples(results, colors)
+    _link_examples(examples, results, links_from)
     context = {
         "title": title,
         "now": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -287,7 +314,9 @@ def render_html(results: dict[str, Any], title: str = "saekit: dictionaries acro
         ],
         "cross_application": [(n, _cross_app_table(results["cross_application"][n])) for n in names],
         **_probe_sections(results),
-        "examples": _examples(results, colors),
+        "examples": examples,
+        "browsers": _browser_links(results, links_from),
+        "editing": comparison_section(results, colors),
         "wall_time": f"{total:.0f}" if total else None,
     }
     return _ENV.get_template("report.html.j2").render(**context)

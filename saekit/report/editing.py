@@ -1,0 +1,128 @@
+"""HTML pages of editing results: the page ``saekit edit ... --out DIR`` keeps up to date (every
+``edit_<action>.json`` in DIR with its curve), and the editing section of the comparison report."""
+
+from __future__ import annotations
+
+import base64
+import math
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from saekit.fileutil import atomic_write_text, read_json
+
+PAGE = "edit_report.html"
+ACTIONS = ("localize", "ablate", "steer")
+_ENV = Environment(
+    loader=PackageLoader("saekit.report", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _table(r: dict, action: str) -> dict[str, Any]:
+    """The numbers behind one action's curve, one row per point."""
+    if action == "localize":
+        rows = [[str(t["unit"]), _f(t["auroc"]), _f(t["t"], 1)] for t in r["top"]]
+        return {"header": [r["kind"], "AUROC", "Welch t"], "rows": rows}
+    if action == "ablate":
+        keys = ["concept_drop", "prob_removed", "collateral", "selectivity"] + (["probe_accuracy"] if "probe_accuracy" in r else [])
+        rows = [[str(n)] + [_f(r[k][i]) for k in keys] for i, n in enumerate(r["n"])]
+        return {"header": [f"top {r['kind']}s ablated", "concept drop (nats)", "prob. removed",
+                           "collateral (nats)", "selectivity", "probe accuracy"][: len(keys) + 1], "rows": rows}  # fmt: skip
+    keys = ["target_logprob", "concept_logprob", "control_loss"]
+    rows = [[_f(a, 2)] + [_f(r[k][i]) for k in keys] for i, a in enumerate(r["alpha"])]
+    return {"header": ["α", "log P(target) in control", "concept log-prob", "control loss (nats)"], "rows": rows}
+
+
+def _headline(r: dict, action: str) -> str:
+    if action == "localize":
+        return f"{len(r['ranking'])} {r['kind']}s ranked; the best separates concept from control at AUROC {_f(r['top'][0]['auroc'])}."
+    if action == "ablate":
+        return (f"units to remove half the concept probability: {_f(r.get('units_to_half'))}; "
+                f"selectivity AUC {_f(r.get('selectivity_auc'))} nats ({r['mode']} ablation).")  # fmt: skip
+    return f"steering efficiency (target log-prob gain within 0.1 nats of control loss): {_f(r.get('steering_efficiency'))} nats."
+
+
+def write_edit_page(out: str | Path) -> Path:
+    """Write OUT/edit_report.html from the ``edit_<action>.json`` and ``.png`` files in OUT (PNGs embedded)."""
+    out = Path(out)
+    sections = []
+    for action in ACTIONS:
+        js, png = out / f"edit_{action}.json", out / f"edit_{action}.png"
+        if not js.is_file():
+            continue
+        r = read_json(js, f"edit {action} result")
+        img = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii") if png.is_file() else None
+        sections.append({
+            "action": action, "concept": r.get("concept"), "hook": r.get("hook"), "kind": r.get("kind"),
+            "headline": _headline(r, action), "plot": img, "table": _table(r, action),
+        })  # fmt: skip
+    html = _ENV.get_template("editing.html.j2").render(sections=sections)
+    return atomic_write_text(out / PAGE, html)
+
+
+def _ablation_plot(curves: dict[str, dict], colors: dict[str, str], title: str) -> str:
+    import matplotlib.pyplot as plt
+
+    from saekit.report.plots import to_data_uri
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.5))
+    for model, c in curves.items():
+        a, col = c["ablation"], colors.get(model, "#888")
+        x = [max(n, 0.5) for n in a["n"]]  # n = 0 at 0.5 on the log axis
+        ax.plot(x, a["concept_drop"], marker="o", color=col, label=f"{model}: concept drop")
+        ax.plot(x, a["collateral"], marker="s", ls="--", color=col, label=f"{model}: collateral")
+    ax.set_xscale("log")
+    ax.set(xlabel="top latents zero-ablated (0 at 0.5)", ylabel="nats", title=title)
+    ax.legend(fontsize=7)
+    return to_data_uri(fig)
+
+
+def _steering_plot(curves: dict[str, dict], colors: dict[str, str], title: str) -> str:
+    import matplotlib.pyplot as plt
+
+    from saekit.report.plots import to_data_uri
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.5))
+    for model, c in curves.items():
+        s = c["steering"]
+        ax.plot(s["control_loss"], s["target_logprob"], marker="o", color=colors.get(model, "#888"), label=model)
+        for a, x, y in zip(s["alpha"], s["control_loss"], s["target_logprob"]):
+            ax.annotate(f"α={a:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="control loss (nats; fluency)", ylabel="log P(concept continuation) in control text", title=title)
+    ax.legend(fontsize=7)
+    return to_data_uri(fig)
+
+
+def comparison_section(results: dict[str, Any], colors: dict[str, str]) -> dict[str, Any] | None:
+    """The comparison report's editing section: per dictionary config, the ablation curves (concept drop
+    and collateral over n) and the steering curves (concept probability against fluency over α) of the
+    first dictionary seed of every model; None when the run measured no editability."""
+    ed = results.get("editing")
+    if not ed:
+        return None
+    blocks = []
+    for d, curves in ed.get("curves", {}).items():
+        rows = [
+            [m, str(c["top_unit"]), _f(c["ablation"]["concept_drop"][-1]), _f(c["ablation"]["collateral"][-1]),
+             _f(max(c["steering"]["target_logprob"]) - c["steering"]["target_logprob"][0])]
+            for m, c in curves.items()
+        ]  # fmt: skip
+        header = ["model", "top latent", f"concept drop @ n={curves[next(iter(curves))]['ablation']['n'][-1]}",
+                  "collateral", "max steering gain"]  # fmt: skip
+        blocks.append({
+            "dict": d,
+            "ablation": _ablation_plot(curves, colors, f"{d}: ablating {ed['concept']}"),
+            "steering": _steering_plot(curves, colors, f"{d}: steering towards {ed['concept']}"),
+            "table": {"header": header, "rows": rows},
+        })  # fmt: skip
+    return {"concept": ed["concept"], "measure": ed["measure"], "seed": ed.get("seed"), "blocks": blocks}
