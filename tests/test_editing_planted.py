@@ -8,7 +8,7 @@ import torch
 from saekit.data import default_tokenizer
 from saekit.data.planted import planted_language
 from saekit.editing import planted_concept
-from saekit.editing.concepts import concept_from_spec
+from saekit.editing.concept_spec import concept_from_spec
 from saekit.errors import ConfigError, DataError
 
 N_ROWS, N_CTX = 24, 32

@@ -2,11 +2,11 @@
 and compare how editable model variants are (docs/editing.md)."""
 
 from saekit.editing.ablate import ablation_curve
+from saekit.editing.concept_spec import concept_from_spec
 from saekit.editing.concepts import (
     ConceptSet,
     character_concept,
     concept_from_pattern,
-    concept_from_spec,
     concept_from_texts,
     read_texts,
     word_family_concept,

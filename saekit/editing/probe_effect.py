@@ -19,14 +19,14 @@ from saekit.editing.ablate import ablation_hook, control_means
 from saekit.editing.concepts import ConceptSet
 from saekit.editing.units import Units
 from saekit.errors import DataError
-from saekit.evaluation.splice import run_logits, unwrap_model
+from saekit.evaluation.splice import run_logits
+from saekit.models.handle import ModelHandle
 
 
 @torch.no_grad()
 def _features(units: Units, tokens: torch.Tensor, mask: torch.Tensor, probe_hook: str, edit: Any, bs: int = 16):
     """Activations [n_masked, d] at probe_hook (after ``edit`` at the units' hook, when given)."""
-    module, _ = unwrap_model(units.model)
-    device = next(module.parameters()).device
+    device = ModelHandle.wrap(units.model).device
     seen: dict[str, torch.Tensor] = {}
 
     def read(a: torch.Tensor) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from saekit.editing import plots
 from saekit.editing.ablate import ablation_curve, default_ns
-from saekit.editing.concepts import concept_from_spec
+from saekit.editing.concept_spec import concept_from_spec
 from saekit.editing.editability import selectivity_auc, steering_efficiency, units_to_half
 from saekit.editing.localise import localise
 from saekit.editing.steer import steering_curve

@@ -35,7 +35,7 @@ class EditSettings:
 
 
 def _concept(handle: Any, s: EditSettings, cache: dict) -> Any:
-    from saekit.editing.concepts import concept_from_spec
+    from saekit.editing.concept_spec import concept_from_spec
 
     key = id(handle.tokenizer)
     if key not in cache:
