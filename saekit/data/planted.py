@@ -47,6 +47,9 @@ class PlantedSpec:
     p_repeat: float = 0.5
     p_subtopic_word: float = 0.6  # vs another sub-topic of the same topic
     p_function_word: float = 0.35
+    # after a function word, another word of the same class: what makes a class a class (words of
+    # one class share a future); without it the classes are interchangeable and no model separates them
+    p_function_run: float = 0.6
 
 
 SPECS = {
@@ -77,9 +80,11 @@ class PlantedLanguage:
             for t in range(s.n_topics)
         ]
         self.words = words
+        self._fn_class = {w: c for c, ids in enumerate(self.fn_words) if c > 0 for w in ids}
         self.bos, self.eos, self.open, self.close = 0, 1, 3, 4
-        self.token_labels = ["open_bracket", "close_bracket", "noun_sg", "noun_pl", "verb_sg", "verb_pl"]
-        self.token_labels += [f"function_{c}" for c in range(s.n_function_classes)]
+        # the verb's number has no future (its object does not agree), so only "verb" is a token class
+        self.token_labels = ["open_bracket", "close_bracket", "noun_sg", "noun_pl", "verb", "determiner"]
+        self.token_labels += [f"function_{c}" for c in range(1, s.n_function_classes)]
         self.token_labels += [f"topic_word_{t}" for t in range(s.n_topics)]
         self.context_labels = [f"topic_{t}" for t in range(s.n_topics)]
         self.context_labels += [f"subtopic_{t}_{u}" for t in range(s.n_topics) for u in range(s.n_subtopics)]
@@ -91,8 +96,9 @@ class PlantedLanguage:
         self._set_class([self.close], "close_bracket")
         for num, name in enumerate(("sg", "pl")):
             self._set_class(self.nouns[num], f"noun_{name}")
-            self._set_class(self.verbs[num], f"verb_{name}")
-        for c, ids in enumerate(self.fn_words):
+            self._set_class(self.verbs[num], "verb")
+        self._set_class(self.fn_words[0], "determiner")
+        for c, ids in enumerate(self.fn_words[1:], start=1):
             self._set_class(ids, f"function_{c}")
         for t, subs in enumerate(self.topic_words):
             self._set_class([w for sub in subs for w in sub], f"topic_word_{t}")
@@ -143,7 +149,7 @@ class PlantedLanguage:
             if r < s.p_bracket:
                 emit(self.open)
                 for _ in range(rng.randint(1, 5)):
-                    emit(self._content(rng, topic, sub), "in_bracket")
+                    emit(self._content(rng, topic, sub, toks[-1]), "in_bracket")
                 emit(self.close)
             elif r < s.p_bracket + s.p_phrase:
                 if phrases and rng.random() < s.p_repeat:
@@ -152,32 +158,40 @@ class PlantedLanguage:
                     for w in phrase[1:]:
                         emit(w, "induction")
                 else:
-                    phrase = [self._content(rng, topic, sub) for _ in range(rng.randint(3, 5))]
+                    phrase = [toks[-1] if toks else self.bos]
+                    for _ in range(rng.randint(3, 5)):
+                        phrase.append(self._content(rng, topic, sub, phrase[-1]))
+                    phrase = phrase[1:]
                     phrases.append(phrase)
                     for w in phrase:
                         emit(w)
             else:
-                self._clause(rng, topic, sub, emit)
+                self._clause(rng, topic, sub, emit, toks)
         return toks, ctx
 
-    def _content(self, rng: random.Random, topic: int, sub: int) -> int:
+    def _content(self, rng: random.Random, topic: int, sub: int, prev: int) -> int:
+        """A content word after ``prev``: a function word (class 1..; a class tends to run on) or
+        a word of the document's topic, mostly of its sub-topic."""
         s = self.spec
+        c = self._fn_class.get(prev)
+        if c is not None and rng.random() < s.p_function_run:
+            return rng.choice(self.fn_words[c])
         if rng.random() < s.p_function_word:
-            return rng.choice(rng.choice(self.fn_words))
+            return rng.choice(rng.choice(self.fn_words[1:]))
         if rng.random() >= s.p_subtopic_word and s.n_subtopics > 1:
             sub = rng.choice([u for u in range(s.n_subtopics) if u != sub])
         return rng.choice(self.topic_words[topic][sub])
 
-    def _clause(self, rng: random.Random, topic: int, sub: int, emit) -> None:
+    def _clause(self, rng: random.Random, topic: int, sub: int, emit, toks: list[int]) -> None:
         num = rng.randrange(2)
         pending = "pending_pl" if num else "pending_sg"
         emit(rng.choice(self.fn_words[0]))  # determiner class
         emit(rng.choice(self.nouns[num]))
         for _ in range(rng.randint(1, 4)):
-            emit(self._content(rng, topic, sub), pending)
+            emit(self._content(rng, topic, sub, toks[-1]), pending)
         emit(rng.choice(self.verbs[num]))
         emit(rng.choice(self.fn_words[0]))
-        emit(self._content(rng, topic, sub))
+        emit(self._content(rng, topic, sub, toks[-1]))
 
     def documents(self, n_docs: int, seed: int = 0) -> list[tuple[list[int], list[list[str]]]]:
         rng = random.Random(seed)

@@ -55,6 +55,7 @@ DEFAULT_HIGHER_IS_BETTER: dict[str, bool] = {
     "neuron_abstractness": True,
     "neuron_abstractness_last_two": True,
     "lm_cost": False,
+    "ground_truth": True,
 }
 
 NO_DIFFERENCE = "no detectable difference"

@@ -98,10 +98,18 @@ class SharedTokens:
     train: torch.Tensor
     eval: torch.Tensor
     n_ctx: int
+    # a planted language's held-out labels [n_seq, n_ctx, n_labels] and which labels are contextual
+    eval_labels: torch.Tensor | None = None
+    contextual: torch.Tensor | None = None
+    dataset: str | None = None
 
     @property
     def tokens_per_seq(self) -> int:
         return self.n_ctx - 1  # BOS is left out of training and evaluation
+
+
+# rows of a planted language for dictionaries: other seeds than the documents the models trained on (seed 0)
+PLANTED_TRAIN_SEED, PLANTED_EVAL_SEED = 1, 12345
 
 
 def shared_tokens(handle: Any, train_tokens: int, n_explain_seqs: int, n_eval_seqs: int) -> SharedTokens:
@@ -110,6 +118,14 @@ def shared_tokens(handle: Any, train_tokens: int, n_explain_seqs: int, n_eval_se
 
     n_ctx = default_n_ctx(handle)
     n_train = max(n_explain_seqs, math.ceil(train_tokens / (n_ctx - 1)))
+    dataset = (getattr(handle, "info", None) or {}).get("dataset") or ""
+    if dataset.startswith("planted:"):  # fresh rows of the model's planted language, held-out ones labelled
+        from saekit.data.planted import planted_language
+
+        lang = planted_language(dataset)
+        train, _ = lang.rows(n_train, n_ctx, seed=PLANTED_TRAIN_SEED)
+        held_out, labels = lang.rows(n_eval_seqs, n_ctx, seed=PLANTED_EVAL_SEED)
+        return SharedTokens(train, held_out, n_ctx, labels, lang.is_contextual, dataset)
     train = pack_tokens(load_corpus("train"), handle.tokenizer, n_ctx, max_rows=n_train)
     held_out = pack_tokens(load_corpus("validation"), handle.tokenizer, n_ctx, max_rows=n_eval_seqs)
     return SharedTokens(train, held_out, n_ctx)

@@ -27,6 +27,7 @@ AXES = {
     "neuron_alignment": f"fraction of latents with cos > {CONSISTENCY_COS} to one neuron's W_out row",
     "neuron_abstractness": "median 1 - R² from the current token id of the model's own MLP neurons",
     "lm_cost": "held-out LM loss (nats/token)",
+    "ground_truth": "mean best-latent F1 over the planted language's labels (activation > 0 vs label)",
 }
 MATCHING_AXES = ("consistency",)
 # "clearly above chance": at least this fraction of latents shared beyond the chance level
