@@ -19,7 +19,7 @@ import torch
 from saekit.config import DictionaryConfig, ModelConfig, TrainConfig
 from saekit.data.planted import planted_language
 from saekit.evaluation.ground_truth import label_recovery, recovery_summary
-from saekit.evaluation.matching import compare_weights
+from saekit.evaluation.matching import seed_consistency
 from saekit.evaluation.planted_scores import planted_activations
 from saekit.models.train import dataset_tokens, train_model
 from saekit.training import train
@@ -62,17 +62,17 @@ def main() -> None:
     ev_tokens, ev_labels = lang.rows(256, a.n_ctx, seed=12345)
     with tempfile.TemporaryDirectory() as tmp:
         for variant in a.variants:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             h = train_model(base.replace(variant=variant), f"{tmp}/{variant}", tokenizer=tok, data=data, progress=False)
             print(f"\n== {variant}: val loss {h.info['val_loss']:.3f} (ln V = {torch.log(torch.tensor(float(lang.vocab_size))):.2f}),"
-                  f" {time.perf_counter() - t0:.0f} s")
+                  f" {time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU")
             for hook in a.hooks:
                 x_tr, _ = planted_activations(h.model, tr_tokens, tr_labels, hook)
                 x_ev, y_ev = planted_activations(h.model, ev_tokens, ev_labels, hook)
                 cfg = DictionaryConfig(kind="topk", d_in=a.d_model, n_latents=a.width, k=a.k, hook_name=hook)
                 tcfg = TrainConfig(batch_size=a.sae_batch, total_tokens=a.epochs * len(x_tr), lr=a.sae_lr,
                                    lr_warmup_steps=10, device="cpu")
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 decs = []
                 for seed in a.seeds:
                     sae = train(cfg, x_tr, tcfg.replace(seed=seed), progress=False).eval()
@@ -90,9 +90,9 @@ def main() -> None:
                                if lang.is_contextual[i] and y_ev[:, i].any()]
                         print("    worst token-level:", ", ".join(f"{n} {f:.2f}" for f, n in sorted(tl)[: a.worst]))
                         print("    best contextual:", ", ".join(f"{n} {f:.2f}" for f, n in sorted(ctx)[::-1][: a.worst]))
-                shared = compare_weights(decs[0], decs[1], (0.7,))["shared_fraction"][0] if len(decs) > 1 else None
-                print(f"  {hook}: seeds share {shared} at cos > 0.7; fire rate {float((z > 0).float().mean()):.3f};"
-                      f" {time.perf_counter() - t0:.0f} s")
+                agree = seed_consistency(decs)["message"] if len(decs) > 1 else "one seed"
+                print(f"  {hook}: {agree}; fire rate {float((z > 0).float().mean()):.3f};"
+                      f" {time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU")
 
 
 if __name__ == "__main__":

@@ -36,25 +36,23 @@ class PlantedSpec:
     name: str
     n_topics: int = 8
     n_subtopics: int = 3
-    words_per_subtopic: int = 16
-    n_function_classes: int = 10
-    words_per_function_class: int = 6
-    n_nouns: int = 48  # each in a singular and a plural form
-    n_verbs: int = 24
+    words_per_subtopic: int = 8
+    n_function_classes: int = 16  # class 0 is the determiner
+    words_per_function_class: int = 8
+    n_nouns: int = 64  # each in a singular and a plural form
+    n_verbs: int = 32
     doc_units: tuple[int, int] = (6, 14)
     p_bracket: float = 0.2
     p_phrase: float = 0.3
     p_repeat: float = 0.5
-    p_subtopic_word: float = 0.6  # vs another sub-topic of the same topic
+    p_subtopic_word: float = 0.75  # vs another sub-topic of the same topic
     p_function_word: float = 0.35
-    # after a function word, another word of the same class: what makes a class a class (words of
-    # one class share a future); without it the classes are interchangeable and no model separates them
-    p_function_run: float = 0.6
 
 
 SPECS = {
     "small": PlantedSpec("small"),
-    "default": PlantedSpec("default", n_topics=12, words_per_subtopic=20, n_nouns=64, n_verbs=32),
+    "default": PlantedSpec("default", n_topics=12, words_per_subtopic=12, n_function_classes=20, words_per_function_class=10,
+                           n_nouns=96, n_verbs=48),
 }
 
 
@@ -79,12 +77,15 @@ class PlantedLanguage:
             [[self._add(words, f"t{t}_{u}_{i}") for i in range(s.words_per_subtopic)] for u in range(s.n_subtopics)]
             for t in range(s.n_topics)
         ]
+        # every function class has its own particle, which follows each of its words: a class has a
+        # future of its own (without one the classes are interchangeable and no model separates them)
+        self.particles = [self._add(words, f"p{c}") for c in range(1, s.n_function_classes)]
         self.words = words
         self._fn_class = {w: c for c, ids in enumerate(self.fn_words) if c > 0 for w in ids}
         self.bos, self.eos, self.open, self.close = 0, 1, 3, 4
         # the verb's number has no future (its object does not agree), so only "verb" is a token class
         self.token_labels = ["open_bracket", "close_bracket", "noun_sg", "noun_pl", "verb", "determiner"]
-        self.token_labels += [f"function_{c}" for c in range(1, s.n_function_classes)]
+        self.token_labels += [f"function_{c}" for c in range(1, s.n_function_classes)] + ["particle"]
         self.token_labels += [f"topic_word_{t}" for t in range(s.n_topics)]
         self.context_labels = [f"topic_{t}" for t in range(s.n_topics)]
         self.context_labels += [f"subtopic_{t}_{u}" for t in range(s.n_topics) for u in range(s.n_subtopics)]
@@ -100,6 +101,7 @@ class PlantedLanguage:
         self._set_class(self.fn_words[0], "determiner")
         for c, ids in enumerate(self.fn_words[1:], start=1):
             self._set_class(ids, f"function_{c}")
+        self._set_class(self.particles, "particle")
         for t, subs in enumerate(self.topic_words):
             self._set_class([w for sub in subs for w in sub], f"topic_word_{t}")
 
@@ -143,13 +145,17 @@ class PlantedLanguage:
         def emit(token: int, *extra: str) -> None:
             toks.append(token)
             ctx.append(base + list(extra))
+            c = self._fn_class.get(token)
+            if c is not None:  # a function word's particle carries the same contextual labels
+                toks.append(self.particles[c - 1])
+                ctx.append(base + list(extra))
 
         for _ in range(rng.randint(*s.doc_units)):
             r = rng.random()
             if r < s.p_bracket:
                 emit(self.open)
                 for _ in range(rng.randint(1, 5)):
-                    emit(self._content(rng, topic, sub, toks[-1]), "in_bracket")
+                    emit(self._content(rng, topic, sub), "in_bracket")
                 emit(self.close)
             elif r < s.p_bracket + s.p_phrase:
                 if phrases and rng.random() < s.p_repeat:
@@ -158,40 +164,34 @@ class PlantedLanguage:
                     for w in phrase[1:]:
                         emit(w, "induction")
                 else:
-                    phrase = [toks[-1] if toks else self.bos]
-                    for _ in range(rng.randint(3, 5)):
-                        phrase.append(self._content(rng, topic, sub, phrase[-1]))
-                    phrase = phrase[1:]
+                    phrase = [self._content(rng, topic, sub) for _ in range(rng.randint(3, 5))]
                     phrases.append(phrase)
                     for w in phrase:
                         emit(w)
             else:
-                self._clause(rng, topic, sub, emit, toks)
+                self._clause(rng, topic, sub, emit)
         return toks, ctx
 
-    def _content(self, rng: random.Random, topic: int, sub: int, prev: int) -> int:
-        """A content word after ``prev``: a function word (class 1..; a class tends to run on) or
-        a word of the document's topic, mostly of its sub-topic."""
+    def _content(self, rng: random.Random, topic: int, sub: int) -> int:
+        """A content word: a function word (class 1..) or a word of the document's topic, mostly
+        of its sub-topic."""
         s = self.spec
-        c = self._fn_class.get(prev)
-        if c is not None and rng.random() < s.p_function_run:
-            return rng.choice(self.fn_words[c])
         if rng.random() < s.p_function_word:
             return rng.choice(rng.choice(self.fn_words[1:]))
         if rng.random() >= s.p_subtopic_word and s.n_subtopics > 1:
             sub = rng.choice([u for u in range(s.n_subtopics) if u != sub])
         return rng.choice(self.topic_words[topic][sub])
 
-    def _clause(self, rng: random.Random, topic: int, sub: int, emit, toks: list[int]) -> None:
+    def _clause(self, rng: random.Random, topic: int, sub: int, emit) -> None:
         num = rng.randrange(2)
         pending = "pending_pl" if num else "pending_sg"
         emit(rng.choice(self.fn_words[0]))  # determiner class
         emit(rng.choice(self.nouns[num]))
-        for _ in range(rng.randint(1, 4)):
-            emit(self._content(rng, topic, sub, toks[-1]), pending)
+        for _ in range(rng.randint(0, 4)):  # no gap: the noun's number shows in the next token
+            emit(self._content(rng, topic, sub), pending)
         emit(rng.choice(self.verbs[num]))
         emit(rng.choice(self.fn_words[0]))
-        emit(self._content(rng, topic, sub, toks[-1]))
+        emit(self._content(rng, topic, sub))
 
     def documents(self, n_docs: int, seed: int = 0) -> list[tuple[list[int], list[list[str]]]]:
         rng = random.Random(seed)
