@@ -13,71 +13,80 @@ import torch
 
 from saekit.config import DictionaryConfig, ModelConfig, TrainConfig
 from saekit.data.planted import planted_language
-from saekit.evaluation.ground_truth import recovery_summary
+from saekit.evaluation.ground_truth import label_recovery, recovery_summary
 from saekit.evaluation.planted_scores import planted_activations
 from saekit.models.train import train_variants
 from saekit.training import train
 
 SPEC = "planted:small"
-MODEL = ModelConfig(n_layers=1, d_model=64, n_heads=4, d_mlp=256, n_ctx=32, steps=400, lr=1e-2, warmup_steps=30,
+STEPS, STEPS_S1 = 1000, 200
+CTX_F1, CTX_MORE = 0.6, 8  # contextual labels "found": best F1 >= 0.6; the baseline finds >= 8 more
+MODEL = ModelConfig(n_layers=1, d_model=64, n_heads=4, d_mlp=256, n_ctx=32, steps=STEPS, lr=1e-2, warmup_steps=30,
                     batch_size=32, device="cpu")  # fmt: skip
-HOOK = "blocks.0.hook_resid_post"
-SAE = DictionaryConfig(kind="topk", d_in=64, n_latents=256, k=16, hook_name=HOOK)
+# token-level labels are read where the model keeps the current token (the embedding), contextual ones
+# at the end of the (one-layer) model, where attention has mixed the context in
+HOOKS = {"token_level": "hook_embed", "contextual": "blocks.0.hook_resid_post"}
 
 
 @pytest.fixture(scope="session")
 def planted_models(tmp_path_factory):
-    """{"baseline-s0": folder, ...}: baseline and random control, model seeds 0 and 1, on planted:small."""
+    """{"baseline-s0": handle, ...}: baseline and random control on planted:small; the pipeline test's
+    second baseline seed (s1) is trained for fewer steps."""
     root = tmp_path_factory.mktemp("planted_models")
     base = MODEL.replace(vocab_size=planted_language(SPEC).vocab_size)
     out = {}
-    for seed in (0, 1):
-        handles = train_variants(["baseline", "random"], root / f"seed{seed}", base.replace(seed=seed), dataset=SPEC)
+    for seed, steps in ((0, STEPS), (1, STEPS_S1)):
+        handles = train_variants(["baseline", "random"], root / f"seed{seed}", base.replace(seed=seed, steps=steps), dataset=SPEC)
         out.update({f"{v}-s{seed}": h for v, h in handles.items()})
     return out
 
 
 @pytest.fixture(scope="session")
 def recovery(planted_models):
-    """Label recovery of one top-k SAE on the baseline (seed 0) and on the random control, and chance."""
+    """Label recovery by kind of a top-k SAE (256 latents, k 4) at each kind's hookpoint, on the baseline
+    (seed 0) and on the random control, and of the baseline's codes shuffled across tokens (chance)."""
     lang = planted_language(SPEC)
     tr_tokens, tr_labels = lang.rows(512, MODEL.n_ctx, seed=1)
     ev_tokens, ev_labels = lang.rows(256, MODEL.n_ctx, seed=12345)
     out = {}
     for name in ("baseline-s0", "random-s0"):
         model = planted_models[name].model
-        x_tr, _ = planted_activations(model, tr_tokens, tr_labels, HOOK)
-        x_ev, y_ev = planted_activations(model, ev_tokens, ev_labels, HOOK)
-        tcfg = TrainConfig(batch_size=256, total_tokens=8 * len(x_tr), lr=4e-3, lr_warmup_steps=10, device="cpu")
-        sae = train(SAE, x_tr, tcfg, progress=False).eval()
-        with torch.no_grad():
-            z = sae.encode(x_ev)
-        out[name] = recovery_summary(z, y_ev, lang.is_contextual)
-        out[f"{name}/chance"] = recovery_summary(z[torch.randperm(len(z), generator=torch.Generator().manual_seed(0))],
-                                                 y_ev, lang.is_contextual)  # fmt: skip
+        for kind, hook in HOOKS.items():
+            x_tr, _ = planted_activations(model, tr_tokens, tr_labels, hook)
+            x_ev, y_ev = planted_activations(model, ev_tokens, ev_labels, hook)
+            tcfg = TrainConfig(batch_size=256, total_tokens=8 * len(x_tr), lr=4e-3, lr_warmup_steps=10, device="cpu")
+            cfg = DictionaryConfig(kind="topk", d_in=64, n_latents=256, k=4, hook_name=hook)
+            sae = train(cfg, x_tr, tcfg, progress=False).eval()
+            with torch.no_grad():
+                z = sae.encode(x_ev)
+            out[name, kind] = recovery_summary(z, y_ev, lang.is_contextual)[kind]
+            out[name, kind]["best_f1"] = label_recovery(z, y_ev)["best_f1"][(lang.is_contextual == (kind == "contextual")).numpy()]
+            shuffled = z[torch.randperm(len(z), generator=torch.Generator().manual_seed(0))]
+            out[name, kind, "chance"] = recovery_summary(shuffled, y_ev, lang.is_contextual)[kind]
     return out
 
 
 def test_baseline_dictionary_recovers_token_level_labels(recovery):
-    tl = recovery["baseline-s0"]["token_level"]
-    assert tl["recovered_fraction"] >= 0.8, recovery
-    assert recovery["random-s0"]["token_level"]["recovered_fraction"] < tl["recovered_fraction"] - 0.3, recovery
+    base, rand = recovery["baseline-s0", "token_level"], recovery["random-s0", "token_level"]
+    assert base["recovered_fraction"] >= 0.8, base  # labels whose best latent has F1 >= 0.8
+    assert rand["recovered_fraction"] <= base["recovered_fraction"] - 0.3, rand
 
 
 def test_baseline_finds_contextual_labels_the_random_control_does_not(recovery):
-    base, rand = recovery["baseline-s0"]["contextual"], recovery["random-s0"]["contextual"]
-    chance = recovery["random-s0/chance"]["contextual"]
-    assert base["recovered_fraction"] >= rand["recovered_fraction"] + 0.2, recovery
-    assert base["mean_best_f1"] >= rand["mean_best_f1"] + 0.15, recovery
-    # the random control's contextual recovery stays near chance (its codes shuffled across tokens)
-    assert rand["recovered_fraction"] <= 0.05 and rand["mean_best_f1"] <= chance["mean_best_f1"] + 0.1, recovery
+    base, rand = recovery["baseline-s0", "contextual"], recovery["random-s0", "contextual"]
+    chance = recovery["random-s0", "contextual", "chance"]
+    found_base, found_rand = int((base["best_f1"] >= CTX_F1).sum()), int((rand["best_f1"] >= CTX_F1).sum())
+    assert found_base >= found_rand + CTX_MORE, (found_base, found_rand)
+    assert base["mean_best_f1"] >= rand["mean_best_f1"] + 0.1, (base, rand)
+    # the random control's contextual recovery stays near chance (its own codes shuffled across tokens)
+    assert rand["mean_best_f1"] <= chance["mean_best_f1"] + 0.1, (rand, chance)
 
 
 def test_comparison_on_planted_models_has_a_ground_truth_verdict(planted_models, tmp_path):
     from saekit.pipeline import run_comparison
 
     folders = [planted_models[n].path for n in ("baseline-s0", "baseline-s1", "random-s0", "random-s1")]
-    cfgs = {"sae": DictionaryConfig(kind="topk", d_in=64, n_latents=64, k=8, hook_name=HOOK)}
+    cfgs = {"sae": DictionaryConfig(kind="topk", d_in=64, n_latents=64, k=4, hook_name=HOOKS["contextual"])}
     tcfg = TrainConfig(batch_size=128, total_tokens=16_000, lr=4e-3, lr_warmup_steps=2, log_every=100)
     run_comparison(
         folders, cfgs, tmp_path, seeds=(0, 1), train_tokens=16_000, tcfg=tcfg, n_eval_seqs=64, n_splice_seqs=4,
@@ -92,4 +101,4 @@ def test_comparison_on_planted_models_has_a_ground_truth_verdict(planted_models,
     per_dict = [r["axes"] for r in results["dictionaries"]]
     assert all(0 < a["ground_truth"] <= 1 and "ground_truth_context_f1" in a for a in per_dict)
     # the dictionaries were trained and scored on fresh rows of the models' planted language
-    assert results["ground_truth"] == {"dataset": SPEC, "n_labels": 59, "n_contextual": 36}
+    assert results["ground_truth"] == {"dataset": SPEC, "n_labels": 66, "n_contextual": 36}
