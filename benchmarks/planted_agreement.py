@@ -14,6 +14,7 @@ import argparse
 import tempfile
 import time
 
+from saekit.activations import read_activations
 from saekit.config import TrainConfig
 from saekit.data.planted import planted_language
 from saekit.evaluation.matching import seed_consistency
@@ -21,7 +22,6 @@ from saekit.models.train import train_variants
 from saekit.pipeline.activations import rows
 from saekit.pipeline.demo import DEMO_BATCH, DEMO_EXPANSION, DEMO_K, DEMO_LR, DEMO_MODEL, DEMO_TOKENS
 from saekit.pipeline.variants import default_dict_cfgs, shared_tokens
-from saekit.activations import read_activations
 from saekit.training import train
 
 
