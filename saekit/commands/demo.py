@@ -21,21 +21,11 @@ def add_parser(sub) -> None:
         "--train-tokens", type=count_arg("--train-tokens"), default=None, help="dictionary training tokens, e.g. 100k (default 100k)"
     )
     parser.add_argument("--overwrite", action="store_true", help="retrain models already in --out")
-    parser.add_argument(
-        "--planted", metavar="NAME", default=None,
-        help="train on a planted-feature language (e.g. small) instead of the built-in corpus; dictionaries are "
-        "also scored against its labels (docs/planted.md)",
-    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from saekit.pipeline.demo import run_demo
 
-    planted = None
-    if args.planted:
-        from saekit.data.planted import PREFIX, get_spec
-
-        planted = PREFIX + get_spec(args.planted).name  # an unknown name fails here, in one sentence
-    run_demo(args.out, steps=args.steps, train_tokens=args.train_tokens, overwrite=args.overwrite, planted=planted)
+    run_demo(args.out, steps=args.steps, train_tokens=args.train_tokens, overwrite=args.overwrite)
     return 0

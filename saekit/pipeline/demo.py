@@ -26,14 +26,10 @@ DEMO_BATCH, DEMO_LR, DEMO_TOKENS = 256, 4e-3, 100_000
 
 
 def run_demo(
-    out: str | Path = "runs/demo", steps: int | None = None, train_tokens: int | None = None, overwrite: bool = False,
-    planted: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    out: str | Path = "runs/demo", steps: int | None = None, train_tokens: int | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Train the demo's model variants into OUT/models (reused unless ``overwrite``), then compare
-    an SAE across them into OUT (results.json, report.html). Returns the comparison's results.
-
-    planted: a planted language (``planted:small``) instead of the built-in corpus: the models learn
-    it, and every dictionary is also scored against its labels (the ``ground_truth`` axis)."""
+    an SAE across them into OUT (results.json, report.html). Returns the comparison's results."""
     from saekit.models import train_variants
     from saekit.pipeline.run import run_comparison
     from saekit.pipeline.variants import default_dict_cfgs
@@ -41,14 +37,10 @@ def run_demo(
     out = Path(out)
     start = time.perf_counter()
     base = DEMO_MODEL if steps is None else DEMO_MODEL.replace(steps=steps)
-    if planted:
-        from saekit.data.planted import planted_language
-
-        base = base.replace(vocab_size=planted_language(planted).vocab_size)
     paths = []
     for seed in DEMO_MODEL_SEEDS:
         root = out / "models" / f"seed{seed}"
-        handles = train_variants(DEMO_VARIANTS, root, base=base.replace(seed=seed), overwrite=overwrite, dataset=planted)
+        handles = train_variants(DEMO_VARIANTS, root, base=base.replace(seed=seed), overwrite=overwrite)
         for variant, handle in handles.items():
             print(f"{variant:>12} seed {seed}: validation loss {handle.info['val_loss']:.3f}  → {handle.path}")
             paths.append(handle.path)
