@@ -89,9 +89,9 @@ def test_comparison_on_planted_models_has_a_ground_truth_verdict(planted_models,
 
     folders = [planted_models[n].path for n in ("baseline-s0", "baseline-s1", "random-s0", "random-s1")]
     cfgs = {"sae": DictionaryConfig(kind="topk", d_in=64, n_latents=64, k=4, hook_name=HOOKS["contextual"])}
-    tcfg = TrainConfig(batch_size=128, total_tokens=16_000, lr=4e-3, lr_warmup_steps=2, log_every=100)
+    tcfg = TrainConfig(batch_size=128, total_tokens=8_000, lr=4e-3, lr_warmup_steps=2, log_every=100)
     run_comparison(
-        folders, cfgs, tmp_path, seeds=(0, 1), train_tokens=16_000, tcfg=tcfg, n_eval_seqs=64, n_splice_seqs=4,
+        folders, cfgs, tmp_path, seeds=(0, 1), train_tokens=8_000, tcfg=tcfg, n_eval_seqs=32, n_splice_seqs=4,
         n_explain_seqs=32, autointerp_latents=16, split_widths=False, synthetic=False, quiet=True, report=False,
     )  # fmt: skip
     results = json.loads((tmp_path / "results.json").read_text())
