@@ -96,6 +96,23 @@ def test_planted_dataset_goes_through_the_model_training_data_path():
     tok, (train, val) = dataset_tokens(ModelConfig(n_ctx=32, vocab_size=lang.vocab_size), "planted:small")
     assert len(tok) == lang.vocab_size and train.max() < lang.vocab_size and len(val) >= 1
     first_doc = planted_documents("small", 1)[0]
-    assert train[0, 1:].tolist() == first_doc[:31]  # BOS, then the first document's tokens
+    n = min(31, len(first_doc))
+    assert train[0, 1 : 1 + n].tolist() == first_doc[:n]  # BOS, then the first document's tokens
     with pytest.raises(DataError, match="'nope' is not known"):
         load_text_dataset("planted:nope")
+
+
+def test_docs_example_runs():
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "planted.md"
+    (code,) = re.findall(r"<!-- runnable -->\n```python\n(.*?)```", page.read_text(), re.S)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(page), "exec"), {"__name__": "__doc_example__"})
+    first, second = out.getvalue().splitlines()
+    assert first == "532 66 36 (64, 64, 66)"
+    assert second.split()[0] == "<|bos|>" and len(second.split()) == 12

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         from saekit.models.train import dataset_tokens
 
         tokenizer, data = dataset_tokens(cfg, args.dataset, args.text_column, args.tokenizer)
-    handle = train_model(cfg, args.out, overwrite=args.overwrite, tokenizer=tokenizer, data=data)
+    handle = train_model(cfg, args.out, overwrite=args.overwrite, tokenizer=tokenizer, data=data, dataset=args.dataset)
     verb = "reused the identical" if handle.info.get("reused") else "saved"
     print(f"{verb} {cfg.variant} model {'in' if handle.info.get('reused') else 'to'} {args.out} (validation loss {handle.info['val_loss']:.3f})")
     return 0

@@ -3,17 +3,19 @@ ground-truth labels of every token kept beside the tokens.
 
 A document has a topic and a sub-topic under it (hierarchical). It is a run of units:
 - a clause `det NOUN gap… VERB det WORD`: the verb agrees in number with the subject noun
-  across a gap of 1–4 words; the gap tokens carry `pending_sg` / `pending_pl`;
+  across a gap of 0–4 words; the gap tokens carry `pending_sg` / `pending_pl`;
 - a bracketed span `( w w … )`: the tokens inside carry `in_bracket`;
 - a phrase of 3–5 content words, which with some probability repeats an earlier phrase of
   the document verbatim: its tokens after the first carry `induction`.
 Content words come from the document's sub-topic (mostly), its topic's other sub-topics, or
-function-word classes.
+function-word classes; every function word is followed by its class's particle.
 
 Labels come in two kinds. Token-level labels are functions of the current token (its word
-class: each function-word class, noun/verb number, each topic's words, brackets). Contextual
-labels need the context: the document topic, the sub-topic, in_bracket, pending_sg/pl,
-induction. Named specs: `small` (vocabulary ~600, 63 labels) and `default` (~1100).
+class: determiner, each function-word class, particle, noun number, verb, each topic's words,
+brackets); every class has a future of its own, so a model has a reason to represent it.
+Contextual labels need the context: the document topic, the sub-topic, in_bracket,
+pending_sg/pl, induction. Named specs: `small` (vocabulary 532, 66 labels) and `default`
+(vocabulary 944, 90 labels).
 Use as `saekit model train --dataset planted:NAME`.
 """
 
@@ -36,22 +38,23 @@ class PlantedSpec:
     name: str
     n_topics: int = 8
     n_subtopics: int = 3
-    words_per_subtopic: int = 16
-    n_function_classes: int = 10
-    words_per_function_class: int = 6
-    n_nouns: int = 48  # each in a singular and a plural form
-    n_verbs: int = 24
+    words_per_subtopic: int = 8
+    n_function_classes: int = 16  # class 0 is the determiner
+    words_per_function_class: int = 8
+    n_nouns: int = 64  # each in a singular and a plural form
+    n_verbs: int = 32
     doc_units: tuple[int, int] = (6, 14)
     p_bracket: float = 0.2
     p_phrase: float = 0.3
     p_repeat: float = 0.5
-    p_subtopic_word: float = 0.6  # vs another sub-topic of the same topic
+    p_subtopic_word: float = 0.75  # vs another sub-topic of the same topic
     p_function_word: float = 0.35
 
 
 SPECS = {
     "small": PlantedSpec("small"),
-    "default": PlantedSpec("default", n_topics=12, words_per_subtopic=20, n_nouns=64, n_verbs=32),
+    "default": PlantedSpec("default", n_topics=12, words_per_subtopic=12, n_function_classes=20, words_per_function_class=10,
+                           n_nouns=96, n_verbs=48),
 }
 
 
@@ -76,10 +79,15 @@ class PlantedLanguage:
             [[self._add(words, f"t{t}_{u}_{i}") for i in range(s.words_per_subtopic)] for u in range(s.n_subtopics)]
             for t in range(s.n_topics)
         ]
+        # every function class has its own particle, which follows each of its words: a class has a
+        # future of its own (without one the classes are interchangeable and no model separates them)
+        self.particles = [self._add(words, f"p{c}") for c in range(1, s.n_function_classes)]
         self.words = words
+        self._fn_class = {w: c for c, ids in enumerate(self.fn_words) if c > 0 for w in ids}
         self.bos, self.eos, self.open, self.close = 0, 1, 3, 4
-        self.token_labels = ["open_bracket", "close_bracket", "noun_sg", "noun_pl", "verb_sg", "verb_pl"]
-        self.token_labels += [f"function_{c}" for c in range(s.n_function_classes)]
+        # the verb's number has no future (its object does not agree), so only "verb" is a token class
+        self.token_labels = ["open_bracket", "close_bracket", "noun_sg", "noun_pl", "verb", "determiner"]
+        self.token_labels += [f"function_{c}" for c in range(1, s.n_function_classes)] + ["particle"]
         self.token_labels += [f"topic_word_{t}" for t in range(s.n_topics)]
         self.context_labels = [f"topic_{t}" for t in range(s.n_topics)]
         self.context_labels += [f"subtopic_{t}_{u}" for t in range(s.n_topics) for u in range(s.n_subtopics)]
@@ -91,9 +99,11 @@ class PlantedLanguage:
         self._set_class([self.close], "close_bracket")
         for num, name in enumerate(("sg", "pl")):
             self._set_class(self.nouns[num], f"noun_{name}")
-            self._set_class(self.verbs[num], f"verb_{name}")
-        for c, ids in enumerate(self.fn_words):
+            self._set_class(self.verbs[num], "verb")
+        self._set_class(self.fn_words[0], "determiner")
+        for c, ids in enumerate(self.fn_words[1:], start=1):
             self._set_class(ids, f"function_{c}")
+        self._set_class(self.particles, "particle")
         for t, subs in enumerate(self.topic_words):
             self._set_class([w for sub in subs for w in sub], f"topic_word_{t}")
 
@@ -137,6 +147,10 @@ class PlantedLanguage:
         def emit(token: int, *extra: str) -> None:
             toks.append(token)
             ctx.append(base + list(extra))
+            c = self._fn_class.get(token)
+            if c is not None:  # a function word's particle carries the same contextual labels
+                toks.append(self.particles[c - 1])
+                ctx.append(base + list(extra))
 
         for _ in range(rng.randint(*s.doc_units)):
             r = rng.random()
@@ -161,9 +175,11 @@ class PlantedLanguage:
         return toks, ctx
 
     def _content(self, rng: random.Random, topic: int, sub: int) -> int:
+        """A content word: a function word (class 1..) or a word of the document's topic, mostly
+        of its sub-topic."""
         s = self.spec
         if rng.random() < s.p_function_word:
-            return rng.choice(rng.choice(self.fn_words))
+            return rng.choice(rng.choice(self.fn_words[1:]))
         if rng.random() >= s.p_subtopic_word and s.n_subtopics > 1:
             sub = rng.choice([u for u in range(s.n_subtopics) if u != sub])
         return rng.choice(self.topic_words[topic][sub])
@@ -173,7 +189,7 @@ class PlantedLanguage:
         pending = "pending_pl" if num else "pending_sg"
         emit(rng.choice(self.fn_words[0]))  # determiner class
         emit(rng.choice(self.nouns[num]))
-        for _ in range(rng.randint(1, 4)):
+        for _ in range(rng.randint(0, 4)):  # no gap: the noun's number shows in the next token
             emit(self._content(rng, topic, sub), pending)
         emit(rng.choice(self.verbs[num]))
         emit(rng.choice(self.fn_words[0]))

@@ -134,8 +134,12 @@ def train_model(
     tokenizer=None,
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: bool | None = None,
+    dataset: str | None = None,
 ) -> ModelHandle:
     """Train one model variant on the built-in corpus (or `data` = (train, val) tokens) and save it.
+
+    `dataset` names where `data` came from (kept in the model's info: a comparison of models of a
+    planted language reads fresh rows of it, with their labels).
 
     An `out_dir` that already holds this exact model is reused; one that holds a different
     model raises unless overwrite=True.
@@ -143,7 +147,7 @@ def train_model(
     out = Path(out_dir)
     existing = existing_model_info(out) if not overwrite else None
     if existing is not None:
-        if existing.get("config") == cfg.to_dict():
+        if existing.get("config") == cfg.to_dict() and existing.get("dataset") == dataset:
             handle = load_model(out, device=cfg.device)
             handle.info["reused"] = True  # the command says "reused", not "saved"
             return handle
@@ -183,6 +187,7 @@ def train_model(
         "coef": cfg.coef,
         "group": cfg.group,
         "seed": cfg.seed,
+        "dataset": dataset,
         "config": cfg.to_dict(),
         "train_loss": sum(train_losses[-20:]) / len(train_losses[-20:]) if train_losses else None,
         "val_loss": val_loss,
@@ -250,13 +255,19 @@ def train_variants(
     base: ModelConfig | None = None,
     coefs: dict[str, float] | None = None,
     overwrite: bool = False,
+    dataset: str | None = None,
 ) -> dict[str, ModelHandle]:
-    """Train several variants under one loop, sharing tokenizer, data and seed."""
+    """Train several variants under one loop, sharing tokenizer, data and seed (the built-in
+    corpus, or ``dataset`` such as ``planted:small``)."""
     base = base or ModelConfig()
     coefs = coefs or {}
-    tokenizer, train_tokens, val_tokens = corpus_tokens(base)
+    if dataset:
+        tokenizer, (train_tokens, val_tokens) = dataset_tokens(base, dataset)
+    else:
+        tokenizer, train_tokens, val_tokens = corpus_tokens(base)
     handles = {}
     for variant in variants:
         cfg = base.replace(variant=variant, coef=coefs.get(variant), act_fn="gelu" if variant != "solu" else "solu_ln")
-        handles[variant] = train_model(cfg, Path(out_root) / variant, overwrite, tokenizer, (train_tokens, val_tokens))
+        data = (train_tokens, val_tokens)
+        handles[variant] = train_model(cfg, Path(out_root) / variant, overwrite, tokenizer, data, dataset=dataset)
     return handles

@@ -4,7 +4,8 @@ Per dictionary: ``fvu`` and ``ce_loss_recovered`` (mean ablation) — reconstruc
 (held-out F1 of the n-gram explanations, per latent, over the alive latents auto-interp sampled);
 ``abstractness`` and ``abstractness_last_two`` (per latent 1 − R² from token ids); ``neuron_alignment``
 (MLP-output dictionaries: fraction of alive latents whose decoder row has cos > 0.7 with one
-neuron's output row). Per model: ``consistency`` (mean pairwise Hungarian shared fraction at
+neuron's output row); ``ground_truth`` (models of a planted language only: mean best-latent F1 over
+its labels, with the token-level and contextual parts beside it). Per model: ``consistency`` (mean pairwise Hungarian shared fraction at
 cos > 0.7 between its dictionary seeds), ``neuron_abstractness`` (the abstractness of the model's own
 MLP neurons, ``hook_post``, for MLP-output dictionaries) and ``lm_loss`` (held-out LM loss; its difference to the
 baseline is the ``lm_cost`` axis). Per-latent values stay arrays: the bootstrap resamples latents.
@@ -32,9 +33,11 @@ _MLP_OUT = re.compile(r"^blocks\.(\d+)\.hook_mlp_out$")
 @torch.no_grad()
 def dictionary_axes(
     sae: torch.nn.Module, handle: Any, acts: VariantActivations, eval_tokens: torch.Tensor, metrics: dict,
-    ai: dict, seed: int,
+    ai: dict, seed: int, labels: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Axis values of one dictionary: numbers, or per-latent float arrays (NaN = not scored)."""
+    """Axis values of one dictionary: numbers, or per-latent float arrays (NaN = not scored).
+
+    labels: (held-out labels [n_seq, n_ctx, n_labels], contextual mask) of a planted language."""
     in_hook, out_hook = split_hooks(sae.cfg)
     x = rows(acts.held_out[in_hook])
     p = next(sae.parameters())
@@ -49,6 +52,10 @@ def dictionary_axes(
         "abstractness": ab["current"],
         "abstractness_last_two": ab["last_two"],
     }
+    if labels is not None:  # a planted language: codes scored against its labels
+        from saekit.evaluation.planted_scores import ground_truth_values
+
+        out.update(ground_truth_values(z, *labels))
     m = _MLP_OUT.match(out_hook or in_hook)
     if m is not None and hasattr(handle.model, "blocks"):
         W_out = handle.model.blocks[int(m.group(1))].mlp.W_out

@@ -139,6 +139,11 @@ def run_comparison(
     acts: dict[str, VariantActivations] = {}
     firsts = [models[0] for models in groups.values()]  # cross-variant sections: one model per group
     run.results["groups"] = groups
+    if tokens.contextual is not None:  # a planted language: every dictionary is scored against its labels
+        n_ctx_labels = int(tokens.contextual.sum())
+        run.results["ground_truth"] = {
+            "dataset": tokens.dataset, "n_labels": len(tokens.contextual), "n_contextual": n_ctx_labels,
+        }  # fmt: skip
     hooks = hooks_needed(dict_cfgs)
     for v, handle in handles.items():
         t0 = time.perf_counter()
@@ -184,7 +189,8 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
             metrics, ai, acts_ev = evaluate_dictionary(
                 sae, handle, acts, run.tokens, run.eval_settings, seed, (v, name)
             )
-            axes = dictionary_axes(sae, handle, acts, run.tokens.eval, metrics, ai, seed)
+            labels = None if run.tokens.eval_labels is None else (run.tokens.eval_labels, run.tokens.contextual)
+            axes = dictionary_axes(sae, handle, acts, run.tokens.eval, metrics, ai, seed, labels)
             if run.edit is not None:
                 _editability(run, v, name, seed, sae, handle, axes)
             run.dict_axes[(v, name, seed)] = axes

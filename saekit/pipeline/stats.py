@@ -56,6 +56,7 @@ DEFAULT_HIGHER_IS_BETTER: dict[str, bool] = {
     "neuron_abstractness_last_two": True,
     "lm_cost": False,
     "editability": True,  # selectivity AUC or steering efficiency (saekit.pipeline.editing)
+    "ground_truth": True,
 }
 
 NO_DIFFERENCE = "no detectable difference"

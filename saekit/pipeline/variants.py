@@ -99,6 +99,10 @@ class SharedTokens:
     eval: torch.Tensor
     n_ctx: int
     source: dict[str, Any] = field(default_factory=dict)  # recorded as results.json's settings.data
+    # a planted language's held-out labels [n_seq, n_ctx, n_labels] and which labels are contextual
+    eval_labels: torch.Tensor | None = None
+    contextual: torch.Tensor | None = None
+    dataset: str | None = None
 
     @property
     def tokens_per_seq(self) -> int:
@@ -110,6 +114,23 @@ class SharedTokens:
         where = f"{src.get('dataset') or 'the built-in corpus'} (split {src.get('split')!r}"
         where += ", validation split held out)" if src.get("held_out") == "validation" else ")"
         return f"{len(self.train)} training and {len(self.eval)} held-out contexts of {self.n_ctx} tokens from {where}"
+
+
+# rows of a planted language for dictionaries: other seeds than the documents the models trained on (seed 0)
+PLANTED_TRAIN_SEED, PLANTED_EVAL_SEED = 1, 12345
+
+
+def _planted_tokens(dataset: str, n_train: int, n_eval_seqs: int, n_ctx: int) -> SharedTokens:
+    """Fresh rows of a planted language (the held-out ones with their labels)."""
+    from saekit.data.planted import planted_language
+
+    lang = planted_language(dataset)
+    train, _ = lang.rows(n_train, n_ctx, seed=PLANTED_TRAIN_SEED)
+    held_out, labels = lang.rows(n_eval_seqs, n_ctx, seed=PLANTED_EVAL_SEED)
+    source = {"dataset": dataset, "split": "generated", "held_out": f"{n_eval_seqs} rows of seed {PLANTED_EVAL_SEED}"}
+    return SharedTokens(
+        train, held_out, n_ctx, source, eval_labels=labels, contextual=lang.is_contextual, dataset=dataset
+    )
 
 
 def shared_tokens(
@@ -133,6 +154,9 @@ def shared_tokens(
 
     n_ctx = default_n_ctx(handle)
     n_train = max(n_explain_seqs, math.ceil(train_tokens / (n_ctx - 1)))
+    planted = dataset or (getattr(handle, "info", None) or {}).get("dataset") or ""
+    if planted.startswith("planted:"):  # the models' planted language, held-out rows labelled
+        return _planted_tokens(planted, n_train, n_eval_seqs, n_ctx)
     if dataset is None and split is None:
         train = pack_tokens(load_corpus("train"), handle.tokenizer, n_ctx, max_rows=n_train)
         held_out = pack_tokens(load_corpus("validation"), handle.tokenizer, n_ctx, max_rows=n_eval_seqs)
@@ -141,7 +165,9 @@ def shared_tokens(
     rows = pack_tokens(load_texts(dataset, split, text_column), handle.tokenizer, n_ctx, max_rows=n_train + n_eval_seqs)
     name = dataset or "the built-in corpus"
     if len(rows) < 2:
-        raise DataError(f"{name} (split {split!r}) packs into 1 context of {n_ctx} tokens; a comparison needs at least 2.")
+        raise DataError(
+            f"{name} (split {split!r}) packs into 1 context of {n_ctx} tokens; a comparison needs at least 2."
+        )
     n_held = n_eval_seqs if len(rows) == n_train + n_eval_seqs else min(n_eval_seqs, len(rows) // 2)
     source = {"dataset": dataset, "split": split, "held_out": f"the {n_held} contexts after the training contexts"}
     if dataset:

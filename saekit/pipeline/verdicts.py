@@ -28,6 +28,7 @@ AXES = {
     "neuron_abstractness": "median 1 - R² from the current token id of the model's own MLP neurons",
     "lm_cost": "held-out LM loss (nats/token)",
     "editability": "concept editability through the latents (selectivity AUC or steering efficiency, nats)",
+    "ground_truth": "mean best-latent F1 over the planted language's labels (activation > 0 vs label)",
 }
 MATCHING_AXES = ("consistency",)
 # "clearly above chance": at least this fraction of latents shared beyond the chance level

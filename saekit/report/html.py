@@ -213,7 +213,7 @@ def _probe_sections(results: dict) -> dict[str, Any]:
 
 VERDICT_AXES = [
     "reconstruction", "ce_loss_recovered", "explainability", "abstractness", "abstractness_last_two",
-    "consistency", "neuron_alignment", "neuron_abstractness", "lm_cost", "editability",
+    "consistency", "neuron_alignment", "neuron_abstractness", "lm_cost", "editability", "ground_truth",
 ]  # fmt: skip
 
 
