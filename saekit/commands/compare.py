@@ -52,13 +52,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and train every dictionary and seed from that cache; a complete cache is reused on rerun "
         "(default: hold them in memory)",
     )
+    p.add_argument(
+        "--crosscoder", action="store_true",
+        help="also train crosscoders of the baseline against each variant (one per seed, same hookpoint and tokens) "
+        "and add their section to the report",
+    )
+    p.add_argument("--crosscoder-kind", default="batchtopk", help="crosscoder kind: batchtopk (default) | topk | relu")
+    p.add_argument("--crosscoder-hookpoint", default=None, help="crosscoder hookpoint (default: the first SAE's)")
+    p.add_argument("--crosscoder-n-latents", type=int, default=None, help="crosscoder width (default: the first SAE's)")
+    p.add_argument("--crosscoder-k", type=int, default=None, help="crosscoder k (default: the first SAE's)")
+    p.add_argument("--crosscoder-sparsity-coef", type=float, default=None, help="λ of a relu crosscoder's decoder-norm L1")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from saekit.pipeline.compare_crosscoder import CrosscoderSettings
     from saekit.pipeline.compare_folders import compare_folders
 
+    crosscoder = None
+    if args.crosscoder:
+        crosscoder = CrosscoderSettings(
+            kind=args.crosscoder_kind, hookpoint=args.crosscoder_hookpoint, n_latents=args.crosscoder_n_latents,
+            k=args.crosscoder_k, sparsity_coef=args.crosscoder_sparsity_coef,
+        )  # fmt: skip
     results = compare_folders(
         args.variants,
         args.config,
@@ -72,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         synthetic=not args.no_synthetic,
         device=args.device,
         cache_dir=args.cache_dir,
+        crosscoder=crosscoder,
     )
     print(
         f"compared {len(results['variants'])} variants × {len(results['settings']['dictionaries'])} "

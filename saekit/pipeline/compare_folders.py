@@ -63,9 +63,11 @@ def compare_folders(
     synthetic: bool = True,
     device: str = "cpu",
     cache_dir: str | Path | None = None,
+    crosscoder: Any = None,
 ) -> dict[str, Any]:
     """Train the dictionaries of ``config`` (default: ``default_dict_cfgs``) on every model folder in
-    ``variants``, evaluate and compare them; writes OUT/results.json and OUT/report.html."""
+    ``variants``, evaluate and compare them; writes OUT/results.json and OUT/report.html.
+    crosscoder: a ``CrosscoderSettings`` adds baseline-vs-variant crosscoders (``saekit compare --crosscoder``)."""
     from saekit.models import load_model
     from saekit.pipeline.run import run_comparison
 
@@ -83,4 +85,5 @@ def compare_folders(
         synthetic=synthetic,
         device=device,
         cache_dir=cache_dir,
+        crosscoder=crosscoder,
     )

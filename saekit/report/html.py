@@ -14,6 +14,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from saekit.report import plots
+from saekit.report.crosscoder import comparison_section
 
 _ENV = Environment(
     loader=PackageLoader("saekit.report", "templates"),
@@ -288,6 +289,7 @@ def render_html(results: dict[str, Any], title: str = "saekit: dictionaries acro
         "cross_application": [(n, _cross_app_table(results["cross_application"][n])) for n in names],
         **_probe_sections(results),
         "examples": _examples(results, colors),
+        "crosscoders": comparison_section(results),
         "wall_time": f"{total:.0f}" if total else None,
     }
     return _ENV.get_template("report.html.j2").render(**context)
