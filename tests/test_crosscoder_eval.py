@@ -78,3 +78,31 @@ def test_mean_t_interval_is_students_t_over_seeds():
     one = mean_t_interval([5])
     assert one["mean"] == 5 and one["lo"] is None and one["n"] == 1
     assert mean_t_interval([4, 4, float("nan")])["values"] == [4.0, 4.0]
+
+
+def test_report_shows_exclusive_latents_with_what_they_write_into_each_model(tmp_path):
+    """The planted crosscoder's latent 1 is A's alone and latent 2 B's: the analysis finds them,
+    their top contexts write into their owner only, and the page shows counts, metrics and contexts."""
+    from saekit.pipeline.crosscoder import combine_seeds
+    from saekit.pipeline.crosscoder_analysis import analyse_held_out, held_out_from_grids
+    from saekit.report.crosscoder import write_crosscoder_report
+
+    rows = planted_rows(n=16 * 33)
+    grids = [torch.cat([torch.zeros(16, 1, 4), rows[s].reshape(16, 33, 4)], dim=1) for s in ("a", "b")]  # BOS at 0
+    tokens = torch.arange(16 * 34).reshape(16, 34) % 50
+    held = held_out_from_grids(grids, tokens)
+    assert torch.equal(held.acts[:, 0], rows["a"]) and held.where[0].tolist() == [0, 1]
+    analyses = {s: analyse_held_out(planted_crosscoder(weak_b=w), held) for s, w in ((0, 1.0), (1, 0.5))}
+    results = combine_seeds(analyses)
+    assert results["sharing"]["classes"] == ["shared", "a", "b", "dead"]
+    owners = {ex["latent"]: ex["owner"] for ex in results["examples"]}
+    assert owners == {1: "a", 2: "b"}
+    for ex in results["examples"]:
+        other = "b" if ex["owner"] == "a" else "a"
+        assert all(c["writes"][ex["owner"]] > 0 and c["writes"][other] == 0 for c in ex["contexts"])
+        assert ex["contexts"][0]["text"].endswith("⟧")
+    assert results["over_seeds"]["counts"]["shared"]["values"] == [1, 1]
+    fvu_b = results["over_seeds"]["metrics"]["per_source"]["b"]["fvu"]
+    assert fvu_b["values"][0] < 1e-10 < fvu_b["values"][1] and fvu_b["lo"] < fvu_b["mean"] < fvu_b["hi"]
+    html = write_crosscoder_report(results, tmp_path).read_text()
+    assert "latent 1: a only" in html and "writes into b" in html and "seed 1" in html
