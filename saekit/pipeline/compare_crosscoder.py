@@ -41,7 +41,7 @@ class CrosscoderSettings:
                 "--crosscoder needs --crosscoder-hookpoint and --crosscoder-n-latents when the comparison has no SAE."
             )
         hook = self.hookpoint or ref.hook_name
-        d_in = next((c.d_in for c in dict_cfgs.values() if c.hook_name == hook), ref.d_in if ref else None)
+        d_in = next((c.d_in for c in dict_cfgs.values() if c.hook_name == hook), ref.d_in if ref else 1)
         k = None if self.kind == "relu" else (self.k or (ref.k if ref and ref.k else 32))
         extra = {"sparsity_coef": self.sparsity_coef} if self.sparsity_coef is not None else {}
         return DictionaryConfig(
@@ -88,7 +88,8 @@ def compare_crosscoders(
 
     found = {}
     for base, variant in pairs(groups):
-        cfg = settings.config(dict_cfgs, (base, variant))
+        # the width is read from the activations: --crosscoder-hookpoint may be one no dictionary reads
+        cfg = settings.config(dict_cfgs, (base, variant)).replace(d_in=int(held_grids[base].shape[-1]))
         held = held_out_from_grids([held_grids[base], held_grids[variant]], eval_tokens, tokenizer)
         folder = out / "crosscoders" / _slug(f"{base}_vs_{variant}")
         analyses = {}
