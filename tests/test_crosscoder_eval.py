@@ -106,3 +106,9 @@ def test_report_shows_exclusive_latents_with_what_they_write_into_each_model(tmp
     assert fvu_b["values"][0] < 1e-10 < fvu_b["values"][1] and fvu_b["lo"] < fvu_b["mean"] < fvu_b["hi"]
     html = write_crosscoder_report(results, tmp_path).read_text()
     assert "latent 1: a only" in html and "writes into b" in html and "seed 1" in html
+
+
+def test_interval_is_clipped_to_what_the_quantity_can_take():
+    raw = mean_t_interval([0, 3])
+    clipped = mean_t_interval([0, 3], bounds=(0, 64))
+    assert raw["lo"] < 0 and clipped["lo"] == 0 and clipped["hi"] == raw["hi"] and clipped["mean"] == 1.5

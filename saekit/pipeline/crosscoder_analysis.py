@@ -114,12 +114,14 @@ def over_seeds(per_seed: dict[Any, dict[str, Any]], level: float = LEVEL) -> dic
 
     recs = list(per_seed.values())
     classes = list(recs[0]["counts"])
-    counts = {c: mean_t_interval([r["counts"][c] for r in recs], level) for c in classes}
-    flagged = mean_t_interval([r["n_flagged"] for r in recs], level)
-    keys = ("fvu", "l0", "dead_fraction")
-    metrics: dict[str, Any] = {k: mean_t_interval([r["metrics"][k] for r in recs], level) for k in keys}
+    n = sum(recs[0]["counts"].values())
+    counts = {c: mean_t_interval([r["counts"][c] for r in recs], level, (0, n)) for c in classes}
+    flagged = mean_t_interval([r["n_flagged"] for r in recs], level, (0, n))
+    # intervals clipped to what each quantity can take: FVU ≥ 0, L0 in [0, n], a fraction in [0, 1]
+    bounds = {"fvu": (0.0, float("inf")), "l0": (0.0, n), "dead_fraction": (0.0, 1.0)}
+    metrics: dict[str, Any] = {k: mean_t_interval([r["metrics"][k] for r in recs], level, b) for k, b in bounds.items()}
     metrics["per_source"] = {
-        name: {k: mean_t_interval([r["metrics"]["per_source"][name][k] for r in recs], level) for k in keys}
+        name: {k: mean_t_interval([r["metrics"]["per_source"][name][k] for r in recs], level, b) for k, b in bounds.items()}
         for name in recs[0]["metrics"]["per_source"]
     }
     return {"seeds": list(per_seed), "level": level, "counts": counts, "n_flagged": flagged, "metrics": metrics}
