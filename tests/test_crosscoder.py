@@ -145,29 +145,33 @@ def test_save_load_round_trip_and_dictionary_learning_export(tmp_path):
     assert not (tmp_path / "cc" / "cfg.json").exists()  # SAELens must not mistake it for an SAE
     from saekit.io.crosscoder import export_dictionary_learning
 
-    # equal scales per source fold exactly into dictionary_learning's raw-activation weights
+    # a different activation scale per source travels in their activation normaliser
     with torch.no_grad():
-        cc.act_scale.fill_(0.7)
+        cc.act_scale.copy_(torch.tensor([[0.7], [1.9]]))
     export_dictionary_learning(cc, tmp_path / "dl")
     state = torch.load(tmp_path / "dl" / "ae.pt", weights_only=True)
     assert state["encoder.weight"].shape == (2, 16, 32) and state["decoder.weight"].shape == (2, 32, 16)
     assert torch.allclose(dictionary_learning_forward(state, x), cc(x), atol=1e-5)
+    assert torch.equal(state["decoder.weight"].norm(dim=2).T, cc.W_dec.norm(dim=2))  # the norms the analysis read
     with pytest.raises(ConfigError, match="per-token topk"):
         export_dictionary_learning(saekit.dictionaries.create(cfg.replace(kind="topk")), tmp_path / "dl2")
-    with torch.no_grad():
-        cc.act_scale[1] = 0.5
-    with pytest.raises(ConfigError, match="different activation scale per source"):
-        export_dictionary_learning(cc, tmp_path / "dl3")
 
 
 def dictionary_learning_forward(state, x):
     """dictionary_learning's crosscoder forward (CrossCoder / BatchTopKCrossCoder with CROSSCODER
-    code normalisation), written from its published definition: f = ReLU(Σ_l x_l W_l + b); the
-    batch-top-k class keeps f where f·Σ_l||D_l f|| > threshold; x̂_l = f D_l + b_l."""
+    code normalisation and its activation normaliser), written from its definition:
+    x' = (x - mean)·g_l; f = ReLU(Σ_l x'_l W_l + b); the batch-top-k class keeps f where
+    f·Σ_l||D_l f|| > threshold; x̂_l = (f D_l + b_l) / (g_l + 1e-8) + mean_l. The class itself is
+    checked by benchmarks/crosscoder_dictlearn_check.py."""
+    normalise = not torch.isnan(state["activation_mean"]).any()  # NaN: their marker for "no normaliser"
+    g = state["activation_global_scale"][None, :, None]
+    mean = state["activation_mean"] if normalise else 0.0
+    x = (x - mean) * g if normalise else x
     f = torch.relu(torch.einsum("bld,ldf->bf", x, state["encoder.weight"]) + state["encoder.bias"])
     if "threshold" in state:
         f = f * (f * state["decoder.weight"].norm(dim=2).sum(0) > state["threshold"])
-    return torch.einsum("bf,lfd->bld", f, state["decoder.weight"]) + state["decoder.bias"]
+    x_hat = torch.einsum("bf,lfd->bld", f, state["decoder.weight"]) + state["decoder.bias"]
+    return x_hat / (g + 1e-8) + mean if normalise else x_hat
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "crosscoders.md"
 def test_crosscoder_examples_run_and_print_what_the_page_says():
     text = PAGE.read_text()
     code = re.findall(r"<!-- runnable -->\n```python\n(.*?)```", text, re.S)
-    assert len(code) == 3 == text.count("```python")
+    assert len(code) == 4 == text.count("```python")
     out = io.StringIO()
     namespace: dict = {"__name__": "__doc_example__"}
     with contextlib.redirect_stdout(out):

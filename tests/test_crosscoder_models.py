@@ -28,21 +28,32 @@ def variant_dirs(tmp_path_factory):
     return [root / "baseline", root / "random"]
 
 
-def test_crosscode_cli_writes_crosscoder_results_and_report(variant_dirs, tmp_path, capsys):
+def test_crosscode_cli_writes_crosscoders_per_seed_with_intervals_and_report(variant_dirs, tmp_path, capsys):
     out = tmp_path / "cc"
     args = ["crosscode", *map(str, variant_dirs), "--hookpoint", HOOK, "--k", "4", "--n-latents", "32",
             "--tokens", "20k", "--batch-size", "256", "--lr", "3e-3", "--eval-tokens", "2k", "--device", "cpu",
-            "--out", str(out)]
+            "--seeds", "0", "1", "--out", str(out)]
     assert main(args) == 0
     assert capsys.readouterr().out.startswith("crosscoder: shared ")
     results = json.loads((out / "results.json").read_text())
-    counts = results["sharing"]["counts"]
-    assert set(counts) == {"shared", "baseline", "random", "dead"} and sum(counts.values()) == 32
+    assert results["seeds"] == [0, 1] and set(results["per_seed"]) == {"0", "1"}
+    for rec in results["per_seed"].values():
+        assert set(rec["counts"]) == {"shared", "baseline", "random", "dead"} and sum(rec["counts"].values()) == 32
+        for name in ("baseline", "random"):
+            assert 0 <= rec["metrics"]["per_source"][name]["fvu"] < 1  # each model reconstructed on held-out rows
+    over = results["over_seeds"]["counts"]
+    for cls, stat in over.items():
+        values = [results["per_seed"][s]["counts"][cls] for s in ("0", "1")]
+        assert stat["values"] == values and stat["mean"] == pytest.approx(sum(values) / 2)
+        assert stat["lo"] <= stat["mean"] <= stat["hi"]
+        assert (stat["hi"] - stat["lo"] > 0) == (values[0] != values[1])
     assert results["n_eval_tokens"] >= 2000
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 1 and "baseline vs random" in html
-    cc = saekit.load(str(out / "crosscoder"))
-    assert cc.cfg.source_names == ("baseline", "random") and cc.cfg.hook_name == HOOK
+    assert "seed 1" in html and "dead fraction" in html  # per-seed counts and per-model metrics
+    ccs = [saekit.load(str(out / f"crosscoder_seed{s}")) for s in (0, 1)]
+    assert ccs[0].cfg.source_names == ("baseline", "random") and ccs[0].cfg.hook_name == HOOK
+    assert not torch.equal(ccs[0].W_dec, ccs[1].W_dec)  # two seeds, two crosscoders
     assert main(args) == 2  # the folder holds a run: refused, nothing overwritten
     assert "already holds a crosscoder run" in capsys.readouterr().err
     assert main(["crosscode", str(variant_dirs[0]), "--hookpoint", HOOK, "--out", str(tmp_path / "one")]) == 2

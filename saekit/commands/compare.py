@@ -33,7 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="dictionary seeds per model (≥ 2; default 0 1 2)"
     )
     p.add_argument(
-        "--train-tokens", type=count_arg("--train-tokens"), default=100_000, help="training tokens per dictionary, e.g. 100k or 1M"
+        "--train-tokens",
+        type=count_arg("--train-tokens"),
+        default=100_000,
+        help="training tokens per dictionary, e.g. 100k or 1M",
     )
     p.add_argument("--batch-size", type=int, default=1024, help="dictionary training batch (activation rows)")
     p.add_argument("--lr", type=float, default=2e-3, help="dictionary learning rate")
@@ -69,7 +72,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "linked to its match in the other models'); name models to browse only those; the report links them",
     )
     p.add_argument(
-        "--browse-tokens", type=count_arg("--browse-tokens"), default=20_000, help="tokens each browser reads (default 20k)"
+        "--browse-tokens",
+        type=count_arg("--browse-tokens"),
+        default=20_000,
+        help="tokens each browser reads (default 20k)",
     )
     p.add_argument(
         "--concept",
@@ -80,13 +86,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--concept-control", default=None, help="control text source for --concept (default: the rest)")
     p.add_argument(
-        "--concept-texts", type=int, default=100, help="texts per side of the concept set (default 100; rows for planted:)"
+        "--concept-texts",
+        type=int,
+        default=100,
+        help="texts per side of the concept set (default 100; rows for planted:)",
     )
     p.add_argument(
         "--edit-measure",
         choices=["selectivity_auc", "steering_efficiency"],
         default="selectivity_auc",
         help="the editability axis: selectivity AUC of ablating the top latents, or steering efficiency",
+    )
+    p.add_argument(
+        "--crosscoder",
+        action="store_true",
+        help="also train crosscoders of the baseline against each variant (one per seed, same hookpoint and tokens) "
+        "and add their section to the report",
+    )
+    p.add_argument("--crosscoder-kind", default="batchtopk", help="crosscoder kind: batchtopk (default) | topk | relu")
+    p.add_argument("--crosscoder-hookpoint", default=None, help="crosscoder hookpoint (default: the first SAE's)")
+    p.add_argument("--crosscoder-n-latents", type=int, default=None, help="crosscoder width (default: the first SAE's)")
+    p.add_argument("--crosscoder-k", type=int, default=None, help="crosscoder k (default: the first SAE's)")
+    p.add_argument(
+        "--crosscoder-sparsity-coef", type=float, default=None, help="λ of a relu crosscoder's decoder-norm L1"
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=run)
@@ -105,8 +127,15 @@ def _edit_settings(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from saekit.pipeline.compare_crosscoder import CrosscoderSettings
     from saekit.pipeline.compare_folders import compare_folders
 
+    crosscoder = None
+    if args.crosscoder:
+        crosscoder = CrosscoderSettings(
+            kind=args.crosscoder_kind, hookpoint=args.crosscoder_hookpoint, n_latents=args.crosscoder_n_latents,
+            k=args.crosscoder_k, sparsity_coef=args.crosscoder_sparsity_coef,
+        )  # fmt: skip
     results = compare_folders(
         args.variants,
         args.config,
@@ -126,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         browse=False if args.browse is None else (args.browse or True),
         browse_tokens=args.browse_tokens,
         edit=_edit_settings(args),
+        crosscoder=crosscoder,
     )
     print(
         f"compared {len(results['variants'])} variants × {len(results['settings']['dictionaries'])} "

@@ -29,7 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokens", default="2M", help="training tokens, e.g. 2M")
     p.add_argument("--batch-size", type=int, default=4096, help="activation rows per step")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 / sqrt(n_latents / 16384))")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (one crosscoder)")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=None,
+        help="train one crosscoder per seed (e.g. --seeds 0 1 2) and report counts per class as mean with a "
+        "95%% interval over seeds; overrides --seed",
+    )
     p.add_argument("--no-normalize", action="store_true", help="keep each model's activation scale")
     p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the model's, at most 1024)")
     p.add_argument("--eval-tokens", default="20k", help="held-out tokens for the analysis")
@@ -40,17 +45,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from saekit.counts import parse_count
-    from saekit.pipeline.crosscoder import run_crosscoder
+    from saekit.pipeline.crosscoder import crosscoder_folder, run_crosscoder
 
     out = Path(args.out)
-    if (out / "crosscoder" / "checkpoint.pt").exists():
+    seeds = args.seeds if args.seeds is not None else [args.seed]
+    folders = ["crosscoder", *(crosscoder_folder(s, seeds) for s in seeds)]
+    if (out / "results.json").exists() or any((out / f / "checkpoint.pt").exists() for f in folders):
         raise ConfigError(f"{out} already holds a crosscoder run; choose another --out.")
     results = run_crosscoder(
         args.models, args.hookpoint, out, names=args.names, kind=args.kind, n_latents=args.n_latents,
         k=args.k, sparsity_coef=args.sparsity_coef, total_tokens=parse_count(args.tokens),
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, normalize=not args.no_normalize,
+        batch_size=args.batch_size, lr=args.lr, seeds=seeds, normalize=not args.no_normalize,
         n_ctx=args.n_ctx, eval_tokens=parse_count(args.eval_tokens), device=args.device,
     )
-    counts = ", ".join(f"{k} {v}" for k, v in results["sharing"]["counts"].items())
-    print(f"crosscoder: {counts}; {sum(results['latent_scaling']['flagged'])} flagged; report {out / 'report.html'}")
+    if len(seeds) == 1:
+        counts = ", ".join(f"{k} {v}" for k, v in results["sharing"]["counts"].items())
+        flagged = str(sum(results["latent_scaling"]["flagged"]))
+    else:
+        from saekit.report.crosscoder import interval
+
+        counts = ", ".join(f"{k} {interval(v)}" for k, v in results["over_seeds"]["counts"].items())
+        flagged = interval(results["over_seeds"]["n_flagged"])
+    print(f"crosscoder: {counts}; {flagged} flagged; report {out / 'report.html'}")
     return 0

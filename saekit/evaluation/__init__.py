@@ -15,11 +15,12 @@ import torch
 
 from saekit.errors import ConfigError
 from saekit.evaluation.crosscoder import crosscoder_sharing, firing_density, latent_scaling
+from saekit.evaluation.crosscoder_metrics import crosscoder_metrics
 from saekit.evaluation.matching import compare_dictionaries
 from saekit.evaluation.metrics import dictionary_metrics
 from saekit.evaluation.splice import splice_metrics
 
-__all__ = ["evaluate", "compare_dictionaries", "crosscoder_sharing", "firing_density", "latent_scaling", "dictionary_metrics", "splice_metrics"]
+__all__ = ["evaluate", "compare_dictionaries", "crosscoder_metrics", "crosscoder_sharing", "firing_density", "latent_scaling", "dictionary_metrics", "splice_metrics"]
 
 
 def evaluate(
@@ -40,7 +41,13 @@ def evaluate(
     source: a Tensor [N, d_in], an (X, Y) pair for transcoders, or an activation source.
     model + tokens [n_seq, n_ctx]: CE loss recovered (zero and mean ablation), KL and Δ loss. When
     tokens is None the source's own token ids (``source.tokens``) are used if it has them.
+    A crosscoder (``n_sources`` ≥ 2) takes a Tensor [N, M, d] or {source name: Tensor [N, d]} of the
+    same token rows and returns ``crosscoder_metrics``: FVU, L0 and dead fraction per source.
     """
+    if int(getattr(getattr(sae, "cfg", None), "n_sources", 1) or 1) > 1:
+        if model is not None:
+            raise ConfigError("evaluate() cannot splice a crosscoder into one model; call it without model=.")
+        return crosscoder_metrics(sae, source, batch_size=batch_size)
     _check_width(sae, source, hook_name)
     out = dictionary_metrics(sae, source, batch_size=batch_size, max_tokens=max_tokens)
     if not include_density:

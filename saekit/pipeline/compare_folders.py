@@ -69,10 +69,12 @@ def compare_folders(
     browse: bool | list[str] = False,
     browse_tokens: int = 20_000,
     edit: Any = None,
+    crosscoder: Any = None,
 ) -> dict[str, Any]:
     """Train the dictionaries of ``config`` (default: ``default_dict_cfgs``) on every model folder in
     ``variants``, evaluate and compare them; writes OUT/results.json and OUT/report.html. ``dataset``,
-    ``split`` and ``text_column`` pick the text (see ``run_comparison``; default: the built-in corpus)."""
+    ``split`` and ``text_column`` pick the text (see ``run_comparison``; default: the built-in corpus).
+    crosscoder: a ``CrosscoderSettings`` adds baseline-vs-variant crosscoders (``saekit compare --crosscoder``)."""
     from saekit.models import load_model
     from saekit.pipeline.run import run_comparison
 
@@ -96,4 +98,5 @@ def compare_folders(
         browse=browse,
         browse_tokens=browse_tokens,
         edit=edit,
+        crosscoder=crosscoder,
     )

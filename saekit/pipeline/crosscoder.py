@@ -1,19 +1,24 @@
 """A crosscoder across model variants, end to end: the library function behind `saekit crosscode`.
 
-``run_crosscoder(model_dirs, hookpoint, out, ...)`` streams the same training tokens through
-every model, trains one crosscoder on the stacked activations (``saekit.train`` with a dict
-source), analyses it on held-out tokens (decoder-norm sharing, latent scaling, top contexts of
-exclusive latents) and writes::
+``run_crosscoder(model_dirs, hookpoint, out, ..., seeds=[0, 1, 2])`` streams the same training
+tokens through every model, trains one crosscoder per seed on the stacked activations
+(``saekit.train`` with a dict source), analyses each on the same held-out tokens (decoder-norm
+sharing, latent scaling, per-source FVU / L0 / dead fraction, top contexts of exclusive latents)
+and writes::
 
-    out/crosscoder/        the crosscoder folder (saekit.load reads it), checkpoint, metrics.jsonl
-    out/results.json       sharing counts and per-latent shares, latent scaling, examples
-    out/report.html        relative-norm histogram, class counts, latent-scaling scatter, contexts
+    out/crosscoder/        the crosscoder folder (saekit.load reads it), checkpoint, metrics.jsonl;
+                           with several seeds one folder per seed, out/crosscoder_seed{S}/
+    out/results.json       the first seed's per-latent analysis, every seed's counts and metrics,
+                           and their mean with a 95 % t interval over seeds (``over_seeds``)
+    out/report.html        relative-norm histogram, counts per class with intervals, latent-scaling
+                           scatter, per-source metrics, contexts of exclusive latents
 
 A comparison pipeline can call it with the variant folders it already has.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,7 @@ import torch
 from saekit.config import DictionaryConfig, TrainConfig
 from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_write_json
-
-N_EXAMPLES = 3  # exclusive latents shown per source
-N_CONTEXTS = 5  # top contexts per latent
-CONTEXT_WINDOW = 8  # tokens before the active token
+from saekit.pipeline.crosscoder_analysis import HeldOut, analyse_held_out, held_out_from_grids, over_seeds, seed_record
 
 
 def run_crosscoder(
@@ -42,19 +44,25 @@ def run_crosscoder(
     batch_size: int = 4096,
     lr: float | None = None,
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
     normalize: bool = True,
     n_ctx: int | None = None,
     eval_tokens: int = 20_000,
     device: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train and analyse a crosscoder over ``model_dirs`` at ``hookpoint``; return results.json's dict."""
-    from saekit.activations import ActivationStream
-    from saekit.models import load_model
-    from saekit.training import train
+    """Train and analyse one crosscoder per seed over ``model_dirs`` at ``hookpoint``; return results.json's dict.
 
+    seeds: train one crosscoder per seed (default ``[seed]``); results.json then holds the counts per
+    class and per-source metrics of every seed, and their mean with a 95 % t interval over seeds.
+    """
+    from saekit.models import load_model
+
+    seeds = [int(s) for s in (seeds if seeds is not None else [seed])]
     if len(model_dirs) < 2:
         raise ConfigError(f"a crosscoder compares at least two models, got {len(model_dirs)}.")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct integers, got {seeds}.")
     handles = [load_model(str(d), device=device) for d in model_dirs]
     names = _source_names(handles, model_dirs, names)
     for h in handles:
@@ -62,27 +70,21 @@ def run_crosscoder(
     _check_tokenizers(handles, names)
     out = Path(out)
     tokens, doc_ids = _tokens(handles[0], "train", n_ctx, total_tokens)
-    buffer = max(1024, min(1 << 16, total_tokens))
-    streams = {
-        n: ActivationStream(h, tokens, hookpoint, doc_ids=doc_ids, seed=seed, buffer_tokens=buffer, with_meta=True)
-        for n, h in zip(names, handles)
-    }
+    eval_ids, _ = _tokens(handles[0], "validation", n_ctx, eval_tokens)
+    held = held_out(handles, eval_ids, hookpoint)
     cfg = DictionaryConfig(
-        kind=kind, d_in=next(iter(streams.values())).d_in, n_latents=n_latents, k=k if kind != "relu" else None,
+        kind=kind, d_in=int(held.acts.shape[-1]), n_latents=n_latents, k=k if kind != "relu" else None,
         n_sources=len(names), source_names=tuple(names), hook_name=hookpoint,
         model_name=" | ".join(str(d) for d in model_dirs),
         **({"sparsity_coef": sparsity_coef} if sparsity_coef is not None else {}),
     )
-    tcfg = TrainConfig(
-        batch_size=batch_size, total_tokens=total_tokens, lr=lr, seed=seed, normalize=normalize,
-        out_dir=str(out / "crosscoder"), device=device,
-    )
-    try:
-        cc = train(cfg, streams, tcfg, progress=progress)
-    finally:
-        for s in streams.values():
-            s.close()
-    results = analyse_crosscoder(cc, handles, names, hookpoint, n_ctx=n_ctx, eval_tokens=eval_tokens)
+    tcfg = TrainConfig(batch_size=batch_size, total_tokens=total_tokens, lr=lr, normalize=normalize, device=device)
+    analyses = {}
+    for s in seeds:
+        folder = out / crosscoder_folder(s, seeds)
+        cc = _train_streamed(cfg, handles, names, tokens, doc_ids, hookpoint, tcfg.replace(seed=s, out_dir=str(folder)), progress)
+        analyses[s] = analyse_held_out(cc, held)
+    results = combine_seeds(analyses)
     atomic_write_json(out / "results.json", results)
     from saekit.report.crosscoder import write_crosscoder_report
 
@@ -90,26 +92,47 @@ def run_crosscoder(
     return results
 
 
+def crosscoder_folder(seed: int, seeds: Sequence[int]) -> str:
+    """Where a seed's crosscoder goes inside a run: ``crosscoder`` for one seed, ``crosscoder_seed{S}`` for several."""
+    return "crosscoder" if len(seeds) == 1 else f"crosscoder_seed{seed}"
+
+
+def combine_seeds(analyses: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """results.json: the first seed's full analysis, every seed's figures, and their intervals over seeds."""
+    first = next(iter(analyses.values()))
+    per_seed = {str(s): seed_record(a) for s, a in analyses.items()}
+    return {**first, "seeds": list(analyses), "per_seed": per_seed, "over_seeds": over_seeds(per_seed)}
+
+
+def _train_streamed(cfg, handles, names, tokens, doc_ids, hookpoint, tcfg, progress) -> Any:
+    """One crosscoder trained on the models' activations streamed over the same tokens."""
+    from saekit.activations import ActivationStream
+    from saekit.training import train
+
+    buffer = max(1024, min(1 << 16, tcfg.total_tokens))
+    streams = {
+        n: ActivationStream(h, tokens, hookpoint, doc_ids=doc_ids, seed=tcfg.seed, buffer_tokens=buffer, with_meta=True)
+        for n, h in zip(names, handles)
+    }
+    try:
+        return train(cfg, streams, tcfg, progress=progress)
+    finally:
+        for s in streams.values():
+            s.close()
+
+
 def analyse_crosscoder(
     cc: Any, handles: list[Any], names: list[str], hookpoint: str, *, n_ctx: int | None = None, eval_tokens: int = 20_000
 ) -> dict[str, Any]:
-    """Sharing, latent scaling and example contexts of ``cc`` on held-out tokens of the models."""
-    from saekit.evaluation.crosscoder import crosscoder_sharing, firing_density, latent_scaling
-
+    """Sharing, latent scaling, per-source metrics and example contexts of ``cc`` on held-out tokens."""
     tokens, _ = _tokens(handles[0], "validation", n_ctx, eval_tokens)
-    acts, ids, where = held_out_activations(handles, tokens, hookpoint)
-    cc = cc.to(acts.device) if hasattr(cc, "to") else cc
-    data = acts.to(cc.W_enc.device)
-    sharing = crosscoder_sharing(cc, density=firing_density(cc, data))
-    scaling = latent_scaling(cc, data, sharing=sharing)
-    examples = _examples(cc, data, sharing, scaling, tokens, where, handles[0].tokenizer)
-    return {
-        "dictionary": cc.cfg.to_dict(),
-        "n_eval_tokens": int(acts.shape[0]),
-        "sharing": sharing.to_dict(),
-        "latent_scaling": scaling.to_dict(),
-        "examples": examples,
-    }
+    return analyse_held_out(cc, held_out(handles, tokens, hookpoint))
+
+
+def held_out(handles: list[Any], tokens: torch.Tensor, hookpoint: str) -> HeldOut:
+    """Every model's activations at ``hookpoint`` over ``tokens`` (BOS dropped), as HeldOut rows."""
+    acts, _, where = held_out_activations(handles, tokens, hookpoint)
+    return HeldOut(acts, tokens, where, handles[0].tokenizer)
 
 
 @torch.no_grad()
@@ -117,48 +140,13 @@ def held_out_activations(handles: list[Any], tokens: torch.Tensor, hookpoint: st
     """(activations [N, M, d], token ids [N], (row, position) [N, 2]) of every non-BOS token."""
     from saekit.activations import HookpointReader
 
-    per_model = []
+    grids = []
     for h in handles:
         reader = HookpointReader(h, [hookpoint])
         parts = [reader(tokens[i : i + 8].to(reader.device))[hookpoint].float().cpu() for i in range(0, len(tokens), 8)]
-        per_model.append(torch.cat(parts)[:, 1:])  # drop position 0 (BOS), as training does
-    acts = torch.stack(per_model, dim=2)  # [rows, pos, M, d]
-    rows, pos = acts.shape[:2]
-    where = torch.stack(torch.meshgrid(torch.arange(rows), torch.arange(1, pos + 1), indexing="ij"), -1)
-    return acts.reshape(rows * pos, *acts.shape[2:]), tokens[:, 1:].reshape(-1), where.reshape(-1, 2)
-
-
-def _examples(cc, data, sharing, scaling, tokens, where, tokenizer) -> list[dict[str, Any]]:
-    """Top contexts of a few exclusive latents per source (flagged ones marked)."""
-    flagged = dict(zip(scaling.latents, scaling.flagged.tolist()))
-    worst = {}
-    for li, j in enumerate(scaling.latents):
-        row = torch.nan_to_num(torch.maximum(scaling.nu_error[li], scaling.nu_recon[li]), nan=0.0)
-        worst[j] = float(row.max())
-    with torch.no_grad():
-        z = torch.cat([cc.encode(data[i : i + 4096]).cpu() for i in range(0, data.shape[0], 4096)])
-    out = []
-    for name in sharing.names:
-        latents = sorted(sharing.latents(name), key=lambda j: -float(z[:, j].max()))[:N_EXAMPLES]
-        for j in latents:
-            top = z[:, j].topk(min(N_CONTEXTS, z.shape[0]))
-            contexts = [
-                {"act": float(a), "text": _context(tokens, where[int(r)], tokenizer)} for a, r in zip(top.values, top.indices) if a > 0
-            ]
-            out.append({"latent": j, "owner": name, "flagged": bool(flagged.get(j)), "nu": worst.get(j, 0.0), "contexts": contexts})
-    return out
-
-
-def _context(tokens: torch.Tensor, at: torch.Tensor, tokenizer: Any) -> str:
-    row, pos = int(at[0]), int(at[1])
-    before = tokens[row, max(0, pos - CONTEXT_WINDOW) : pos].tolist()
-    return f"{_decode(tokenizer, before)}⟦{_decode(tokenizer, [int(tokens[row, pos])])}⟧"
-
-
-def _decode(tokenizer: Any, ids: list[int]) -> str:
-    if tokenizer is None:
-        return " ".join(map(str, ids))
-    return tokenizer.decode(ids)
+        grids.append(torch.cat(parts))
+    held = held_out_from_grids(grids, tokens)
+    return held.acts, tokens[:, 1:].reshape(-1), held.where
 
 
 def _tokens(handle: Any, split: str, n_ctx: int | None, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,7 @@ from saekit.pipeline import crossvariant
 from saekit.pipeline.activations import VariantActivations, variant_activations
 from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, neuron_abstractness, summary
 from saekit.pipeline.browsers import browsed_models, build_comparison_browsers
+from saekit.pipeline.compare_crosscoder import CrosscoderSettings, compare_crosscoders, crosscoder_hook
 from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
 from saekit.pipeline.editing import EditSettings, dictionary_editability
 from saekit.pipeline.results import MetricsLog, new_results, variant_record, write_results
@@ -85,6 +86,7 @@ def run_comparison(
     browse: bool | Sequence[str] = False,
     browse_tokens: int = 20_000,
     edit: EditSettings | None = None,
+    crosscoder: CrosscoderSettings | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and compare dictionaries across model variants; write results.json (+ report.html).
 
@@ -113,6 +115,9 @@ def run_comparison(
       model (True) or of the models named (a variant's name: its first model seed), each site reading ``browse_tokens`` tokens; the report links them.
     edit: measure the ``editability`` axis of every dictionary (``saekit.pipeline.editing``) on this
       concept; the first seed's ablation and steering curves go to ``results["editing"]`` and the report.
+    crosscoder: if set, also train crosscoders of the baseline against each other variant at one
+      hookpoint, one per seed, over the same tokens (``saekit.pipeline.compare_crosscoder``);
+      results.json gets ``crosscoders`` and the report a section linking each pair's page.
     The defaults fit the demo budget (a few minutes on a 2-core CPU for d_model = 128 models).
     """
     t_start = time.perf_counter()
@@ -145,6 +150,10 @@ def run_comparison(
             "dataset": tokens.dataset, "n_labels": len(tokens.contextual), "n_contextual": n_ctx_labels,
         }  # fmt: skip
     hooks = hooks_needed(dict_cfgs)
+    xc_hook = crosscoder_hook(crosscoder, dict_cfgs) if crosscoder else None
+    if xc_hook and xc_hook not in hooks:
+        hooks.append(xc_hook)
+    kept: dict[str, torch.Tensor] = {}  # training activations at the crosscoder hook, per model
     for v, handle in handles.items():
         t0 = time.perf_counter()
         run.say(f"{v}: reading activations at {', '.join(hooks)}")
@@ -152,8 +161,12 @@ def run_comparison(
         run.timing[f"activations/{v}"] = time.perf_counter() - t0
         run.results["variants"][v] = {**variant_record(handle), "group": next(g for g, ms in groups.items() if v in ms)}
         _dictionaries_of_variant(run, v, handle, acts[v], split_widths and v in firsts)
+        if xc_hook and v in firsts and acts[v].cache is None:
+            kept[v] = acts[v].train[xc_hook]
         acts[v].train.clear()  # training activations are not needed again; held-out ones are
     _compare_variants(run, {v: acts[v] for v in firsts}, synthetic)
+    if crosscoder:
+        _crosscoders(run, crosscoder, groups, acts, kept, xc_hook, first.tokenizer)
     _verdicts(run, groups)
     if browsed:
         t0 = time.perf_counter()
@@ -237,6 +250,31 @@ def _compare_variants(run: _Run, acts: dict[str, VariantActivations], synthetic:
     if synthetic:
         seed = derive_seed(run.seeds[0], "synthetic")
         run.results["synthetic"] = synthetic_check(run.tcfg, seed=seed, quiet=run.quiet)
+
+
+def _crosscoders(run: _Run, settings: CrosscoderSettings, groups, acts, kept, hook: str, tokenizer: Any) -> None:
+    """Baseline-vs-variant crosscoders on the comparison's own training and held-out tokens."""
+    from saekit.pipeline.activations import cache_reader, rows
+
+    def source(model: str, seed: int) -> Any:
+        return cache_reader(acts[model].cache, hook, seed) if acts[model].cache is not None else rows(kept[model])
+
+    t0 = time.perf_counter()
+    held = {v: a.held_out[hook] for v, a in acts.items()}
+    run.results["crosscoders"] = compare_crosscoders(
+        settings,
+        run.dict_cfgs,
+        groups,
+        source,
+        held,
+        run.tokens.eval,
+        tokenizer,
+        run.tcfg,
+        run.seeds,
+        run.out,
+        run.quiet,
+    )
+    run.timing["crosscoders"] = time.perf_counter() - t0
 
 
 def _verdicts(run: _Run, groups: dict[str, list[str]]) -> None:

@@ -380,3 +380,23 @@ def _normalised(groups, variant, axis, random, v_est, b_est) -> tuple[float | No
         return None, r_est, f"Baseline and random control score the same on {axis}, so no normalised effect."
     note = "The random control itself (normalised 0 by construction)." if variant == random else ""
     return (v_est - r_est) / (b_est - r_est), r_est, note
+
+
+def mean_t_interval(values: Any, level: float = 0.95, bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Mean of ``values`` (one per seed) with Student's t interval: mean ± t_{n-1} · sd / √n.
+
+    With one value the interval is that value's point (``lo`` = ``hi`` = None: no spread to say);
+    non-finite values are left out. ``bounds`` clips the interval to the values a quantity can take
+    (a count ≥ 0, a fraction in [0, 1]). Returns {"mean", "lo", "hi", "n", "level", "values"}.
+    """
+    v = np.asarray([float(x) for x in values if x is not None and np.isfinite(float(x))], dtype=float)
+    out: dict[str, Any] = {"mean": None, "lo": None, "hi": None, "n": int(v.size), "level": level, "values": v.tolist()}
+    if v.size == 0:
+        return out
+    out["mean"] = float(v.mean())
+    if v.size >= 2:
+        half = float(sps.t.ppf((1 + level) / 2, v.size - 1)) * float(v.std(ddof=1)) / np.sqrt(v.size)
+        out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
+        if bounds is not None:
+            out["lo"], out["hi"] = max(out["lo"], bounds[0]), min(out["hi"], bounds[1])
+    return out

@@ -15,7 +15,8 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from saekit.report import plots
-from saekit.report.editing import comparison_section
+from saekit.report.crosscoder import comparison_section as crosscoder_section
+from saekit.report.editing import comparison_section as editing_section
 
 _ENV = Environment(
     loader=PackageLoader("saekit.report", "templates"),
@@ -316,7 +317,8 @@ def render_html(
         **_probe_sections(results),
         "examples": examples,
         "browsers": _browser_links(results, links_from),
-        "editing": comparison_section(results, colors),
+        "editing": editing_section(results, colors),
+        "crosscoders": crosscoder_section(results),
         "wall_time": f"{total:.0f}" if total else None,
     }
     return _ENV.get_template("report.html.j2").render(**context)
