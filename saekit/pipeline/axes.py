@@ -5,7 +5,7 @@ Per dictionary: ``fvu`` and ``ce_loss_recovered`` (mean ablation) — reconstruc
 ``abstractness`` and ``abstractness_last_two`` (per latent 1 − R² from token ids); ``neuron_alignment``
 (MLP-output dictionaries: fraction of alive latents whose decoder row has cos > 0.7 with one
 neuron's output row). Per model: ``consistency`` (mean pairwise Hungarian shared fraction at
-cos > 0.7 between its dictionary seeds), ``neuron_abstractness`` (the abstractness of the model's own
+cos > 0.7 between its dictionary seeds; ``consistency_cos``, their mean Hungarian cosine, beside it), ``neuron_abstractness`` (the abstractness of the model's own
 MLP neurons, ``hook_post``, for MLP-output dictionaries) and ``lm_loss`` (held-out LM loss; its difference to the
 baseline is the ``lm_cost`` axis). Per-latent values stay arrays: the bootstrap resamples latents.
 """
@@ -75,12 +75,17 @@ def neuron_abstractness(handle: Any, hook: str, eval_tokens: torch.Tensor, seed:
     return abstractness(rows(acts), cur[keep], prev[keep], split_seed=seed)["current"]
 
 
-def consistency(decoders: list[torch.Tensor], threshold: float = CONSISTENCY_COS) -> float:
-    """Mean over pairs of dictionary seeds of the fraction of latents Hungarian-matched at cos > threshold."""
-    fractions = [
-        compare_weights(a, b, (threshold,))["shared_fraction"][0] for a, b in itertools.combinations(decoders, 2)
-    ]
-    return float(np.mean(fractions)) if fractions else float("nan")
+def consistency(decoders: list[torch.Tensor], threshold: float = CONSISTENCY_COS) -> dict[str, float]:
+    """Mean over pairs of dictionary seeds of the fraction of latents Hungarian-matched at cos > threshold
+    (``consistency``, the axis) and of the mean Hungarian cosine (``consistency_cos``, for the convergence
+    rule of ``saekit.evaluation.matching.is_converged``)."""
+    pairs = [compare_weights(a, b, (threshold,)) for a, b in itertools.combinations(decoders, 2)]
+    if not pairs:
+        return {"consistency": float("nan"), "consistency_cos": float("nan")}
+    return {
+        "consistency": float(np.mean([p["shared_fraction"][0] for p in pairs])),
+        "consistency_cos": float(np.mean([p["hungarian_mean_cos"] for p in pairs])),
+    }
 
 
 def summary(axes: dict[str, Any]) -> dict[str, Any]:

@@ -166,7 +166,7 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
                 n = run.eval_settings.n_examples
                 run.results["examples"] += pick_examples((v, name), ai, acts_ev, run.tokens, handle.tokenizer, n, seed)
         decoders = [run.saes[(v, name, s)].W_dec.detach() for s in run.seeds]
-        run.model_axes[(v, name)] = {"consistency": consistency(decoders)}
+        run.model_axes[(v, name)] = consistency(decoders)
         post = mlp_post_hook(cfg)
         if post is not None and hasattr(handle.model, "blocks"):
             per_neuron = neuron_abstractness(handle, post, run.tokens.eval, run.seeds[0])
@@ -195,7 +195,7 @@ def _verdicts(run: _Run, groups: dict[str, list[str]]) -> None:
     base = groups.get("baseline", next(iter(groups.values())))
     conv = {}
     for name in run.dict_cfgs:
-        per_model = {m: run.model_axes[(m, name)]["consistency"] for m in base}
+        per_model = {m: run.model_axes[(m, name)] for m in base}
         conv[name] = convergence(name, per_model, tuple(run.saes[(base[0], name, run.seeds[0])].W_dec.shape))
     run.results["convergence"] = conv
     out = run_verdicts(groups, run.dict_axes, run.model_axes, run.lm_loss, conv, seed=run.seeds[0])
