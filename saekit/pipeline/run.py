@@ -22,7 +22,7 @@ from saekit.config import DictionaryConfig, TrainConfig
 from saekit.errors import ConfigError
 from saekit.pipeline import crossvariant
 from saekit.pipeline.activations import VariantActivations, variant_activations
-from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, neuron_abstractness, summary
+from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, neuron_axes, summary
 from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
 from saekit.pipeline.results import MetricsLog, new_results, variant_record, write_results
 from saekit.pipeline.seeds import derive_seed
@@ -169,8 +169,10 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
         run.model_axes[(v, name)] = consistency(decoders)
         post = mlp_post_hook(cfg)
         if post is not None and hasattr(handle.model, "blocks"):
-            per_neuron = neuron_abstractness(handle, post, run.tokens.eval, run.seeds[0])
-            run.model_axes[(v, name)]["neuron_abstractness"] = per_neuron
+            run.model_axes[(v, name)].update(neuron_axes(
+                handle, post, run.tokens.train[: acts.n_explain_seqs], run.tokens.eval, run.seeds[0],
+                n_neurons=run.eval_settings.autointerp_latents, label=v,
+            ))  # fmt: skip
     split_name = next((n for n, c in run.dict_cfgs.items() if not c.transcoder and c.n_latents >= 8), None)
     if split_widths and split_name is not None:
         run.say(f"{v}/{split_name}: training a 4x narrower dictionary for feature splitting")

@@ -26,9 +26,11 @@ AXES = {
     "consistency": f"shared fraction between dictionary seeds (Hungarian, cos > {CONSISTENCY_COS})",
     "neuron_alignment": f"fraction of latents with cos > {CONSISTENCY_COS} to one neuron's W_out row",
     "neuron_abstractness": "median 1 - R² from the current token id of the model's own MLP neurons",
+    "neuron_explainability": "median held-out n-gram F1 of the model's own MLP neurons (activation > 0 = firing)",
     "lm_cost": "held-out LM loss (nats/token)",
 }
 MATCHING_AXES = ("consistency",)
+MODEL_AXES = ("consistency", "neuron_abstractness", "neuron_explainability")  # one value per model, not per dictionary
 # the rule of seed_consistency (saekit.evaluation.matching.is_converged): shared >= 20 %, cos >= chance + 0.2
 CONVERGED_RULE = (
     f"converged when dictionary seeds of one model share >= {CONVERGED_MIN_SHARED:.0%} of latents and their mean "
@@ -86,7 +88,7 @@ def run_verdicts(
         for d in dict_names:
             for axis, source in (
                 ("reconstruction", "fvu"),
-                *((a, a) for a in AXES if a not in ("reconstruction", "lm_cost", "consistency", "neuron_abstractness")),
+                *((a, a) for a in AXES if a not in ("reconstruction", "lm_cost", *MODEL_AXES)),
             ):
                 nested = {
                     m: {
@@ -99,7 +101,7 @@ def run_verdicts(
                 nested = {m: inner for m, inner in nested.items() if inner}
                 if nested:
                     values[g][_key(d, axis)] = nested
-            for axis in ("consistency", "neuron_abstractness"):
+            for axis in MODEL_AXES:
                 per_model = {m: model_axes[(m, d)][axis] for m in models if axis in model_axes.get((m, d), {})}
                 if per_model:
                     values[g][_key(d, axis)] = per_model

@@ -211,7 +211,7 @@ def _probe_sections(results: dict) -> dict[str, Any]:
 
 VERDICT_AXES = [
     "reconstruction", "ce_loss_recovered", "explainability", "abstractness", "abstractness_last_two",
-    "consistency", "neuron_alignment", "neuron_abstractness", "lm_cost",
+    "consistency", "neuron_alignment", "neuron_abstractness", "neuron_explainability", "lm_cost",
 ]  # fmt: skip
 
 
