@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=400, help="model training steps")
     p.add_argument("--model-batch", type=int, default=8)
     p.add_argument("--train-rows", type=int, default=160, help="model training sequences")
+    p.add_argument("--train-docs", type=int, default=1, help="documents of the built-in corpus's train split to pack")
     p.add_argument("--model-seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--hook", default=None, help="default: the last layer's hook_mlp_out")
     p.add_argument("--width", type=int, default=64)
@@ -39,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-seqs", type=int, default=128)
     p.add_argument("--explain-seqs", type=int, default=64)
     p.add_argument("--autointerp-latents", type=int, default=32)
+    p.add_argument("--train-only", action="store_true", help="train the models and stop (e.g. seeds in parallel)")
     p.add_argument("--out", type=Path, required=True)
     return p.parse_args(argv)
 
@@ -53,7 +55,7 @@ def train_models(args: argparse.Namespace) -> list[Path]:
     from saekit.models import train_model
 
     tok = default_tokenizer()
-    train = pack_tokens(load_corpus("train")[:1], tok, args.n_ctx, max_rows=args.train_rows)
+    train = pack_tokens(load_corpus("train")[: args.train_docs], tok, args.n_ctx, max_rows=args.train_rows)
     val = pack_tokens(load_corpus("validation")[:1], tok, args.n_ctx, max_rows=16)
     base = ModelConfig(
         n_layers=args.n_layers, d_model=args.d_model, n_heads=2, d_mlp=4 * args.d_model, n_ctx=args.n_ctx,
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     t0, c0 = time.perf_counter(), cpu_s()
     paths = train_models(args)
     t1, c1 = time.perf_counter(), cpu_s()
+    if args.train_only:
+        return print(f"models {t1 - t0:.0f} s wall / {c1 - c0:.0f} s CPU")
     hook = args.hook or f"blocks.{args.n_layers - 1}.hook_mlp_out"
     cfgs = {"sae": DictionaryConfig(kind="topk", d_in=args.d_model, n_latents=args.width, k=args.k, hook_name=hook)}
     tcfg = TrainConfig(batch_size=64, total_tokens=args.dict_tokens, lr=3e-3, lr_warmup_steps=2, log_every=100)

@@ -1,7 +1,10 @@
 """Tiny trained model seeds shared by the verdict tests (trained once per session, see conftest.py).
 
 Four baseline model seeds (0, 1 in the group ``baseline``; 2, 3 in ``baseline_b`` through ``--group``,
-for the null test) and two of the random-weights control, the tiny settings of tests/test_compare.py.
+for the null test) and three of the random-weights control (untrained: free), the tiny settings of
+tests/test_compare.py. The baselines train on 3200 distinct sequences (about 100k tokens, each seen about
+once in 400 steps of 8): on 160 sequences they memorised them (train loss 2.7, held-out 7.9, no better
+than the random control's ~8.3), and then no axis told them from the random control.
 """
 
 from pathlib import Path
@@ -12,13 +15,13 @@ from saekit.models import train_model
 
 TINY_MODEL = ModelConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=400, batch_size=8, device="cpu")
 MODELS = [("baseline", 0, None), ("baseline", 1, None), ("baseline", 2, "baseline_b"), ("baseline", 3, "baseline_b"),
-          ("random", 0, None), ("random", 1, None)]  # fmt: skip
+          ("random", 0, None), ("random", 1, None), ("random", 2, None)]  # fmt: skip
 
 
 def train_verdict_models(root: Path) -> dict[str, Path]:
     """Folder name (``baseline0`` ... ``random1``) -> its trained tiny model folder."""
     tok = default_tokenizer()
-    train = pack_tokens(load_corpus("train")[:1], tok, 32, max_rows=160)
+    train = pack_tokens(load_corpus("train")[:2], tok, 32, max_rows=3200)
     val = pack_tokens(load_corpus("validation")[:1], tok, 32, max_rows=16)
     out = {}
     for variant, seed, group in MODELS:
