@@ -24,7 +24,15 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def verdict_models(tmp_path_factory):
-    """Tiny model seeds (4 baseline, 3 random) shared by the verdict tests: trained once per session."""
+    """Tiny model seeds (4 baseline, 2 random) shared by the verdict tests: trained once per session."""
     from verdict_models import train_verdict_models
 
     return train_verdict_models(tmp_path_factory.mktemp("verdict_models"))
+
+
+@pytest.fixture(scope="session")
+def control_models(tmp_path_factory):
+    """Three baseline and three random model seeds whose baselines generalise (the random-control test)."""
+    from verdict_models import train_control_models
+
+    return train_control_models(tmp_path_factory.mktemp("control_models"))

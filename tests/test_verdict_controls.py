@@ -30,7 +30,7 @@ def control_run(verdict_models, tmp_path_factory):
     }
     tcfg = TrainConfig(batch_size=64, total_tokens=16_000, lr=3e-3, lr_warmup_steps=2, log_every=100)
     run_comparison(
-        [p for n, p in verdict_models.items() if n != "random2"], cfgs, out, seeds=(0, 1), train_tokens=16_000, tcfg=tcfg, n_eval_seqs=N_EVAL,
+        list(verdict_models.values()), cfgs, out, seeds=(0, 1), train_tokens=16_000, tcfg=tcfg, n_eval_seqs=N_EVAL,
         n_splice_seqs=4, n_explain_seqs=64, autointerp_latents=32, split_widths=False, synthetic=False, quiet=True,
     )  # fmt: skip
     return out, json.loads((out / "results.json").read_text())
