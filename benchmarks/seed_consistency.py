@@ -36,10 +36,10 @@ THRESHOLD = 0.7
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model-steps", type=int, default=DEMO_MODEL.steps, help="model training steps")
+    p.add_argument("--model-steps", type=int, nargs="+", default=[DEMO_MODEL.steps], help="model training steps (one model each)")
     p.add_argument("--model-seed", type=int, default=0)
     p.add_argument("--variant", default="baseline", help="model variant (random: the untrained control)")
-    p.add_argument("--d-model", type=int, default=DEMO_MODEL.d_model)
+    p.add_argument("--d-model", type=int, nargs="+", default=[DEMO_MODEL.d_model], help="model widths (one model each)")
     p.add_argument("--n-layers", type=int, default=DEMO_MODEL.n_layers)
     p.add_argument("--model-batch", type=int, default=DEMO_MODEL.batch_size, help="model training batch (sequences)")
     p.add_argument("--hooks", nargs="+", default=None, help="default: the last layer's hook_mlp_out")
@@ -154,6 +154,16 @@ def main(argv: list[str] | None = None) -> None:
     from saekit.models import corpus_tokens
 
     tokenizer, train_ids, val_ids = corpus_tokens(DEMO_MODEL)
+    models = list(itertools.product(args.d_model, args.model_steps))
+    for d_model, steps in models:  # model size and model steps: one model, one result file each
+        one = argparse.Namespace(**{**vars(args), "d_model": d_model, "model_steps": steps})
+        if len(models) > 1:
+            one.out = args.out.with_name(f"{args.out.stem}_d{d_model}_s{steps}{args.out.suffix}")
+        measure_model(one, argv, tokenizer, train_ids, val_ids)
+
+
+def measure_model(args: argparse.Namespace, argv, tokenizer, train_ids, val_ids) -> None:
+    """Train (or reuse) one model, read its activations once, then every dictionary group on them."""
     handle, model_name, model_s = get_model(args, tokenizer, (train_ids, val_ids))
     hooks = args.hooks or [f"blocks.{args.n_layers - 1}.hook_mlp_out"]
     n_seqs = min(len(train_ids), -(-args.act_tokens // (train_ids.shape[1] - 1)))

@@ -28,3 +28,11 @@ def verdict_models(tmp_path_factory):
     from verdict_models import train_verdict_models
 
     return train_verdict_models(tmp_path_factory.mktemp("verdict_models"))
+
+
+@pytest.fixture(scope="session")
+def control_models(tmp_path_factory):
+    """Three baseline and three random model seeds whose baselines generalise (the random-control test)."""
+    from verdict_models import train_control_models
+
+    return train_control_models(tmp_path_factory.mktemp("control_models"))

@@ -49,7 +49,7 @@ def test_every_verdict_record_has_the_documented_fields(verdict_run):
     on_disk = json.loads((out / "results.json").read_text())
     axes = on_disk["verdicts"]["random"]["sae"]
     assert set(axes) >= {"reconstruction", "ce_loss_recovered", "explainability", "abstractness", "consistency",
-                         "neuron_alignment", "neuron_abstractness", "lm_cost", "editability"}  # fmt: skip
+                         "neuron_alignment", "neuron_abstractness", "neuron_explainability", "lm_cost", "editability"}  # fmt: skip
     for axis, rec in axes.items():
         assert RECORD <= set(rec), axis
         assert rec["n_models"] == 2 and rec["verdict"] in ("better", "worse", NO_DIFFERENCE, WITHHELD), (axis, rec)

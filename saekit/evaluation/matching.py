@@ -211,6 +211,18 @@ CONVERGED_MIN_SHARED = 0.2  # mean pairwise shared fraction at cos >= threshold
 CONVERGED_COS_MARGIN = 0.2  # mean Hungarian cosine above chance
 
 
+def is_converged(
+    shared_fraction: float,
+    mean_cos: float,
+    chance_cos: float,
+    min_shared: float = CONVERGED_MIN_SHARED,
+    cos_margin: float = CONVERGED_COS_MARGIN,
+) -> bool:
+    """The one convergence rule (``seed_consistency`` and the pipeline's flag): seeds share ≥ ``min_shared``
+    of latents and their mean Hungarian cosine is ≥ chance + ``cos_margin``. NaN figures are not converged."""
+    return bool(shared_fraction >= min_shared and mean_cos >= chance_cos + cos_margin)
+
+
 def seed_consistency(
     decoders: list[torch.Tensor],
     threshold: float = 0.7,
@@ -245,7 +257,7 @@ def seed_consistency(
         "threshold": threshold,
         "n_pairs": len(pairs),
     }
-    out["converged"] = bool(out["shared_fraction"] >= min_shared and out["mean_cos"] >= out["chance_cos"] + cos_margin)
+    out["converged"] = is_converged(out["shared_fraction"], out["mean_cos"], out["chance_cos"], min_shared, cos_margin)
     figures = (
         f"seeds share {out['shared_fraction']:.0%} of latents at cos ≥ {threshold:g} (chance {out['chance_shared']:.0%}), "
         f"mean Hungarian cos {out['mean_cos']:.2f} (chance {out['chance_cos']:.2f})"

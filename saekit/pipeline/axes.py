@@ -6,8 +6,8 @@ Per dictionary: ``fvu`` and ``ce_loss_recovered`` (mean ablation) — reconstruc
 (MLP-output dictionaries: fraction of alive latents whose decoder row has cos > 0.7 with one
 neuron's output row); ``ground_truth`` (models of a planted language only: mean best-latent F1 over
 its labels, with the token-level and contextual parts beside it). Per model: ``consistency`` (mean pairwise Hungarian shared fraction at
-cos > 0.7 between its dictionary seeds), ``neuron_abstractness`` (the abstractness of the model's own
-MLP neurons, ``hook_post``, for MLP-output dictionaries) and ``lm_loss`` (held-out LM loss; its difference to the
+cos > 0.7 between its dictionary seeds; ``consistency_cos``, their mean Hungarian cosine, beside it), ``neuron_abstractness`` and ``neuron_explainability`` (the abstractness
+and n-gram explainability of the model's own MLP neurons, ``hook_post``, for MLP-output dictionaries) and ``lm_loss`` (held-out LM loss; its difference to the
 baseline is the ``lm_cost`` axis). Per-latent values stay arrays: the bootstrap resamples latents.
 """
 
@@ -21,10 +21,12 @@ import numpy as np
 import torch
 
 from saekit.evaluation.abstractness import abstractness, previous_token_ids
+from saekit.evaluation.autointerp import SparseActs, autointerp
 from saekit.evaluation.matching import compare_weights
 from saekit.evaluation.neurons import neuron_alignment
 from saekit.evaluation.splice import split_hooks
 from saekit.pipeline.activations import VariantActivations, rows
+from saekit.pipeline.seeds import derive_seed
 
 CONSISTENCY_COS = 0.7
 _MLP_OUT = re.compile(r"^blocks\.(\d+)\.hook_mlp_out$")
@@ -72,22 +74,56 @@ def mlp_post_hook(cfg: Any) -> str | None:
 
 
 @torch.no_grad()
-def neuron_abstractness(handle: Any, hook: str, eval_tokens: torch.Tensor, seed: int) -> np.ndarray:
-    """Per neuron 1 − R² from the current token id of the model's own MLP neurons, on held-out tokens."""
+def neuron_axes(
+    handle: Any, hook: str, explain_tokens: torch.Tensor, eval_tokens: torch.Tensor, seed: int, n_neurons: int = 256,
+    label: str = "",
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The model's own MLP neurons (``hook``, e.g. ``blocks.L.mlp.hook_post``) scored like latents, per neuron:
+    ``neuron_abstractness`` (1 − R² from the current token id, on held-out tokens) and
+    ``neuron_explainability`` (held-out F1 of the offline n-gram explanations, learned on ``explain_tokens``,
+    for up to ``n_neurons`` neurons that fire there, sampled with ``derive_seed(seed, "neurons", label)``).
+    A neuron "fires" where its activation is > 0, as a latent does; BOS positions are left out."""
     from saekit.activations import read_activations
 
-    acts = read_activations(handle, eval_tokens, [hook], progress=False)[hook]
+    ev = read_activations(handle, eval_tokens, [hook], progress=False)[hook].float()
     cur, prev = previous_token_ids(eval_tokens)
     keep = (torch.arange(cur.numel()) % eval_tokens.shape[1]) != 0
-    return abstractness(rows(acts), cur[keep], prev[keep], split_seed=seed)["current"]
+    out = {"neuron_abstractness": abstractness(rows(ev), cur[keep], prev[keep], split_seed=seed)["current"]}
+    tr = read_activations(handle, explain_tokens, [hook], progress=False)[hook].float()
+    out["neuron_explainability"] = neuron_f1(tr, explain_tokens, ev, eval_tokens, n_neurons, derive_seed(seed, "neurons", label))
+    return out
 
 
-def consistency(decoders: list[torch.Tensor], threshold: float = CONSISTENCY_COS) -> float:
-    """Mean over pairs of dictionary seeds of the fraction of latents Hungarian-matched at cos > threshold."""
-    fractions = [
-        compare_weights(a, b, (threshold,))["shared_fraction"][0] for a, b in itertools.combinations(decoders, 2)
-    ]
-    return float(np.mean(fractions)) if fractions else float("nan")
+def neuron_f1(
+    acts_train: torch.Tensor, tokens_train: torch.Tensor, acts_eval: torch.Tensor, tokens_eval: torch.Tensor,
+    n_neurons: int, seed: int,
+) -> np.ndarray:  # fmt: skip
+    """Held-out F1 of the n-gram explanations of neurons (activations [n_seq, n_ctx, d_mlp], positive part)."""
+    sparse = [_positive_no_bos(a) for a in (acts_train, acts_eval)]
+    alive = np.flatnonzero(np.diff(sparse[0].indptr) > 0)
+    if not alive.size:
+        return np.zeros(0)
+    chosen = sorted(np.random.default_rng(seed).choice(alive, size=min(n_neurons, alive.size), replace=False).tolist())
+    ai = autointerp(sparse[0], tokens_train, sparse[1], tokens_eval, latents=chosen, seed=seed)
+    return np.asarray(ai["f1_values"], dtype=np.float64)
+
+
+def _positive_no_bos(acts: torch.Tensor) -> SparseActs:
+    flat = acts.reshape(-1, acts.shape[-1]).clamp_min(0)
+    return SparseActs.from_dense(flat).restrict(np.arange(flat.shape[0]) % acts.shape[1] != 0)
+
+
+def consistency(decoders: list[torch.Tensor], threshold: float = CONSISTENCY_COS) -> dict[str, float]:
+    """Mean over pairs of dictionary seeds of the fraction of latents Hungarian-matched at cos > threshold
+    (``consistency``, the axis) and of the mean Hungarian cosine (``consistency_cos``, for the convergence
+    rule of ``saekit.evaluation.matching.is_converged``)."""
+    pairs = [compare_weights(a, b, (threshold,)) for a, b in itertools.combinations(decoders, 2)]
+    if not pairs:
+        return {"consistency": float("nan"), "consistency_cos": float("nan")}
+    return {
+        "consistency": float(np.mean([p["shared_fraction"][0] for p in pairs])),
+        "consistency_cos": float(np.mean([p["hungarian_mean_cos"] for p in pairs])),
+    }
 
 
 def summary(axes: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from saekit.config import DictionaryConfig, TrainConfig
 from saekit.errors import ConfigError
 from saekit.pipeline import crossvariant
 from saekit.pipeline.activations import VariantActivations, variant_activations
-from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, neuron_abstractness, summary
+from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, neuron_axes, summary
 from saekit.pipeline.browsers import browsed_models, build_comparison_browsers
 from saekit.pipeline.compare_crosscoder import CrosscoderSettings, compare_crosscoders, crosscoder_hook
 from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
@@ -218,11 +218,13 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
                 n = run.eval_settings.n_examples
                 run.results["examples"] += pick_examples((v, name), ai, acts_ev, run.tokens, handle.tokenizer, n, seed)
         decoders = [run.saes[(v, name, s)].W_dec.detach() for s in run.seeds]
-        run.model_axes[(v, name)] = {"consistency": consistency(decoders)}
+        run.model_axes[(v, name)] = consistency(decoders)
         post = mlp_post_hook(cfg)
         if post is not None and hasattr(handle.model, "blocks"):
-            per_neuron = neuron_abstractness(handle, post, run.tokens.eval, run.seeds[0])
-            run.model_axes[(v, name)]["neuron_abstractness"] = per_neuron
+            run.model_axes[(v, name)].update(neuron_axes(
+                handle, post, run.tokens.train[: acts.n_explain_seqs], run.tokens.eval, run.seeds[0],
+                n_neurons=run.eval_settings.autointerp_latents, label=v,
+            ))  # fmt: skip
     split_name = next((n for n, c in run.dict_cfgs.items() if not c.transcoder and c.n_latents >= 8), None)
     if split_widths and split_name is not None:
         run.say(f"{v}/{split_name}: training a 4x narrower dictionary for feature splitting")
@@ -284,7 +286,7 @@ def _verdicts(run: _Run, groups: dict[str, list[str]]) -> None:
     base = groups.get("baseline", next(iter(groups.values())))
     conv = {}
     for name in run.dict_cfgs:
-        per_model = {m: run.model_axes[(m, name)]["consistency"] for m in base}
+        per_model = {m: run.model_axes[(m, name)] for m in base}
         conv[name] = convergence(name, per_model, tuple(run.saes[(base[0], name, run.seeds[0])].W_dec.shape))
     run.results["convergence"] = conv
     out = run_verdicts(groups, run.dict_axes, run.model_axes, run.lm_loss, conv, seed=run.seeds[0])

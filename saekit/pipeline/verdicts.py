@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from saekit.evaluation.matching import chance_level
+from saekit.evaluation.matching import CONVERGED_COS_MARGIN, CONVERGED_MIN_SHARED, chance_level, is_converged
 from saekit.pipeline.axes import CONSISTENCY_COS
 from saekit.pipeline.stats import DEFAULT_HIGHER_IS_BETTER, verdicts_for
 
@@ -26,15 +26,21 @@ AXES = {
     "consistency": f"shared fraction between dictionary seeds (Hungarian, cos > {CONSISTENCY_COS})",
     "neuron_alignment": f"fraction of latents with cos > {CONSISTENCY_COS} to one neuron's W_out row",
     "neuron_abstractness": "median 1 - R² from the current token id of the model's own MLP neurons",
+    "neuron_explainability": "median held-out n-gram F1 of the model's own MLP neurons (activation > 0 = firing)",
     "lm_cost": "held-out LM loss (nats/token)",
     "editability": "concept editability through the latents (selectivity AUC or steering efficiency, nats)",
     "ground_truth": "mean best-latent F1 over the planted language's labels (activation > 0 vs label)",
 }
 MATCHING_AXES = ("consistency",)
-# "clearly above chance": at least this fraction of latents shared beyond the chance level
-CONVERGED_MARGIN = 0.05
+MODEL_AXES = ("consistency", "neuron_abstractness", "neuron_explainability")  # one value per model, not per dictionary
+# the rule of seed_consistency (saekit.evaluation.matching.is_converged): shared >= 20 %, cos >= chance + 0.2
+CONVERGED_RULE = (
+    f"converged when dictionary seeds of one model share >= {CONVERGED_MIN_SHARED:.0%} of latents and their mean "
+    f"Hungarian cosine is >= chance + {CONVERGED_COS_MARGIN:g}"
+)
 NOT_CONVERGED = (
-    "Not converged: dictionaries of one model disagree (baseline seed consistency {c:.3f} vs chance {ch:.3f}); "
+    "Not converged: dictionaries of one model disagree (baseline seeds share {c:.3f} of latents, chance {ch:.3f}; "
+    "mean Hungarian cos {cos:.3f}, chance {ch_cos:.3f}; " + CONVERGED_RULE + "); "
     "train longer, narrower or with smaller batches. No verdict on matching-based axes."
 )
 LM_COST_NOTE = "LM loss is one number per model: one test per variant, shown under each dictionary."
@@ -44,13 +50,27 @@ def _key(d: str, axis: str) -> str:
     return f"{d}/{axis}"
 
 
-def convergence(dict_name: str, per_model: dict[str, float], sae_shape: tuple[int, int]) -> dict[str, Any]:
-    """Seed consistency of one dictionary config's baseline models against chance."""
+def convergence(dict_name: str, per_model: dict[str, dict[str, float]], sae_shape: tuple[int, int]) -> dict[str, Any]:
+    """Seed consistency of one dictionary config's baseline models against chance, judged by the rule of
+    ``seed_consistency`` (``is_converged``) on the means over models. per_model: model -> the
+    ``consistency`` (shared fraction) and ``consistency_cos`` (mean Hungarian cosine) of its seeds."""
     n, d = sae_shape
-    chance = chance_level(n, n, d, thresholds=(CONSISTENCY_COS,))["shared_fraction"][0]
-    values = [v for v in per_model.values() if v == v]
-    c = float(np.mean(values)) if values else float("nan")
-    return {"dict": dict_name, "consistency": c, "chance": chance, "converged": bool(c > chance + CONVERGED_MARGIN)}
+    chance = chance_level(n, n, d, thresholds=(CONSISTENCY_COS,))
+    c, cos = _mean_of(per_model, "consistency"), _mean_of(per_model, "consistency_cos")
+    return {
+        "dict": dict_name,
+        "consistency": c,
+        "chance": chance["shared_fraction"][0],
+        "mean_cos": cos,
+        "chance_cos": chance["hungarian_mean_cos"],
+        "converged": is_converged(c, cos, chance["hungarian_mean_cos"]),
+        "rule": CONVERGED_RULE,
+    }
+
+
+def _mean_of(per_model: dict[str, dict[str, float]], key: str) -> float:
+    vals = [m[key] for m in per_model.values() if m.get(key) is not None and m[key] == m[key]]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def run_verdicts(
@@ -70,7 +90,7 @@ def run_verdicts(
         for d in dict_names:
             for axis, source in (
                 ("reconstruction", "fvu"),
-                *((a, a) for a in AXES if a not in ("reconstruction", "lm_cost", "consistency", "neuron_abstractness")),
+                *((a, a) for a in AXES if a not in ("reconstruction", "lm_cost", *MODEL_AXES)),
             ):
                 nested = {
                     m: {
@@ -83,7 +103,7 @@ def run_verdicts(
                 nested = {m: inner for m, inner in nested.items() if inner}
                 if nested:
                     values[g][_key(d, axis)] = nested
-            for axis in ("consistency", "neuron_abstractness"):
+            for axis in MODEL_AXES:
                 per_model = {m: model_axes[(m, d)][axis] for m in models if axis in model_axes.get((m, d), {})}
                 if per_model:
                     values[g][_key(d, axis)] = per_model
@@ -95,7 +115,7 @@ def run_verdicts(
     metrics = {_key(d, a): m for d in dict_names for a, m in AXES.items()}
     direction["lm_cost"], metrics["lm_cost"] = DEFAULT_HIGHER_IS_BETTER["lm_cost"], AXES["lm_cost"]
     withhold = {
-        _key(d, a): NOT_CONVERGED.format(c=c["consistency"], ch=c["chance"])
+        _key(d, a): NOT_CONVERGED.format(c=c["consistency"], ch=c["chance"], cos=c["mean_cos"], ch_cos=c["chance_cos"])
         for d, c in converged.items()
         if not c["converged"]
         for a in MATCHING_AXES

@@ -214,7 +214,8 @@ def _probe_sections(results: dict) -> dict[str, Any]:
 
 VERDICT_AXES = [
     "reconstruction", "ce_loss_recovered", "explainability", "abstractness", "abstractness_last_two",
-    "consistency", "neuron_alignment", "neuron_abstractness", "lm_cost", "editability", "ground_truth",
+    "consistency", "neuron_alignment", "neuron_abstractness", "neuron_explainability", "lm_cost", "editability",
+    "ground_truth",
 ]  # fmt: skip
 
 
@@ -248,8 +249,9 @@ def _verdict_section(results: dict) -> dict[str, Any] | None:
             )
             notes += [f"{v} / {d} / {a}: {r['note']}" for a, r in per_axis.items() if r.get("note")]
     conv = [
-        f"{c['dict']}: not converged — dictionaries of one model disagree (baseline seed consistency "
-        f"{_f(c['consistency'])} vs chance {_f(c['chance'])}): train longer, narrower or with smaller batches; "
+        f"{c['dict']}: not converged — dictionaries of one model disagree (baseline seeds share "
+        f"{_f(c['consistency'])} of latents, chance {_f(c['chance'])}; mean Hungarian cos {_f(c.get('mean_cos'))}, "
+        f"chance {_f(c.get('chance_cos'))}; {c.get('rule', 'see docs/comparing.md')}): train longer, narrower or with smaller batches; "
         "no better/worse verdict on matching-based axes."
         for c in (results.get("convergence") or {}).values()
         if not c.get("converged")
