@@ -51,7 +51,7 @@ def cell(X, Xv, feats, kind_kw: dict, n: int, batch: int, steps: int, settings: 
     """Train one dictionary per (lr, warmup, decay) in ``settings`` on the same batches."""
     cfgs = [DictionaryConfig(d_in=X.shape[1], n_latents=n, **kind_kw) for _ in settings]
     tcfg = TrainConfig(batch_size=batch, total_tokens=batch * steps, lr=1.0, lr_warmup_steps=settings[0][1],
-                       lr_decay_fraction=settings[0][2], normalize=True, device="cpu", log_every=0)
+                       lr_decay_fraction=settings[0][2], device="cpu", log_every=0)  # normalisation: the kind's default
     tr = Trainer(cfgs, X, tcfg, progress=False)
     for run, (lr, _, _) in zip(tr.runs, settings):
         run.base_lr = lr
@@ -89,7 +89,20 @@ def cell(X, Xv, feats, kind_kw: dict, n: int, batch: int, steps: int, settings: 
     return rows
 
 
+def rule_cells(widths=(256, 1024), steps=(100, 400), batch=256, factors=(0.25, 0.5, 1.0, 2.0, 4.0)):
+    """The default rule checked: at each width and run length, the default rate times each factor
+    (the default warm-up and decay for all), so the best factor should be near 1."""
+    from saekit.config import default_lr, default_warmup
+
+    return [
+        ({"kind": "topk", "k": 8}, n, batch, s, [(default_lr(n, batch, s) * f, default_warmup(s), 0.2) for f in factors])
+        for n in widths
+        for s in steps
+    ]
+
+
 GRIDS = {
+    "rule": rule_cells(),
     # (kind kwargs, n_latents, batch, steps, [(lr, warmup, decay), ...])
     "topk250": [({"kind": "topk", "k": 8}, 1024, 256, 250, [(8e-4, 100, 0.2)] + [(lr, 12, 0.2) for lr in (1e-3, 4e-3, 1.6e-2)])],
     "topk1000": [({"kind": "topk", "k": 8}, 1024, 1024, 1000, [(lr, 50, 0.2) for lr in (1e-3, 2.5e-3, 5e-3)])],
@@ -119,7 +132,7 @@ def main() -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     rows = []
     cells = [c for g in args.grid.split(",") for c in GRIDS[g]]
     n_rows = max(b * s for _, _, b, s, _ in cells)

@@ -41,15 +41,16 @@ SAEKIT_DEFAULTS = tvp.COMMON + r"""
 from saekit.config import DictionaryConfig, TrainConfig
 from saekit.training import Trainer, TensorSource
 cfg = DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=n, k=k)
-src = TensorSource(X[perm], shuffle=False)  # the peers' batches
+src = TensorSource(X[perm], shuffle=False)  # the peers' batches, epoch after epoch
 tcfg = TrainConfig(batch_size=B, total_tokens=B * steps, device="cpu", log_every=0)  # nothing else set
 if job.get("old"):  # the defaults before issue 21: Gao's rate, 100 warm-up steps
     tcfg = tcfg.replace(lr=2e-4 / (n / 16384) ** 0.5, lr_warmup_steps=100, normalize=False)
 tr = Trainer(cfg, src, tcfg, progress=False)
-batches = [tr.next_batch() for _ in range(steps)]
 t0 = time.perf_counter()
-for x, y in batches:
+for i in range(steps):
+    x, y = tr.next_batch()
     tr.step(x, y)
+    tick(i, t0)
 t = time.perf_counter() - t0
 sae = tr.runs[0].sae
 with torch.no_grad():
@@ -57,45 +58,33 @@ with torch.no_grad():
 finish(z, xhat, sae.W_dec.detach(), t)
 """
 
-SPARSIFY_OPT = tvp.COMMON + r"""
-from sparsify import SparseCoder, SparseCoderConfig
-sae = SparseCoder(X.shape[1], SparseCoderConfig(num_latents=n, k=k), device="cpu", dtype=torch.float32)
-signum = job["optimizer"] == "signum"
-if signum:  # sparsify's trainer: schedule-free SignSGD, momentum 0.95, constant lr
-    from schedulefree import ScheduleFreeWrapper
-    from sparsify.sign_sgd import SignSGD
-    opt = ScheduleFreeWrapper(SignSGD([dict(params=sae.parameters(), lr=lr)]), momentum=0.95)
-    opt.train()
+# SAELens and sparsify through benchmarks/peer_steps.py (the one copy of their step bodies)
+PEER_RUNNER = tvp.COMMON + r"""
+import os
+sys.path.insert(0, os.path.join(os.environ["SAEKIT_ROOT"], "benchmarks"))
+import peer_steps
+if job["framework"] == "saelens":
+    m = peer_steps.SAELensTopK(X.shape[1], n, k, lr, dead_steps=max(1, job["dead_tokens"] // B))
 else:
-    opt = torch.optim.Adam(sae.parameters(), lr=lr)
-since = torch.zeros(n, dtype=torch.long)
-batches = [batch(i) for i in range(steps)]
+    m = peer_steps.SparsifyTopK(X.shape[1], n, k, lr, optimizer=job["optimizer"], dead_tokens=job["dead_tokens"])
 t0 = time.perf_counter()
-for i, x in enumerate(batches):
-    if i == 0:
-        with torch.no_grad():
-            sae.b_dec.data = x.mean(0)
-    if not signum:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(i)
-    out = sae(x, dead_mask=since > job["dead_tokens"])
-    loss = out.fvu + (1 / 32) * out.auxk_loss
-    loss.backward()
-    sae.remove_gradient_parallel_to_decoder_directions()
-    opt.step(); opt.zero_grad()
-    sae.set_decoder_norm_to_unit_norm()
-    with torch.no_grad():
-        since += x.shape[0]; since[out.latent_indices.flatten()] = 0
+for i in range(steps):
+    m.set_lr(lr_at(i))
+    m.step(batch(i))
+    tick(i, t0)
 t = time.perf_counter() - t0
-if signum:
-    opt.eval()  # schedule-free: evaluate at the averaged weights
-    sae.set_decoder_norm_to_unit_norm()
-with torch.no_grad():
-    enc = sae.encode(Xv)
-    z = torch.zeros(Xv.shape[0], n).scatter_(1, enc.top_indices, enc.top_acts)
-    xhat = sae.decode(enc.top_acts, enc.top_indices)
-finish(z, xhat, sae.W_dec.detach(), t)
+z, xhat, W = m.evaluate(Xv)
+finish(z, xhat, W, t)
 """
+
+# progress on stderr every tenth of the run (long CPU runs are polled)
+TICK = r"""
+def tick(i, t0):
+    if (i + 1) % max(1, steps // 10) == 0:
+        print(f"step {i + 1}/{steps} {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+"""
+SAEKIT_DEFAULTS = SAEKIT_DEFAULTS.replace("from saekit.config", TICK + "from saekit.config", 1)
+PEER_RUNNER = PEER_RUNNER.replace("import os\n", "import os\n" + TICK, 1)
 
 
 def synthetic_rows(n_rows: int, n_val: int, d: int = 64, n_features: int = 512, mean_active: float = 5.0):
@@ -116,26 +105,14 @@ def synthetic_rows(n_rows: int, n_val: int, d: int = 64, n_features: int = 512, 
     return X[:n_rows], X[n_rows:], feats
 
 
-def tiny_lm_rows(n_rows: int, n_val: int, hook: str):
-    from tiny_models import save_tiny_model_folder
+def cached_rows(cache: str, val_cache: str, n_val: int):
+    """A tiny LM's residual stream from two ``saekit cache`` folders: training rows (repeated epoch
+    after epoch when the budget is larger) and held-out rows from another split."""
+    from saekit.activations import ActivationCache
 
-    with tempfile.TemporaryDirectory() as tmp:
-        save_tiny_model_folder(tmp)
-        R = _resid(tmp, n_rows + n_val, hook)
-    return R[:n_rows], R[n_rows:], None
-
-
-def _resid(model_dir: str, n_tokens: int, hook: str) -> torch.Tensor:
-    from saekit.activations import ActivationStream
-    from saekit.data import load_corpus, pack_tokens_with_docs
-    from saekit.models import load_model
-
-    handle = load_model(model_dir, device="cpu")
-    tokens, docs = pack_tokens_with_docs(load_corpus("train"), handle.tokenizer, int(handle.model.cfg.n_ctx), bos=True)
-    stream = ActivationStream(handle, tokens, hook, doc_ids=docs, seed=0, buffer_tokens=1 << 16, prefetch=False)
-    X = torch.cat([stream.next_batch(8192) for _ in range((n_tokens + 8191) // 8192)])[:n_tokens]
-    stream.close()
-    return X
+    X = ActivationCache(cache).read_all().float()
+    Xv = ActivationCache(val_cache).read_all().float()[:n_val]
+    return X, Xv, None
 
 
 def jobs(args, steps: int) -> list[tuple[str, str, dict]]:
@@ -143,58 +120,81 @@ def jobs(args, steps: int) -> list[tuple[str, str, dict]]:
     base = {"seed": 0, "threads": args.threads, "batch": args.batch, "steps": steps, "n": args.n_latents,
             "k": args.k, "dead_tokens": args.dead_tokens}
     peer_warm = max(1, min(1000, steps // 10))
-    out = [("saekit", "saekit defaults", {**base, "lr": 0.0, "warmup": 1}),
-           ("saekit", "saekit old defaults", {**base, "lr": 0.0, "warmup": 1, "old": True})]
+    out = [("saekit", "saekit defaults", {**base, "lr": 0.0, "warmup": 1})]
+    if args.old:
+        out.append(("saekit", "saekit old defaults", {**base, "lr": 0.0, "warmup": 1, "old": True}))
     for lr in args.saelens_lrs:
-        out.append(("saelens", f"SAELens lr {lr:g}", {**base, "lr": lr, "warmup": 1}))
+        out.append(("saelens", f"SAELens lr {lr:g}", {**base, "lr": lr, "warmup": 1, "framework": "saelens"}))
     signum_lr = 5e-3 / (args.n_latents / 2**14) ** 0.5  # sparsify's default
-    out.append(("sparsify", f"sparsify Signum lr {signum_lr:.3g}", {**base, "lr": signum_lr, "warmup": peer_warm, "optimizer": "signum"}))
     adam_lr = 2e-4 / (args.n_latents / 2**14) ** 0.5
-    out.append(("sparsify", f"sparsify Adam lr {adam_lr:.3g}", {**base, "lr": adam_lr, "warmup": peer_warm, "optimizer": "adam"}))
+    for opt, lr in (("signum", signum_lr), ("adam", adam_lr)):
+        if opt in args.sparsify_opts:
+            out.append(("sparsify", f"sparsify {opt.capitalize()} lr {lr:.3g}",
+                        {**base, "lr": lr, "warmup": peer_warm, "optimizer": opt, "framework": "sparsify"}))
     return out
 
 
-RUNNERS = {"saekit": SAEKIT_DEFAULTS, "saelens": tvp.SAELENS_RUNNER, "sparsify": SPARSIFY_OPT}
+RUNNERS = {"saekit": SAEKIT_DEFAULTS, "saelens": PEER_RUNNER, "sparsify": PEER_RUNNER}
 
 
-def run_set(name, X, Xv, feats, args, pythons, work: Path) -> list[dict]:
+def _launch(fw, label, job, i, name, data, args, pythons, work: Path):
+    (work / f"job{i}.json").write_text(json.dumps(job))
+    script = work / f"run_{fw}.py"
+    script.write_text(RUNNERS[fw])
+    out = work / f"{name}_{i}.safetensors"
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT), SAEKIT_ROOT=str(ROOT))
+    log = open(work / f"{name}_{i}.log", "w")
+    cmd = [str(pythons[fw]), str(script), str(data), str(work / f"job{i}.json"), str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=ROOT)
+    return {"proc": proc, "fw": fw, "label": label, "out": out, "log": log, "load0": os.getloadavg()[0]}
+
+
+def run_set(name, X, Xv, feats, args, pythons, work: Path, on_row) -> list[dict]:
+    """Every run of one data set, at most ``--jobs`` at a time (concurrent runs share the same load)."""
     data = work / f"{name}.safetensors"
     save_file({"x": X.contiguous(), "x_val": Xv.contiguous()}, str(data))
     steps = args.tokens // args.batch
-    rows = []
-    for fw, label, job in jobs(args, steps):
-        if fw not in pythons:
-            continue
-        (work / "job.json").write_text(json.dumps(job))
-        script = work / f"run_{fw}.py"
-        script.write_text(RUNNERS[fw])
-        out = work / f"{name}_{fw}.safetensors"
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT))
-        r = subprocess.run([str(pythons[fw]), str(script), str(data), str(work / "job.json"), str(out)],
-                           capture_output=True, text=True, env=env, cwd=ROOT)
-        if r.returncode != 0:
-            print(f"{label} failed on {name}:\n{r.stderr[-3000:]}", file=sys.stderr)
-            continue
-        t = json.loads(r.stdout.strip().splitlines()[-1])["train_s"]
-        row = {"data": name, "framework": fw, "run": label, "tokens_per_s": steps * args.batch / t, "train_s": t,
-               "load_average": os.getloadavg()[0]}
-        row.update(tvp.metrics(Xv, load_file(str(out)), feats))
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    todo = [(i, *j) for i, j in enumerate(jobs(args, steps)) if j[0] in pythons]
+    running, rows = [], []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            i, fw, label, job = todo.pop(0)
+            running.append(_launch(fw, label, job, i, name, data, args, pythons, work))
+        time.sleep(2)
+        for r in [r for r in running if r["proc"].poll() is not None]:
+            running.remove(r)
+            stdout = r["proc"].stdout.read()
+            r["log"].close()
+            if r["proc"].returncode != 0:
+                print(f"{r['label']} failed on {name}:\n{Path(r['log'].name).read_text()[-3000:]}", file=sys.stderr)
+                continue
+            t = json.loads(stdout.strip().splitlines()[-1])["train_s"]
+            row = {"data": name, "framework": r["fw"], "run": r["label"], "tokens": steps * args.batch,
+                   "tokens_per_s": steps * args.batch / t, "train_s": t,
+                   "load_average": [r["load0"], os.getloadavg()[0]]}
+            row.update(tvp.metrics(Xv, load_file(str(r["out"])), feats))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            on_row(row)
     return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tokens", type=int, default=1_000_000)
-    ap.add_argument("--batch", type=int, default=1024)
-    ap.add_argument("--n-latents", type=int, default=1024)
+    ap.add_argument("--tokens", type=int, default=1_000_000, help="training tokens of every run")
+    ap.add_argument("--rows", type=int, default=2_000_000, help="distinct synthetic training rows (epochs beyond)")
+    ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--n-latents", type=int, default=512)
     ap.add_argument("--k", type=int, default=8)
-    ap.add_argument("--dead-tokens", type=int, default=200_000)
-    ap.add_argument("--saelens-lrs", type=float, nargs="+", default=[2e-3, 8e-3])
-    ap.add_argument("--hook", default="blocks.1.hook_resid_post")
-    ap.add_argument("--data", default="synthetic,lm")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dead-tokens", type=int, default=1_000_000)
+    ap.add_argument("--saelens-lrs", type=float, nargs="+", default=[1e-3, 4e-3, 1.6e-2])
+    ap.add_argument("--sparsify-opts", default="signum,adam")
+    ap.add_argument("--old", action="store_true", help="also saekit's defaults before issue 21")
+    ap.add_argument("--data", default="synthetic", help="synthetic | lm (needs --cache and --val-cache)")
+    ap.add_argument("--cache", default=None, help="`saekit cache` folder of training activations")
+    ap.add_argument("--val-cache", default=None, help="`saekit cache` folder of held-out activations")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time")
     ap.add_argument("--venvs", default=str(ROOT / "benchmarks" / ".venvs"))
     ap.add_argument("--frameworks", default="saekit,saelens,sparsify")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "defaults_vs_peers.json"))
@@ -204,22 +204,28 @@ def main() -> int:
     for fw in args.frameworks.split(","):
         pythons[fw] = Path(sys.executable) if fw == "saekit" else tvp.ensure_venv(Path(args.venvs), fw)
         versions[fw] = tvp.version_of(pythons[fw], "saekit" if fw == "saekit" else tvp.PEERS[fw])
-    rows = []
     n_val = 20_000
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for name in args.data.split(","):
-            X, Xv, feats = synthetic_rows(args.tokens, n_val) if name == "synthetic" else tiny_lm_rows(args.tokens, n_val, args.hook)
-            rows += run_set(name, X, Xv, feats, args, pythons, work)
+    if args.data == "synthetic":
+        X, Xv, feats = synthetic_rows(min(args.tokens, args.rows), n_val)
+    else:
+        X, Xv, feats = cached_rows(args.cache, args.val_cache, n_val)
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads",
-        "versions": versions,
+        "versions": versions, "train_rows": X.shape[0], "epochs": args.tokens / X.shape[0],
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "venvs")},
-        "rows": rows,
+        "rows": [],
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def on_row(row):  # written after every run: a stopped benchmark keeps what finished
+        result["rows"].append(row)
+        out.write_text(json.dumps(result, indent=2))
+
+    print(f"{args.data}: {X.shape[0]} training rows, {args.tokens} tokens = {args.tokens / X.shape[0]:.2f} epochs", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_set(args.data, X, Xv, feats, args, pythons, Path(tmp), on_row)
     print(f"wrote {args.out}")
     return 0
 

@@ -82,64 +82,27 @@ with torch.no_grad():
 finish(z, xhat, sae.W_dec.detach(), t)
 """
 
-SAELENS_RUNNER = COMMON + r"""
-from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
-from sae_lens.saes.sae import TrainStepInput
-cfg = TopKTrainingSAEConfig(d_in=X.shape[1], d_sae=n, k=k, device="cpu", dtype="float32")
-sae = TopKTrainingSAE(cfg)
-opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999))
-since = torch.zeros(n, dtype=torch.long)
-window = max(1, job["dead_tokens"] // B)  # SAELens counts forward passes since fired
+# SAELens and sparsify through benchmarks/peer_steps.py (the one copy of their step bodies)
+PEER_RUNNER = COMMON + r"""
+import os
+sys.path.insert(0, os.path.join(os.environ["SAEKIT_ROOT"], "benchmarks"))
+import peer_steps
+if job["framework"] == "saelens":  # SAELens counts forward passes since a latent fired
+    m = peer_steps.SAELensTopK(X.shape[1], n, k, lr, dead_steps=max(1, job["dead_tokens"] // B))
+else:
+    m = peer_steps.SparsifyTopK(X.shape[1], n, k, lr, optimizer=job.get("optimizer", "adam"),
+                                dead_tokens=job["dead_tokens"])
 batches = [batch(i) for i in range(steps)]
 t0 = time.perf_counter()
 for i, x in enumerate(batches):
-    for g in opt.param_groups:
-        g["lr"] = lr_at(i)
-    out = sae.training_forward_pass(TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=since > window,
-                                                   n_training_steps=i, is_logging_step=False))
-    opt.zero_grad(); out.loss.backward()
-    torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
-    opt.step()
-    with torch.no_grad():
-        fired = (out.feature_acts > 0).any(0)
-        since += 1; since[fired] = 0
+    m.set_lr(lr_at(i))
+    m.step(x)
 t = time.perf_counter() - t0
-with torch.no_grad():
-    z = sae.encode(Xv); xhat = sae.decode(z)
-    W = sae.W_dec.detach()
+z, xhat, W = m.evaluate(Xv)
 finish(z, xhat, W, t)
 """
 
-SPARSIFY_RUNNER = COMMON + r"""
-from sparsify import SparseCoder, SparseCoderConfig
-sae = SparseCoder(X.shape[1], SparseCoderConfig(num_latents=n, k=k), device="cpu", dtype=torch.float32)
-opt = torch.optim.Adam(sae.parameters(), lr=lr)
-since = torch.zeros(n, dtype=torch.long)
-batches = [batch(i) for i in range(steps)]
-t0 = time.perf_counter()
-for i, x in enumerate(batches):
-    if i == 0:
-        with torch.no_grad():
-            sae.b_dec.data = x.mean(0)  # sparsify's trainer: b_dec at the first batch's mean
-    for g in opt.param_groups:
-        g["lr"] = lr_at(i)
-    out = sae(x, dead_mask=since > job["dead_tokens"])
-    loss = out.fvu + (1 / 32) * out.auxk_loss
-    loss.backward()
-    sae.remove_gradient_parallel_to_decoder_directions()
-    opt.step(); opt.zero_grad()
-    sae.set_decoder_norm_to_unit_norm()
-    with torch.no_grad():
-        since += x.shape[0]; since[out.latent_indices.flatten()] = 0
-t = time.perf_counter() - t0
-with torch.no_grad():
-    enc = sae.encode(Xv)
-    z = torch.zeros(Xv.shape[0], n).scatter_(1, enc.top_indices, enc.top_acts)
-    xhat = sae.decode(enc.top_acts, enc.top_indices)
-finish(z, xhat, sae.W_dec.detach(), t)
-"""
-
-RUNNERS = {"saekit": SAEKIT_RUNNER, "saelens": SAELENS_RUNNER, "sparsify": SPARSIFY_RUNNER}
+RUNNERS = {"saekit": SAEKIT_RUNNER, "saelens": PEER_RUNNER, "sparsify": PEER_RUNNER}
 
 
 def ensure_venv(root: Path, peer: str) -> Path:
@@ -202,13 +165,13 @@ def run_all(name, X, Xv, feats, args, pythons, work: Path) -> list[dict]:
     steps = args.tokens // args.batch
     job = {"seed": 0, "threads": args.threads, "batch": args.batch, "steps": steps, "n": args.n_latents,
            "k": args.k, "lr": args.lr, "warmup": args.warmup, "dead_tokens": args.dead_tokens}
-    (work / "job.json").write_text(json.dumps(job))
     rows = []
     for fw, py in pythons.items():
+        (work / "job.json").write_text(json.dumps({**job, "framework": fw}))
         script = work / f"run_{fw}.py"
         script.write_text(RUNNERS[fw])
         out = work / f"{name}_{fw}.safetensors"
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), SAEKIT_NO_PROGRESS="1")
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), SAEKIT_NO_PROGRESS="1", SAEKIT_ROOT=str(ROOT))
         r = subprocess.run([str(py), str(script), str(data), str(work / "job.json"), str(out)],
                            capture_output=True, text=True, env=env, cwd=ROOT)
         if r.returncode != 0:

@@ -2,9 +2,10 @@
 
     python benchmarks/gpu/train_step_peers.py --framework saekit|saelens|sparsify [--d 768 --n 32768 --k 32 --batch 4096]
 
-The step bodies are those of benchmarks/train_vs_peers.py (saekit's Trainer.step; SAELens's
+saekit's Trainer.step; the peers' step bodies are benchmarks/peer_steps.py's, the ones
+benchmarks/train_vs_peers.py and defaults_vs_peers.py train with (SAELens's
 ``training_forward_pass`` + grad clipping; sparsify's forward, parallel-gradient removal and
-decoder renormalisation), here on one device and timed per step. Every framework sees the same
+decoder renormalisation, with their dead-latent counts), here on one device and timed per step. Every framework sees the same
 data: ``--data-seed`` draws the same Gaussian batches. Half of the latents are marked dead for
 the peers (saekit tracks its own) so their AuxK path runs. Prints one JSON line.
 """
@@ -14,9 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/peer_steps.py: the peers' step bodies
 
 
 def saekit_step(x: torch.Tensor, a: argparse.Namespace):
@@ -31,45 +36,26 @@ def saekit_step(x: torch.Tensor, a: argparse.Namespace):
 
 
 def saelens_step(x: torch.Tensor, a: argparse.Namespace):
-    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
-    from sae_lens.saes.sae import TrainStepInput
+    from peer_steps import SAELensTopK
 
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=a.d, d_sae=a.n, k=a.k, device=a.device, dtype="float32"))
-    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
-    dead = torch.zeros(a.n, dtype=torch.bool, device=a.device)
-    dead[: a.n // 2] = True
-    xb = x[: a.batch].to(a.device)
-
-    def step():
-        out = sae.training_forward_pass(
-            TrainStepInput(sae_in=xb, coefficients={}, dead_neuron_mask=dead, n_training_steps=0, is_logging_step=False)
-        )
-        opt.zero_grad()
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
-        opt.step()
-
-    return step
+    m = SAELensTopK(a.d, a.n, a.k, lr=1e-4, device=a.device)
+    xb, dead = x[: a.batch].to(a.device), _half_dead(a)
+    return lambda: m.step(xb, dead_mask=dead)
 
 
 def sparsify_step(x: torch.Tensor, a: argparse.Namespace):
-    from sparsify import SparseCoder, SparseCoderConfig
+    from peer_steps import SparsifyTopK
 
-    sae = SparseCoder(a.d, SparseCoderConfig(num_latents=a.n, k=a.k), device=a.device, dtype=torch.float32)
-    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+    m = SparsifyTopK(a.d, a.n, a.k, lr=1e-4, device=a.device)
+    xb, dead = x[: a.batch].to(a.device), _half_dead(a)
+    return lambda: m.step(xb, dead_mask=dead)
+
+
+def _half_dead(a: argparse.Namespace) -> torch.Tensor:
+    """Half of the latents marked dead, so the peers' AuxK path runs."""
     dead = torch.zeros(a.n, dtype=torch.bool, device=a.device)
     dead[: a.n // 2] = True
-    xb = x[: a.batch].to(a.device)
-
-    def step():
-        out = sae(xb, dead_mask=dead)
-        (out.fvu + out.auxk_loss / 32).backward()
-        sae.remove_gradient_parallel_to_decoder_directions()
-        opt.step()
-        opt.zero_grad()
-        sae.set_decoder_norm_to_unit_norm()
-
-    return step
+    return dead
 
 
 STEPS = {"saekit": saekit_step, "saelens": saelens_step, "sparsify": sparsify_step}
