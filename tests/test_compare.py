@@ -293,3 +293,19 @@ def test_one_model_per_group_gets_no_interval_and_the_report_says_so(comparison)
         assert "at least 2 model seeds" in rec["note"]
     html = (out / "report.html").read_text()
     assert "not enough model seeds" in html and "at least 2 model seeds" in html
+
+
+def test_report_shows_the_implied_prior_of_each_dictionary(comparison):
+    out, results = comparison
+    fits = [r["priors"] for r in results["dictionaries"] if r["variant"] == "baseline" and r["dict"] == "sae"]
+    assert len(fits) == 2 and all(f and f["fitted"] > 0 for f in fits)
+    for f in fits:
+        assert sum(f["share"].values()) == pytest.approx(1.0)
+        assert f["share"][f["dominant"]] == max(f["share"].values())
+    html = (out / "report.html").read_text()
+    section = html[html.index('id="priors"') : html.index("Offline auto-interpretation")]
+    assert "data:image/png;base64," in section and "implied penalty" in section
+    mean_laplace = np.mean([f["share"]["laplace"] for f in fits])
+    row = re.search(r"<td class=\"l\">baseline</td><td class=\"l\">sae</td>(.*?)</tr>", section).group(1)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
+    assert cells[1] == f"{mean_laplace:.2f}"  # the table shows the mean share over seeds

@@ -14,6 +14,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from saekit.report import plots
+from saekit.report.priors import prior_section
 
 _ENV = Environment(
     loader=PackageLoader("saekit.report", "templates"),
@@ -287,6 +288,7 @@ def render_html(results: dict[str, Any], title: str = "saekit: dictionaries acro
         ],
         "cross_application": [(n, _cross_app_table(results["cross_application"][n])) for n in names],
         **_probe_sections(results),
+        "priors": prior_section(results),
         "examples": _examples(results, colors),
         "wall_time": f"{total:.0f}" if total else None,
     }
