@@ -55,20 +55,38 @@ def batch_topk_select(scores: torch.Tensor, k: int) -> BatchSelection:
     B, n = scores.shape
     n_keep = min(k * B, B * n)
     m = min(n, 2 * k)
+    cand, idx = scores.topk(m, dim=-1, sorted=True)  # [B, m], each row descending
+    depth = torch.full((B,), m, device=scores.device)  # candidates held per row
     while True:
-        cand, idx = scores.topk(m, dim=-1, sorted=True)  # [B, m], each row descending
         t = cand.flatten().topk(n_keep, sorted=False).values.min()
-        if m == n or bool((cand[:, -1] <= t).all()):
-            break  # every value above t is among the candidates: the selection is exact
-        m = min(n, 2 * m)
+        last = cand.gather(1, (depth - 1)[:, None]).squeeze(1)
+        short = (last > t) & (depth < n)  # rows that may hold values above t beyond their candidates
+        if not bool(short.any()):
+            break  # every value above t is a candidate: the selection is exact
+        cand, idx, depth = _deepen(scores, cand, idx, depth, short.nonzero().squeeze(1))
     above = cand > t
     ties = cand == t
     need = n_keep - int(above.sum())
     tie_rank = torch.cumsum(ties.flatten().long(), 0).view_as(ties)
     keep = above | (ties & (tie_rank <= need))  # a prefix of each (sorted) row
     counts = keep.sum(1)
-    rows = torch.repeat_interleave(torch.arange(B, device=scores.device), counts)
-    return BatchSelection(rows, idx[keep], cand[keep], counts, n)
+    flat = keep.flatten().nonzero().squeeze(1)
+    rows = torch.div(flat, keep.shape[1], rounding_mode="floor")
+    return BatchSelection(rows, idx.flatten()[flat], cand.flatten()[flat], counts, n)
+
+
+def _deepen(scores, cand, idx, depth, bad):
+    """Twice the candidates for rows ``bad`` only (few rows: most hold about k); others pad with -inf."""
+    m2 = min(scores.shape[1], 2 * int(depth[bad].max()))
+    c2, i2 = scores[bad].topk(m2, dim=-1, sorted=True)
+    width = max(m2, cand.shape[1])
+    pad = width - cand.shape[1]
+    cand = torch.nn.functional.pad(cand, (0, pad), value=float("-inf"))
+    idx = torch.nn.functional.pad(idx, (0, pad))
+    cand[bad, :m2], idx[bad, :m2] = c2, i2
+    depth = depth.clone()
+    depth[bad] = m2
+    return cand, idx, depth
 
 
 @torch.no_grad()
