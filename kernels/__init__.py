@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from saekit.errors import ConfigError
 
-from .encoder import TopKEncode, topk_encode_dense
+from .encoder import PairsEncode, TopKEncode, topk_encode_dense
 from .reference import SparseDecodeTorch, dense_decode, sparse_decode_naive
 
 BACKENDS = ("auto", "triton", "torch", "dense")
@@ -40,6 +40,7 @@ BACKENDS = ("auto", "triton", "torch", "dense")
 __all__ = [
     "BACKENDS",
     "dense_decode",
+    "pairs_encode",
     "resolve_backend",
     "sparse_decode",
     "sparse_decode_naive",
@@ -179,3 +180,22 @@ def topk_encode(
     if chosen == "dense":
         return topk_encode_dense(x, W_enc, b_enc, k)
     return TopKEncode.apply(x, W_enc, b_enc, k, chosen, fused)
+
+
+def pairs_encode(
+    x: torch.Tensor,
+    W_enc: torch.Tensor,
+    b_enc: torch.Tensor | None,
+    pre: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    crow: torch.Tensor,
+) -> torch.Tensor:
+    """``pre[rows, cols]`` [P], differentiable in x, W_enc, b_enc with a sparse backward.
+
+    ``pre`` = ``x @ W_enc + b_enc`` computed by the caller without grad (it chose the pairs from
+    it); ``rows`` non-decreasing with CSR pointers ``crow`` [B + 1]: a code with a different number
+    of entries per row (batch top-k). The backward never builds a dense [B, n] gradient
+    (``saekit.kernels.encoder.PairsEncode``). fp32 tensors on CPU or CUDA (torch sparse CSR).
+    """
+    return PairsEncode.apply(x, W_enc, b_enc, pre, rows, cols, crow)

@@ -74,3 +74,30 @@ def topk_encode_dense(
     pre = torch.addmm(b_enc, x, W_enc) if b_enc is not None else x @ W_enc
     top = pre.topk(k, dim=-1, sorted=False)
     return torch.relu(top.values), top.indices
+
+
+class PairsEncode(torch.autograd.Function):
+    """``pre[rows, cols]`` of ``pre = x @ W_enc + b_enc`` (given, computed without grad) with a
+    sparse backward: the batch top-k encoder. ``crow`` [B + 1] are the CSR row pointers of the
+    row-ordered pairs. Same gradients as the dense autograd path, from the P chosen entries only:
+    grad_x = S @ W_encᵀ, grad_W_encᵀ = Sᵀ @ x, grad_b = Σ per latent, S the [B, n] CSR of grads."""
+
+    @staticmethod
+    def forward(ctx, x, W_enc, b_enc, pre, rows, cols, crow):  # type: ignore[override]
+        ctx.save_for_backward(x, W_enc, rows, cols, crow)
+        ctx.has_bias = b_enc is not None
+        return pre[rows, cols]
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        x, W_enc, rows, cols, crow = ctx.saved_tensors
+        n = W_enc.shape[1]
+        grad_x = grad_W = grad_b = None
+        if ctx.needs_input_grad[0]:
+            S = reference._csr(crow, cols, g.to(W_enc.dtype), (x.shape[0], n))
+            grad_x = (S @ W_enc.t()).to(x.dtype)  # CSR × strided W reads only the rows it needs
+        if ctx.needs_input_grad[1]:
+            grad_W = reference.pairs_grad_rows(rows, cols, g, x, n).t().to(W_enc.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = torch.zeros(n, dtype=torch.float32, device=g.device).index_add_(0, cols, g.float()).to(W_enc.dtype)
+        return grad_x, grad_W, grad_b, None, None, None, None

@@ -168,3 +168,17 @@ def encoder_backward(
     grad_b = torch.zeros(n, dtype=torch.float32, device=x.device)
     grad_b.index_add_(0, idx.reshape(-1), grad_vals.float().reshape(-1))
     return grad_W_t.t(), grad_b
+
+
+def pairs_grad_rows(rows: torch.Tensor, cols: torch.Tensor, g: torch.Tensor, dense: torch.Tensor, n: int) -> torch.Tensor:
+    """out[i] = Σ_{p: cols[p] = i} g[p] · dense[rows[p]], fp32 [n, d]: ``decode_grad_W`` for a
+    code with any number of entries per row (batch top-k), pairs sorted by latent into a CSR."""
+    out = torch.zeros(n, dense.shape[1], dtype=torch.float32, device=dense.device)
+    if cols.numel() == 0:
+        return out
+    sorted_ids, order = torch.sort(cols, stable=True)
+    latents, counts = torch.unique_consecutive(sorted_ids, return_counts=True)
+    crow = torch.zeros(latents.numel() + 1, dtype=torch.int64, device=cols.device)
+    torch.cumsum(counts, 0, out=crow[1:])
+    S = _csr(crow, rows[order], g[order].float(), (latents.numel(), dense.shape[0]))
+    return out.index_copy_(0, latents, S @ dense.float())

@@ -400,3 +400,19 @@ def test_browse_names_models_or_variants_and_refuses_unknown_ones():
     assert browsed_models(handles, groups, True) == list(handles) and browsed_models(handles, groups, False) == []
     with pytest.raises(ConfigError, match="browse names 'pruned', which is no model or variant of this run"):
         browsed_models(handles, groups, ["pruned"])
+
+
+def test_report_shows_the_implied_prior_of_each_dictionary(comparison):
+    out, results = comparison
+    fits = [r["priors"] for r in results["dictionaries"] if r["variant"] == "baseline" and r["dict"] == "sae"]
+    assert len(fits) == 2 and all(f and f["fitted"] > 0 for f in fits)
+    for f in fits:
+        assert sum(f["share"].values()) == pytest.approx(1.0)
+        assert f["share"][f["dominant"]] == max(f["share"].values())
+    html = (out / "report.html").read_text()
+    section = html[html.index('id="priors"') : html.index("Offline auto-interpretation")]
+    assert "data:image/png;base64," in section and "implied penalty" in section
+    mean_laplace = np.mean([f["share"]["laplace"] for f in fits])
+    row = re.search(r"<td class=\"l\">baseline</td><td class=\"l\">sae</td>(.*?)</tr>", section).group(1)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
+    assert cells[1] == f"{mean_laplace:.2f}"  # the table shows the mean share over seeds

@@ -48,7 +48,7 @@ def test_recovers_ground_truth_features(kind, data):
 SMALL_SETTINGS = {
     "matryoshka": {"kind": "matryoshka", "k": 3},
     "abstopk": {"kind": "abstopk", "k": 3},
-    "gated": {"kind": "gated", "sparsity_coef": 3.0, "sparsity_warmup_steps": 60},
+    "gated": {"kind": "gated", "sparsity_warmup_steps": 60},  # default λ, default normalisation
     "relu_lp_annealed": {
         "kind": "relu",
         "penalty": "lp",
@@ -58,7 +58,9 @@ SMALL_SETTINGS = {
         "sparsity_coef": 1.0,
         "sparsity_warmup_steps": 60,
     },
-    "jumprelu_tanh": {"kind": "jumprelu", "jumprelu_sparsity_loss": "tanh", "sparsity_coef": 0.3, "sparsity_warmup_steps": 60},
+    "jumprelu_tanh": {"kind": "jumprelu", "jumprelu_sparsity_loss": "tanh", "sparsity_warmup_steps": 60},  # same
+    # λ = 0.1 was set for raw inputs: at the default normalisation it reaches MMCS 0.945 (L0 30),
+    # at 0.6 0.943 and at the default 5.0 0.961 but FVU 3.0 (benchmarks/RESULTS.md, issue 18)
     "jumprelu_quadratic": {
         "kind": "jumprelu",
         "jumprelu_sparsity_loss": "quadratic",
@@ -78,7 +80,10 @@ def small_data():
 def test_new_kinds_recover_ground_truth_features(name, small_data):
     X, features = small_data
     cfg = DictionaryConfig(d_in=32, n_latents=256, **SMALL_SETTINGS[name])
-    tcfg = TrainConfig(batch_size=256, total_tokens=60_000, lr=3e-3, lr_warmup_steps=20, seed=0, device="cpu", normalize=False)
+    # gated and jumprelu tanh at saekit's defaults (λ 5.0 for inputs normalised to E||x||² = d_in,
+    # which their kinds get by default); the others at the raw scale their settings were set for
+    normalize = None if name in ("gated", "jumprelu_tanh") else False
+    tcfg = TrainConfig(batch_size=256, total_tokens=60_000, lr=3e-3, lr_warmup_steps=20, seed=0, device="cpu", normalize=normalize)
     sae = train(cfg, X, tcfg, progress=False)
     mmcs, matched = feature_recovery(features, sae.W_dec.detach())
     assert mmcs >= 0.95, f"{name}: MMCS {mmcs:.3f}"

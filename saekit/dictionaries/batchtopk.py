@@ -7,10 +7,13 @@ JumpReLU ``threshold`` [n_latents] (z = pre · [pre > θ]) and the dictionary no
 the other tokens of its batch. ``saekit.train`` returns dictionaries already switched.
 Dead latents get the AuxK term of ``topk`` (``k_aux``, ``aux_coef``).
 
-Training decodes sparsely: the k·B kept (row, latent, value) triples go to ``embedding_bag``
-with one bag per row (rows hold different numbers of latents), so the decoder costs k·B rows of
-W_dec instead of a dense [B, n_latents] @ [n_latents, d] product and its backward
-(benchmarks/bench_batchtopk.py; RESULTS.md).
+Training is sparse as topk's is: the selection (``batch_select.batch_topk_select``, shared with
+the batchtopk crosscoder) gives the k·B kept (row, latent, value) entries in row order; the
+decoder is ``embedding_bag`` with one bag per row (rows hold different numbers of latents) and,
+when no AuxK term needs the dense pre-activations, the encoder backward is
+``saekit.kernels.pairs_encode`` (gradients from the k·B entries, no dense [B, n] gradient).
+``TrainConfig.use_kernels="dense"`` trains through plain autograd instead (the reference the
+tests compare against). benchmarks/bench_batchtopk.py; RESULTS.md.
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ from __future__ import annotations
 import torch
 
 from saekit.dictionaries.base import SparseDictionary, TrainOutput
+from saekit.dictionaries.batch_select import (  # noqa: F401  (THRESHOLD_EMA: public name kept)
+    THRESHOLD_EMA,
+    BatchSelection,
+    batch_topk_select,
+    update_threshold_ema,
+)
 from saekit.dictionaries.topk import auxk_loss
-
-THRESHOLD_EMA = 0.99  # decay of the running threshold estimate
+from saekit.kernels import pairs_encode, resolve_backend
 
 
 class BatchTopKDictionary(SparseDictionary):
@@ -38,11 +46,9 @@ class BatchTopKDictionary(SparseDictionary):
         self.use_threshold = False
 
     def batch_topk(self, pre: torch.Tensor) -> torch.Tensor:
-        acts = torch.relu(pre)
-        n_keep = min(self.cfg.k * acts.shape[0], acts.numel())
-        flat = acts.flatten()
-        vals, idx = flat.topk(n_keep, sorted=False)
-        return torch.zeros_like(flat).scatter_(0, idx, vals).view_as(acts)
+        """Dense codes [B, n] of the batch-level top-k (ReLU'd)."""
+        sel = batch_topk_select(pre.detach(), self.cfg.k)
+        return sel.dense(torch.relu(pre[sel.rows, sel.cols]))
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         if self.use_threshold:
@@ -55,53 +61,54 @@ class BatchTopKDictionary(SparseDictionary):
         self.update_threshold(z.detach())
         return pre, z
 
-    @torch.no_grad()
-    def update_threshold(self, z: torch.Tensor) -> None:
-        """EMA of the smallest positive kept value (``z``: dense codes or the kept values)."""
-        kept = z[z > 0]
-        if kept.numel() == 0:
-            return
-        smallest = kept.min().to(self.threshold.dtype)
-        if int(self.threshold_updates) == 0:
-            self.threshold.fill_(smallest)
-        else:
-            self.threshold.mul_(THRESHOLD_EMA).add_((1 - THRESHOLD_EMA) * smallest)
-        self.threshold_updates.add_(1)
+    def update_threshold(self, kept: torch.Tensor) -> None:
+        """EMA of the smallest positive kept value (``kept``: dense codes or the kept values)."""
+        update_threshold_ema(self.threshold, self.threshold_updates, kept.detach())
 
-    def select_batch(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(values, flat indices into [B·n]) of the k·B largest ReLU'd pre-activations of the batch."""
-        n_keep = min(self.cfg.k * pre.shape[0], pre.numel())
-        vals, flat = pre.flatten().topk(n_keep, sorted=False)
-        return torch.relu(vals), flat
+    def select_batch(self, xs: torch.Tensor, need_pre: bool) -> tuple[torch.Tensor, BatchSelection, torch.Tensor | None]:
+        """(ReLU'd kept values [P], the selection, dense pre-activations or None): sparse
+        encoder backward on the torch kernel backend in fp32 unless ``need_pre`` (AuxK)."""
+        sparse = (
+            not need_pre
+            and resolve_backend("auto", xs.device) == "torch"  # CUDA (triton): not measured yet
+            and xs.dtype == self.W_enc.dtype == torch.float32
+        )
+        if not sparse:
+            pre = self.pre_acts(xs)
+            sel = batch_topk_select(pre.detach(), self.cfg.k)
+            return torch.relu(pre[sel.rows, sel.cols]), sel, pre
+        xin = xs - self.b_dec if self.apply_b_dec_to_input else xs
+        with torch.no_grad():
+            pre = torch.addmm(self.b_enc, xin, self.W_enc)
+        sel = batch_topk_select(pre, self.cfg.k)
+        return torch.relu(pairs_encode(xin, self.W_enc, self.b_enc, pre, sel.rows, sel.cols, sel.crow)), sel, None
 
-    def decode_batch(self, vals: torch.Tensor, flat: torch.Tensor, n_rows: int, limit: int | None = None) -> torch.Tensor:
-        """Σ vals·W_dec[latent] per row (no bias) from the kept triples; ``limit`` keeps latents < limit."""
-        rows, cols = flat // self.n_latents, flat % self.n_latents
+    def decode_batch(self, vals: torch.Tensor, sel: BatchSelection, limit: int | None = None) -> torch.Tensor:
+        """Σ vals·W_dec[latent] per row (no bias) of the kept entries; ``limit`` keeps latents < limit."""
         if limit is not None:
-            vals = vals * (cols < limit)
-        order = torch.argsort(rows, stable=True)  # embedding_bag wants each row's entries together
-        counts = torch.bincount(rows, minlength=n_rows)
-        offsets = torch.cumsum(counts, 0) - counts
+            vals = vals * (sel.cols < limit)
+        if resolve_backend("auto", vals.device) == "dense":  # the plain-autograd reference
+            return sel.dense(vals) @ self.W_dec
         return torch.nn.functional.embedding_bag(
-            cols[order], self.W_dec, offsets, per_sample_weights=vals[order].to(self.W_dec.dtype), mode="sum"
+            sel.cols, self.W_dec, sel.offsets, per_sample_weights=vals.to(self.W_dec.dtype), mode="sum"
         )
 
-    def reconstruction_terms(self, vals, flat, base, ys) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def reconstruction_terms(self, vals, sel, base, ys) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """({name: mse}, full reconstruction); matryoshka adds one term per prefix."""
-        y_hat = base + self.decode_batch(vals, flat, ys.shape[0])
+        y_hat = base + self.decode_batch(vals, sel)
         return {"mse": (y_hat - ys).pow(2).sum(-1).mean()}, y_hat
 
     def training_loss(self, x, y=None, *, dead_mask=None, step=0) -> TrainOutput:
         xs = self.scale_in(x)
         ys = xs if y is None else self.scale_in(y)
-        pre = self.pre_acts(xs)
-        vals, flat = self.select_batch(pre)
-        self.update_threshold(vals.detach())
-        terms, y_hat = self.reconstruction_terms(vals, flat, self.b_dec + self.skip_path(xs), ys)
+        need_pre = dead_mask is not None and bool(dead_mask.any()) and bool(self.cfg.aux_coef)
+        vals, sel, pre = self.select_batch(xs, need_pre)
+        self.update_threshold(vals)
+        terms, y_hat = self.reconstruction_terms(vals, sel, self.b_dec + self.skip_path(xs), ys)
         terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
         active = vals > 0
         fired = torch.zeros(self.n_latents, dtype=torch.bool, device=x.device)
-        fired[flat[active] % self.n_latents] = True
+        fired[sel.cols[active]] = True
         l0 = active.sum().float() / x.shape[0]
         return TrainOutput(sum(terms.values()), y_hat, fired, l0, terms)
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
-from saekit.dictionaries.batchtopk import THRESHOLD_EMA
+from saekit.dictionaries.batch_select import batch_topk_select, update_threshold_ema
 from saekit.dictionaries.relu import ReLUDictionary
 
 
@@ -201,11 +201,10 @@ class BatchTopKCrossCoder(_TopKSelection):
         self.use_threshold = False
 
     def batch_topk(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dense codes [B, n], the kept z·Σ||d|| values) of the batch-level top-k."""
         acts, w = self.weighted(pre)
-        flat = w.flatten()
-        idx = flat.topk(min(self.cfg.k * acts.shape[0], flat.numel()), sorted=False).indices
-        z = torch.zeros_like(flat).scatter_(0, idx, acts.flatten()[idx]).view_as(acts)
-        return z, flat[idx]
+        sel = batch_topk_select(w.detach(), self.cfg.k)
+        return sel.dense(acts[sel.rows, sel.cols]), sel.scores
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         if self.use_threshold:
@@ -219,17 +218,8 @@ class BatchTopKCrossCoder(_TopKSelection):
         self.update_threshold(kept.detach())
         return pre, z
 
-    @torch.no_grad()
     def update_threshold(self, kept: torch.Tensor) -> None:
-        kept = kept[kept > 0]
-        if kept.numel() == 0:
-            return
-        smallest = kept.min().to(self.threshold.dtype)
-        if int(self.threshold_updates) == 0:
-            self.threshold.fill_(smallest)
-        else:
-            self.threshold.mul_(THRESHOLD_EMA).add_((1 - THRESHOLD_EMA) * smallest)
-        self.threshold_updates.add_(1)
+        update_threshold_ema(self.threshold, self.threshold_updates, kept.detach())
 
     def to_inference(self) -> BatchTopKCrossCoder:
         self.use_threshold = True

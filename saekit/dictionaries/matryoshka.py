@@ -20,12 +20,12 @@ from saekit.dictionaries.batchtopk import BatchTopKDictionary
 class MatryoshkaDictionary(BatchTopKDictionary):
     kind = "matryoshka"
 
-    def reconstruction_terms(self, vals, flat, base, ys) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def reconstruction_terms(self, vals, sel, base, ys) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         widths = self.cfg.matryoshka_widths
         terms: dict[str, torch.Tensor] = {}
         partial = base
         for w in widths:
-            y_w = base + self.decode_batch(vals, flat, ys.shape[0], limit=w if w != widths[-1] else None)
+            y_w = base + self.decode_batch(vals, sel, limit=w if w != widths[-1] else None)
             terms["mse" if w == widths[-1] else f"mse_{w}"] = (y_w - ys).pow(2).sum(-1).mean()
             partial = y_w
         return terms, partial

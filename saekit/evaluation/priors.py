@@ -11,6 +11,7 @@ one latent's histogram with the fitted densities.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +73,19 @@ def fit_priors(sae_or_codes, x: torch.Tensor | None = None, min_count: int = 50,
     z = sae_or_codes if x is None else latent_activations(sae_or_codes, x)
     if not isinstance(z, torch.Tensor) or z.dim() != 2:
         raise DataError("fit_priors expects a dictionary and activations x, or codes [N, n_latents].")
+    columns = ((j, z[:, j][z[:, j] != 0].numpy()) for j in range(z.shape[1]))
+    return fit_prior_columns(columns, min_count=min_count, max_samples=max_samples)
+
+
+def fit_prior_columns(columns: Iterable[tuple[int, np.ndarray]], min_count: int = 50, max_samples: int = 2000) -> dict[str, Any]:
+    """``fit_priors`` on (latent, its non-zero values) pairs, e.g. a sample of a sparse code."""
     per_latent: dict[int, str] = {}
     skipped = 0
-    for j in range(z.shape[1]):
-        col = z[:, j]
-        nz = col[col != 0]
-        if nz.numel() < min_count:
+    for j, nz in columns:
+        if nz.size < min_count:
             skipped += 1
             continue
-        per_latent[j] = classify(nz.numpy(), max_samples=max_samples, seed=j)["family"]
+        per_latent[int(j)] = classify(nz, max_samples=max_samples, seed=int(j))["family"]
     counts = {name: sum(1 for f in per_latent.values() if f == name) for name in FAMILIES}
     total = max(1, len(per_latent))
     share = {name: c / total for name, c in counts.items()}

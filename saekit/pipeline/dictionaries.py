@@ -32,6 +32,7 @@ class EvalSettings:
     n_splice_seqs: int = 32
     autointerp_latents: int = 256
     n_examples: int = 4
+    prior_latents: int = 64  # latents fitted by the sparsity-prior diagnostic (0 = off)
 
 
 def train_dictionary(

@@ -28,6 +28,7 @@ from saekit.pipeline.browsers import browsed_models, build_comparison_browsers
 from saekit.pipeline.compare_crosscoder import CrosscoderSettings, compare_crosscoders, crosscoder_hook
 from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
 from saekit.pipeline.editing import EditSettings, dictionary_editability
+from saekit.pipeline.priors import dictionary_priors
 from saekit.pipeline.results import MetricsLog, new_results, variant_record, write_results
 from saekit.pipeline.seeds import derive_seed
 from saekit.pipeline.synthetic import synthetic_check
@@ -209,6 +210,7 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
             run.dict_axes[(v, name, seed)] = axes
             rec = {"variant": v, "dict": name, "seed": seed, "metrics": metrics, "axes": summary(axes)}
             rec["autointerp"] = {k: val for k, val in ai.items() if k != "latents"}
+            rec["priors"] = dictionary_priors(acts_ev, derive_seed(seed, "priors", v, name), run.eval_settings.prior_latents)
             if metrics.get("clean_loss") is not None:
                 run.lm_loss[v] = metrics["clean_loss"]
             rec["time_s"] = time.perf_counter() - t1

@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from saekit.report import plots
 from saekit.report.crosscoder import comparison_section as crosscoder_section
 from saekit.report.editing import comparison_section as editing_section
+from saekit.report.priors import prior_section
 
 _ENV = Environment(
     loader=PackageLoader("saekit.report", "templates"),
@@ -317,6 +318,7 @@ def render_html(
         ],
         "cross_application": [(n, _cross_app_table(results["cross_application"][n])) for n in names],
         **_probe_sections(results),
+        "priors": prior_section(results),
         "examples": examples,
         "browsers": _browser_links(results, links_from),
         "editing": editing_section(results, colors),
