@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 
 from saekit.fileutil import atomic_write_text
 from saekit.report.plots import plt, to_data_uri
+from saekit.report.templating import environment
 
 
 def relative_norm_histogram(
@@ -62,9 +62,7 @@ def scaling_scatter(scaling: dict[str, Any]) -> str | None:
 
 def write_crosscoder_report(results: dict[str, Any], out: str | Path) -> Path:
     """Render ``results`` to ``out/report.html`` (written atomically) and return the path."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("saekit.report", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
-    )
+    env = environment(strict=True)
     sharing, scaling = results["sharing"], results["latent_scaling"]
     per_seed = {s: r["relative_norm"] for s, r in results.get("per_seed", {}).items()}
     plots = {

@@ -4,28 +4,15 @@
 from __future__ import annotations
 
 import base64
-import math
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from saekit.fileutil import atomic_write_text, read_json
+from saekit.report.templating import environment, fmt
 
 PAGE = "edit_report.html"
 ACTIONS = ("localize", "ablate", "steer")
-_ENV = Environment(
-    loader=PackageLoader("saekit.report", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def _f(x: Any, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+_f = fmt
 
 
 def _table(r: dict, action: str) -> dict[str, Any]:
@@ -66,7 +53,7 @@ def write_edit_page(out: str | Path) -> Path:
             "action": action, "concept": r.get("concept"), "hook": r.get("hook"), "kind": r.get("kind"),
             "headline": _headline(r, action), "plot": img, "table": _table(r, action),
         })  # fmt: skip
-    html = _ENV.get_template("editing.html.j2").render(sections=sections)
+    html = environment().get_template("editing.html.j2").render(sections=sections)
     return atomic_write_text(out / PAGE, html)
 
 

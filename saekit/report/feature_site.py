@@ -20,10 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from saekit.errors import ConfigError
 from saekit.fileutil import atomic_write_json
+from saekit.report.templating import environment
 
 MANIFEST = "saekit_browser.json"
 INDEX_CHUNK = 2048  # latents per index chunk
@@ -86,11 +85,7 @@ class SiteWriter:
         self.write(rel, _script(key, payload))
 
     def assets(self, config: dict) -> None:
-        env = jinja2.Environment(
-            loader=jinja2.PackageLoader("saekit.report", "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
+        env = environment(strict=True)
         self.write("index.html", env.get_template("browser.html.j2").render(config=config))
         static = resources.files("saekit.report") / "static"
         for name in ("app.js", "style.css"):

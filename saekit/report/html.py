@@ -12,27 +12,14 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from saekit.report import plots
 from saekit.report.crosscoder import comparison_section as crosscoder_section
 from saekit.report.editing import comparison_section as editing_section
 from saekit.report.priors import prior_section
+from saekit.report.templating import environment, fmt
 
-_ENV = Environment(
-    loader=PackageLoader("saekit.report", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def _f(x: Any, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    return f"{x:.{digits}f}"
+_f = fmt
 
 
 def _s(x: Any) -> str:
@@ -325,4 +312,4 @@ def render_html(
         "crosscoders": crosscoder_section(results),
         "wall_time": f"{total:.0f}" if total else None,
     }
-    return _ENV.get_template("report.html.j2").render(**context)
+    return environment().get_template("report.html.j2").render(**context)
