@@ -6,8 +6,9 @@ only trains dictionaries never imports transformer-lens.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from saekit.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -44,14 +45,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'saekit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -8,7 +8,7 @@ writes sparsify, SAELens or circuit-tracer layouts.
 
 from __future__ import annotations
 
-import importlib
+from saekit.lazy import lazy_getattr
 
 # public name -> module that defines it, imported on first use. The native folder writer and the
 # Hub publisher live in saekit.dictionaries (folder.py, publish.py: what a dictionary's own
@@ -26,14 +26,7 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'saekit.io' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -7,7 +7,7 @@ not import transformer-lens (which model building and training need)."""
 
 from __future__ import annotations
 
-import importlib
+from saekit.lazy import lazy_getattr
 
 _EXPORTS = {
     "MagnitudePruner": "saekit.models.regularisers",
@@ -25,14 +25,7 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'saekit.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:
