@@ -150,6 +150,28 @@ def test_no_import_cycle_between_packages():
     assert cycles(package_graph(probe)) == [["saekit.a", "saekit.b"]]  # the check does see one
 
 
+# the README's layout, left to right: a package imports only packages to its left
+LAYERS = ["data", "models", "activations", "dictionaries", "io", "training", "evaluation", "report", "editing",
+          "pipeline", "commands"]  # fmt: skip
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    rank = {f"saekit.{name}": i for i, name in enumerate(LAYERS)}
+    return [
+        f"{src} -> {dst}"
+        for src, targets in package_graph(graph).items()
+        for dst in targets
+        if src in rank and dst in rank and rank[dst] > rank[src]
+    ]
+
+
+def test_packages_import_only_the_layers_before_them():
+    bad = upward_imports(import_graph())
+    assert not bad, "imports against the README's layout order: " + "; ".join(sorted(bad))
+    probe = {"saekit.evaluation.m": {"saekit.pipeline.run"}, "saekit.pipeline.run": set()}
+    assert upward_imports(probe) == ["saekit.evaluation -> saekit.pipeline"]  # the check does see one
+
+
 def test_torch_distributed_only_in_parallel():
     outside = {
         f"{file.relative_to(ROOT)}:{line}"
