@@ -23,7 +23,7 @@ demo: install
 
 test: install-dev
 	$(BIN)/ruff check .
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: install-dev
 	$(BIN)/ruff check .

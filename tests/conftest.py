@@ -21,6 +21,22 @@ torch.set_num_threads(1)
 
 import pytest  # noqa: E402
 
+# The session fixtures below train models; a file that uses one runs in the same pytest-xdist
+# worker as every other file that uses it (so it is trained once), and every other file runs whole
+# in one worker (so its module fixtures are built once). `make test` runs two workers.
+SHARED_TRAINED_FIXTURES = ("verdict_models", "control_models")
+
+
+def pytest_collection_modifyitems(config, items):
+    by_file: dict = {}
+    for item in items:
+        by_file.setdefault(item.path, []).append(item)
+    for path, file_items in by_file.items():
+        used = {name for item in file_items for name in getattr(item, "fixturenames", ())}
+        group = next((name for name in SHARED_TRAINED_FIXTURES if name in used), path.stem)
+        for item in file_items:
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def verdict_models(tmp_path_factory):

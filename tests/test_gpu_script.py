@@ -27,7 +27,7 @@ def _env(**extra):
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu") / "out"
     proc = subprocess.run(["bash", str(SCRIPT), str(out)], env=_env(SAEKIT_GPU_DRYRUN="1"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+                          capture_output=True, text=True, timeout=1200)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     recs = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
     return out, recs, proc.stdout
