@@ -67,7 +67,7 @@ def unit_editability(units: Any, cs: Any, s: EditSettings) -> tuple[dict[str, fl
 
     ranking = localise(units, cs, top=1, contexts=0)["ranking"]
     ablation = ablation_curve(units, cs, ranking, default_ns(min(s.n_max, len(ranking))), "zero")
-    steering = steering_curve(units, cs, ranking[0], list(s.alphas))
+    steering = steering_curve(units, cs, ranking[0], list(s.alphas), clean=ablation["clean"])
     half = units_to_half(ablation)
     reached = not math.isnan(half)
     values = {
