@@ -173,5 +173,6 @@ def test_all_three_editability_measures_per_variant_with_intervals_in_json_and_h
             cell = f"Δ {r['delta']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
             assert f"{r['verdict']}: {cell}" in table and f"{r['variant']:.3f} vs {r['baseline']:.3f}: {cell}" in section
     assert '<th class="">editability</th>' not in table  # the headline is one of the three columns
+    assert f"{cv}/4 vs {cb}/4" in section  # censored units_to_half of the latents, random vs baseline
     for label in ("units to half (↓)", "selectivity AUC (↑, nats)", "steering efficiency (↑, nats)"):
         assert section.count(f"<th>{label}</th>") == 4  # latents and neurons: per variant, per model

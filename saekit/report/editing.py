@@ -101,7 +101,7 @@ MEASURES = tuple(MEASURE_LABELS)
 def _half(c: dict) -> str:
     """units_to_half of one curve set: "≥ n" when half the concept was not removed within the n tried."""
     v = c["values"]["units_to_half"]
-    return _f(v) if c.get("units_to_half_reached", True) else f"≥ {_f(v)} (not reached)"
+    return _f(v) if c.get("units_to_half_reached", True) else f"≥ {v:g} (not reached)"
 
 
 def _measure_cells(c: dict) -> list[str]:
@@ -132,14 +132,30 @@ def _verdict_text(rec: dict | None) -> str:
     return f"{text}, {rec.get('verdict') or '–'}"
 
 
+def _not_reached(results: dict, d: str, prefix: str, group: str) -> str:
+    """'k/n': how many of the group's units_to_half values were not reached (dictionaries, or models for neurons)."""
+    key = f"{prefix}units_to_half_reached"
+    models = set((results.get("groups") or {}).get(group, []))
+    if prefix.startswith("neuron"):
+        pairs = [(k.rsplit("/", 1), a) for k, a in (results.get("model_axes") or {}).items()]
+        flags = [a.get(key) for (m, dd), a in pairs if dd == d and m in models]
+    else:
+        flags = [r["axes"].get(key) for r in results.get("dictionaries", []) if r["dict"] == d and r["variant"] in models]
+    flags = [f for f in flags if f is not None]
+    return f"{sum(f is False for f in flags)}/{len(flags)}"
+
+
 def _verdict_rows(results: dict, d: str, prefix: str) -> dict[str, Any] | None:
-    """Per variant: the three measures' estimates, delta, 95 % interval and verdict (results["verdicts"])."""
+    """Per variant: the three measures' estimates, delta, 95 % interval and verdict (results["verdicts"]),
+    and how many units_to_half values of the variant and of the baseline were not reached."""
     rows = [
-        [v, *(_verdict_text(per_dict.get(d, {}).get(f"{prefix}{m}")) for m in MEASURES)]
+        [v, *(_verdict_text(per_dict.get(d, {}).get(f"{prefix}{m}")) for m in MEASURES),
+         f"{_not_reached(results, d, prefix, v)} vs {_not_reached(results, d, prefix, 'baseline')}"]
         for v, per_dict in (results.get("verdicts") or {}).items()
-    ]
-    rows = [r for r in rows if any(c != "–" for c in r[1:])]
-    return {"header": ["variant", *MEASURE_LABELS.values()], "rows": rows} if rows else None
+    ]  # fmt: skip
+    rows = [r for r in rows if any(c != "–" for c in r[1:-1])]
+    header = ["variant", *MEASURE_LABELS.values(), "units to half not reached (variant vs baseline)"]
+    return {"header": header, "rows": rows} if rows else None
 
 
 def comparison_section(results: dict[str, Any], colors: dict[str, str]) -> dict[str, Any] | None:
