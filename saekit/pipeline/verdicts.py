@@ -4,6 +4,9 @@ into ``verdicts[variant][dictionary][axis]`` records (``saekit.pipeline.stats.ve
 All variants × dictionaries × axes of a run form one Holm family. A dictionary config whose
 dictionaries of one model disagree (baseline seed consistency not clearly above chance) is
 *not converged*: its matching-based axis (consistency) keeps its interval but gets no verdict.
+With a concept (``saekit compare --concept``) the three editability measures of the latents and of the
+MLP neurons are six axes of that family; ``editability`` (the headline) repeats one of them and is not
+tested again; censored units_to_half values (not reached) are counted in the record's note.
 """
 
 from __future__ import annotations
