@@ -219,6 +219,8 @@ def test_compare_concept_flags_become_edit_settings(variant_dirs, capsys):
                               "steering_efficiency", "--concept-texts", "12"])  # fmt: skip
     assert compare_cmd._edit_settings(args) == EditSettings("planted:small:in_bracket", None, "steering_efficiency", max_texts=12)
     assert compare_cmd._edit_settings(parser.parse_args(["compare", "a", "b"])) is None
+    headline = parser.parse_args(["compare", "a", "b", "--concept", "words:love", "--edit-measure", "units_to_half"])
+    assert compare_cmd._edit_settings(headline).measure == "units_to_half"
     assert main(["compare", *map(str, variant_dirs), "--concept-control", "c.txt", "--out", "/nonexistent/x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--concept-control needs --concept" in err

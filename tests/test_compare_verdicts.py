@@ -109,3 +109,70 @@ def test_editability_axis_reaches_the_verdicts_and_the_report_shows_its_curves(v
     assert len(re.findall(r'<img alt="(?:ablation|steering) curves of sae" src="data:image/png;base64,', section)) == 2
     assert all(m in section for m in models)
     assert "editability" in html.split("<h2>Verdicts", 1)[1].split("<h2>", 1)[0]
+
+
+MEASURES = ("units_to_half", "selectivity_auc", "steering_efficiency")
+
+
+def test_all_three_editability_measures_per_variant_with_intervals_in_json_and_html(verdict_run):
+    """One compare --concept run measures units to half, selectivity AUC and steering efficiency for every
+    dictionary (the first seed's values follow from the curves kept for the report) and every model's MLP
+    neurons; each is a verdict axis with an interval and the direction of its measure, in one Holm family
+    (the headline ``editability`` counted once); the verdict table and the editability section show all three."""
+    import html as html_lib
+    import math
+
+    from saekit.editing.editability import selectivity_auc, steering_efficiency, units_to_half
+    from saekit.pipeline.stats import DEFAULT_HIGHER_IS_BETTER
+    from saekit.pipeline.verdicts import verdicts_from_results
+
+    out, _ = verdict_run
+    results = json.loads((out / "results.json").read_text())
+    curves = results["editing"]["curves"]["sae"]
+    for r in results["dictionaries"]:
+        a = r["axes"]
+        assert all(isinstance(a[f"editability_{m}"], float) for m in MEASURES)
+        assert a["editability"] == a["editability_selectivity_auc"]  # the headline (EditSettings' default)
+        if r["seed"] == 0:
+            c = curves[r["variant"]]
+            half = units_to_half(c["ablation"])
+            assert a["editability_units_to_half_reached"] == (not math.isnan(half))
+            assert a["editability_units_to_half"] == (half if half == half else c["ablation"]["n"][-1] + 1)
+            assert a["editability_selectivity_auc"] == pytest.approx(selectivity_auc(c["ablation"]))
+            assert a["editability_steering_efficiency"] == pytest.approx(steering_efficiency(c["steering"]))
+    neurons = results["editing"]["neuron_curves"]["sae"]
+    assert {c["hook"] for c in neurons.values()} == {"blocks.0.mlp.hook_post"}
+    rec = results["verdicts"]["random"]["sae"]
+    tested = [a for a, r in rec.items() if r.get("p_holm") is not None and a != "editability"]
+    for prefix, n_seeds in (("editability_", 2), ("neuron_editability_", None)):
+        for m in MEASURES:
+            r = rec[prefix + m]
+            assert r["n_models"] == 2 and r["n_seeds"] == n_seeds and r["n_tests"] == len(tested), (m, r)
+            assert r["ci95"][0] <= r["delta"] <= r["ci95"][1] and r["delta"] == pytest.approx(r["variant"] - r["baseline"])
+            assert DEFAULT_HIGHER_IS_BETTER[prefix + m] == (m != "units_to_half")
+            if r["verdict"] in ("better", "worse"):
+                assert (r["verdict"] == "better") == ((r["delta"] > 0) == (m != "units_to_half"))
+    base = results["groups"]["baseline"]
+    per_model = [results["model_axes"][f"{m}/sae"]["neuron_editability_steering_efficiency"] for m in base]
+    assert rec["neuron_editability_steering_efficiency"]["baseline"] == pytest.approx(sum(per_model) / 2)
+    assert rec["editability"]["delta"] == rec["editability_selectivity_auc"]["delta"]
+    cv, cb = (sum(not r["axes"]["editability_units_to_half_reached"] for r in results["dictionaries"]
+                  if r["variant"] in results["groups"][g]) for g in ("random", "baseline"))  # fmt: skip
+    said = f"not removed within the n tried in {cv} of 4 dictionaries of random and {cb} of 4 of baseline"
+    assert (said in rec["editability_units_to_half"]["note"]) == bool(cv or cb)
+    assert verdicts_from_results(results)["verdicts"]["random"]["sae"]["editability_units_to_half"]["ci95"] == pytest.approx(
+        rec["editability_units_to_half"]["ci95"]
+    )  # recomputed from results.json: the same test
+    page = html_lib.unescape((out / "report.html").read_text())
+    table = page.split("<h2>Verdicts", 1)[1].split("<h2>", 1)[0]
+    section = page.split("<h2>Editability", 1)[1].split("<h2>", 1)[0]
+    for prefix in ("editability_", "neuron_editability_"):
+        for m in MEASURES:
+            r = rec[prefix + m]
+            assert f'<th class="">{prefix}{m}</th>' in table
+            cell = f"Δ {r['delta']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+            assert f"{r['verdict']}: {cell}" in table and f"{r['variant']:.3f} vs {r['baseline']:.3f}: {cell}" in section
+    assert '<th class="">editability</th>' not in table  # the headline is one of the three columns
+    assert f"{cv}/4 vs {cb}/4" in section  # censored units_to_half of the latents, random vs baseline
+    for label in ("units to half (↓)", "selectivity AUC (↑, nats)", "steering efficiency (↑, nats)"):
+        assert section.count(f"<th>{label}</th>") == 4  # latents and neurons: per variant, per model

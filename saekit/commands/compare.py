@@ -80,9 +80,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--concept",
         default=None,
-        help="measure the editability axis on this concept (character:NAME, words:REGEX, planted:SPEC:LABEL, or a "
-        "text source with --concept-control): localise it among each dictionary's latents, ablate, steer; the report "
-        "shows the curves (docs/editing.md)",
+        help="measure the editability axes on this concept (character:NAME, words:REGEX, planted:SPEC:LABEL, or a "
+        "text source with --concept-control): localise it among each dictionary's latents and each model's MLP "
+        "neurons, ablate, steer; units to half, selectivity AUC and steering efficiency each get a verdict, and the "
+        "report shows the curves (docs/editing.md)",
     )
     p.add_argument("--concept-control", default=None, help="control text source for --concept (default: the rest)")
     p.add_argument(
@@ -93,9 +94,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--edit-measure",
-        choices=["selectivity_auc", "steering_efficiency"],
+        choices=["selectivity_auc", "units_to_half", "steering_efficiency"],
         default="selectivity_auc",
-        help="the editability axis: selectivity AUC of ablating the top latents, or steering efficiency",
+        help="the headline measure, also reported as the `editability` axis (all three are always measured)",
     )
     p.add_argument(
         "--crosscoder",

@@ -61,7 +61,8 @@ def ablation_curve(
     units.check_units(ranking[: ns[-1]] if ns else [])
     means = control_means(units, concept) if mode == "mean" else None
     clean = measure(units.model, concept)
-    rows = [measure(units.model, concept, {units.hook: ablation_hook(units, ranking[:n], mode, means)}) for n in ns]
+    # n = 0 changes no unit: the clean pass itself (the hook would only round-trip it through the dictionary)
+    rows = [clean if n == 0 else measure(units.model, concept, {units.hook: ablation_hook(units, ranking[:n], mode, means)}) for n in ns]
     drop = [clean["concept_logprob"] - r["concept_logprob"] for r in rows]
     coll = [r["control_loss"] - clean["control_loss"] for r in rows]
     return {

@@ -59,11 +59,16 @@ def steering_hook(direction: torch.Tensor, amount: float):
 
 
 def steering_curve(
-    units: Units, concept: ConceptSet, direction: torch.Tensor | int | str, alphas: list[float] | None = None
+    units: Units,
+    concept: ConceptSet,
+    direction: torch.Tensor | int | str,
+    alphas: list[float] | None = None,
+    clean: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Target log-probability, concept log-probability and control loss for each α.
 
     direction: a tensor, a unit index (latent decoder row / neuron axis) or "mean_difference".
+    clean: the unedited model's ``measure`` on this concept, if already known (the α = 0 row; saves a pass).
     """
     alphas = sorted(alphas if alphas is not None else DEFAULT_ALPHAS)
     label = direction if isinstance(direction, str) else ("tensor" if torch.is_tensor(direction) else f"unit {direction}")
@@ -74,7 +79,10 @@ def steering_curve(
     elif not torch.is_tensor(direction):
         direction = unit_direction(units, int(direction))
     scale = activation_scale(units, concept)
-    rows = [measure(units.model, concept, {units.hook: steering_hook(direction, a * scale)}) for a in alphas]
+    rows = [
+        clean if a == 0 and clean is not None else measure(units.model, concept, {units.hook: steering_hook(direction, a * scale)})
+        for a in alphas
+    ]
     return {
         "kind": units.kind,
         "hook": units.hook,

@@ -27,7 +27,7 @@ from saekit.pipeline.axes import consistency, dictionary_axes, mlp_post_hook, ne
 from saekit.pipeline.browsers import browsed_models, build_comparison_browsers
 from saekit.pipeline.compare_crosscoder import CrosscoderSettings, compare_crosscoders, crosscoder_hook
 from saekit.pipeline.dictionaries import EvalSettings, evaluate_dictionary, pick_examples, train_dictionary
-from saekit.pipeline.editing import EditSettings, dictionary_editability
+from saekit.pipeline.editing import EditSettings, dictionary_editability, neuron_editability
 from saekit.pipeline.priors import dictionary_priors
 from saekit.pipeline.results import MetricsLog, new_results, variant_record, write_results
 from saekit.pipeline.seeds import derive_seed
@@ -114,8 +114,10 @@ def run_comparison(
       and the next ``n_eval_seqs`` are held out. Recorded in results.json as ``settings.data``.
     browse: build feature browsers (``saekit.pipeline.browsers``) of the first-seed dictionaries of every
       model (True) or of the models named (a variant's name: its first model seed), each site reading ``browse_tokens`` tokens; the report links them.
-    edit: measure the ``editability`` axis of every dictionary (``saekit.pipeline.editing``) on this
-      concept; the first seed's ablation and steering curves go to ``results["editing"]`` and the report.
+    edit: measure the editability axes of every dictionary and of every model's MLP neurons
+      (``saekit.pipeline.editing``: units to half, selectivity AUC, steering efficiency, and the headline
+      ``editability``) on this concept; the first seed's ablation and steering curves go to
+      ``results["editing"]`` and the report.
     crosscoder: if set, also train crosscoders of the baseline against each other variant at one
       hookpoint, one per seed, over the same tokens (``saekit.pipeline.compare_crosscoder``);
       results.json gets ``crosscoders`` and the report a section linking each pair's page.
@@ -141,7 +143,10 @@ def run_comparison(
     )  # fmt: skip
     run.say(f"text: {tokens.describe()}")
     if edit is not None:
-        run.results["editing"] = {"concept": edit.concept, "measure": edit.measure, "seed": run.seeds[0], "curves": {}}
+        run.results["editing"] = {
+            "concept": edit.concept, "measure": edit.measure, "n_max": edit.n_max, "alphas": list(edit.alphas),
+            "seed": run.seeds[0], "curves": {}, "neuron_curves": {},
+        }  # fmt: skip
     acts: dict[str, VariantActivations] = {}
     firsts = [models[0] for models in groups.values()]  # cross-variant sections: one model per group
     run.results["groups"] = groups
@@ -227,6 +232,8 @@ def _dictionaries_of_variant(run: _Run, v: str, handle: Any, acts: VariantActiva
                 handle, post, run.tokens.train[: acts.n_explain_seqs], run.tokens.eval, run.seeds[0],
                 n_neurons=run.eval_settings.autointerp_latents, label=v,
             ))  # fmt: skip
+            if run.edit is not None:
+                _neuron_editability(run, v, name, handle, post)
     split_name = next((n for n, c in run.dict_cfgs.items() if not c.transcoder and c.n_latents >= 8), None)
     if split_widths and split_name is not None:
         run.say(f"{v}/{split_name}: training a 4x narrower dictionary for feature splitting")
@@ -240,12 +247,21 @@ def _editability(run: _Run, v: str, name: str, seed: int, sae: Any, handle: Any,
     """The editability axis of one dictionary (and, for the first seed, its curves for the report)."""
     t0 = time.perf_counter()
     first = seed == run.seeds[0]
-    value, curves = dictionary_editability(sae, handle, run.edit, run.edit_cache, curves=first)
-    if value is not None:
-        axes["editability"] = value
+    values, curves = dictionary_editability(sae, handle, run.edit, run.edit_cache, curves=first)
+    if values is not None:
+        axes.update(values)
     if curves is not None:
         run.results["editing"]["curves"].setdefault(name, {})[v] = curves
     run.timing[f"edit/{v}/{name}/{seed}"] = time.perf_counter() - t0
+
+
+def _neuron_editability(run: _Run, v: str, name: str, handle: Any, hook: str) -> None:
+    """The neuron editability axes of one model at the MLP neurons of a dictionary's layer (once per hook)."""
+    t0 = time.perf_counter()
+    values, curves = neuron_editability(handle, hook, run.edit, run.edit_cache)
+    run.model_axes[(v, name)].update(values)
+    run.results["editing"]["neuron_curves"].setdefault(name, {})[v] = curves
+    run.timing[f"edit/{v}/{name}/neurons"] = time.perf_counter() - t0
 
 
 def _compare_variants(run: _Run, acts: dict[str, VariantActivations], synthetic: bool) -> None:
@@ -291,6 +307,7 @@ def _verdicts(run: _Run, groups: dict[str, list[str]]) -> None:
         per_model = {m: run.model_axes[(m, name)] for m in base}
         conv[name] = convergence(name, per_model, tuple(run.saes[(base[0], name, run.seeds[0])].W_dec.shape))
     run.results["convergence"] = conv
-    out = run_verdicts(groups, run.dict_axes, run.model_axes, run.lm_loss, conv, seed=run.seeds[0])
+    measure = run.edit.measure if run.edit is not None else None
+    out = run_verdicts(groups, run.dict_axes, run.model_axes, run.lm_loss, conv, seed=run.seeds[0], edit_measure=measure)
     run.results["verdicts"] = out["verdicts"]
     run.results["verdicts_note"] = out["note"]

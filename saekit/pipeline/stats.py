@@ -55,7 +55,13 @@ DEFAULT_HIGHER_IS_BETTER: dict[str, bool] = {
     "neuron_abstractness": True,
     "neuron_abstractness_last_two": True,
     "lm_cost": False,
-    "editability": True,  # selectivity AUC or steering efficiency (saekit.pipeline.editing)
+    "editability": True,  # the headline measure; units_to_half is reported as its own axis (saekit.pipeline.editing)
+    "editability_units_to_half": False,  # fewer units to remove half the concept: more localised
+    "editability_selectivity_auc": True,
+    "editability_steering_efficiency": True,
+    "neuron_editability_units_to_half": False,
+    "neuron_editability_selectivity_auc": True,
+    "neuron_editability_steering_efficiency": True,
     "ground_truth": True,
 }
 

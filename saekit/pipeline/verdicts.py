@@ -4,6 +4,9 @@ into ``verdicts[variant][dictionary][axis]`` records (``saekit.pipeline.stats.ve
 All variants × dictionaries × axes of a run form one Holm family. A dictionary config whose
 dictionaries of one model disagree (baseline seed consistency not clearly above chance) is
 *not converged*: its matching-based axis (consistency) keeps its interval but gets no verdict.
+With a concept (``saekit compare --concept``) the three editability measures of the latents and of the
+MLP neurons are six axes of that family; ``editability`` (the headline) repeats one of them and is not
+tested again; censored units_to_half values (not reached) are counted in the record's note.
 """
 
 from __future__ import annotations
@@ -28,11 +31,31 @@ AXES = {
     "neuron_abstractness": "median 1 - R² from the current token id of the model's own MLP neurons",
     "neuron_explainability": "median held-out n-gram F1 of the model's own MLP neurons (activation > 0 = firing)",
     "lm_cost": "held-out LM loss (nats/token)",
-    "editability": "concept editability through the latents (selectivity AUC or steering efficiency, nats)",
+    "editability": "concept editability through the latents: the headline measure (--edit-measure)",
+    "editability_units_to_half": "top latents (by AUROC) zero-ablated to remove half the concept probability "
+    "(not reached: largest n tried + 1)",
+    "editability_selectivity_auc": "mean of concept drop - collateral over n latents ablated (log2(1 + n) axis, nats)",
+    "editability_steering_efficiency": "gain of the concept continuation's log-prob within 0.1 nats of control loss, "
+    "steering with the top latent (nats)",
+    "neuron_editability_units_to_half": "top MLP neurons (by AUROC) zero-ablated to remove half the concept "
+    "probability (not reached: largest n tried + 1)",
+    "neuron_editability_selectivity_auc": "mean of concept drop - collateral over n MLP neurons ablated (nats)",
+    "neuron_editability_steering_efficiency": "steering efficiency along the top MLP neuron's axis (nats)",
     "ground_truth": "mean best-latent F1 over the planted language's labels (activation > 0 vs label)",
 }
 MATCHING_AXES = ("consistency",)
-MODEL_AXES = ("consistency", "neuron_abstractness", "neuron_explainability")  # one value per model, not per dictionary
+# one value per model, not per dictionary
+MODEL_AXES = (
+    "consistency", "neuron_abstractness", "neuron_explainability",
+    *(a for a in AXES if a.startswith("neuron_editability_")),
+)  # fmt: skip
+HEADLINE_NOTE = (
+    "The headline editability measure ({m}): the same numbers and test as {axis}, counted once in the Holm family."
+)
+CENSORED_NOTE = (
+    "{axis}: half the concept was not removed within the n tried in {cv} of {nv} {what} of {v} and {cb} of {nb} of "
+    "{b}; those count as the largest n tried + 1 ({cap}), a lower bound, so the delta understates any difference."
+)
 # the rule of seed_consistency (saekit.evaluation.matching.is_converged): shared >= 20 %, cos >= chance + 0.2
 CONVERGED_RULE = (
     f"converged when dictionary seeds of one model share >= {CONVERGED_MIN_SHARED:.0%} of latents and their mean "
@@ -80,37 +103,21 @@ def run_verdicts(
     lm_loss: dict[str, float],
     converged: dict[str, dict[str, Any]],
     seed: int = 0,
+    edit_measure: str | None = None,
 ) -> dict[str, Any]:
-    """verdicts[variant][dictionary][axis] records and the notes of the run (no baseline: no verdicts)."""
+    """verdicts[variant][dictionary][axis] records and the notes of the run (no baseline: no verdicts).
+
+    edit_measure: the headline editability measure; its ``editability_<measure>`` record is also given as
+    ``editability`` (one test, not two). Without it (or without that axis) ``editability`` is tested alone."""
     if "baseline" not in groups:
         return {"verdicts": {}, "note": "No group named 'baseline' in this run, so no verdicts."}
     dict_names = sorted({d for _, d, _ in dict_axes})
-    values: dict[str, dict[str, Any]] = {g: {} for g in groups}
-    for g, models in groups.items():
-        for d in dict_names:
-            for axis, source in (
-                ("reconstruction", "fvu"),
-                *((a, a) for a in AXES if a not in ("reconstruction", "lm_cost", *MODEL_AXES)),
-            ):
-                nested = {
-                    m: {
-                        s: v[source]
-                        for (mm, dd, s), v in dict_axes.items()
-                        if mm == m and dd == d and v.get(source) is not None
-                    }
-                    for m in models
-                }
-                nested = {m: inner for m, inner in nested.items() if inner}
-                if nested:
-                    values[g][_key(d, axis)] = nested
-            for axis in MODEL_AXES:
-                per_model = {m: model_axes[(m, d)][axis] for m in models if axis in model_axes.get((m, d), {})}
-                if per_model:
-                    values[g][_key(d, axis)] = per_model
-        # one LM loss per model, whatever the dictionaries: one test per variant in the Holm family
-        per_model_loss = {m: lm_loss[m] for m in models if m in lm_loss}
-        if per_model_loss:
-            values[g]["lm_cost"] = per_model_loss
+    values = _group_values(groups, dict_names, dict_axes, model_axes, lm_loss)
+    headline = f"editability_{edit_measure}" if edit_measure else None
+    aliased = {d for d in dict_names if headline and all(_key(d, headline) in vals for vals in values.values())}
+    for vals in values.values():  # the headline is the same numbers as its own axis: test it once
+        for d in aliased:
+            vals.pop(_key(d, "editability"), None)
     direction = {_key(d, a): DEFAULT_HIGHER_IS_BETTER[a] for d in dict_names for a in AXES}
     metrics = {_key(d, a): m for d in dict_names for a, m in AXES.items()}
     direction["lm_cost"], metrics["lm_cost"] = DEFAULT_HIGHER_IS_BETTER["lm_cost"], AXES["lm_cost"]
@@ -131,7 +138,72 @@ def run_verdicts(
                 continue
             d, axis = key.rsplit("/", 1)
             out.setdefault(v, {}).setdefault(d, {})[axis] = rec
+    _editability_notes(out, groups, dict_axes, model_axes, aliased, edit_measure)
     return {"verdicts": out, "note": ""}
+
+
+def _group_values(groups, dict_names, dict_axes, model_axes, lm_loss) -> dict[str, dict[str, Any]]:
+    """values[group]["dict/axis" or "lm_cost"]: the nested seeds' values ``verdicts_for`` reads."""
+    values: dict[str, dict[str, Any]] = {g: {} for g in groups}
+    per_dict_axes = [("reconstruction", "fvu"), *((a, a) for a in AXES if a not in ("reconstruction", "lm_cost", *MODEL_AXES))]
+    for g, models in groups.items():
+        for d in dict_names:
+            for axis, source in per_dict_axes:
+                nested = {
+                    m: {
+                        s: v[source]
+                        for (mm, dd, s), v in dict_axes.items()
+                        if mm == m and dd == d and v.get(source) is not None
+                    }
+                    for m in models
+                }
+                nested = {m: inner for m, inner in nested.items() if inner}
+                if nested:
+                    values[g][_key(d, axis)] = nested
+            for axis in MODEL_AXES:
+                per_model = {m: model_axes[(m, d)][axis] for m in models if axis in model_axes.get((m, d), {})}
+                if per_model:
+                    values[g][_key(d, axis)] = per_model
+        # one LM loss per model, whatever the dictionaries: one test per variant in the Holm family
+        per_model_loss = {m: lm_loss[m] for m in models if m in lm_loss}
+        if per_model_loss:
+            values[g]["lm_cost"] = per_model_loss
+    return values
+
+
+def _editability_notes(out, groups, dict_axes, model_axes, aliased, edit_measure) -> None:
+    """Say how many units_to_half values were censored (not reached), and give the headline its alias."""
+    censored = (("editability_units_to_half", "dictionaries", dict_axes), ("neuron_editability_units_to_half", "models", model_axes))
+    for v, per_dict in out.items():
+        for d, per_axis in per_dict.items():
+            for axis, what, source in censored:
+                rec = per_axis.get(axis)
+                if rec is not None and rec.get("variant") is not None:
+                    _add_note(rec, _censored_note(axis, what, source, d, v, groups))
+            if d in aliased:
+                headline = f"editability_{edit_measure}"
+                alias = {**per_axis[headline], "metric": f"{edit_measure}: {AXES[headline]}"}
+                _add_note(alias, HEADLINE_NOTE.format(m=edit_measure, axis=headline), first=True)
+                per_axis["editability"] = alias
+
+
+def _censored_note(axis: str, what: str, source: dict, d: str, v: str, groups: dict[str, list[str]]) -> str:
+    """A sentence with the count of values of ``axis`` that are 'not reached' (censored), in the variant
+    and the baseline; "" when none is."""
+    flags = {g: [a.get(axis + "_reached") for (m, dd, *_), a in source.items()
+                 if dd == d and m in groups[g] and a.get(axis) is not None] for g in (v, "baseline")}  # fmt: skip
+    cv, cb = (sum(f is False for f in flags[g]) for g in (v, "baseline"))
+    if not (cv or cb):
+        return ""
+    cap = max(a[axis] for (_, dd, *_), a in source.items() if dd == d and a.get(axis + "_reached") is False)
+    return CENSORED_NOTE.format(
+        axis=axis, cv=cv, nv=len(flags[v]), what=what, v=v, cb=cb, nb=len(flags["baseline"]), b="baseline", cap=f"{cap:g}"
+    )
+
+
+def _add_note(rec: dict[str, Any], note: str, first: bool = False) -> None:
+    parts = [note, rec.get("note")] if first else [rec.get("note"), note]
+    rec["note"] = " ".join(filter(None, parts))
 
 
 def verdicts_from_results(
@@ -146,4 +218,7 @@ def verdicts_from_results(
     groups = groups if groups is not None else results["groups"]
     dict_axes = {(r["variant"], r["dict"], r["seed"]): r.get("axes", {}) for r in results["dictionaries"]}
     model_axes = {tuple(k.rsplit("/", 1)): v for k, v in results.get("model_axes", {}).items()}
-    return run_verdicts(groups, dict_axes, model_axes, results.get("lm_loss", {}), results["convergence"], seed=seed)
+    measure = (results.get("editing") or {}).get("measure")
+    return run_verdicts(
+        groups, dict_axes, model_axes, results.get("lm_loss", {}), results["convergence"], seed=seed, edit_measure=measure
+    )

@@ -90,26 +90,94 @@ def _steering_plot(curves: dict[str, dict], colors: dict[str, str], title: str) 
     return to_data_uri(fig)
 
 
+MEASURE_LABELS = {
+    "units_to_half": "units to half (↓)",
+    "selectivity_auc": "selectivity AUC (↑, nats)",
+    "steering_efficiency": "steering efficiency (↑, nats)",
+}
+MEASURES = tuple(MEASURE_LABELS)
+
+
+def _half(c: dict) -> str:
+    """units_to_half of one curve set: "≥ n" when half the concept was not removed within the n tried."""
+    v = c["values"]["units_to_half"]
+    return _f(v) if c.get("units_to_half_reached", True) else f"≥ {v:g} (not reached)"
+
+
+def _measure_cells(c: dict) -> list[str]:
+    if "values" not in c:  # results.json from before the three measures
+        return ["–"] * len(MEASURES)
+    return [_half(c), _f(c["values"]["selectivity_auc"]), _f(c["values"]["steering_efficiency"])]
+
+
+def _curve_rows(curves: dict[str, dict]) -> dict[str, Any]:
+    """Per model (first dictionary seed): top unit, the three measures, the end of the ablation curve."""
+    n_end = curves[next(iter(curves))]["ablation"]["n"][-1]
+    rows = [
+        [m, str(c["top_unit"]), *_measure_cells(c), _f(c["ablation"]["concept_drop"][-1]), _f(c["ablation"]["collateral"][-1])]
+        for m, c in curves.items()
+    ]  # fmt: skip
+    header = ["model", "top unit", *MEASURE_LABELS.values(), f"concept drop @ n={n_end}", "collateral"]
+    return {"header": header, "rows": rows}
+
+
+def _verdict_text(rec: dict | None) -> str:
+    if rec is None or rec.get("variant") is None:
+        return "–"
+    text = f"{_f(rec['variant'])} vs {_f(rec['baseline'])}"
+    if rec.get("delta") is not None:
+        text += f": Δ {_f(rec['delta'])}"
+    if rec.get("ci95"):
+        text += f" [{_f(rec['ci95'][0])}, {_f(rec['ci95'][1])}]"
+    return f"{text}, {rec.get('verdict') or '–'}"
+
+
+def _not_reached(results: dict, d: str, prefix: str, group: str) -> str:
+    """'k/n': how many of the group's units_to_half values were not reached (dictionaries, or models for neurons)."""
+    key = f"{prefix}units_to_half_reached"
+    models = set((results.get("groups") or {}).get(group, []))
+    if prefix.startswith("neuron"):
+        pairs = [(k.rsplit("/", 1), a) for k, a in (results.get("model_axes") or {}).items()]
+        flags = [a.get(key) for (m, dd), a in pairs if dd == d and m in models]
+    else:
+        flags = [r["axes"].get(key) for r in results.get("dictionaries", []) if r["dict"] == d and r["variant"] in models]
+    flags = [f for f in flags if f is not None]
+    return f"{sum(f is False for f in flags)}/{len(flags)}"
+
+
+def _verdict_rows(results: dict, d: str, prefix: str) -> dict[str, Any] | None:
+    """Per variant: the three measures' estimates, delta, 95 % interval and verdict (results["verdicts"]),
+    and how many units_to_half values of the variant and of the baseline were not reached."""
+    rows = [
+        [v, *(_verdict_text(per_dict.get(d, {}).get(f"{prefix}{m}")) for m in MEASURES),
+         f"{_not_reached(results, d, prefix, v)} vs {_not_reached(results, d, prefix, 'baseline')}"]
+        for v, per_dict in (results.get("verdicts") or {}).items()
+    ]  # fmt: skip
+    rows = [r for r in rows if any(c != "–" for c in r[1:-1])]
+    header = ["variant", *MEASURE_LABELS.values(), "units to half not reached (variant vs baseline)"]
+    return {"header": header, "rows": rows} if rows else None
+
+
 def comparison_section(results: dict[str, Any], colors: dict[str, str]) -> dict[str, Any] | None:
-    """The comparison report's editing section: per dictionary config, the ablation curves (concept drop
-    and collateral over n) and the steering curves (concept probability against fluency over α) of the
-    first dictionary seed of every model; None when the run measured no editability."""
+    """The comparison report's editing section: per dictionary config, the three measures side by side per
+    variant (estimate vs baseline, delta, 95 % interval, verdict), for its latents and its layer's MLP
+    neurons; the ablation curves (concept drop and collateral over n) and steering curves (concept
+    probability against fluency over α) of the first dictionary seed of every model, with that seed's
+    measures; None when the run measured no editability."""
     ed = results.get("editing")
     if not ed:
         return None
     blocks = []
     for d, curves in ed.get("curves", {}).items():
-        rows = [
-            [m, str(c["top_unit"]), _f(c["ablation"]["concept_drop"][-1]), _f(c["ablation"]["collateral"][-1]),
-             _f(max(c["steering"]["target_logprob"]) - c["steering"]["target_logprob"][0])]
-            for m, c in curves.items()
-        ]  # fmt: skip
-        header = ["model", "top latent", f"concept drop @ n={curves[next(iter(curves))]['ablation']['n'][-1]}",
-                  "collateral", "max steering gain"]  # fmt: skip
+        neurons = (ed.get("neuron_curves") or {}).get(d)
         blocks.append({
             "dict": d,
+            "verdicts": _verdict_rows(results, d, "editability_"),
+            "neuron_verdicts": _verdict_rows(results, d, "neuron_editability_"),
             "ablation": _ablation_plot(curves, colors, f"{d}: ablating {ed['concept']}"),
             "steering": _steering_plot(curves, colors, f"{d}: steering towards {ed['concept']}"),
-            "table": {"header": header, "rows": rows},
+            "table": _curve_rows(curves),
+            "neuron_hook": neurons and next(iter(neurons.values())).get("hook"),
+            "neuron_table": _curve_rows(neurons) if neurons else None,
         })  # fmt: skip
-    return {"concept": ed["concept"], "measure": ed["measure"], "seed": ed.get("seed"), "blocks": blocks}
+    return {"concept": ed["concept"], "measure": ed["measure"], "seed": ed.get("seed"), "n_max": ed.get("n_max"), "blocks": blocks}

@@ -203,6 +203,8 @@ def _probe_sections(results: dict) -> dict[str, Any]:
 VERDICT_AXES = [
     "reconstruction", "ce_loss_recovered", "explainability", "abstractness", "abstractness_last_two",
     "consistency", "neuron_alignment", "neuron_abstractness", "neuron_explainability", "lm_cost", "editability",
+    "editability_units_to_half", "editability_selectivity_auc", "editability_steering_efficiency",
+    "neuron_editability_units_to_half", "neuron_editability_selectivity_auc", "neuron_editability_steering_efficiency",
     "ground_truth",
 ]  # fmt: skip
 
@@ -227,6 +229,8 @@ def _verdict_section(results: dict) -> dict[str, Any] | None:
             {"table": None, "plot": None, "notes": [results["verdicts_note"]]} if results.get("verdicts_note") else None
         )
     axes = [a for a in VERDICT_AXES if any(a in pa for pd in verdicts.values() for pa in pd.values())]
+    if "editability_units_to_half" in axes:  # the three measures side by side; the headline is one of them
+        axes.remove("editability")
     rows, notes = [], []
     for v, per_dict in verdicts.items():
         for d, per_axis in per_dict.items():
