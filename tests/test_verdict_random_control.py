@@ -5,7 +5,9 @@ baseline seeds that generalise (held-out loss 6.5 against 8.6 nats), one top-k S
 - The run's own verdicts: `worse` on reconstruction and LM cost with intervals that exclude 0.
 - The control question asked in advance (``axes=CONTROL_AXES``, so Holm runs over those two axes only,
   from the per-dictionary values of results.json): `worse` on explainability, interval excluding 0
-  (held-out n-gram F1 0.15 against 0.02, measured 2026-12-01 with benchmarks/control_verdict.py).
+  (held-out n-gram F1 0.18 against 0.02 in this run, 2026-12-01; 0.16 against 0.02, interval [-0.175, -0.100],
+  with benchmarks/control_verdict.py at these settings, whose dictionary name makes auto-interp sample
+  other latents). Comparison 30 CPU s (the former k 4, 256/64-sequence settings: 23-28 CPU s).
 - The same data with the groups swapped comes out `better` (the tests read a direction, not a constant).
 
 What it does NOT check: `worse` on abstractness. At this size random-weights latents are *less*
