@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-rows", type=int, default=160, help="model training sequences")
     p.add_argument("--train-docs", type=int, default=1, help="documents of the built-in corpus's train split to pack")
     p.add_argument("--model-seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--hook", default=None, help="default: the last layer's hook_mlp_out")
+    p.add_argument("--hooks", nargs="+", default=None, help="one SAE per hookpoint (default: last hook_mlp_out)")
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--dict-seeds", type=int, nargs="+", default=[0, 1])
@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--explain-seqs", type=int, default=64)
     p.add_argument("--autointerp-latents", type=int, default=32)
     p.add_argument("--train-only", action="store_true", help="train the models and stop (e.g. seeds in parallel)")
+    p.add_argument("--reuse", action="store_true", help="reuse model folders already in OUT/models (same settings)")
     p.add_argument("--out", type=Path, required=True)
     return p.parse_args(argv)
 
@@ -65,6 +66,9 @@ def train_models(args: argparse.Namespace) -> list[Path]:
     for variant in ("baseline", "random"):
         for seed in args.model_seeds:
             folder = args.out / "models" / f"{variant}{seed}"
+            if args.reuse and (folder / "model.safetensors").exists():
+                paths.append(folder)
+                continue
             h = train_model(base.replace(variant=variant, seed=seed), folder, tokenizer=tok, data=(train, val), progress=False)
             print(f"{variant} seed {seed}: val loss {h.info['val_loss']:.3f}")
             paths.append(folder)
@@ -80,8 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     t1, c1 = time.perf_counter(), cpu_s()
     if args.train_only:
         return print(f"models {t1 - t0:.0f} s wall / {c1 - c0:.0f} s CPU")
-    hook = args.hook or f"blocks.{args.n_layers - 1}.hook_mlp_out"
-    cfgs = {"sae": DictionaryConfig(kind="topk", d_in=args.d_model, n_latents=args.width, k=args.k, hook_name=hook)}
+    hooks = args.hooks or [f"blocks.{args.n_layers - 1}.hook_mlp_out"]
+    cfgs = {
+        h: DictionaryConfig(kind="topk", d_in=args.d_model, n_latents=args.width, k=args.k, hook_name=h) for h in hooks
+    }
     tcfg = TrainConfig(batch_size=64, total_tokens=args.dict_tokens, lr=3e-3, lr_warmup_steps=2, log_every=100)
     res = run_comparison(
         paths, cfgs, args.out / "compare", seeds=tuple(args.dict_seeds), train_tokens=args.dict_tokens, tcfg=tcfg,
@@ -91,13 +97,15 @@ def main(argv: list[str] | None = None) -> None:
     t2, c2 = time.perf_counter(), cpu_s()
     print(f"models {t1 - t0:.0f} s wall / {c1 - c0:.0f} s CPU; comparison {t2 - t1:.0f} s wall / {c2 - c1:.0f} s CPU")
     rows = {}
-    for axis, rec in res["verdicts"]["random"]["sae"].items():
-        ci = rec["ci95"]
-        ci_txt = f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "-"
-        fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else str(v)
-        print(f"{axis:>22}: baseline {fmt(rec['baseline'])} random {fmt(rec['variant'])} delta {fmt(rec['delta'])} "
-              f"{ci_txt} -> {rec['verdict']}")  # fmt: skip
-        rows[axis] = {k: rec[k] for k in ("baseline", "variant", "delta", "ci95", "verdict")}
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else str(v)
+    for hook, per_axis in res["verdicts"]["random"].items():
+        print(hook)
+        for axis, rec in per_axis.items():
+            ci = rec["ci95"]
+            ci_txt = f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "-"
+            print(f"{axis:>22}: baseline {fmt(rec['baseline'])} random {fmt(rec['variant'])} delta {fmt(rec['delta'])} "
+                  f"{ci_txt} -> {rec['verdict']}")  # fmt: skip
+            rows[f"{hook}/{axis}"] = {k: rec[k] for k in ("baseline", "variant", "delta", "ci95", "verdict")}
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "models_s": t1 - t0, "compare_s": t2 - t1,
                "cpu_s": c2 - c0, "random": rows}  # fmt: skip
     (args.out / "control.json").write_text(json.dumps(summary, indent=1))

@@ -11,10 +11,12 @@ tested again; censored units_to_half values (not reached) are counted in the rec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from saekit.errors import ConfigError
 from saekit.evaluation.matching import CONVERGED_COS_MARGIN, CONVERGED_MIN_SHARED, chance_level, is_converged
 from saekit.pipeline.axes import CONSISTENCY_COS
 from saekit.pipeline.stats import DEFAULT_HIGHER_IS_BETTER, verdicts_for
@@ -104,20 +106,29 @@ def run_verdicts(
     converged: dict[str, dict[str, Any]],
     seed: int = 0,
     edit_measure: str | None = None,
+    axes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """verdicts[variant][dictionary][axis] records and the notes of the run (no baseline: no verdicts).
 
     edit_measure: the headline editability measure; its ``editability_<measure>`` record is also given as
-    ``editability`` (one test, not two). Without it (or without that axis) ``editability`` is tested alone."""
+    ``editability`` (one test, not two). Without it (or without that axis) ``editability`` is tested alone.
+    axes: the axes tested (default every axis measured), so the Holm family holds only them."""
     if "baseline" not in groups:
         return {"verdicts": {}, "note": "No group named 'baseline' in this run, so no verdicts."}
+    unknown = sorted(set(axes or ()) - set(AXES))
+    if unknown:
+        raise ConfigError(f"unknown verdict axes {unknown}; the axes are {sorted(AXES)}.")
     dict_names = sorted({d for _, d, _ in dict_axes})
     values = _group_values(groups, dict_names, dict_axes, model_axes, lm_loss)
     headline = f"editability_{edit_measure}" if edit_measure else None
     aliased = {d for d in dict_names if headline and all(_key(d, headline) in vals for vals in values.values())}
-    for vals in values.values():  # the headline is the same numbers as its own axis: test it once
+    if axes is not None and headline not in axes:
+        aliased = set()  # the headline's own axis is not tested: no alias of it
+    for g, vals in values.items():  # the headline is the same numbers as its own axis: test it once
         for d in aliased:
             vals.pop(_key(d, "editability"), None)
+        if axes is not None:  # a question asked in advance: only its axes form the Holm family
+            values[g] = {k: v for k, v in vals.items() if k.rsplit("/", 1)[-1] in axes}
     direction = {_key(d, a): DEFAULT_HIGHER_IS_BETTER[a] for d in dict_names for a in AXES}
     metrics = {_key(d, a): m for d in dict_names for a, m in AXES.items()}
     direction["lm_cost"], metrics["lm_cost"] = DEFAULT_HIGHER_IS_BETTER["lm_cost"], AXES["lm_cost"]
@@ -207,18 +218,24 @@ def _add_note(rec: dict[str, Any], note: str, first: bool = False) -> None:
 
 
 def verdicts_from_results(
-    results: dict[str, Any], groups: dict[str, list[str]] | None = None, seed: int = 0
+    results: dict[str, Any],
+    groups: dict[str, list[str]] | None = None,
+    seed: int = 0,
+    axes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The verdicts again from a finished run's results.json (no retraining), e.g. with other groups.
 
     Uses the stored per-dictionary axis values (per-latent axes as their medians, so the bootstrap
     resamples model and dictionary seeds but not latents), per-model axes, LM losses and convergence.
-    groups: group -> model names (default: the run's own ``results["groups"]``); ``seed``: the bootstrap seed.
+    groups: group -> model names (default: the run's own ``results["groups"]``); ``seed``: the bootstrap seed;
+    ``axes``: only these axes (e.g. the ones a question was asked about before the run), so the Holm
+    correction runs over them alone instead of over every axis the run measured.
     """
     groups = groups if groups is not None else results["groups"]
     dict_axes = {(r["variant"], r["dict"], r["seed"]): r.get("axes", {}) for r in results["dictionaries"]}
     model_axes = {tuple(k.rsplit("/", 1)): v for k, v in results.get("model_axes", {}).items()}
     measure = (results.get("editing") or {}).get("measure")
     return run_verdicts(
-        groups, dict_axes, model_axes, results.get("lm_loss", {}), results["convergence"], seed=seed, edit_measure=measure
+        groups, dict_axes, model_axes, results.get("lm_loss", {}), results["convergence"], seed=seed,
+        edit_measure=measure, axes=axes,
     )
