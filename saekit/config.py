@@ -30,8 +30,6 @@ DICTIONARY_KINDS = tuple(KINDS)
 CROSSCODER_KINDS = tuple(k for k, f in KINDS.items() if f.crosscoder)
 TOPK_KINDS = tuple(k for k, f in KINDS.items() if f.uses_k)  # kinds whose L0 is set by k
 JUMPRELU_LOSSES = ("step", "tanh", "quadratic")
-JUMPRELU_BANDWIDTH = 0.001  # Gemma Scope's STE bandwidth (step and tanh losses)
-QUADRATIC_BANDWIDTH = 0.05  # the quadratic target-L0 loss's (SAELens's default for every loss)
 RELU_PENALTIES = ("l1", "l1_decnorm", "tanh", "log", "lp")
 NORM_DEPENDENT_KINDS = tuple(k for k, f in KINDS.items() if f.norm_dependent)  # penalties set for E||x||² = d_in
 
@@ -164,9 +162,7 @@ class DictionaryConfig(_Config):
     aux_coef: float = 1 / 32
     multi_topk: bool = False
     # jumprelu
-    # None: 0.05 for the quadratic loss (its L0 must respond within a run: at 0.001 the STE window
-    # on normalised pre-activations of std ~1 holds almost none, so L0 stayed far above target),
-    # 0.001 (Gemma Scope) for step and tanh
+    # None: 0.05 for the quadratic loss, 0.001 (Gemma Scope) for step and tanh (JumpReLUDictionary.bandwidth)
     jumprelu_bandwidth: float | None = None
     jumprelu_init_threshold: float = 0.001
     jumprelu_sparsity_loss: str = "step"  # step (L0) | tanh (Anthropic 2025) | quadratic (target L0)
@@ -266,10 +262,10 @@ class DictionaryConfig(_Config):
                 self.target_l0 is not None and self.target_l0 > 0,
                 f"jumprelu_sparsity_loss 'quadratic' needs target_l0 > 0, got {self.target_l0!r}.",
             )
-        if self.jumprelu_bandwidth is None:
-            quadratic = self.jumprelu_sparsity_loss == "quadratic"
-            self.jumprelu_bandwidth = QUADRATIC_BANDWIDTH if quadratic else JUMPRELU_BANDWIDTH
-        _require(self.jumprelu_bandwidth > 0, f"jumprelu_bandwidth must be > 0, got {self.jumprelu_bandwidth!r}.")
+        _require(
+            self.jumprelu_bandwidth is None or self.jumprelu_bandwidth > 0,
+            f"jumprelu_bandwidth must be > 0 (or None for the default), got {self.jumprelu_bandwidth!r}.",
+        )
         if self.kind == "matryoshka":
             w = self.matryoshka_widths
             if w is None:
