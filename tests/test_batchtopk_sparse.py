@@ -1,4 +1,4 @@
-"""BatchTopK's sparse training path (two-stage batch selection, embedding_bag decode, sparse
+"""BatchTopK's sparse training path (exact batch selection from a sampled lower bound, embedding_bag decode, sparse
 encoder backward) gives the same selection, loss and gradients as plain dense autograd."""
 
 import copy
