@@ -1,12 +1,15 @@
 """BatchTopK vs TopK training speed, side by side on one machine (issue 18).
 
-Both train on the same random batches (256-d, 4096 latents, k = 32, batch 4096 by default);
-the runs alternate (topk, batchtopk, topk, ...) so a change in machine load hits both alike.
-Reports rows/s per kind (median over the repeats) after ``--warmup`` untimed steps. The third
-row, ``batchtopk-dense``, is batchtopk through plain autograd (``use_kernels="dense"``: the dense
-[B, n] code, its matmul and dense backward), the path the sparse one replaces.
+Both train on the same random batches (256-d, 4096 latents, k = 32, batch 4096 by default).
+The trainers are built once; then the kinds take turns step by step (topk, batchtopk,
+batchtopk-dense, topk, ...), so a change in machine load hits all alike, and each step is timed
+by wall clock and by the process's CPU time (all threads; waiting for a core does not count,
+so on a machine shared with other jobs it is the steadier figure). Reports the median step as
+rows/s after ``--warmup`` untimed steps. ``batchtopk-dense`` is batchtopk through plain
+autograd (``use_kernels="dense"``: the dense [B, n] code, its matmul and dense backward), the
+path the sparse one replaces.
 
-Run: .venv/bin/python benchmarks/bench_batchtopk.py [--steps 10 --repeats 3 --device cpu]
+Run: .venv/bin/python benchmarks/bench_batchtopk.py [--steps 30 --device cpu --threads 2]
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import torch
 from saekit import DictionaryConfig, TrainConfig
 from saekit.training import Trainer
 
+KINDS = ("topk", "batchtopk", "batchtopk-dense")
 
-def rows_per_s(name: str, x: torch.Tensor, args) -> float:
+
+def trainer(name: str, x: torch.Tensor, args) -> Trainer:
     kind, _, mode = name.partition("-")
     cfg = DictionaryConfig(kind=kind, d_in=args.d, n_latents=args.n, k=args.k)
     tcfg = TrainConfig(
@@ -32,13 +37,17 @@ def rows_per_s(name: str, x: torch.Tensor, args) -> float:
     t = Trainer(cfg, x, tcfg, progress=False)
     for _ in range(args.warmup):
         t.step(*t.next_batch())
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    return t
+
+
+def timed_step(t: Trainer, sync) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one training step."""
+    batch = t.next_batch()
     sync()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        t.step(*t.next_batch())
+    wall, cpu = time.perf_counter(), time.process_time()
+    t.step(*batch)
     sync()
-    return args.steps * args.batch / (time.perf_counter() - start)
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -48,22 +57,33 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--rows", type=int, default=200_000)
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=30, help="timed steps per kind, interleaved")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     x = torch.randn(args.rows, args.d, generator=torch.Generator().manual_seed(0))
-    res: dict[str, list[float]] = {"topk": [], "batchtopk": [], "batchtopk-dense": []}
-    for _ in range(args.repeats):
-        for kind in res:
-            res[kind].append(rows_per_s(kind, x, args))
-    for kind, v in res.items():
-        print(f"{kind:16} {statistics.median(v):10.0f} rows/s  (runs: {', '.join(f'{r:.0f}' for r in v)})")
-    med = {kind: statistics.median(v) for kind, v in res.items()}
-    print(f"batchtopk / topk = {med['batchtopk'] / med['topk']:.2f}; batchtopk-dense / topk = {med['batchtopk-dense'] / med['topk']:.2f}")
-    print(f"per repeat batchtopk / topk: {', '.join(f'{b / t:.2f}' for b, t in zip(res['batchtopk'], res['topk']))}")
-    print(f"threads {torch.get_num_threads()}, {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load {os.getloadavg()[0]:.1f}")
+    trainers = {name: trainer(name, x, args) for name in KINDS}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in KINDS}
+    for _ in range(args.steps):
+        for name, t in trainers.items():
+            times[name].append(timed_step(t, sync))
+    for i, clock in enumerate(("wall", "cpu")):
+        rate = {name: args.batch / statistics.median(s[i] for s in v) for name, v in times.items()}
+        for name in KINDS:
+            print(f"{clock:4} {name:16} {rate[name]:10.0f} rows/s (median step)")
+        print(f"{clock:4} batchtopk / topk = {rate['batchtopk'] / rate['topk']:.2f}; "
+              f"batchtopk-dense / topk = {rate['batchtopk-dense'] / rate['topk']:.2f}")
+    halves = []
+    for h in (slice(0, args.steps // 2), slice(args.steps // 2, args.steps)):
+        med = {name: statistics.median(s[1] for s in times[name][h]) for name in ("topk", "batchtopk")}
+        halves.append(med["topk"] / med["batchtopk"])
+    print(f"cpu batchtopk / topk by half of the run: {', '.join(f'{r:.2f}' for r in halves)}")
+    print(f"threads {torch.get_num_threads()}, {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, "
+          f"load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

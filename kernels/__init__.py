@@ -193,8 +193,8 @@ def pairs_encode(
 ) -> torch.Tensor:
     """``pre[rows, cols]`` [P], differentiable in x, W_enc, b_enc with a sparse backward.
 
-    ``pre`` = ``x @ W_enc + b_enc`` computed by the caller without grad (it chose the pairs from
-    it); ``rows`` non-decreasing with CSR pointers ``crow`` [B + 1]: a code with a different number
+    ``pre`` = ``x @ W_enc + b_enc`` [B, n] computed by the caller without grad (it chose the pairs
+    from it), or the picked values ``pre[rows, cols]`` [P] when the caller holds them; ``rows`` non-decreasing with CSR pointers ``crow`` [B + 1]: a code with a different number
     of entries per row (batch top-k). The backward never builds a dense [B, n] gradient
     (``saekit.kernels.encoder.PairsEncode``). fp32 tensors on CPU or CUDA (torch sparse CSR).
     """

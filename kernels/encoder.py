@@ -78,7 +78,7 @@ def topk_encode_dense(
 
 class PairsEncode(torch.autograd.Function):
     """``pre[rows, cols]`` of ``pre = x @ W_enc + b_enc`` (given, computed without grad) with a
-    sparse backward: the batch top-k encoder. ``crow`` [B + 1] are the CSR row pointers of the
+    sparse backward: the batch top-k encoder (``pre`` may be the picked values [P] instead). ``crow`` [B + 1] are the CSR row pointers of the
     row-ordered pairs. Same gradients as the dense autograd path, from the P chosen entries only:
     grad_x = S @ W_encᵀ, grad_W_encᵀ = Sᵀ @ x, grad_b = Σ per latent, S the [B, n] CSR of grads."""
 
@@ -86,7 +86,7 @@ class PairsEncode(torch.autograd.Function):
     def forward(ctx, x, W_enc, b_enc, pre, rows, cols, crow):  # type: ignore[override]
         ctx.save_for_backward(x, W_enc, rows, cols, crow)
         ctx.has_bias = b_enc is not None
-        return pre[rows, cols]
+        return pre[rows, cols] if pre.dim() == 2 else pre.clone()  # [P]: picked by the caller
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]

@@ -162,7 +162,8 @@ class DictionaryConfig(_Config):
     aux_coef: float = 1 / 32
     multi_topk: bool = False
     # jumprelu
-    jumprelu_bandwidth: float = 0.001
+    # None: 0.05 for the quadratic loss, 0.001 (Gemma Scope) for step and tanh (JumpReLUDictionary.bandwidth)
+    jumprelu_bandwidth: float | None = None
     jumprelu_init_threshold: float = 0.001
     jumprelu_sparsity_loss: str = "step"  # step (L0) | tanh (Anthropic 2025) | quadratic (target L0)
     jumprelu_tanh_scale: float = 4.0
@@ -261,6 +262,10 @@ class DictionaryConfig(_Config):
                 self.target_l0 is not None and self.target_l0 > 0,
                 f"jumprelu_sparsity_loss 'quadratic' needs target_l0 > 0, got {self.target_l0!r}.",
             )
+        _require(
+            self.jumprelu_bandwidth is None or self.jumprelu_bandwidth > 0,
+            f"jumprelu_bandwidth must be > 0 (or None for the default), got {self.jumprelu_bandwidth!r}.",
+        )
         if self.kind == "matryoshka":
             w = self.matryoshka_widths
             if w is None:

@@ -1,4 +1,4 @@
-"""BatchTopK's sparse training path (two-stage batch selection, embedding_bag decode, sparse
+"""BatchTopK's sparse training path (exact batch selection from a sampled lower bound, embedding_bag decode, sparse
 encoder backward) gives the same selection, loss and gradients as plain dense autograd."""
 
 import copy
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from saekit.config import DictionaryConfig
-from saekit.dictionaries import create
+from saekit.dictionaries import batch_select, create
 from saekit.dictionaries.batch_select import batch_topk_select
 from saekit.kernels import use_backend
 
@@ -40,6 +40,41 @@ def test_batch_topk_select_equals_global_topk(case):
         assert torch.equal(mask, reference_mask(scores, 5))
     if case == "one_heavy_row":
         assert int(sel.counts[0]) == 200
+
+
+@pytest.mark.parametrize("case", ["plain", "ties", "unlucky_sample"])
+def test_sampled_bound_keeps_the_selection_exact(monkeypatch, case):
+    """Batches large enough for the sampled lower bound (stride > 1) select exactly the global
+    top-k, also when the sampled entries are the batch's largest (the bound starts too high and
+    must be lowered, pass after pass, down to keeping everything)."""
+    g = torch.Generator().manual_seed(1)
+    B, n, k = 96, 300, 6
+    scores = torch.randn(B, n, generator=g)
+    monkeypatch.setattr(batch_select, "_SAMPLE", 256)  # stride 113 on these 28,800 scores
+    stride = batch_select._coprime_stride(B * n // 256, n)
+    assert stride > 1
+    if case == "ties":
+        scores = torch.randint(0, 8, (B, n), generator=g).float()
+    if case == "unlucky_sample":
+        scores.view(-1)[::stride] += 100.0  # 255 sampled entries, all far above the other 28,545
+    sel = batch_topk_select(scores, k)
+    assert torch.equal(sel.rows, torch.sort(sel.rows).values)
+    assert torch.equal(sel.scores, scores[sel.rows, sel.cols])
+    assert torch.equal(sel.counts, torch.bincount(sel.rows, minlength=B))
+    mask = sel.dense(torch.ones_like(sel.scores)).bool()
+    assert int(mask.sum()) == k * B
+    if case == "ties":
+        assert torch.equal(scores[mask].sort().values, scores[reference_mask(scores, k)].sort().values)
+    else:
+        assert torch.equal(mask, reference_mask(scores, k))
+
+
+def test_default_sample_size_selection_equals_global_topk():
+    """At the default sample size (a batch of 600 × 1,000 scores, sampled with a stride > 1)."""
+    scores = torch.randn(600, 1000, generator=torch.Generator().manual_seed(2))
+    assert batch_select._coprime_stride(scores.numel() // batch_select._SAMPLE, 1000) > 1
+    sel = batch_topk_select(scores, 8)
+    assert torch.equal(sel.dense(torch.ones_like(sel.scores)).bool(), reference_mask(scores, 8))
 
 
 def dense_reference_loss(sae, x):

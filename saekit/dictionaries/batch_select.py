@@ -5,20 +5,26 @@ entries per row, rows holding different numbers of latents), which the sparse de
 (``embedding_bag`` with offsets) and the sparse encoder backward (``saekit.kernels.pairs_encode``)
 read directly; nothing of size [B, n_latents] is built after the selection.
 
-Why two stages: ``scores.flatten().topk(k·B)`` is one selection over B·n values that torch runs
-on one thread (2.2 s of a 2.7 s step at B = 4096, n = 4096 on the dev CPU); a per-row top-m runs
-over rows in parallel. The global k·B-th value t is found among each row's m best; the result is
-exact when no row's m-th best exceeds t (then every value above t is a candidate), otherwise m
-doubles and the selection repeats. Ties at t are broken in row-major order.
+How: the k·B-th largest score t is bounded from below by a quantile of an evenly spread sample
+of the scores (about 65,000 of them), one pass keeps every entry ≥ that bound (about 1.1·k·B
+candidates, already in row-major order), and an exact top-k among the candidates finds t. The
+result is exact whatever the sample: when fewer than k·B entries pass, the bound is lowered and
+the pass repeats. Ties at t are broken in row-major order. Earlier versions took a per-row
+top-2k first (``scores.topk(2k, dim=-1)``): that row selection alone cost more than topk's whole
+selection, and ``scores.flatten().topk(k·B)`` runs on one thread (2.2 s of a 2.7 s step at
+B = n = 4096 on the dev CPU); the sampled bound costs one comparison and one ``nonzero`` pass.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 THRESHOLD_EMA = 0.99  # decay of the running inference-threshold estimate
+_SAMPLE = 1 << 16  # scores sampled to bound the threshold from below
+_SLACK = 1.1  # candidates kept per kept entry, expected (more means fewer retries, more work)
 
 
 @dataclass
@@ -54,48 +60,59 @@ def batch_topk_select(scores: torch.Tensor, k: int) -> BatchSelection:
     """The min(k·B, B·n) largest entries of ``scores`` [B, n] over the whole batch."""
     B, n = scores.shape
     n_keep = min(k * B, B * n)
-    m = min(n, 2 * k)
-    cand, idx = scores.topk(m, dim=-1, sorted=True)  # [B, m], each row descending
-    depth = torch.full((B,), m, device=scores.device)  # candidates held per row
-    while True:
-        t = cand.flatten().topk(n_keep, sorted=False).values.min()
-        last = cand.gather(1, (depth - 1)[:, None]).squeeze(1)
-        short = (last > t) & (depth < n)  # rows that may hold values above t beyond their candidates
-        if not bool(short.any()):
-            break  # every value above t is a candidate: the selection is exact
-        cand, idx, depth = _deepen(scores, cand, idx, depth, short.nonzero().squeeze(1))
-    above = cand > t
-    ties = cand == t
-    need = n_keep - int(above.sum())
-    tie_rank = torch.cumsum(ties.flatten().long(), 0).view_as(ties)
-    keep = above | (ties & (tie_rank <= need))  # a prefix of each (sorted) row
-    counts = keep.sum(1)
-    flat = keep.flatten().nonzero().squeeze(1)
-    rows = torch.div(flat, keep.shape[1], rounding_mode="floor")
-    return BatchSelection(rows, idx.flatten()[flat], cand.flatten()[flat], counts, n)
+    flat = _candidates(scores, n_keep)  # row-major indices of every entry ≥ a bound below t
+    vals = scores.reshape(-1).index_select(0, flat)
+    if vals.numel() > n_keep:
+        t = vals.topk(n_keep, sorted=False).values.min()  # the global n_keep-th largest score
+        above = vals > t
+        ties = vals == t
+        need = n_keep - int(above.count_nonzero())
+        keep = (above | (ties & (torch.cumsum(ties, 0) <= need))).nonzero().squeeze(1)
+        flat, vals = flat.index_select(0, keep), vals.index_select(0, keep)
+    rows = torch.div(flat, n, rounding_mode="floor")
+    counts = torch.bincount(rows, minlength=B)
+    return BatchSelection(rows, flat - rows * n, vals, counts, n)
 
 
-def _deepen(scores, cand, idx, depth, bad):
-    """Twice the candidates for rows ``bad`` only (few rows: most hold about k); others pad with -inf."""
-    m2 = min(scores.shape[1], 2 * int(depth[bad].max()))
-    c2, i2 = scores[bad].topk(m2, dim=-1, sorted=True)
-    width = max(m2, cand.shape[1])
-    pad = width - cand.shape[1]
-    cand = torch.nn.functional.pad(cand, (0, pad), value=float("-inf"))
-    idx = torch.nn.functional.pad(idx, (0, pad))
-    cand[bad, :m2], idx[bad, :m2] = c2, i2
-    depth = depth.clone()
-    depth[bad] = m2
-    return cand, idx, depth
+def _candidates(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """Flat indices (ascending) of all entries ≥ lo, for a bound lo with at least ``n_keep`` of them.
+
+    lo comes from an evenly spread sample (a flat stride coprime with n, so every row and every
+    latent is visited): the sample's quantile a little above the kept fraction. When too few
+    entries pass (the sample was unlucky), the sample rank doubles and the pass repeats.
+    """
+    B, n = scores.shape
+    total = B * n
+    stride = _coprime_stride(total // _SAMPLE, n)
+    sample = scores.reshape(-1)[::stride]
+    if stride == 1:
+        rank = n_keep  # the sample is everything: its n_keep-th value is t itself
+    else:
+        rank = int(n_keep / stride * _SLACK) + 64
+    while rank < sample.numel():
+        lo = sample.topk(rank, sorted=False).values.min()
+        flat = (scores >= lo).reshape(-1).nonzero().squeeze(1)
+        if flat.numel() >= n_keep:
+            return flat
+        rank *= 2
+    return torch.arange(total, device=scores.device)
+
+
+def _coprime_stride(target: int, n: int) -> int:
+    """The smallest stride ≥ target (≥ 1) that shares no factor with n."""
+    s = max(1, target)
+    while math.gcd(s, n) != 1:
+        s += 1
+    return s
 
 
 @torch.no_grad()
 def update_threshold_ema(threshold: torch.Tensor, updates: torch.Tensor, kept: torch.Tensor) -> None:
     """EMA of the smallest positive kept value: the per-token threshold used at inference."""
-    kept = kept[kept > 0]
-    if kept.numel() == 0:
-        return
-    smallest = kept.min().to(threshold.dtype)
+    smallest = kept.masked_fill(kept <= 0, float("inf")).min()  # no boolean gather
+    if not bool(torch.isfinite(smallest)):
+        return  # nothing positive was kept
+    smallest = smallest.to(threshold.dtype)
     if int(updates) == 0:
         threshold.fill_(smallest)
     else:

@@ -81,7 +81,8 @@ class BatchTopKDictionary(SparseDictionary):
         with torch.no_grad():
             pre = torch.addmm(self.b_enc, xin, self.W_enc)
         sel = batch_topk_select(pre, self.cfg.k)
-        return torch.relu(pairs_encode(xin, self.W_enc, self.b_enc, pre, sel.rows, sel.cols, sel.crow)), sel, None
+        # sel.scores are pre[sel.rows, sel.cols] already: no second gather from the [B, n] matrix
+        return torch.relu(pairs_encode(xin, self.W_enc, self.b_enc, sel.scores, sel.rows, sel.cols, sel.crow)), sel, None
 
     def decode_batch(self, vals: torch.Tensor, sel: BatchSelection, limit: int | None = None) -> torch.Tensor:
         """Σ vals·W_dec[latent] per row (no bias) of the kept entries; ``limit`` keeps latents < limit."""
@@ -106,10 +107,10 @@ class BatchTopKDictionary(SparseDictionary):
         self.update_threshold(vals)
         terms, y_hat = self.reconstruction_terms(vals, sel, self.b_dec + self.skip_path(xs), ys)
         terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
-        active = vals > 0
-        fired = torch.zeros(self.n_latents, dtype=torch.bool, device=x.device)
-        fired[sel.cols[active]] = True
-        l0 = active.sum().float() / x.shape[0]
+        active = (vals > 0).float()
+        # a latent fired if any of its kept entries is positive (a sum, not a boolean gather)
+        fired = torch.zeros(self.n_latents, device=x.device).index_add_(0, sel.cols, active) > 0
+        l0 = active.sum() / x.shape[0]
         return TrainOutput(sum(terms.values()), y_hat, fired, l0, terms)
 
     def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:

@@ -21,6 +21,12 @@ from torch import nn
 
 from saekit.dictionaries.base import SparseDictionary
 
+STEP_BANDWIDTH = 0.001  # Gemma Scope's STE bandwidth: the step and tanh losses' default
+# The quadratic loss's default (SAELens's for every loss). Its L0 must follow the target within a
+# run: at 0.001 the STE window on normalised pre-activations (std ~1 at E||x||² = d_in) holds
+# almost no entries, θ got nearly no gradient and L0 ended near 14 for a target of 3.
+QUADRATIC_BANDWIDTH = 0.05
+
 
 def _rectangle(u: torch.Tensor) -> torch.Tensor:
     return ((u > -0.5) & (u < 0.5)).to(u.dtype)
@@ -64,6 +70,13 @@ class JumpReLUDictionary(SparseDictionary):
         super().__init__(cfg)
         self.threshold = nn.Parameter(torch.zeros(cfg.n_latents))
 
+    @property
+    def bandwidth(self) -> float:
+        """ε of the straight-through estimators: ``jumprelu_bandwidth``, else the loss's default."""
+        if self.cfg.jumprelu_bandwidth is not None:
+            return float(self.cfg.jumprelu_bandwidth)
+        return QUADRATIC_BANDWIDTH if self.cfg.jumprelu_sparsity_loss == "quadratic" else STEP_BANDWIDTH
+
     def init_extra(self) -> None:
         with torch.no_grad():
             self.threshold.fill_(self.cfg.jumprelu_init_threshold)
@@ -73,7 +86,7 @@ class JumpReLUDictionary(SparseDictionary):
 
     def train_codes(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pre = self.pre_acts(xs)
-        return pre, _JumpReLU.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth)
+        return pre, _JumpReLU.apply(pre, self.threshold, self.bandwidth)
 
     def sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         warm = self.cfg.sparsity_warmup_steps
@@ -84,7 +97,7 @@ class JumpReLUDictionary(SparseDictionary):
         if mode == "tanh":
             per_row = torch.tanh(self.cfg.jumprelu_tanh_scale * z * self.W_dec.norm(dim=-1)).sum(-1)
             return {"sparsity": coef * per_row.mean()}
-        l0 = _Step.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth).sum(-1)
+        l0 = _Step.apply(pre, self.threshold, self.bandwidth).sum(-1)
         if mode == "quadratic":
             target = self.cfg.target_l0
             l0 = 2.0 / target * (l0 - target).pow(2)
