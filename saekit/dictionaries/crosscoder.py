@@ -28,6 +28,7 @@ from torch import nn
 
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
 from saekit.dictionaries.batch_select import batch_topk_select, update_threshold_ema
+from saekit.dictionaries.init import init_generator
 from saekit.dictionaries.relu import ReLUDictionary
 
 
@@ -230,7 +231,7 @@ class BatchTopKCrossCoder(_TopKSelection):
 def init_crosscoder(cc: CrossCoder, seed: int = 0) -> CrossCoder:
     """Random decoder rows of unit norm per source, encoder = decoder transpose, zero biases."""
     cfg = cc.cfg
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = init_generator(seed)
     m, d, n = cfg.n_sources, cfg.d_in, cfg.n_latents
     w_dec = torch.randn(n, m, d, generator=gen)
     w_dec /= w_dec.norm(dim=-1, keepdim=True)
