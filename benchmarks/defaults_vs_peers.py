@@ -45,6 +45,8 @@ src = TensorSource(X[perm], shuffle=False)  # the peers' batches, epoch after ep
 tcfg = TrainConfig(batch_size=B, total_tokens=B * steps, device="cpu", log_every=0)  # nothing else set
 if job.get("old"):  # the defaults before issue 21: Gao's rate, 100 warm-up steps
     tcfg = tcfg.replace(lr=2e-4 / (n / 16384) ** 0.5, lr_warmup_steps=100, normalize=False)
+if job.get("prev"):  # session 4's rule: the knee at 8192 steps (twice today's rate in short runs)
+    tcfg = tcfg.replace(lr=min(1e-2, 2e-4 / (n / 16384) ** 0.5 * max(1.0, (8192 / steps) ** 0.5)))
 tr = Trainer(cfg, src, tcfg, progress=False)
 t0 = time.perf_counter()
 for i in range(steps):
@@ -123,6 +125,8 @@ def jobs(args, steps: int) -> list[tuple[str, str, dict]]:
     out = [("saekit", "saekit defaults", {**base, "lr": 0.0, "warmup": 1})]
     if args.old:
         out.append(("saekit", "saekit old defaults", {**base, "lr": 0.0, "warmup": 1, "old": True}))
+    if args.prev:
+        out.append(("saekit", "saekit knee 8192", {**base, "lr": 0.0, "warmup": 1, "prev": True}))
     for lr in args.saelens_lrs:
         out.append(("saelens", f"SAELens lr {lr:g}", {**base, "lr": lr, "warmup": 1, "framework": "saelens"}))
     signum_lr = 5e-3 / (args.n_latents / 2**14) ** 0.5  # sparsify's default
@@ -190,6 +194,7 @@ def main() -> int:
     ap.add_argument("--saelens-lrs", type=float, nargs="+", default=[1e-3, 4e-3, 1.6e-2])
     ap.add_argument("--sparsify-opts", default="signum,adam")
     ap.add_argument("--old", action="store_true", help="also saekit's defaults before issue 21")
+    ap.add_argument("--prev", action="store_true", help="also the first rule of issue 21 (knee at 8192 steps)")
     ap.add_argument("--data", default="synthetic", help="synthetic | lm (needs --cache and --val-cache)")
     ap.add_argument("--cache", default=None, help="`saekit cache` folder of training activations")
     ap.add_argument("--val-cache", default=None, help="`saekit cache` folder of held-out activations")

@@ -247,3 +247,34 @@ def test_sparse_autograd_function_matches_definition(shape):
     _close(out, ref, torch.float32)
     for got, exp in zip(grads, ref_grads):
         _close(got, exp, torch.float32)
+
+
+@pytest.mark.parametrize("n_dead", [3, 40])  # fewer dead latents than k_aux (8), and more
+def test_topk_auxk_through_the_sparse_encoder_equals_the_dense_path(n_dead):
+    """AuxK on the sparse-backward path (pre-activations of the dead latents only) gives the
+    loss terms and every gradient of the dense path (full pre-activations, masked top-k, dense
+    encoder backward), including the encoder gradients that revive dead latents."""
+    from saekit.dictionaries import create
+
+    torch.manual_seed(0)
+    cfg = DictionaryConfig(kind="topk", d_in=16, n_latents=64, k=4)
+    x = torch.randn(256, 16)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[torch.randperm(64)[:n_dead]] = True
+
+    def terms_and_grads(fused: bool):
+        sae = create(cfg, seed=1)
+        sae.b_dec.data = 0.1 * torch.randn(16, generator=torch.Generator().manual_seed(2))
+        sae.fused_encode = fused  # False: the dense path
+        out = sae.training_loss(x, dead_mask=dead)
+        out.loss.backward()
+        return {k: float(v) for k, v in out.terms.items()}, {n: p.grad.clone() for n, p in sae.named_parameters()}
+
+    sparse_terms, sparse_grads = terms_and_grads(True)
+    dense_terms, dense_grads = terms_and_grads(False)
+    assert set(sparse_terms) == {"mse", "aux"} and sparse_terms["aux"] > 0
+    assert sparse_terms == pytest.approx(dense_terms, rel=1e-5)
+    dead_cols = sparse_grads["W_enc"][:, dead]
+    assert dead_cols.abs().sum() > 0, "AuxK must give the dead latents' encoder a gradient"
+    for name, g in dense_grads.items():
+        torch.testing.assert_close(sparse_grads[name], g, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")

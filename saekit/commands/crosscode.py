@@ -28,7 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sparsity-coef", type=float, default=None, help="λ of the relu crosscoder's decoder-norm L1")
     p.add_argument("--tokens", default="2M", help="training tokens, e.g. 2M")
     p.add_argument("--batch-size", type=int, default=4096, help="activation rows per step")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 / sqrt(n_latents / 16384))")
+    p.add_argument(
+        "--lr", type=float, default=None,
+        help="learning rate (default 2e-4 * sqrt(16384 / n_latents) * max(1, sqrt(2048 / steps)), at most 1e-2; "
+        "see docs/training.md)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (one crosscoder)")
     p.add_argument(
         "--seeds", type=int, nargs="+", default=None,

@@ -54,7 +54,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--tokens", default=None, help=f"training tokens, e.g. 50M (default {base.total_tokens:,})")
     t.add_argument("--batch-size", type=int, default=None, help=f"activation rows per step (default {base.batch_size})")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 / sqrt(n_latents / 16384))")
+    t.add_argument(
+        "--lr", type=float, default=None,
+        help="learning rate (default 2e-4 * sqrt(16384 / n_latents) * max(1, sqrt(2048 / steps)), at most 1e-2; "
+        "see docs/training.md)",
+    )
     t.add_argument("--seed", type=int, default=None, help=f"seed of every random choice (default {base.seed})")
     t.add_argument("--normalize", action="store_true", help="scale activations so E||x||² = d_in")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")

@@ -59,17 +59,19 @@ class TopKDictionary(SparseDictionary):
     def training_loss(self, x, y=None, *, dead_mask=None, step=0) -> TrainOutput:
         xs = self.scale_in(x)
         ys = xs if y is None else self.scale_in(y)
-        need_pre = self.cfg.multi_topk or (dead_mask is not None and bool(dead_mask.any()) and self.cfg.aux_coef)
         encode = self.fused_encoder()
-        if need_pre or encode is None or not self.fused_encode:
-            pre = self.pre_acts(xs)
-            vals, idx = self.select(pre, self.cfg.k)
-        else:
+        # (a subclass with its own aux_loss trains through the dense path, which calls it)
+        own_aux = type(self).aux_loss is TopKDictionary.aux_loss
+        sparse = not self.cfg.multi_topk and encode is not None and self.fused_encode and own_aux
+        if sparse:
             # Sparse encoder backward (saekit.kernels): the gradient of W_enc comes from the k
             # chosen entries per row, never from a dense [B, n_latents] gradient.
             pre = None
             xin = xs - self.b_dec if self.apply_b_dec_to_input else xs
             vals, idx = encode(xin, self.W_enc, self.b_enc, self.cfg.k)
+        else:
+            pre = self.pre_acts(xs)
+            vals, idx = self.select(pre, self.cfg.k)
         skip = self.skip_path(xs)
         y_hat = self.decode_rows(vals, idx, self.b_dec) + skip
         terms = {"mse": (y_hat - ys).pow(2).sum(-1).mean()}
@@ -77,7 +79,10 @@ class TopKDictionary(SparseDictionary):
             v4, i4 = self.select(pre, 4 * self.cfg.k)
             y4 = self.decode_rows(v4, i4, self.b_dec) + skip
             terms["multi_topk"] = (y4 - ys).pow(2).sum(-1).mean() / 8
-        terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
+        if sparse:
+            terms.update(sparse_auxk_loss(self, xin, ys, y_hat, dead_mask, encode))
+        else:
+            terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
         l0 = (vals != 0).sum(-1).float().mean()  # signed kinds (abstopk) are active below zero too
         return TrainOutput(sum(terms.values()), y_hat, self.fired_mask(vals, idx), l0, terms)
 
@@ -107,5 +112,26 @@ def auxk_loss(sae, ys, pre, y_hat, dead_mask, select=None, decode_rows=None, cou
         vals = torch.relu(vals)
     e = (ys - y_hat).detach()  # the residual the dead latents should explain
     e_hat = decode_rows(vals, idx, None) if decode_rows is not None else sparse_decode(idx, vals, sae.W_dec, None)
+    scale = min(n_dead / cfg.k_aux, 1.0)
+    return {"aux": cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}
+
+
+def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode) -> dict[str, torch.Tensor]:
+    """AuxK as ``auxk_loss`` computes it, through the sparse-backward top-k encoder: the
+    pre-activations of the dead latents only (``xin @ W_enc[:, dead]``), their k_aux largest per
+    row, decoded. Same loss and gradients as the dense path without its [B, n_latents] masked
+    copy, full top-k and dense encoder backward (the cost that made a run with dead latents
+    slower than sparsify's, benchmarks/RESULTS.md)."""
+    cfg = sae.cfg
+    if dead_mask is None or cfg.aux_coef == 0:
+        return {}
+    dead = dead_mask.nonzero().flatten()
+    n_dead = dead.numel()
+    if n_dead == 0:
+        return {}
+    k_aux = min(cfg.k_aux, n_dead)
+    vals, j = encode(xin, sae.W_enc[:, dead], sae.b_enc[dead], k_aux)
+    e = (ys - y_hat).detach()  # the residual the dead latents should explain
+    e_hat = sae.decode_rows(vals, dead[j], None)
     scale = min(n_dead / cfg.k_aux, 1.0)
     return {"aux": cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}
