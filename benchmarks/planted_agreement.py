@@ -30,6 +30,8 @@ def main() -> None:
     p.add_argument("--spec", default="small")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--weight-decay", type=float, default=None, help="for the planted-language model (default: the demo's)")
+    p.add_argument("--lr", type=float, default=None, help="for the planted-language model (default: the demo's)")
     p.add_argument("--hook", default=None, help="default: the demo's (last MLP output)")
     p.add_argument("--datasets", nargs="+", default=["corpus", "planted"], choices=["corpus", "planted"])
     a = p.parse_args()
@@ -42,12 +44,16 @@ def main() -> None:
         for dataset in [None if d == "corpus" else f"planted:{a.spec}" for d in a.datasets]:
             t0 = time.process_time()
             mcfg = base if dataset is None else base.replace(vocab_size=planted_language(dataset).vocab_size)
+            if dataset is not None and a.weight_decay is not None:
+                mcfg = mcfg.replace(weight_decay=a.weight_decay)
+            if dataset is not None and a.lr is not None:
+                mcfg = mcfg.replace(lr=a.lr)
             h = train_variants(["baseline"], f"{tmp}/{dataset or 'corpus'}", mcfg, dataset=dataset)["baseline"]
             tokens = shared_tokens(h, DEMO_TOKENS, 256, 64)
             x = rows(read_activations(h, tokens.train, [cfg.hook_name], progress=False)[cfg.hook_name])
             saes = [train(cfg, x, tcfg.replace(seed=s), progress=False) for s in a.seeds]
             c = seed_consistency([s.W_dec.detach() for s in saes])
-            print(f"{dataset or 'built-in corpus'}: val loss {h.info['val_loss']:.3f}; {cfg.hook_name}, "
+            print(f"{dataset or 'built-in corpus'} (lr {mcfg.lr}, weight decay {mcfg.weight_decay}): val loss {h.info['val_loss']:.3f}; {cfg.hook_name}, "
                   f"{cfg.n_latents} latents k {cfg.k}: {c['message']} ({time.process_time() - t0:.0f} s CPU)", flush=True)
 
 
