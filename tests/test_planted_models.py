@@ -75,8 +75,7 @@ def test_baseline_dictionary_recovers_token_level_labels(recovery):
     base, rand = recovery["baseline-s0", "token_level"], recovery["random-s0", "token_level"]
     # the target: >= 80 % of token-level labels have a latent with F1 >= 0.8 (measured 0.80-0.97
     # over two model seeds and three SAE seeds, 0.90-0.97 for these seeds at one or two torch threads; mean
-    # best F1 0.93-0.95, 0.84-0.86 without
-    # weight decay; docs/planted.md)
+    # best F1 0.93-0.95, 0.84-0.86 without weight decay; docs/planted.md)
     assert base["recovered_fraction"] >= 0.8 and base["mean_best_f1"] >= 0.9, base
     assert rand["recovered_fraction"] <= 0.15 and rand["mean_best_f1"] <= 0.4, rand
 
