@@ -5,7 +5,8 @@ dictionary seed) on each, and prints per hookpoint the label recovery by kind (l
 F1 >= 0.8, mean best F1, matched MCC), the same scores on row-shuffled codes (chance), the
 worst-recovered token-level labels and the seed agreement (Hungarian shared fraction at cos > 0.7).
 
-    nice python benchmarks/planted_recovery.py --spec small --steps 400 --hooks hook_embed blocks.1.hook_resid_post
+    nice python benchmarks/planted_recovery.py --spec small --layers 1 --n-ctx 32 --steps 600 --lr 1e-2 \
+        --weight-decay 1.0 --k 4 --sae-rows 512 --hooks hook_embed blocks.0.hook_resid_post --width 1024 256
 """
 
 from __future__ import annotations
@@ -32,6 +33,21 @@ def fmt(s: dict) -> str:
     )
 
 
+def why_missed(z: torch.Tensor, y: torch.Tensor, lang, name: str) -> str:
+    """Why a label's best latent falls short: it also fires on another label's tokens (merged with the
+    label it fires on most besides), or it misses some of the label's tokens (split over several latents)."""
+    i = lang.label_names.index(name)
+    fires, has = z[:, int(label_recovery(z, y)["best_latent"][i])] > 0, y[:, i]
+    both = float((fires & has).sum())
+    precision, recall = both / max(1.0, float(fires.sum())), both / max(1.0, float(has.sum()))
+    if precision >= recall:
+        return f"split: recall {recall:.2f}"
+    others = y[fires][:, ~lang.is_contextual].sum(0).float()
+    others[int((~lang.is_contextual).nonzero()[:, 0].tolist().index(i))] = 0
+    other = [n for n, c in zip(lang.label_names, lang.is_contextual) if not c][int(others.argmax())]
+    return f"merged with {other}: precision {precision:.2f}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--spec", default="small")
@@ -40,8 +56,9 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--n-ctx", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--hooks", nargs="+", default=["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"])
-    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--width", type=int, nargs="+", default=[256], help="one width, or one per hook")
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--sae-rows", type=int, default=1024)
     p.add_argument("--epochs", type=int, default=8)
@@ -56,7 +73,7 @@ def main() -> None:
     print(f"spec {a.spec}: vocabulary {lang.vocab_size}, {len(lang.label_names)} labels "
           f"({int((~lang.is_contextual).sum())} token-level)")
     base = ModelConfig(n_layers=a.layers, d_model=a.d_model, n_heads=4, d_mlp=4 * a.d_model, n_ctx=a.n_ctx,
-                       vocab_size=lang.vocab_size, steps=a.steps, warmup_steps=30, lr=a.lr, device="cpu")
+                       vocab_size=lang.vocab_size, steps=a.steps, warmup_steps=30, lr=a.lr, weight_decay=a.weight_decay, device="cpu")
     tok, data = dataset_tokens(base, f"planted:{a.spec}")
     tr_tokens, tr_labels = lang.rows(a.sae_rows, a.n_ctx, seed=1)
     ev_tokens, ev_labels = lang.rows(256, a.n_ctx, seed=12345)
@@ -66,10 +83,10 @@ def main() -> None:
             h = train_model(base.replace(variant=variant), f"{tmp}/{variant}", tokenizer=tok, data=data, progress=False)
             print(f"\n== {variant}: val loss {h.info['val_loss']:.3f} (ln V = {torch.log(torch.tensor(float(lang.vocab_size))):.2f}),"
                   f" {time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU")
-            for hook in a.hooks:
+            for hook, width in zip(a.hooks, a.width * len(a.hooks) if len(a.width) == 1 else a.width):
                 x_tr, _ = planted_activations(h.model, tr_tokens, tr_labels, hook)
                 x_ev, y_ev = planted_activations(h.model, ev_tokens, ev_labels, hook)
-                cfg = DictionaryConfig(kind="topk", d_in=a.d_model, n_latents=a.width, k=a.k, hook_name=hook)
+                cfg = DictionaryConfig(kind="topk", d_in=a.d_model, n_latents=width, k=a.k, hook_name=hook)
                 tcfg = TrainConfig(batch_size=a.sae_batch, total_tokens=a.epochs * len(x_tr), lr=a.sae_lr,
                                    lr_warmup_steps=10, device="cpu")
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -79,7 +96,7 @@ def main() -> None:
                     with torch.no_grad():
                         z = sae.encode(x_ev)
                     decs.append(sae.W_dec.detach())
-                    print(f"  {hook} seed {seed}: {fmt(recovery_summary(z, y_ev, lang.is_contextual))}")
+                    print(f"  {hook} w{width} seed {seed}: {fmt(recovery_summary(z, y_ev, lang.is_contextual))}")
                     if seed == a.seeds[0]:
                         chance = recovery_summary(z[torch.randperm(len(z))], y_ev, lang.is_contextual)
                         print(f"  {hook} chance : {fmt(chance)}")
@@ -88,7 +105,8 @@ def main() -> None:
                               if not lang.is_contextual[i] and y_ev[:, i].any()]
                         ctx = [(float(rec['best_f1'][i]), lang.label_names[i]) for i in range(len(lang.label_names))
                                if lang.is_contextual[i] and y_ev[:, i].any()]
-                        print("    worst token-level:", ", ".join(f"{n} {f:.2f}" for f, n in sorted(tl)[: a.worst]))
+                        print("    worst token-level:", ", ".join(f"{n} {f:.2f} ({why_missed(z, y_ev, lang, n)})"
+                                                              for f, n in sorted(tl)[: a.worst]))
                         print("    best contextual:", ", ".join(f"{n} {f:.2f}" for f, n in sorted(ctx)[::-1][: a.worst]))
                 agree = seed_consistency(decs)["message"] if len(decs) > 1 else "one seed"
                 print(f"  {hook}: {agree}; fire rate {float((z > 0).float().mean()):.3f};"

@@ -21,11 +21,16 @@ from saekit.training import train
 SPEC = "planted:small"
 STEPS, STEPS_S1 = 600, 100
 CTX_F1, CTX_MORE = 0.5, 10  # contextual labels "found": best F1 >= 0.5; the baseline finds >= 10 more
+# weight decay 1.0 takes the random initialisation out of the embeddings, leaving each token class one
+# clean direction (without it 57-80 % of token-level labels are recovered, with it 80-97 %: docs/planted.md)
 MODEL = ModelConfig(n_layers=1, d_model=64, n_heads=4, d_mlp=256, n_ctx=32, steps=STEPS, lr=1e-2, warmup_steps=30,
-                    batch_size=32, device="cpu")  # fmt: skip
+                    batch_size=32, weight_decay=1.0, device="cpu")  # fmt: skip
 # token-level labels are read where the model keeps the current token (the embedding), contextual ones
 # at the end of the (one-layer) model, where attention has mixed the context in
 HOOKS = {"token_level": "hook_embed", "contextual": "blocks.0.hook_resid_post"}
+# a dictionary wider than the vocabulary (532) still gives each token class one latent (k 4 per token), and
+# splits or merges fewer classes than 256 latents do
+WIDTHS = {"token_level": 1024, "contextual": 256}
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +48,7 @@ def planted_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def recovery(planted_models):
-    """Label recovery by kind of a top-k SAE (256 latents, k 4) at each kind's hookpoint, on the baseline
+    """Label recovery by kind of a top-k SAE (WIDTHS latents, k 4) at each kind's hookpoint, on the baseline
     (seed 0) and on the random control, and of the baseline's codes shuffled across tokens (chance)."""
     lang = planted_language(SPEC)
     tr_tokens, tr_labels = lang.rows(512, MODEL.n_ctx, seed=1)
@@ -55,7 +60,7 @@ def recovery(planted_models):
             x_tr, _ = planted_activations(model, tr_tokens, tr_labels, hook)
             x_ev, y_ev = planted_activations(model, ev_tokens, ev_labels, hook)
             tcfg = TrainConfig(batch_size=256, total_tokens=8 * len(x_tr), lr=4e-3, lr_warmup_steps=10, device="cpu")
-            cfg = DictionaryConfig(kind="topk", d_in=64, n_latents=256, k=4, hook_name=hook)
+            cfg = DictionaryConfig(kind="topk", d_in=64, n_latents=WIDTHS[kind], k=4, hook_name=hook)
             sae = train(cfg, x_tr, tcfg, progress=False).eval()
             with torch.no_grad():
                 z = sae.encode(x_ev)
@@ -68,9 +73,10 @@ def recovery(planted_models):
 
 def test_baseline_dictionary_recovers_token_level_labels(recovery):
     base, rand = recovery["baseline-s0", "token_level"], recovery["random-s0", "token_level"]
-    # labels whose best latent has F1 >= 0.8: measured 0.57-0.70 (docs/planted.md); the issue's target
-    # of 0.8 is not reached by models this small, so the test holds the measured level
-    assert base["recovered_fraction"] >= 0.45 and base["mean_best_f1"] >= 0.75, base
+    # the issue's target: >= 80 % of token-level labels have a latent with F1 >= 0.8 (measured 0.80-0.97
+    # over two model seeds and three SAE seeds, 0.90-0.97 for these seeds at one or two torch threads; mean
+    # best F1 0.93-0.95, 0.84-0.86 without weight decay; docs/planted.md)
+    assert base["recovered_fraction"] >= 0.8 and base["mean_best_f1"] >= 0.9, base
     assert rand["recovered_fraction"] <= 0.15 and rand["mean_best_f1"] <= 0.4, rand
 
 
