@@ -47,6 +47,8 @@ if job.get("old"):  # the defaults before issue 21: Gao's rate, 100 warm-up step
     tcfg = tcfg.replace(lr=2e-4 / (n / 16384) ** 0.5, lr_warmup_steps=100, normalize=False)
 if job.get("prev"):  # session 4's rule: the knee at 8192 steps (twice today's rate in short runs)
     tcfg = tcfg.replace(lr=min(1e-2, 2e-4 / (n / 16384) ** 0.5 * max(1.0, (8192 / steps) ** 0.5)))
+if job.get("saekit_lr"):  # a fixed learning rate instead of the default rule (--saekit-lrs)
+    tcfg = tcfg.replace(lr=job["saekit_lr"])
 tr = Trainer(cfg, src, tcfg, progress=False)
 t0 = time.perf_counter()
 for i in range(steps):
@@ -127,6 +129,8 @@ def jobs(args, steps: int) -> list[tuple[str, str, dict]]:
         out.append(("saekit", "saekit old defaults", {**base, "lr": 0.0, "warmup": 1, "old": True}))
     if args.prev:
         out.append(("saekit", "saekit knee 8192", {**base, "lr": 0.0, "warmup": 1, "prev": True}))
+    for lr in args.saekit_lrs:
+        out.append(("saekit", f"saekit lr {lr:g}", {**base, "lr": 0.0, "warmup": 1, "saekit_lr": lr}))
     for lr in args.saelens_lrs:
         out.append(("saelens", f"SAELens lr {lr:g}", {**base, "lr": lr, "warmup": 1, "framework": "saelens"}))
     signum_lr = 5e-3 / (args.n_latents / 2**14) ** 0.5  # sparsify's default
@@ -191,6 +195,7 @@ def main() -> int:
     ap.add_argument("--n-latents", type=int, default=512)
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--dead-tokens", type=int, default=1_000_000)
+    ap.add_argument("--saekit-lrs", type=float, nargs="*", default=[], help="also saekit at these fixed rates")
     ap.add_argument("--saelens-lrs", type=float, nargs="+", default=[1e-3, 4e-3, 1.6e-2])
     ap.add_argument("--sparsify-opts", default="signum,adam")
     ap.add_argument("--old", action="store_true", help="also saekit's defaults before issue 21")

@@ -13,7 +13,7 @@ def synthetic_check(
     d: int = 32,
     n_features: int = 64,
     n_samples: int = 16384,
-    epochs: int = 4,
+    epochs: int = 16,
     p_active: float = 0.03,
     quiet: bool = True,
 ) -> dict:
