@@ -166,3 +166,17 @@ def test_negative_checkpoint_every_is_one_sentence_and_demo_train_tokens_take_su
     assert code == 2 and len(err.splitlines()) == 1 and "checkpoint_every must be a positive number" in err
     assert "got -5" in err and not (tmp_path / "r").exists()
     assert build_parser().parse_args(["demo", "--train-tokens", "10k"]).train_tokens == 10_000
+
+
+def test_demo_planted_option_picks_the_planted_models_settings_and_refuses_an_unknown_language(tmp_path, capsys):
+    from saekit.cli import build_parser
+    from saekit.pipeline.demo import DEMO_MODEL, _demo_model
+
+    assert build_parser().parse_args(["demo", "--planted"]).planted == "planted:small"
+    assert build_parser().parse_args(["demo"]).planted is None
+    cfg = _demo_model("planted:small")  # the planted language's own vocabulary, one layer, weight decay
+    assert (cfg.vocab_size, cfg.n_layers, cfg.weight_decay) == (532, 1, 1.0) and _demo_model(None) is DEMO_MODEL
+    code = main(["demo", "--planted", "planted:nope", "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "nope" in err, err
+    assert not (tmp_path / "d" / "models").exists()

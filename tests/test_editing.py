@@ -79,14 +79,15 @@ def planted_direction(handle, concept) -> torch.Tensor:
 
 
 def test_latent_localisation_ranks_the_planted_latents_first(planted, sae):
-    """The SAE splits the planted feature over two latents (by context); the two top-ranked latents
-    separate trigger positions almost perfectly and are the two whose decoder rows point most along
-    the planted direction (an independent, geometric ground truth); the third is far behind."""
+    """The top-ranked latent separates trigger positions perfectly and is the latent whose decoder row
+    points most along the planted direction (an independent, geometric ground truth). (How many
+    latents share the planted feature depends on the dictionary's initialisation: one here, two
+    with the initialisation before 2026-12-01.)"""
     handle, _, concept = planted
     found = localise(make_units(handle, dictionary=sae), concept, top=3, contexts=2)
     cos = torch.nn.functional.normalize(sae.W_dec.detach(), dim=-1) @ planted_direction(handle, concept)
-    assert set(found["ranking"][:2]) == set(cos.topk(2).indices.tolist())
-    assert min(found["top"][0]["auroc"], found["top"][1]["auroc"]) > 0.99 > 0.9 > found["top"][2]["auroc"]
+    assert found["ranking"][0] == int(cos.argmax()) and cos.max() > 0.7
+    assert found["top"][0]["auroc"] > 0.99 > found["top"][2]["auroc"]
     assert "[[<trigger>]]" in found["top"][0]["contexts"][0]["text"]
 
 
@@ -132,10 +133,10 @@ def test_steering_raises_the_continuation_monotonically(planted, sae):
 
 
 def test_editability_axis_shape_and_direction(planted, sae):
-    """One number per (model seed, dictionary seed): the two planted latents remove half the concept
-    (one alone does not); the 64 neurons need more than two units."""
+    """One number per (model seed, dictionary seed): the planted latent alone removes half the concept;
+    the 64 neurons need more than two units."""
     handle, _, concept = planted
-    assert editability_axis({0: handle}, {0: {0: sae}}, concept, "units_to_half", n_max=2) == {0: {0: 2.0}}
+    assert editability_axis({0: handle}, {0: {0: sae}}, concept, "units_to_half", n_max=2) == {0: {0: 1.0}}
     neurons = editability_axis({0: handle}, None, concept, "units_to_half", hook=HOOK_NEURONS, n_max=2)
     assert list(neurons) == [0] and list(neurons[0]) == [0] and neurons[0][0] != neurons[0][0]  # NaN: not within 2
 

@@ -199,7 +199,7 @@ def _loss_curve(X, backend: str, monkeypatch) -> tuple[list[float], dict[str, to
 
     cfg = DictionaryConfig(kind="topk", d_in=16, n_latents=64, k=4, seed=0)
     tcfg = TrainConfig(
-        batch_size=128, total_tokens=128 * 40, lr=3e-3, lr_warmup_steps=5, log_every=1, seed=0,
+        batch_size=128, total_tokens=128 * 40, lr=1e-2, lr_warmup_steps=5, log_every=1, seed=0,
         dead_tokens=512, use_kernels=backend, device="cpu",
     )  # fmt: skip
     trainer = Trainer(cfg, X, tcfg, progress=False)

@@ -21,11 +21,20 @@ def add_parser(sub) -> None:
         "--train-tokens", type=count_arg("--train-tokens"), default=None, help="dictionary training tokens, e.g. 100k (default 100k)"
     )
     parser.add_argument("--overwrite", action="store_true", help="retrain models already in --out")
+    parser.add_argument(
+        "--planted",
+        nargs="?",
+        const="planted:small",
+        default=None,
+        metavar="SPEC",
+        help="train the models on a planted language (default planted:small) and score every dictionary against "
+        "its labels (the ground_truth verdict axis); see docs/planted.md",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from saekit.pipeline.demo import run_demo
 
-    run_demo(args.out, steps=args.steps, train_tokens=args.train_tokens, overwrite=args.overwrite)
+    run_demo(args.out, steps=args.steps, train_tokens=args.train_tokens, overwrite=args.overwrite, planted=args.planted)
     return 0

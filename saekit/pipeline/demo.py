@@ -22,27 +22,52 @@ DEMO_MODEL = ModelConfig(
 )
 
 
-DEMO_EXPANSION, DEMO_K = 1, 8  # 128 latents on the 128-d MLP output
+# `saekit demo --planted`: the planted language's model settings (docs/planted.md): one layer, weight decay 1.0
+# (it takes the random initialisation out of the embeddings, leaving one clean direction per token class)
+PLANTED_SPEC = "planted:small"
+PLANTED_MODEL = ModelConfig(
+    n_layers=1, d_model=64, n_heads=4, d_mlp=256, n_ctx=32, batch_size=32, steps=600, lr=1e-2, warmup_steps=30,
+    weight_decay=1.0, device="cpu",
+)
+
+DEMO_EXPANSION, DEMO_K = 1, 8  # 128 latents on the 128-d MLP output (64 on the planted models')
 DEMO_BATCH, DEMO_LR, DEMO_TOKENS = 256, 4e-3, 100_000
 DEMO_BROWSE = ("baseline", "act_l1")  # variants whose (first model seed's) dictionaries get a feature browser
 
 
+def _demo_model(planted: str | None) -> ModelConfig:
+    """The demo's model settings: the built-in corpus's, or the planted language's (its own vocabulary)."""
+    if not planted:
+        return DEMO_MODEL
+    from saekit.data.planted import planted_language
+
+    return PLANTED_MODEL.replace(vocab_size=planted_language(planted).vocab_size)
+
+
 def run_demo(
-    out: str | Path = "runs/demo", steps: int | None = None, train_tokens: int | None = None, overwrite: bool = False
+    out: str | Path = "runs/demo",
+    steps: int | None = None,
+    train_tokens: int | None = None,
+    overwrite: bool = False,
+    planted: str | None = None,
 ) -> dict[str, Any]:
     """Train the demo's model variants into OUT/models (reused unless ``overwrite``), then compare
-    an SAE across them into OUT (results.json, report.html). Returns the comparison's results."""
+    an SAE across them into OUT (results.json, report.html). Returns the comparison's results.
+
+    ``planted`` (e.g. ``"planted:small"``): the models learn that planted language instead of the
+    built-in corpus, and the comparison scores every dictionary against its labels (the
+    ``ground_truth`` verdict axis)."""
     from saekit.models import train_variants
     from saekit.pipeline.run import run_comparison
     from saekit.pipeline.variants import default_dict_cfgs
 
     out = Path(out)
     start = time.perf_counter()
-    base = DEMO_MODEL if steps is None else DEMO_MODEL.replace(steps=steps)
+    base = _demo_model(planted) if steps is None else _demo_model(planted).replace(steps=steps)
     paths = []
     for seed in DEMO_MODEL_SEEDS:
         root = out / "models" / f"seed{seed}"
-        handles = train_variants(DEMO_VARIANTS, root, base=base.replace(seed=seed), overwrite=overwrite)
+        handles = train_variants(DEMO_VARIANTS, root, base=base.replace(seed=seed), overwrite=overwrite, dataset=planted)
         for variant, handle in handles.items():
             print(f"{variant:>12} seed {seed}: validation loss {handle.info['val_loss']:.3f}  → {handle.path}")
             paths.append(handle.path)
