@@ -36,10 +36,10 @@ def control(control_models, tmp_path_factory):
     """One comparison of three baseline and three random model seeds (sizes of benchmarks/control_verdict.py)."""
     out = tmp_path_factory.mktemp("random_control")
     cfgs = {"sae": DictionaryConfig(kind="topk", d_in=32, n_latents=64, k=8, hook_name=HOOK)}
-    tcfg = TrainConfig(batch_size=64, total_tokens=16_000, lr=3e-3, lr_warmup_steps=2, log_every=100)
+    tcfg = TrainConfig(batch_size=64, total_tokens=32_000, lr=3e-3, lr_warmup_steps=2, log_every=100)
     return run_comparison(
-        list(control_models.values()), cfgs, out, seeds=(0, 1), train_tokens=16_000, tcfg=tcfg,
-        n_eval_seqs=512, n_splice_seqs=4, n_explain_seqs=512, autointerp_latents=32, split_widths=False,
+        list(control_models.values()), cfgs, out, seeds=(0, 1), train_tokens=32_000, tcfg=tcfg,
+        n_eval_seqs=512, n_splice_seqs=4, n_explain_seqs=512, autointerp_latents=64, split_widths=False,
         synthetic=False, quiet=True, report=False,
     )  # fmt: skip
 
