@@ -110,8 +110,14 @@ def auxk_loss(sae, ys, pre, y_hat, dead_mask, select=None, decode_rows=None, cou
     else:
         vals, idx = masked.topk(k_aux, dim=-1, sorted=False)
         vals = torch.relu(vals)
-    e = (ys - y_hat).detach()  # the residual the dead latents should explain
     e_hat = decode_rows(vals, idx, None) if decode_rows is not None else sparse_decode(idx, vals, sae.W_dec, None)
+    return _aux_term(cfg, n_dead, e_hat, ys, y_hat)
+
+
+def _aux_term(cfg, n_dead: int, e_hat: torch.Tensor, ys: torch.Tensor, y_hat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The AuxK loss: the dead latents' reconstruction ``e_hat`` against the residual error, scaled
+    down when fewer than k_aux latents are dead."""
+    e = (ys - y_hat).detach()  # the residual the dead latents should explain
     scale = min(n_dead / cfg.k_aux, 1.0)
     return {"aux": cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}
 
@@ -131,7 +137,4 @@ def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode) -> dict[str, torch.
         return {}
     k_aux = min(cfg.k_aux, n_dead)
     vals, j = encode(xin, sae.W_enc[:, dead], sae.b_enc[dead], k_aux)
-    e = (ys - y_hat).detach()  # the residual the dead latents should explain
-    e_hat = sae.decode_rows(vals, dead[j], None)
-    scale = min(n_dead / cfg.k_aux, 1.0)
-    return {"aux": cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}
+    return _aux_term(cfg, n_dead, sae.decode_rows(vals, dead[j], None), ys, y_hat)
