@@ -168,6 +168,8 @@ class DictionaryConfig(_Config):
     jumprelu_sparsity_loss: str = "step"  # step (L0) | tanh (Anthropic 2025) | quadratic (target L0)
     jumprelu_tanh_scale: float = 4.0
     target_l0: float | None = None  # quadratic: the L0 the penalty pulls toward
+    jumprelu_threshold_lr_scale: float = 1.0
+    jumprelu_ste_to_input: bool = False
     # matryoshka: nested prefix widths (increasing, last = n_latents); None = n/8, n/4, n/2, n
     matryoshka_widths: tuple[int, ...] | None = None
     # initialisation

@@ -148,6 +148,11 @@ class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
         pre = self.pre_acts(xs)
         return pre, self.activation(pre)
 
+    def param_groups(self) -> list[dict]:
+        """The optimiser's parameter groups; a group's ``lr_scale`` multiplies the base learning
+        rate (JumpReLU steps its thresholds faster). One group of every parameter by default."""
+        return [{"params": list(self.parameters())}]
+
     def sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Extra loss terms of the architecture (none by default)."""
         return {}

@@ -34,33 +34,37 @@ def _rectangle(u: torch.Tensor) -> torch.Tensor:
 
 class _JumpReLU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pre, threshold, bandwidth):
+    def forward(ctx, pre, threshold, bandwidth, to_input=False):
         ctx.save_for_backward(pre, threshold)
         ctx.bandwidth = bandwidth
+        ctx.to_input = to_input
         return pre * (pre > threshold)
 
     @staticmethod
     def backward(ctx, grad):
         pre, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
+        ste = (threshold / eps) * _rectangle((pre - threshold) / eps) * grad
         grad_pre = grad * (pre > threshold)
-        grad_thr = -(threshold / eps) * _rectangle((pre - threshold) / eps) * grad
-        return grad_pre, grad_thr.sum(0), None
+        if ctx.to_input:
+            grad_pre = grad_pre + ste
+        return grad_pre, -ste.sum(0), None, None
 
 
 class _Step(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pre, threshold, bandwidth):
+    def forward(ctx, pre, threshold, bandwidth, to_input=False):
         ctx.save_for_backward(pre, threshold)
         ctx.bandwidth = bandwidth
+        ctx.to_input = to_input
         return (pre > threshold).to(pre.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         pre, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
-        grad_thr = -(1.0 / eps) * _rectangle((pre - threshold) / eps) * grad
-        return None, grad_thr.sum(0), None
+        ste = (1.0 / eps) * _rectangle((pre - threshold) / eps) * grad
+        return (ste if ctx.to_input else None), -ste.sum(0), None, None
 
 
 class JumpReLUDictionary(SparseDictionary):
@@ -84,9 +88,13 @@ class JumpReLUDictionary(SparseDictionary):
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         return pre * (pre > self.threshold)
 
+    def param_groups(self) -> list[dict]:
+        rest = [p for n, p in self.named_parameters() if n != "threshold"]
+        return [{"params": rest}, {"params": [self.threshold], "lr_scale": float(self.cfg.jumprelu_threshold_lr_scale)}]
+
     def train_codes(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pre = self.pre_acts(xs)
-        return pre, _JumpReLU.apply(pre, self.threshold, self.bandwidth)
+        return pre, _JumpReLU.apply(pre, self.threshold, self.bandwidth, self.cfg.jumprelu_ste_to_input)
 
     def sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         warm = self.cfg.sparsity_warmup_steps
@@ -97,7 +105,7 @@ class JumpReLUDictionary(SparseDictionary):
         if mode == "tanh":
             per_row = torch.tanh(self.cfg.jumprelu_tanh_scale * z * self.W_dec.norm(dim=-1)).sum(-1)
             return {"sparsity": coef * per_row.mean()}
-        l0 = _Step.apply(pre, self.threshold, self.bandwidth).sum(-1)
+        l0 = _Step.apply(pre, self.threshold, self.bandwidth, self.cfg.jumprelu_ste_to_input).sum(-1)
         if mode == "quadratic":
             target = self.cfg.target_l0
             l0 = 2.0 / target * (l0 - target).pow(2)

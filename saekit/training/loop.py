@@ -133,7 +133,7 @@ class Trainer:
         seed = self.tcfg.seed if cfg.seed is None else cfg.seed
         sae = self.strategy.make_dictionary(cfg, seed, self.device)
         lr = self.tcfg.learning_rate(cfg.n_latents)
-        opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=self.tcfg.adam_betas)
+        opt = torch.optim.Adam(sae.param_groups(), lr=lr, betas=self.tcfg.adam_betas)
         tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(), self.device)
         return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
 
@@ -216,7 +216,7 @@ class Trainer:
                 strategy.clip_gradients(sae, self.tcfg.grad_clip)
             lr = run.base_lr * factor
             for g in run.optimizer.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g.get("lr_scale", 1.0)  # a kind may step some parameters faster
             run.optimizer.step()
             sae.after_step()
             run.tracker.update(strategy.reduce_fired(out.fired), n_tokens)
