@@ -162,14 +162,14 @@ class DictionaryConfig(_Config):
     aux_coef: float = 1 / 32
     multi_topk: bool = False
     # jumprelu
-    # None: 0.05 for the quadratic loss, 0.001 (Gemma Scope) for step and tanh (JumpReLUDictionary.bandwidth)
-    jumprelu_bandwidth: float | None = None
-    jumprelu_init_threshold: float = 0.001
+    # STE bandwidth ε and initial θ, in the units the dictionary sees (normalised: E||x||² = d_in, where
+    # off-feature pre-activations have std ≈ 1); measured in docs/dictionaries.md (JumpReLU)
+    jumprelu_bandwidth: float = 0.2  # None in files before session 6 (it meant 0.001 / 0.05): read as 0.2
+    jumprelu_init_threshold: float = 0.25
+    jumprelu_threshold_lr_scale: float = 3.0  # θ's learning rate = this × lr (θ must travel O(1))
     jumprelu_sparsity_loss: str = "step"  # step (L0) | tanh (Anthropic 2025) | quadratic (target L0)
     jumprelu_tanh_scale: float = 4.0
     target_l0: float | None = None  # quadratic: the L0 the penalty pulls toward
-    jumprelu_threshold_lr_scale: float = 1.0
-    jumprelu_ste_to_input: bool = False
     # matryoshka: nested prefix widths (increasing, last = n_latents); None = n/8, n/4, n/2, n
     matryoshka_widths: tuple[int, ...] | None = None
     # initialisation
@@ -264,9 +264,13 @@ class DictionaryConfig(_Config):
                 self.target_l0 is not None and self.target_l0 > 0,
                 f"jumprelu_sparsity_loss 'quadratic' needs target_l0 > 0, got {self.target_l0!r}.",
             )
+        if self.jumprelu_bandwidth is None:  # a file written before session 6 (None meant a per-loss default)
+            self.jumprelu_bandwidth = 0.2
+        for name in ("jumprelu_bandwidth", "jumprelu_threshold_lr_scale"):
+            _positive(name, getattr(self, name))
         _require(
-            self.jumprelu_bandwidth is None or self.jumprelu_bandwidth > 0,
-            f"jumprelu_bandwidth must be > 0 (or None for the default), got {self.jumprelu_bandwidth!r}.",
+            isinstance(self.jumprelu_init_threshold, (int, float)) and self.jumprelu_init_threshold >= 0,
+            f"jumprelu_init_threshold must be a number ≥ 0, got {self.jumprelu_init_threshold!r}.",
         )
         if self.kind == "matryoshka":
             w = self.matryoshka_widths

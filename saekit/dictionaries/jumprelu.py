@@ -12,6 +12,15 @@ c = ``jumprelu_tanh_scale`` (Anthropic's January 2025 update: a smooth L0 that r
 values, not only the thresholds); ``quadratic`` λ·(2/L*)·(L0 − L*)² per token around
 ``target_l0`` L* (Gemma Scope 2): it pushes L0 down when above the target *and up when below*,
 so the dictionary settles at the requested sparsity whatever λ is.
+
+Defaults (measured, docs/dictionaries.md): the kind trains on inputs normalised to E||x||² = d_in,
+where a latent's pre-activation on tokens without its feature has std ≈ 1 whatever d_in, and a
+latent should fire when its value v pays for its L0 price: v² > λ, so the thresholds must climb
+to about √λ ≈ 2.2 at λ = 5. Adam moves a parameter by about lr per step, so at Gemma Scope's
+θ₀ = ε = 0.001 and saekit's short-run learning rates θ could not travel that far (L0 ≈ 45 for a
+true 3 after 300 steps); and an ε of 0.001 against pre-activations of scale 1 leaves the STE
+window almost empty. Hence θ₀ = 0.25 (dense enough for every latent to learn first), ε = 0.2
+and θ stepping ``jumprelu_threshold_lr_scale`` = 3 times faster than the other weights.
 """
 
 from __future__ import annotations
@@ -21,12 +30,6 @@ from torch import nn
 
 from saekit.dictionaries.base import SparseDictionary
 
-STEP_BANDWIDTH = 0.001  # Gemma Scope's STE bandwidth: the step and tanh losses' default
-# The quadratic loss's default (SAELens's for every loss). Its L0 must follow the target within a
-# run: at 0.001 the STE window on normalised pre-activations (std ~1 at E||x||² = d_in) holds
-# almost no entries, θ got nearly no gradient and L0 ended near 14 for a target of 3.
-QUADRATIC_BANDWIDTH = 0.05
-
 
 def _rectangle(u: torch.Tensor) -> torch.Tensor:
     return ((u > -0.5) & (u < 0.5)).to(u.dtype)
@@ -34,37 +37,33 @@ def _rectangle(u: torch.Tensor) -> torch.Tensor:
 
 class _JumpReLU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pre, threshold, bandwidth, to_input=False):
+    def forward(ctx, pre, threshold, bandwidth):
         ctx.save_for_backward(pre, threshold)
         ctx.bandwidth = bandwidth
-        ctx.to_input = to_input
         return pre * (pre > threshold)
 
     @staticmethod
     def backward(ctx, grad):
         pre, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
-        ste = (threshold / eps) * _rectangle((pre - threshold) / eps) * grad
         grad_pre = grad * (pre > threshold)
-        if ctx.to_input:
-            grad_pre = grad_pre + ste
-        return grad_pre, -ste.sum(0), None, None
+        grad_thr = -(threshold / eps) * _rectangle((pre - threshold) / eps) * grad
+        return grad_pre, grad_thr.sum(0), None
 
 
 class _Step(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pre, threshold, bandwidth, to_input=False):
+    def forward(ctx, pre, threshold, bandwidth):
         ctx.save_for_backward(pre, threshold)
         ctx.bandwidth = bandwidth
-        ctx.to_input = to_input
         return (pre > threshold).to(pre.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         pre, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
-        ste = (1.0 / eps) * _rectangle((pre - threshold) / eps) * grad
-        return (ste if ctx.to_input else None), -ste.sum(0), None, None
+        grad_thr = -(1.0 / eps) * _rectangle((pre - threshold) / eps) * grad
+        return None, grad_thr.sum(0), None
 
 
 class JumpReLUDictionary(SparseDictionary):
@@ -76,10 +75,8 @@ class JumpReLUDictionary(SparseDictionary):
 
     @property
     def bandwidth(self) -> float:
-        """ε of the straight-through estimators: ``jumprelu_bandwidth``, else the loss's default."""
-        if self.cfg.jumprelu_bandwidth is not None:
-            return float(self.cfg.jumprelu_bandwidth)
-        return QUADRATIC_BANDWIDTH if self.cfg.jumprelu_sparsity_loss == "quadratic" else STEP_BANDWIDTH
+        """ε of the straight-through estimators (``jumprelu_bandwidth``)."""
+        return float(self.cfg.jumprelu_bandwidth)
 
     def init_extra(self) -> None:
         with torch.no_grad():
@@ -89,12 +86,15 @@ class JumpReLUDictionary(SparseDictionary):
         return pre * (pre > self.threshold)
 
     def param_groups(self) -> list[dict]:
-        rest = [p for n, p in self.named_parameters() if n != "threshold"]
+        """The thresholds step ``jumprelu_threshold_lr_scale`` times faster than the other weights:
+        Adam moves a parameter by about lr per step, and θ must travel O(1) on normalised inputs
+        (module docstring)."""
+        rest = [p for name, p in self.named_parameters() if name != "threshold"]
         return [{"params": rest}, {"params": [self.threshold], "lr_scale": float(self.cfg.jumprelu_threshold_lr_scale)}]
 
     def train_codes(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pre = self.pre_acts(xs)
-        return pre, _JumpReLU.apply(pre, self.threshold, self.bandwidth, self.cfg.jumprelu_ste_to_input)
+        return pre, _JumpReLU.apply(pre, self.threshold, self.bandwidth)
 
     def sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         warm = self.cfg.sparsity_warmup_steps
@@ -105,7 +105,7 @@ class JumpReLUDictionary(SparseDictionary):
         if mode == "tanh":
             per_row = torch.tanh(self.cfg.jumprelu_tanh_scale * z * self.W_dec.norm(dim=-1)).sum(-1)
             return {"sparsity": coef * per_row.mean()}
-        l0 = _Step.apply(pre, self.threshold, self.bandwidth, self.cfg.jumprelu_ste_to_input).sum(-1)
+        l0 = _Step.apply(pre, self.threshold, self.bandwidth).sum(-1)
         if mode == "quadratic":
             target = self.cfg.target_l0
             l0 = 2.0 / target * (l0 - target).pow(2)
