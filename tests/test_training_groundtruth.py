@@ -6,10 +6,11 @@ issue 18 on a smaller world (32-d, 128 features, 60k tokens).
 
 The bars are per kind, a little under what each reached when measured (2026-12-01, docs/dictionaries.md
 "Recovery of planted features"), and far above an untrained decoder (MMCS 0.37 here, 0.49 on the small
-world). Until then these tests passed before any training: the dictionary's initial decoder drew the
+world). Until session 5 these tests passed before any training: the dictionary's initial decoder drew the
 same random numbers as the planted features (same seed, same generator); initialisation now draws
-from a salted generator (test_an_untrained_dictionary_does_not_start_on_the_planted_features). Only
-top-k (and AbsTopK at 120k tokens) reach the 0.95 of issue 18 at these budgets.
+from a salted generator (test_an_untrained_dictionary_does_not_start_on_the_planted_features). Top-k,
+JumpReLU's quadratic target-L0 loss (AbsTopK at 120k tokens, JumpReLU's step and tanh losses at 300k)
+reach the 0.95 of issue 18.
 """
 
 import pytest
@@ -22,10 +23,13 @@ SETTINGS = {
     "topk": {"k": 3},
     "batchtopk": {"k": 3},
     "relu": {"penalty": "l1", "sparsity_coef": 1.0, "sparsity_warmup_steps": 150},
-    "jumprelu": {"sparsity_coef": 0.3, "sparsity_warmup_steps": 150},
+    # Anthropic's tanh loss at saekit's defaults (λ 5, c 4, normalised inputs); the step L0 at its
+    # defaults: tests/test_jumprelu_defaults.py (same world), quadratic target-L0: below
+    "jumprelu_tanh": {"kind": "jumprelu", "jumprelu_sparsity_loss": "tanh"},
 }
-# (MMCS, fraction matched at cos > 0.9): measured 0.971/0.95, 0.770/0.43, 0.906/0.71, 0.676/0.05
-BARS = {"topk": (0.95, 0.90), "batchtopk": (0.72, 0.30), "relu": (0.87, 0.60), "jumprelu": (0.62, 0.0)}
+# (MMCS, fraction matched at cos > 0.9): measured 0.971/0.95, 0.770/0.43, 0.906/0.71, 0.897/0.76
+# (jumprelu tanh: 0.954/0.91 at 300k tokens)
+BARS = {"topk": (0.95, 0.90), "batchtopk": (0.72, 0.30), "relu": (0.87, 0.60), "jumprelu_tanh": (0.88, 0.70)}
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +40,12 @@ def data():
 @pytest.mark.parametrize("kind", list(SETTINGS))
 def test_recovers_ground_truth_features(kind, data):
     X, features = data
-    cfg = DictionaryConfig(kind=kind, d_in=64, n_latents=512, **SETTINGS[kind])
-    # λ above was tuned on the raw scale (E||x||² ≈ 3): keep relu/jumprelu un-normalised here
-    # (tests/test_defaults.py covers the defaults)
-    tcfg = TrainConfig(batch_size=512, total_tokens=150_000, seed=0, device="cpu", normalize=False)
+    settings = {"kind": kind, **SETTINGS[kind]}
+    cfg = DictionaryConfig(d_in=64, n_latents=512, **settings)
+    # relu's λ above was tuned on the raw scale (E||x||² ≈ 3): keep it un-normalised here
+    # (tests/test_defaults.py covers the defaults); jumprelu at its defaults (normalised)
+    normalize = None if settings["kind"] == "jumprelu" else False
+    tcfg = TrainConfig(batch_size=512, total_tokens=150_000, seed=0, device="cpu", normalize=normalize)
     sae = train(cfg, X, tcfg, progress=False)
     mmcs, matched = feature_recovery(features, sae.W_dec.detach())
     assert mmcs >= BARS[kind][0], f"{kind}: MMCS {mmcs:.3f}"
@@ -52,8 +58,7 @@ def test_recovers_ground_truth_features(kind, data):
 
 
 # The kinds and losses of issue 18 on a smaller world (32-d, 128 features, ~3 active per token,
-# 60k tokens) so each trains in seconds. JumpReLU with the tanh loss is not here: at this budget it
-# ends at the untrained decoder's MMCS (0.49); see docs/dictionaries.md.
+# 60k tokens) so each trains in seconds. JumpReLU's losses are on the flat world above.
 SMALL_SETTINGS = {
     "matryoshka": {"kind": "matryoshka", "k": 3},
     "abstopk": {"kind": "abstopk", "k": 3},
@@ -67,7 +72,6 @@ SMALL_SETTINGS = {
         "sparsity_coef": 1.0,
         "sparsity_warmup_steps": 60,
     },
-    # jumprelu with the quadratic target-L0 loss: test_jumprelu_quadratic_moves_l0_towards_its_target_at_the_defaults below
 }
 
 
@@ -109,19 +113,18 @@ def test_new_kinds_recover_ground_truth_features(name, small_data):
         assert sae.current_p == 0.5 and int(sae.lp_stage) == cfg.lp_anneal_updates  # annealed to the target
 
 
-def test_jumprelu_quadratic_moves_l0_towards_its_target_at_the_defaults():
-    """The quadratic target-L0 loss at saekit's defaults (normalised inputs, λ, bandwidth 0.05, lr):
-    L0 ends at 6.4 for a target of 3 (with the former bandwidth 0.001: about 14), and the planted
-    features are found above an untrained decoder (0.49). It does not reach its target: open work
-    (docs/dictionaries.md)."""
-    X, features = sparse_feature_data(n=20_000, d=32, n_features=128, mean_active=3.0, seed=7)
-    cfg = DictionaryConfig(kind="jumprelu", d_in=32, n_latents=256, jumprelu_sparsity_loss="quadratic", target_l0=3.0)
-    sae = train(cfg, X, TrainConfig(batch_size=256, total_tokens=60_000, seed=0, device="cpu"), progress=False)
+def test_jumprelu_quadratic_lands_near_its_target_l0_and_recovers_the_features(data):
+    """The quadratic target-L0 loss at saekit's defaults (normalised inputs, λ 5, ε 0.2, θ₀ 0.25,
+    θ at 3× lr): L0 2.67 for a target of 3 (11 % off), MMCS 0.967. Measured besides: target 2 ->
+    L0 2.55 (28 % off); target 6 -> 3.20: it cannot hold L0 above the data's own (about 3)."""
+    X, features = data
+    cfg = DictionaryConfig(kind="jumprelu", d_in=64, n_latents=512, jumprelu_sparsity_loss="quadratic", target_l0=3.0)
+    sae = train(cfg, X, TrainConfig(batch_size=512, total_tokens=150_000, seed=0, device="cpu"), progress=False)
     with torch.no_grad():
         l0 = float((sae.encode(X[:4000]) != 0).sum(-1).float().mean())
-    assert l0 <= 2.5 * 3.0, f"L0 {l0:.2f}, target 3"
-    mmcs, _ = feature_recovery(features, sae.W_dec.detach())
-    assert mmcs >= 0.6, f"MMCS {mmcs:.3f}"
+    assert abs(l0 - 3.0) <= 0.3 * 3.0, f"L0 {l0:.2f}, target 3"
+    mmcs, matched = feature_recovery(features, sae.W_dec.detach())
+    assert mmcs >= 0.95 and matched >= 0.88, f"MMCS {mmcs:.3f}, matched {matched:.2f}"
 
 
 def test_an_untrained_dictionary_does_not_start_on_the_planted_features(data):
