@@ -10,8 +10,9 @@ learns through straight-through estimators: the pseudo-derivative of H(u − θ)
 ``step`` λ·Σ_i H(pre_i − θ_i) (the paper's L0); ``tanh`` λ·Σ_i tanh(c·z_i·||W_dec,i||) with
 c = ``jumprelu_tanh_scale`` (Anthropic's January 2025 update: a smooth L0 that reaches the
 values, not only the thresholds); ``quadratic`` λ·(2/L*)·(L0 − L*)² per token around
-``target_l0`` L* (Gemma Scope 2): it pushes L0 down when above the target *and up when below*,
-so the dictionary settles at the requested sparsity whatever λ is.
+``target_l0`` L* (Gemma Scope 2): it pushes L0 down when above the target *and up when below*.
+It lands near targets at or below the data's own L0 but cannot hold L0 above it: once the encoder
+separates its pre-activations from θ the straight-through window that carries the push is empty.
 
 Defaults (measured, docs/dictionaries.md): the kind trains on inputs normalised to E||x||² = d_in,
 where a latent's pre-activation on tokens without its feature has std ≈ 1 whatever d_in, and a
