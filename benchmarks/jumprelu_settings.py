@@ -53,6 +53,7 @@ def main() -> None:
     n, d, n_features, n_latents, batch, tokens = WORLDS[world]
     X, features = sparse_feature_data(n=n, d=d, n_features=n_features, mean_active=3.0, seed=run.get("dseed", 0))
     X = X * run.get("scale", 1.0)
+    n_latents = kw.pop("n_latents", n_latents)
     cfg = DictionaryConfig(kind=kw.pop("kind", "jumprelu"), d_in=d, n_latents=n_latents, **kw)
     tcfg = TrainConfig(
         batch_size=batch, total_tokens=run.get("tokens", tokens), seed=run.get("seed", 0),

@@ -167,6 +167,7 @@ class DictionaryConfig(_Config):
     jumprelu_bandwidth: float = 0.2  # None in files before session 6 (it meant 0.001 / 0.05): read as 0.2
     jumprelu_init_threshold: float = 0.25
     jumprelu_threshold_lr_scale: float = 3.0  # θ's learning rate = this × lr (θ must travel O(1))
+    jumprelu_init_encoder_scale: float = 0.3  # W_enc starts at this × its usual init (W_decᵀ when tied)
     jumprelu_sparsity_loss: str = "step"  # step (L0) | tanh (Anthropic 2025) | quadratic (target L0)
     jumprelu_tanh_scale: float = 4.0
     target_l0: float | None = None  # quadratic: the L0 the penalty pulls toward
@@ -266,7 +267,7 @@ class DictionaryConfig(_Config):
             )
         if self.jumprelu_bandwidth is None:  # a file written before session 6 (None meant a per-loss default)
             self.jumprelu_bandwidth = 0.2
-        for name in ("jumprelu_bandwidth", "jumprelu_threshold_lr_scale"):
+        for name in ("jumprelu_bandwidth", "jumprelu_threshold_lr_scale", "jumprelu_init_encoder_scale"):
             _positive(name, getattr(self, name))
         _require(
             isinstance(self.jumprelu_init_threshold, (int, float)) and self.jumprelu_init_threshold >= 0,

@@ -82,6 +82,9 @@ class JumpReLUDictionary(SparseDictionary):
     def init_extra(self) -> None:
         with torch.no_grad():
             self.threshold.fill_(self.cfg.jumprelu_init_threshold)
+            # Small first pre-activations: at the full tied scale ~40 % of the latents fire at the
+            # first step and the dense reconstruction overshoots (FVU 13); measured in the docs.
+            self.W_enc.mul_(self.cfg.jumprelu_init_encoder_scale)
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         return pre * (pre > self.threshold)
