@@ -9,8 +9,8 @@ The bars are per kind, a little under what each reached when measured (2026-12-0
 world). Until session 5 these tests passed before any training: the dictionary's initial decoder drew the
 same random numbers as the planted features (same seed, same generator); initialisation now draws
 from a salted generator (test_an_untrained_dictionary_does_not_start_on_the_planted_features). Top-k,
-JumpReLU's quadratic target-L0 loss (AbsTopK at 120k tokens, JumpReLU's step and tanh losses at 300k)
-reach the 0.95 of issue 18.
+JumpReLU (step, tanh and quadratic losses at their defaults; the step loss in
+tests/test_jumprelu_defaults.py) and AbsTopK at 120k tokens reach the 0.95 of issue 18.
 """
 
 import pytest
@@ -27,9 +27,8 @@ SETTINGS = {
     # defaults: tests/test_jumprelu_defaults.py (same world), quadratic target-L0: below
     "jumprelu_tanh": {"kind": "jumprelu", "jumprelu_sparsity_loss": "tanh"},
 }
-# (MMCS, fraction matched at cos > 0.9): measured 0.971/0.95, 0.770/0.43, 0.906/0.71, 0.897/0.76
-# (jumprelu tanh: 0.954/0.91 at 300k tokens)
-BARS = {"topk": (0.95, 0.90), "batchtopk": (0.72, 0.30), "relu": (0.87, 0.60), "jumprelu_tanh": (0.88, 0.70)}
+# (MMCS, fraction matched at cos > 0.9): measured 0.971/0.95, 0.770/0.43, 0.906/0.71, 0.977/0.97
+BARS = {"topk": (0.95, 0.90), "batchtopk": (0.72, 0.30), "relu": (0.87, 0.60), "jumprelu_tanh": (0.95, 0.90)}
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +114,9 @@ def test_new_kinds_recover_ground_truth_features(name, small_data):
 
 def test_jumprelu_quadratic_lands_near_its_target_l0_and_recovers_the_features(data):
     """The quadratic target-L0 loss at saekit's defaults (normalised inputs, λ 5, ε 0.2, θ₀ 0.25,
-    θ at 3× lr): L0 2.67 for a target of 3 (11 % off), MMCS 0.967. Measured besides: target 2 ->
-    L0 2.55 (28 % off); target 6 -> 3.20: it cannot hold L0 above the data's own (about 3)."""
+    θ at 3× lr, encoder at 0.3×): L0 2.71 for a target of 3 (10 % off), MMCS 0.985. Measured
+    besides (docs/dictionaries.md): target 2 -> L0 2.64 (32 % off), target 6 -> 3.14: it lands
+    near the data's own L0 (about 3), not on targets far from it."""
     X, features = data
     cfg = DictionaryConfig(kind="jumprelu", d_in=64, n_latents=512, jumprelu_sparsity_loss="quadratic", target_l0=3.0)
     sae = train(cfg, X, TrainConfig(batch_size=512, total_tokens=150_000, seed=0, device="cpu"), progress=False)
@@ -124,7 +124,7 @@ def test_jumprelu_quadratic_lands_near_its_target_l0_and_recovers_the_features(d
         l0 = float((sae.encode(X[:4000]) != 0).sum(-1).float().mean())
     assert abs(l0 - 3.0) <= 0.3 * 3.0, f"L0 {l0:.2f}, target 3"
     mmcs, matched = feature_recovery(features, sae.W_dec.detach())
-    assert mmcs >= 0.95 and matched >= 0.88, f"MMCS {mmcs:.3f}, matched {matched:.2f}"
+    assert mmcs >= 0.95 and matched >= 0.93, f"MMCS {mmcs:.3f}, matched {matched:.2f}"
 
 
 def test_an_untrained_dictionary_does_not_start_on_the_planted_features(data):
