@@ -20,8 +20,10 @@ latent should fire when its value v pays for its L0 price: v² > λ, so the thre
 to about √λ ≈ 2.2 at λ = 5. Adam moves a parameter by about lr per step, so at Gemma Scope's
 θ₀ = ε = 0.001 and saekit's short-run learning rates θ could not travel that far (L0 ≈ 45 for a
 true 3 after 300 steps); and an ε of 0.001 against pre-activations of scale 1 leaves the STE
-window almost empty. Hence θ₀ = 0.25 (dense enough for every latent to learn first), ε = 0.2
-and θ stepping ``jumprelu_threshold_lr_scale`` = 3 times faster than the other weights.
+window almost empty. Hence θ₀ = 0.25 (dense enough for every latent to learn first), ε = 0.2,
+θ stepping ``jumprelu_threshold_lr_scale`` = 3 times faster than the other weights, and the
+encoder starting at ``jumprelu_init_encoder_scale`` = 0.3 times its tied initialisation (at 1×
+about a third of the latents fire at the first step and the dense reconstruction overshoots).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class JumpReLUDictionary(SparseDictionary):
     def init_extra(self) -> None:
         with torch.no_grad():
             self.threshold.fill_(self.cfg.jumprelu_init_threshold)
-            # Small first pre-activations: at the full tied scale ~40 % of the latents fire at the
+            # Small first pre-activations: at the full tied scale ~36 % of the latents fire at the
             # first step and the dense reconstruction overshoots (FVU 13); measured in the docs.
             self.W_enc.mul_(self.cfg.jumprelu_init_encoder_scale)
 
