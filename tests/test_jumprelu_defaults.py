@@ -52,3 +52,24 @@ def test_jumprelu_thresholds_step_faster_than_the_other_weights():
     assert len(moved_theta) > 10 and len(moved_b) > 10
     torch.testing.assert_close(moved_theta, torch.full_like(moved_theta, 3e-3), rtol=1e-3, atol=1e-7)
     torch.testing.assert_close(moved_b, torch.full_like(moved_b, 1e-3), rtol=1e-3, atol=1e-7)
+
+
+def test_jumprelu_config_fields_check_and_old_files_read():
+    from saekit.errors import ConfigError
+
+    # files written before session 6 stored jumprelu_bandwidth None (a per-loss default)
+    old = DictionaryConfig(kind="jumprelu", d_in=8, n_latents=16).to_dict() | {"jumprelu_bandwidth": None}
+    assert DictionaryConfig.from_dict(old).jumprelu_bandwidth == 0.2
+    for field, bad in (("jumprelu_threshold_lr_scale", 0.0), ("jumprelu_init_encoder_scale", -1.0), ("jumprelu_bandwidth", 0)):
+        with pytest.raises(ConfigError, match=field):
+            DictionaryConfig(kind="jumprelu", d_in=8, n_latents=16, **{field: bad})
+    with pytest.raises(ConfigError, match="jumprelu_init_threshold"):
+        DictionaryConfig(kind="jumprelu", d_in=8, n_latents=16, jumprelu_init_threshold=-0.1)
+
+
+def test_jumprelu_encoder_starts_at_a_fraction_of_the_tied_init():
+    from saekit.dictionaries import create
+
+    sae = create(DictionaryConfig(kind="jumprelu", d_in=8, n_latents=16), seed=3)
+    torch.testing.assert_close(sae.W_enc, 0.3 * sae.W_dec.T)
+    assert torch.equal(sae.threshold, torch.full((16,), 0.25))
