@@ -96,6 +96,24 @@ def test_in_process_resume_is_bitwise(small, tmp_path):
     assert logged("part") == [r for r in logged("full") if r[1] > 11]
 
 
+def test_a_checkpoint_written_before_a_config_field_existed_still_resumes(small, tmp_path):
+    """Session 6 added jumprelu fields to DictionaryConfig: a checkpoint whose stored configs lack
+    them (as every earlier checkpoint does) resumes to the same weights, not a config mismatch."""
+    from saekit.training import save_checkpoint
+
+    full = train(SWEEP, small, tc(out_dir=str(tmp_path / "full")), progress=False)
+    part = Trainer(SWEEP, small, tc(out_dir=str(tmp_path / "part")), progress=False)
+    for _ in range(7):
+        part.step(*part.next_batch())
+    state = load_checkpoint(part.save_checkpoint())
+    for run in state["runs"]:
+        del run["cfg"]["jumprelu_threshold_lr_scale"], run["cfg"]["jumprelu_init_encoder_scale"]
+    save_checkpoint(tmp_path / "part" / "checkpoint.pt", state)
+    resumed = train(SWEEP, small, tc(out_dir=str(tmp_path / "part")), resume=True, progress=False)
+    for a, b in zip(full, resumed):
+        assert_same(weights(a), weights(b))
+
+
 def test_metrics_jsonl(small, tmp_path):
     cfg = SWEEP[0]
     train(cfg, small, tc(out_dir=str(tmp_path)), progress=False)

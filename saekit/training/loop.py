@@ -381,7 +381,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         runs = state["runs"]
-        if [r["cfg"] for r in runs] != [r.sae.cfg.to_dict() for r in self.runs]:
+        # read through from_dict: a checkpoint written before a field existed has that field's default
+        if [_as_config_dict(r["cfg"]) for r in runs] != [r.sae.cfg.to_dict() for r in self.runs]:
             raise ConfigError(
                 "the checkpoint was written for different dictionary configs; resume with the same configs."
             )
@@ -508,3 +509,11 @@ def train(
         trainer.resume(None if resume is True else resume)
     saes = trainer.fit()
     return saes[0] if isinstance(cfg, DictionaryConfig) else saes
+
+
+def _as_config_dict(saved: dict[str, Any]) -> dict[str, Any] | None:
+    """A checkpoint's dictionary config as today's DictionaryConfig writes it (None if unreadable)."""
+    try:
+        return DictionaryConfig.from_dict(saved).to_dict()
+    except ConfigError:
+        return None
