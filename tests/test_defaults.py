@@ -26,17 +26,20 @@ from saekit.training.guard import quality_warnings
 
 D, N_LATENTS = 64, 512  # two latents per planted feature
 KINDS = {"topk": {"k": 3}, "batchtopk": {"k": 3}, "matryoshka": {"k": 3}, "abstopk": {"k": 3}, "relu": {}, "gated": {}}
-# (MMCS, fraction matched at cos > 0.9), measured at both scales (equal: normalised): see BARS_MEASURED
+# (MMCS, fraction matched at cos > 0.9): bars a little under the session-6 measurements at both
+# scales (equal, normalised): topk 0.989/0.97, batchtopk 0.963/0.91 (600k tokens; 0.893 at 150k, 0.935
+# at 300k), matryoshka 0.914/0.76 (600k; 0.824 at 150k), abstopk 0.971/0.95, relu 0.986/0.97 (L0 8.6),
+# gated 0.973/0.95 (300k; 0.913 at 150k)
 BARS = {
     "topk": (0.95, 0.90),
-    "batchtopk": (0.95, 0.85),
-    "matryoshka": (0.86, 0.60),
+    "batchtopk": (0.95, 0.88),
+    "matryoshka": (0.89, 0.70),
     "abstopk": (0.95, 0.90),
-    "relu": (0.95, 0.85),
-    "gated": (0.85, 0.60),
+    "relu": (0.95, 0.90),
+    "gated": (0.95, 0.90),
 }
-MISSES = {"matryoshka", "gated"}  # below 0.95 at these budgets (docs/dictionaries.md)
-TOKENS = {"batchtopk": 300_000, "matryoshka": 300_000}  # default 150k; these need more steps
+MISSES = {"matryoshka"}  # below issue 21's 0.95 at a test's budget (docs/dictionaries.md)
+TOKENS = {"batchtopk": 600_000, "matryoshka": 600_000, "gated": 300_000}  # others 150k; these need more steps
 BATCH = 512
 
 
