@@ -40,6 +40,10 @@ BARS = {
 }
 MISSES = {"matryoshka"}  # below issue 21's 0.95 at a test's budget (docs/dictionaries.md)
 TOKENS = {"batchtopk": 600_000, "matryoshka": 600_000, "gated": 300_000}  # others 150k; these need more steps
+# batchtopk and matryoshka are still learning at the end (MMCS 0.893 / 0.935 / 0.963 at 150k / 300k /
+# 600k tokens; the FVU falls 2 % of its total gain over the last 10 % of steps): the guard says
+# "under-trained", rightly
+STILL_LEARNING = {"batchtopk", "matryoshka"}
 BATCH = 512
 
 
@@ -82,8 +86,11 @@ def test_every_kind_recovers_features_at_its_defaults(kind, scale, planted, capl
         l0 = float((sae.encode(x) != 0).sum(-1).float().mean())
     assert mmcs >= BARS[kind][0] and matched >= BARS[kind][1], f"{kind} on {scale}: MMCS {mmcs:.3f} / {matched:.2f} (FVU {fvu:.3f}, L0 {l0:.1f})"
     assert fvu < 0.3 and 1 <= l0 < 12, f"{kind} on {scale}: FVU {fvu:.3f}, L0 {l0:.1f}"
-    if scale == "norm_d":  # a good run: the guard is silent
-        assert not caplog.records, [r.getMessage() for r in caplog.records]
+    messages = [r.getMessage() for r in caplog.records]
+    if scale == "norm_d" and kind not in STILL_LEARNING:  # a good run: the guard is silent
+        assert not messages, messages
+    else:  # still improving at this budget: the guard may say so, and nothing else
+        assert all("under-trained" in m for m in messages), messages
 
 
 def test_the_misses_are_the_kinds_below_the_issues_bar():
