@@ -373,9 +373,11 @@ class TrainConfig(_Config):
         ``normalize``, or by default for every kind. Penalties (relu's λ·L1, jumprelu's λ·L0) were
         set for that scale, and top-k kinds, which have none, still depend on it through Adam: at
         E||x||² = d/10⁴ the gradients sink below Adam's ε and top-k recovered fewer planted
-        features (MMCS 0.936 vs 0.969, batchtopk 0.704 vs 0.859; docs/training.md)."""
+        features (MMCS 0.936 vs 0.969, batchtopk 0.704 vs 0.859; docs/training.md). A crosscoder
+        (``kind`` "crosscoder", the trained class's) keeps its sources' raw scales by default, as
+        before: one scale per source would equalise the models it compares."""
         if self.normalize is None:
-            return True
+            return kind != "crosscoder"
         return bool(self.normalize)
 
 

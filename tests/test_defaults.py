@@ -117,6 +117,7 @@ def test_every_kind_is_normalised_by_default_and_lambda_is_per_kind():
     from saekit.config import DICTIONARY_KINDS
 
     assert all(TrainConfig().normalizes(k) for k in DICTIONARY_KINDS)
+    assert not TrainConfig().normalizes("crosscoder") and TrainConfig(normalize=True).normalizes("crosscoder")
     assert not TrainConfig(normalize=False).normalizes("relu")
     assert DictionaryConfig(kind="relu", d_in=4, n_latents=8).sparsity_coef == 2.0
     assert DictionaryConfig(kind="gated", d_in=4, n_latents=8).sparsity_coef == 4.0
