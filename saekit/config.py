@@ -315,7 +315,7 @@ class TrainConfig(_Config):
     autocast_bf16: bool = False
     dead_tokens: int | None = None  # None = min(10M, total_tokens // 5)
     resample_dead_every: int | None = None  # relu only: Anthropic-style resampling period in steps
-    normalize: bool | None = None  # scale activations so E||x||^2 = d_in; None = every kind
+    normalize: bool | None = None  # scale activations so E||x||^2 = d_in; None = every kind but crosscoders
     # (see normalizes); folded into the weights at save, so files work on raw activations
     checkpoint_every: int | None = None  # steps; None = no periodic checkpoints
     out_dir: str | None = None

@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--seed", type=int, default=None, help=f"seed of every random choice (default {base.seed})")
     t.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                   help="scale activations so E||x||² = d_in (the default for every kind; --no-normalize trains on raw ones)")
+                   help="scale activations so E||x||² = d_in (the default for every kind but crosscoders; --no-normalize: raw activations)")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     t.add_argument("--bf16", action="store_true", help="bf16 autocast")
     t.add_argument("--device", default=None, help=f"cpu, cuda or auto (default {base.device})")
