@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--normalize", default="none", help="true | false | none (the kind's default)")
     ap.add_argument("--prescale-centred", action="store_true",
                     help="diagnostic: scale the rows so E||x - mean||² = d (use with --normalize false)")
+    ap.add_argument("--aux-coef", type=float, default=None, help="AuxK coefficient of every dictionary (default 1/32)")
+    ap.add_argument("--dead-tokens", type=int, default=None, help="TrainConfig.dead_tokens (AuxK's dead window)")
     ap.add_argument("--warmup", type=int, default=None, help="lr_warmup_steps (default: the rule's)")
     ap.add_argument("--freeze-b-enc", action="store_true", help="diagnostic: b_enc kept at 0 (no gradient)")
     args = ap.parse_args()
@@ -57,9 +59,10 @@ def main() -> None:
         s = (X.shape[1] / (X - X.mean(0)).pow(2).sum(-1).mean()).sqrt()
         X, Xv = X * s, Xv * s
     norm = {"true": True, "false": False, "none": None}[args.normalize]
-    cfgs = [DictionaryConfig(kind=args.kind, d_in=X.shape[1], n_latents=args.n_latents, k=args.k) for _ in args.mults]
+    aux = {} if args.aux_coef is None else {"aux_coef": args.aux_coef}
+    cfgs = [DictionaryConfig(kind=args.kind, d_in=X.shape[1], n_latents=args.n_latents, k=args.k, **aux) for _ in args.mults]
     tcfg = TrainConfig(batch_size=args.batch, total_tokens=args.tokens, device="cpu", log_every=0, normalize=norm,
-                       lr_warmup_steps=args.warmup)
+                       lr_warmup_steps=args.warmup, dead_tokens=args.dead_tokens)
     tr = Trainer(cfgs, X, tcfg, progress=False)
     for run, m in zip(tr.runs, args.mults):
         run.base_lr *= m
@@ -74,7 +77,7 @@ def main() -> None:
         with torch.no_grad():
             z = sae.encode(Xv)
             xh = sae(Xv)
-        row = {"data": args.data, "kind": args.kind, "normalize": args.normalize, "freeze_b_enc": args.freeze_b_enc, "centred": args.prescale_centred, "mult": m, "lr": run.base_lr, "warmup": tcfg.warmup_steps(),
+        row = {"data": args.data, "kind": args.kind, "normalize": args.normalize, "freeze_b_enc": args.freeze_b_enc, "centred": args.prescale_centred, "mult": m, "lr": run.base_lr, "warmup": tcfg.warmup_steps(), "aux_coef": cfgs[0].aux_coef, "dead_tokens": tcfg.dead_token_window(),
                "fvu": float((xh - Xv).pow(2).sum() / (Xv - Xv.mean(0)).pow(2).sum()),
                "l0": float((z != 0).sum(-1).float().mean()), "dead_val": float(((z != 0).sum(0) == 0).float().mean()),
                "dead_window": run.tracker.dead_fraction(), "secs": secs}
