@@ -34,6 +34,22 @@ RELU_PENALTIES = ("l1", "l1_decnorm", "tanh", "log", "lp")
 NORM_DEPENDENT_KINDS = tuple(k for k, f in KINDS.items() if f.norm_dependent)  # penalties set for E||x||² = d_in
 
 
+# λ per kind for inputs normalised to E||x||² = d_in (TrainConfig.normalize, on by default).
+# relu: 2, measured (docs/training.md): Anthropic's 5 left the flat planted world's SAE at L0 4 with
+# FVU 0.65 and MMCS 0.64, λ 2 at the default rate recovers it (0.97); gated: 4, its best on the same
+# world at the default rate (5: 0.82, 2-3: L0 13-25, 10-20: collapse); jumprelu: 5 (not measured here);
+# a relu crosscoder keeps 5 (its λ multiplies the sum of its sources' decoder norms; not re-measured).
+DEFAULT_SPARSITY_COEF = {"relu": 2.0, "gated": 4.0, "jumprelu": 5.0}
+CROSSCODER_SPARSITY_COEF = 5.0
+
+
+def default_sparsity_coef(kind: str, n_sources: int = 1) -> float:
+    """The λ a dictionary of ``kind`` gets when ``sparsity_coef`` is not given (top-k kinds: unused)."""
+    if n_sources > 1:
+        return CROSSCODER_SPARSITY_COEF
+    return DEFAULT_SPARSITY_COEF.get(kind, 5.0)
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
@@ -150,7 +166,7 @@ class DictionaryConfig(_Config):
     skip: bool = False
     # relu
     penalty: str = "l1"  # l1 | l1_decnorm | tanh | log | lp
-    sparsity_coef: float = 5.0  # λ; also the L0 coefficient of jumprelu
+    sparsity_coef: float | None = None  # λ (also the L0 coefficient of jumprelu); None = DEFAULT_SPARSITY_COEF
     lp: float = 0.5
     sparsity_warmup_steps: int = 0
     # relu, penalty "lp": p annealed from 1 to ``lp`` (Karvonen et al. 2024); 0 steps = fixed p
@@ -166,7 +182,7 @@ class DictionaryConfig(_Config):
     # off-feature pre-activations have std ≈ 1); measured in docs/dictionaries.md (JumpReLU)
     jumprelu_bandwidth: float = 0.2  # None in files before session 6 (it meant 0.001 / 0.05): read as 0.2
     jumprelu_init_threshold: float = 0.25
-    jumprelu_threshold_lr_scale: float = 3.0  # θ's learning rate = this × lr (θ must travel O(1))
+    jumprelu_threshold_lr_scale: float = 1.0  # θ's learning rate = this × lr (θ must travel O(1))
     jumprelu_init_encoder_scale: float = 0.3  # W_enc starts at this × its usual init (W_decᵀ when tied)
     jumprelu_sparsity_loss: str = "step"  # step (L0) | tanh (Anthropic 2025) | quadratic (target L0)
     jumprelu_tanh_scale: float = 4.0
@@ -211,6 +227,8 @@ class DictionaryConfig(_Config):
                 isinstance(self.k, int) and 0 < self.k <= self.n_latents,
                 f"k must be an integer in 1..n_latents ({self.n_latents}), got {self.k!r}.",
             )
+        if self.sparsity_coef is None:
+            self.sparsity_coef = default_sparsity_coef(self.kind, self.n_sources)
         _require(self.penalty in RELU_PENALTIES, f"penalty {self.penalty!r} is not known; expected one of {', '.join(RELU_PENALTIES)}.")
         _require(self.sparsity_coef >= 0, f"sparsity_coef must be ≥ 0, got {self.sparsity_coef}.")
         _require(0 < self.lp < 1 or self.penalty != "lp", f"lp must be in (0, 1) for penalty 'lp', got {self.lp}.")
@@ -304,8 +322,8 @@ class TrainConfig(_Config):
     autocast_bf16: bool = False
     dead_tokens: int | None = None  # None = min(10M, total_tokens // 5)
     resample_dead_every: int | None = None  # relu only: Anthropic-style resampling period in steps
-    normalize: bool | None = None  # scale activations so E||x||^2 = d_in; None = for relu and
-    # jumprelu (see normalizes); folded into the weights at save, so files work on raw activations
+    normalize: bool | None = None  # scale activations so E||x||^2 = d_in; None = every kind but crosscoders
+    # (see normalizes); folded into the weights at save, so files work on raw activations
     checkpoint_every: int | None = None  # steps; None = no periodic checkpoints
     out_dir: str | None = None
     log_every: int = 10
@@ -359,28 +377,34 @@ class TrainConfig(_Config):
 
     def normalizes(self, kind: str) -> bool:
         """Whether the trainer scales activations to E||x||² = d_in for a dictionary of ``kind``:
-        ``normalize``, or by default for the kinds whose penalty depends on the input's scale
-        (relu's λ·L1 and jumprelu's λ·L0 were set for E||x||² = d_in); top-k kinds have none."""
+        ``normalize``, or by default for every kind. Penalties (relu's λ·L1, jumprelu's λ·L0) were
+        set for that scale, and top-k kinds, which have none, still depend on it through Adam: at
+        E||x||² = d/10⁴ the gradients sink below Adam's ε and top-k recovered fewer planted
+        features (MMCS 0.936 vs 0.969, batchtopk 0.704 vs 0.859; docs/training.md). A crosscoder
+        (``kind`` "crosscoder", the trained class's) keeps its sources' raw scales by default, as
+        before: one scale per source would equalise the models it compares."""
         if self.normalize is None:
-            return kind in NORM_DEPENDENT_KINDS
+            return kind != "crosscoder"
         return bool(self.normalize)
 
 
 # ---------------------------------------------------------------- default schedule (issue 21)
-# Measured in benchmarks/defaults_lr_search.py (results in benchmarks/RESULTS.md, rule in
-# docs/training.md): Adam on inputs normalised to E||x||² = d_in.
-LONG_RUN_STEPS = 2048  # at and beyond this many steps the default is Gao et al.'s rate (8192 until
-# session 5: the best rate measured was half that rule's in every short run, with far fewer dead latents)
+# Measured in benchmarks/defaults_lr_cells.py and benchmarks/defaults_recovery.py (results in
+# benchmarks/RESULTS.md, rule in docs/training.md): Adam on inputs normalised to E||x||² = d_in.
+LONG_RUN_STEPS = 2048  # at and beyond this many steps the default is Gao et al.'s rate
+SHORT_RUN_EXPONENT = 1.0  # below it lr·steps stays what a LONG_RUN_STEPS run gets (√ until session 6:
+# on the planted worlds the √ rule's rate was 3-4x too low to find the features in a short run)
 MAX_DEFAULT_LR = 1e-2
 
 
 def default_lr(n_latents: int, batch_size: int, steps: int) -> float:
     """The default base learning rate for a dictionary of ``n_latents`` latents trained ``steps``
-    steps of ``batch_size`` rows: Gao et al. (2024)'s 2e-4·√(16384/n) for long runs, raised by
-    √(LONG_RUN_STEPS/steps) for shorter ones (a run with fewer steps needs larger steps to travel
-    as far), at most MAX_DEFAULT_LR. The batch size enters through the step count."""
+    steps of ``batch_size`` rows: Gao et al. (2024)'s 2e-4·√(16384/n) for runs of LONG_RUN_STEPS
+    steps or more, and for shorter ones that rate times LONG_RUN_STEPS/steps, so that a short run
+    travels as far (lr × steps) as a LONG_RUN_STEPS-step run; at most MAX_DEFAULT_LR. The batch
+    size enters through the step count."""
     width = 2e-4 / (n_latents / 16384) ** 0.5
-    return min(MAX_DEFAULT_LR, width * max(1.0, (LONG_RUN_STEPS / max(1, steps)) ** 0.5))
+    return min(MAX_DEFAULT_LR, width * max(1.0, LONG_RUN_STEPS / max(1, steps)) ** SHORT_RUN_EXPONENT)
 
 
 def default_warmup(steps: int) -> int:

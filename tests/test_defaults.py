@@ -3,14 +3,14 @@ given, recovers planted features on data of any scale; the quality guard warns o
 and on a collapsed run and stays silent on a good one.
 
 Data: 64-d activations built from 256 unit-norm features, ~3 active per token (tests/synthetic.py),
-scaled two ways: E||x||² = d (the scale Anthropic's λ = 5 was chosen for) and E||x||² = d / 10⁴
-(far below d; the old defaults collapsed ReLU there: L0 0.1, FVU 1.0).
+scaled two ways: E||x||² = d (the scale Anthropic's λ was chosen for) and E||x||² = d / 10⁴ (far
+below d; the old defaults collapsed ReLU there, and top-k kinds, not normalised then, lost features).
+Every kind is now normalised by default, so both scales must give the same figures.
 
-The MMCS bars are per kind, a little under what each reached when measured on 2026-12-01 (an
-untrained decoder: 0.37). Only top-k reaches issue 21's 0.95. JumpReLU at its defaults is not here:
-it ends at L0 ≈ 45 (true 3) with MMCS 0.39, no better than untrained (docs/training.md) — open work.
-Before 2026-12-01 every kind passed 0.95 without learning anything: the decoder was initialised with
-the same random numbers as the planted features (see tests/test_training_groundtruth.py).
+The MMCS bars are per kind, a little under what each reached at the session-6 defaults
+(2026-12-01, benchmarks/defaults_recovery.py; docs/dictionaries.md "Recovery of planted features";
+an untrained decoder: 0.37). Kinds below issue 21's 0.95 are named in MISSES. JumpReLU is not
+here (its defaults are another piece of work; docs/training.md).
 """
 
 import logging
@@ -25,11 +25,26 @@ from saekit.training import Trainer
 from saekit.training.guard import quality_warnings
 
 D, N_LATENTS = 64, 512  # two latents per planted feature
-KINDS = {"topk": {"k": 3}, "batchtopk": {"k": 3}, "relu": {}}  # no coefficients
-# (MMCS, fraction matched at cos > 0.9); measured at E||x||² = d and = d/10⁴: topk 0.969/0.93 and 0.936/0.84,
-# batchtopk 0.859/0.67 and 0.704/0.34 (the scale should not matter after normalisation: open), relu 0.637/0.35
-BARS = {"topk": (0.92, 0.80), "batchtopk": (0.66, 0.25), "relu": (0.60, 0.25)}
-TOKENS, BATCH = 150_000, 512
+KINDS = {"topk": {"k": 3}, "batchtopk": {"k": 3}, "matryoshka": {"k": 3}, "abstopk": {"k": 3}, "relu": {}, "gated": {}}
+# (MMCS, fraction matched at cos > 0.9): bars a little under the session-6 measurements at both
+# scales (equal, normalised): topk 0.989/0.97, batchtopk 0.963/0.91 (600k tokens; 0.893 at 150k, 0.935
+# at 300k), matryoshka 0.914/0.76 (600k; 0.824 at 150k), abstopk 0.971/0.95, relu 0.986/0.97 (L0 8.6),
+# gated 0.973/0.95 (300k; 0.913 at 150k)
+BARS = {
+    "topk": (0.95, 0.90),
+    "batchtopk": (0.95, 0.88),
+    "matryoshka": (0.89, 0.70),
+    "abstopk": (0.95, 0.90),
+    "relu": (0.95, 0.90),
+    "gated": (0.95, 0.90),
+}
+MISSES = {"matryoshka"}  # below issue 21's 0.95 at a test's budget (docs/dictionaries.md)
+TOKENS = {"batchtopk": 600_000, "matryoshka": 600_000, "gated": 300_000}  # others 150k; these need more steps
+# batchtopk and matryoshka are still learning at the end (MMCS 0.893 / 0.935 / 0.963 at 150k / 300k /
+# 600k tokens; the FVU falls 2 % of its total gain over the last 10 % of steps): the guard says
+# "under-trained", rightly
+STILL_LEARNING = {"batchtopk", "matryoshka"}
+BATCH = 512
 
 
 @pytest.fixture(scope="module")
@@ -45,25 +60,41 @@ def fit(cfg, X, tcfg):
     return sae, trainer.metrics.records
 
 
+def recovery(kind, feats, W_dec):
+    """feature_recovery, with |cos| for abstopk (a signed latent may hold a feature as its negative)."""
+    if kind != "abstopk":
+        return feature_recovery(feats, W_dec)
+    W = W_dec / W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    best = (feats @ W.T).abs().max(1).values
+    return float(best.mean()), float((best > 0.9).float().mean())
+
+
 @pytest.mark.parametrize("scale", ["norm_d", "norm_tiny"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_every_kind_recovers_features_at_its_defaults(kind, scale, planted, caplog):
     sets, feats = planted
     X = sets[scale]
     cfg = DictionaryConfig(kind=kind, d_in=D, n_latents=N_LATENTS, **KINDS[kind])
-    tcfg = TrainConfig(batch_size=BATCH, total_tokens=TOKENS, seed=0, device="cpu")
+    tcfg = TrainConfig(batch_size=BATCH, total_tokens=TOKENS.get(kind, 150_000), seed=0, device="cpu")
+    assert tcfg.lr is None and tcfg.normalize is None  # the defaults
     with caplog.at_level(logging.WARNING, logger="saekit.training"):
         sae, _ = fit(cfg, X, tcfg)
-    mmcs, matched = feature_recovery(feats, sae.W_dec.detach())
+    mmcs, matched = recovery(kind, feats, sae.W_dec.detach())
     with torch.no_grad():
         x = X[:4000]
         fvu = float((sae(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
         l0 = float((sae.encode(x) != 0).sum(-1).float().mean())
     assert mmcs >= BARS[kind][0] and matched >= BARS[kind][1], f"{kind} on {scale}: MMCS {mmcs:.3f} / {matched:.2f} (FVU {fvu:.3f}, L0 {l0:.1f})"
-    # relu's L1 at λ = 5 shrinks the active codes (FVU 0.651 measured); the others reach < 0.3
-    assert fvu < {"relu": 0.7, "batchtopk": 0.4}.get(kind, 0.3) and 1 <= l0 < 20, f"{kind} on {scale}: FVU {fvu:.3f}, L0 {l0:.1f}"
-    if scale == "norm_d":  # a good run: the guard is silent. At d/10⁴ top-k (not normalised by default) is
-        assert not caplog.records, [r.getMessage() for r in caplog.records]  # still learning, and the guard says so
+    assert fvu < 0.3 and 1 <= l0 < 12, f"{kind} on {scale}: FVU {fvu:.3f}, L0 {l0:.1f}"
+    messages = [r.getMessage() for r in caplog.records]
+    if scale == "norm_d" and kind not in STILL_LEARNING:  # a good run: the guard is silent
+        assert not messages, messages
+    else:  # still improving at this budget: the guard may say so, and nothing else
+        assert all("under-trained" in m for m in messages), messages
+
+
+def test_the_misses_are_the_kinds_below_the_issues_bar():
+    assert MISSES == {k for k, (bar, _) in BARS.items() if bar < 0.95}
 
 
 def test_default_schedule_adapts_to_the_run():
@@ -73,12 +104,25 @@ def test_default_schedule_adapts_to_the_run():
     t = TrainConfig(batch_size=4096, total_tokens=1_000_000)
     assert t.learning_rate(4096) == default_lr(4096, 4096, 244) and t.warmup_steps() == 12
     assert TrainConfig(lr=1e-3, lr_warmup_steps=7).learning_rate(4096) == 1e-3
-    # Gao et al.'s rate from 2048 steps on; √ more below (half of the first rule's rate, which had
-    # its knee at 8192 steps: the measured best in every short run, benchmarks/RESULTS.md)
+    # Gao et al.'s rate from 2048 steps on; below, lr·steps of a 2048-step run (the travel of the
+    # long run in fewer steps), at most 1e-2
     gao = 2e-4 * (16384 / 4096) ** 0.5
     assert default_lr(4096, 4096, 2048) == pytest.approx(gao) and default_lr(4096, 4096, 100_000) == pytest.approx(gao)
-    assert default_lr(4096, 4096, 512) == pytest.approx(2 * gao) and default_lr(64, 4096, 1) == 1e-2  # the cap
+    assert default_lr(4096, 4096, 512) == pytest.approx(4 * gao) and default_lr(4096, 4096, 1024) == pytest.approx(2 * gao)
+    assert default_lr(64, 4096, 1) == 1e-2  # the cap
     assert TrainConfig(lr_warmup_steps=7).warmup_steps() == 7
+
+
+def test_every_kind_is_normalised_by_default_and_lambda_is_per_kind():
+    from saekit.config import DICTIONARY_KINDS
+
+    assert all(TrainConfig().normalizes(k) for k in DICTIONARY_KINDS)
+    assert not TrainConfig().normalizes("crosscoder") and TrainConfig(normalize=True).normalizes("crosscoder")
+    assert not TrainConfig(normalize=False).normalizes("relu")
+    assert DictionaryConfig(kind="relu", d_in=4, n_latents=8).sparsity_coef == 2.0
+    assert DictionaryConfig(kind="gated", d_in=4, n_latents=8).sparsity_coef == 4.0
+    assert DictionaryConfig(kind="relu", d_in=4, n_latents=8, n_sources=2).sparsity_coef == 5.0  # crosscoder
+    assert DictionaryConfig(kind="relu", d_in=4, n_latents=8, sparsity_coef=0.3).sparsity_coef == 0.3
 
 
 def test_guard_warns_on_a_collapsed_run(planted, caplog):

@@ -39,10 +39,10 @@ def test_jumprelu_recovers_planted_features_at_its_defaults(scale, flat):
 
 
 def test_jumprelu_thresholds_step_faster_than_the_other_weights():
-    """Adam's first step moves every parameter by lr·sign(grad): θ by 3× that (the default
-    jumprelu_threshold_lr_scale), the encoder bias by 1×."""
+    """Adam's first step moves every parameter by lr·sign(grad): θ by jumprelu_threshold_lr_scale
+    (3 here; the default is 1) times that, the encoder bias by 1×."""
     X, _ = sparse_feature_data(n=512, d=16, n_features=32, mean_active=3.0, seed=1)
-    cfg = DictionaryConfig(kind="jumprelu", d_in=16, n_latents=64, jumprelu_bandwidth=2.0)
+    cfg = DictionaryConfig(kind="jumprelu", d_in=16, n_latents=64, jumprelu_bandwidth=2.0, jumprelu_threshold_lr_scale=3.0)
     t = Trainer(cfg, X, TrainConfig(batch_size=256, total_tokens=512, lr=1e-3, lr_warmup_steps=0, device="cpu"), progress=False)
     sae = t.runs[0].sae
     theta0, b0 = sae.threshold.detach().clone(), sae.b_enc.detach().clone()

@@ -4,13 +4,15 @@
 (see tests/synthetic.py), 150k training tokens at the default learning rate on CPU; the kinds of
 issue 18 on a smaller world (32-d, 128 features, 60k tokens).
 
-The bars are per kind, a little under what each reached when measured (2026-12-01, docs/dictionaries.md
-"Recovery of planted features"), and far above an untrained decoder (MMCS 0.37 here, 0.49 on the small
-world). Until session 5 these tests passed before any training: the dictionary's initial decoder drew the
-same random numbers as the planted features (same seed, same generator); initialisation now draws
-from a salted generator (test_an_untrained_dictionary_does_not_start_on_the_planted_features). Top-k,
-JumpReLU (step, tanh and quadratic losses at their defaults; the step loss in
-tests/test_jumprelu_defaults.py) and AbsTopK at 120k tokens reach the 0.95 of issue 18.
+The bars are per kind, a little under what each reached when measured (2026-12-01, session 6's
+default learning rate; docs/dictionaries.md "Recovery of planted features"), and far above an
+untrained decoder (MMCS 0.37 here, 0.49 on the small world). Until session 5 these tests passed before
+any training: the dictionary's initial decoder drew the same random numbers as the planted features
+(same seed, same generator); initialisation now draws from a salted generator
+(test_an_untrained_dictionary_does_not_start_on_the_planted_features). At these settings and
+budgets top-k, relu (λ 1), JumpReLU (tanh and quadratic losses here, the step loss in
+tests/test_jumprelu_defaults.py) and AbsTopK reach the 0.95 of issue 18; batch top-k, Matryoshka,
+Gated and annealed Lp do not at these budgets (tests/test_defaults.py: every kind at its defaults).
 """
 
 import pytest
@@ -23,12 +25,14 @@ SETTINGS = {
     "topk": {"k": 3},
     "batchtopk": {"k": 3},
     "relu": {"penalty": "l1", "sparsity_coef": 1.0, "sparsity_warmup_steps": 150},
-    # Anthropic's tanh loss at saekit's defaults (λ 5, c 4, normalised inputs); the step L0 at its
+    # Anthropic's tanh loss at saekit's defaults (λ 5, c 4, normalised inputs) with a λ warm-up; the step L0 at its
     # defaults: tests/test_jumprelu_defaults.py (same world), quadratic target-L0: below
-    "jumprelu_tanh": {"kind": "jumprelu", "jumprelu_sparsity_loss": "tanh"},
+    "jumprelu_tanh": {"kind": "jumprelu", "jumprelu_sparsity_loss": "tanh", "sparsity_warmup_steps": 100},
 }
-# (MMCS, fraction matched at cos > 0.9): measured 0.971/0.95, 0.770/0.43, 0.906/0.71, 0.977/0.97
-BARS = {"topk": (0.95, 0.90), "batchtopk": (0.72, 0.30), "relu": (0.87, 0.60), "jumprelu_tanh": (0.95, 0.90)}
+# (MMCS, fraction matched at cos > 0.9) at session 6's default lr (7.9e-3 here; the √ rule's 3.0e-3
+# gave 0.971/0.95, 0.770/0.43, 0.906/0.71): measured 0.988/0.97, 0.873/0.69, 0.994/0.99; jumprelu_tanh
+# (λ warm-up 100 steps: without it 0.752 at this rate) 0.986/0.97
+BARS = {"topk": (0.95, 0.90), "batchtopk": (0.84, 0.60), "relu": (0.95, 0.90), "jumprelu_tanh": (0.95, 0.90)}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +83,10 @@ def small_data():
     return sparse_feature_data(n=20_000, d=32, n_features=128, mean_active=3.0, seed=0)
 
 
-# measured 0.705/0.18, 0.887/0.62 (up to sign; 0.958/0.90 at 120k tokens), 0.877/0.55, 0.802/0.37
-SMALL_BARS = {"matryoshka": (0.67, 0.10), "abstopk": (0.85, 0.50), "gated": (0.84, 0.45), "relu_lp_annealed": (0.77, 0.25)}
+# measured at session 6's default lr (the 1e-2 cap here): 0.763/0.33, 0.970/0.92 (up to sign),
+# 0.916/0.74 (gated: normalised, default λ 4), 0.875/0.61 (the √ rule's 4.7e-3 gave 0.705/0.18,
+# 0.887/0.62, 0.877/0.55 at λ 5, 0.802/0.37)
+SMALL_BARS = {"matryoshka": (0.73, 0.25), "abstopk": (0.95, 0.88), "gated": (0.88, 0.65), "relu_lp_annealed": (0.84, 0.50)}
 
 
 def recovery_up_to_sign(features: torch.Tensor, W_dec: torch.Tensor) -> tuple[float, float]:
@@ -94,7 +100,7 @@ def recovery_up_to_sign(features: torch.Tensor, W_dec: torch.Tensor) -> tuple[fl
 def test_new_kinds_recover_ground_truth_features(name, small_data):
     X, features = small_data
     cfg = DictionaryConfig(d_in=32, n_latents=256, **SMALL_SETTINGS[name])
-    # gated at saekit's defaults (λ 5.0 for inputs normalised to E||x||² = d_in, which its kind gets
+    # gated at saekit's defaults (λ 4.0 for inputs normalised to E||x||² = d_in, which its kind gets
     # by default); the others at the raw scale their settings were set for; the default learning rate
     normalize = None if name == "gated" else False
     tcfg = TrainConfig(batch_size=256, total_tokens=60_000, seed=0, device="cpu", normalize=normalize)

@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4096, help="activation rows per step")
     p.add_argument(
         "--lr", type=float, default=None,
-        help="learning rate (default 2e-4 * sqrt(16384 / n_latents) * max(1, sqrt(2048 / steps)), at most 1e-2; "
+        help="learning rate (default 2e-4 * sqrt(16384 / n_latents) * max(1, 2048 / steps), at most 1e-2; "
         "see docs/training.md)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (one crosscoder)")

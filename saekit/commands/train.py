@@ -56,11 +56,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch-size", type=int, default=None, help=f"activation rows per step (default {base.batch_size})")
     t.add_argument(
         "--lr", type=float, default=None,
-        help="learning rate (default 2e-4 * sqrt(16384 / n_latents) * max(1, sqrt(2048 / steps)), at most 1e-2; "
+        help="learning rate (default 2e-4 * sqrt(16384 / n_latents) * max(1, 2048 / steps), at most 1e-2; "
         "see docs/training.md)",
     )
     t.add_argument("--seed", type=int, default=None, help=f"seed of every random choice (default {base.seed})")
-    t.add_argument("--normalize", action="store_true", help="scale activations so E||x||² = d_in")
+    t.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="scale activations so E||x||² = d_in (the default for every kind but crosscoders; --no-normalize: raw activations)")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     t.add_argument("--bf16", action="store_true", help="bf16 autocast")
     t.add_argument("--device", default=None, help=f"cpu, cuda or auto (default {base.device})")
@@ -110,8 +111,8 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     train.update({k: v for k, v in flags.items() if v is not None})
     if "total_tokens" in train:
         train["total_tokens"] = parse_count(train["total_tokens"])
-    if args.normalize:
-        train["normalize"] = True
+    if args.normalize is not None:
+        train["normalize"] = args.normalize
     if args.bf16:
         train["autocast_bf16"] = True
     dicts = conf.get("dictionary", [])

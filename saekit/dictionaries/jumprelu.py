@@ -21,7 +21,8 @@ to about √λ ≈ 2.2 at λ = 5. Adam moves a parameter by about lr per step, s
 θ₀ = ε = 0.001 and saekit's short-run learning rates θ could not travel that far (L0 ≈ 45 for a
 true 3 after 300 steps); and an ε of 0.001 against pre-activations of scale 1 leaves the STE
 window almost empty. Hence θ₀ = 0.25 (dense enough for every latent to learn first), ε = 0.2,
-θ stepping ``jumprelu_threshold_lr_scale`` = 3 times faster than the other weights, and the
+θ at the run's learning rate (``jumprelu_threshold_lr_scale`` = 1: session 6's default lr rule keeps
+lr·steps ≈ 2.3 for 512 latents in any short run, far enough; 3 overshot to L0 2.2 there), and the
 encoder starting at ``jumprelu_init_encoder_scale`` = 0.3 times its tied initialisation (at 1×
 about a third of the latents fire at the first step and the dense reconstruction overshoots).
 """
