@@ -8,7 +8,10 @@ of the baseline's and act_l1's dictionaries (OUT/browser/).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,48 @@ def _demo_model(planted: str | None) -> ModelConfig:
     return PLANTED_MODEL.replace(vocab_size=planted_language(planted).vocab_size)
 
 
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def train_demo_models(root: Path, base: ModelConfig, overwrite: bool = False, planted: str | None = None) -> list[Path]:
+    """Every DEMO_VARIANTS model of every DEMO_MODEL_SEEDS seed under ROOT/seed<s>/<variant>.
+
+    With two or more CPUs the seeds train at once, one process each with its share of the CPU's threads:
+    these tiny models keep one thread busy far better than two (benchmarks/RESULTS.md, "The demo's time").
+    Each seed's models get the same bytes either way on one machine (same seed, data and thread count)."""
+    jobs = [(root / f"seed{seed}", base.replace(seed=seed), overwrite, planted) for seed in DEMO_MODEL_SEEDS]
+    workers = min(len(jobs), _cpus())
+    if workers < 2:
+        done = [_train_seed(*job, threads=0) for job in jobs]
+    else:
+        threads = max(1, _cpus() // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(_train_seed, *zip(*jobs), [threads] * len(jobs)))
+    paths = []
+    for seed, models in zip(DEMO_MODEL_SEEDS, done):
+        for variant, path, val_loss in models:
+            print(f"{variant:>12} seed {seed}: validation loss {val_loss:.3f}  → {path}")
+            paths.append(Path(path))
+    return paths
+
+
+def _train_seed(
+    root: Path, base: ModelConfig, overwrite: bool, planted: str | None, threads: int
+) -> list[tuple[str, str, float]]:
+    """One model seed's variants (run in a worker process when threads > 0): (variant, folder, val loss)."""
+    import torch
+
+    from saekit.allocator import keep_freed_memory
+    from saekit.models import train_variants
+
+    if threads:
+        torch.set_num_threads(threads)
+        keep_freed_memory()
+    handles = train_variants(DEMO_VARIANTS, root, base=base, overwrite=overwrite, dataset=planted)
+    return [(v, str(h.path), float(h.info["val_loss"])) for v, h in handles.items()]
+
+
 def run_demo(
     out: str | Path = "runs/demo",
     steps: int | None = None,
@@ -57,20 +102,15 @@ def run_demo(
     ``planted`` (e.g. ``"planted:small"``): the models learn that planted language instead of the
     built-in corpus, and the comparison scores every dictionary against its labels (the
     ``ground_truth`` verdict axis)."""
-    from saekit.models import train_variants
+    from saekit.allocator import keep_freed_memory
     from saekit.pipeline.run import run_comparison
     from saekit.pipeline.variants import default_dict_cfgs
 
+    keep_freed_memory()
     out = Path(out)
     start = time.perf_counter()
     base = _demo_model(planted) if steps is None else _demo_model(planted).replace(steps=steps)
-    paths = []
-    for seed in DEMO_MODEL_SEEDS:
-        root = out / "models" / f"seed{seed}"
-        handles = train_variants(DEMO_VARIANTS, root, base=base.replace(seed=seed), overwrite=overwrite, dataset=planted)
-        for variant, handle in handles.items():
-            print(f"{variant:>12} seed {seed}: validation loss {handle.info['val_loss']:.3f}  → {handle.path}")
-            paths.append(handle.path)
+    paths = train_demo_models(out / "models", base, overwrite, planted)
     model_s = time.perf_counter() - start
     extra = {} if train_tokens is None else {"train_tokens": train_tokens}
     # Narrow, small-batch dictionaries: at these settings two dictionary seeds of one demo model share
