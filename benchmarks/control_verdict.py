@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--d-model", type=int, default=32)
     p.add_argument("--n-ctx", type=int, default=32)
     p.add_argument("--steps", type=int, default=400, help="model training steps")
+    p.add_argument("--pos-emb", default="standard", choices=["standard", "rotary"], help="ModelConfig.positional_embedding")
+    p.add_argument("--parallel-attn-mlp", action="store_true",
+                   help="experiment: attention and MLP read the same residual (as Pythia); not a ModelConfig option")
     p.add_argument("--model-batch", type=int, default=8)
     p.add_argument("--train-rows", type=int, default=160, help="model training sequences")
     p.add_argument("--train-docs", type=int, default=1, help="documents of the built-in corpus's train split to pack")
@@ -55,12 +58,17 @@ def train_models(args: argparse.Namespace) -> list[Path]:
     from saekit.data import default_tokenizer, load_corpus, pack_tokens
     from saekit.models import train_model
 
+    if args.parallel_attn_mlp:  # patch the transformer-lens arguments train_model builds and saves
+        import saekit.models.train as mt
+
+        plain = mt.tl_config_dict
+        mt.tl_config_dict = lambda cfg: {**plain(cfg), "parallel_attn_mlp": True}
     tok = default_tokenizer()
     train = pack_tokens(load_corpus("train")[: args.train_docs], tok, args.n_ctx, max_rows=args.train_rows)
     val = pack_tokens(load_corpus("validation")[:1], tok, args.n_ctx, max_rows=16)
     base = ModelConfig(
         n_layers=args.n_layers, d_model=args.d_model, n_heads=2, d_mlp=4 * args.d_model, n_ctx=args.n_ctx,
-        steps=args.steps, batch_size=args.model_batch, device="cpu",
+        steps=args.steps, batch_size=args.model_batch, device="cpu", positional_embedding=args.pos_emb,
     )  # fmt: skip
     paths = []
     for variant in ("baseline", "random"):

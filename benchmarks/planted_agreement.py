@@ -1,7 +1,7 @@
 """Do two dictionary seeds agree more on a planted-language model than on the Shakespeare demo model?
 
 Trains the demo's baseline model (saekit.pipeline.demo.DEMO_MODEL) on the built-in corpus and on
-`planted:NAME`, then the demo's SAE (top-k on the last MLP output, DEMO_EXPANSION x d_model latents,
+`planted:NAME`, then the demo's SAE (top-k on the last MLP output, DEMO_LATENTS latents,
 k DEMO_K, batch DEMO_BATCH, lr DEMO_LR, DEMO_TOKENS tokens) with several seeds on each, and prints
 `seed_consistency` (mean pairwise Hungarian shared fraction at cos >= 0.7, against chance).
 
@@ -23,7 +23,7 @@ from saekit.evaluation.matching import seed_consistency
 from saekit.models.store import load_model
 from saekit.models.train import train_variants
 from saekit.pipeline.activations import rows
-from saekit.pipeline.demo import DEMO_BATCH, DEMO_EXPANSION, DEMO_K, DEMO_LR, DEMO_MODEL, DEMO_TOKENS
+from saekit.pipeline.demo import DEMO_BATCH, DEMO_K, DEMO_LATENTS, DEMO_LR, DEMO_MODEL, DEMO_TOKENS
 from saekit.pipeline.variants import default_dict_cfgs, shared_tokens
 from saekit.training import train
 
@@ -46,7 +46,7 @@ def main() -> None:
     a = p.parse_args()
     base = SMALL_MODEL if a.small else DEMO_MODEL
     base = base if a.steps is None else base.replace(steps=a.steps)
-    cfg = default_dict_cfgs(base.d_model, base.n_layers, expansion=DEMO_EXPANSION, k=DEMO_K)["sae"]
+    cfg = default_dict_cfgs(base.d_model, base.n_layers, expansion=1, k=DEMO_K)["sae"].replace(n_latents=DEMO_LATENTS)
     if a.hook:
         cfg = cfg.replace(hook_name=a.hook)
     tcfg = TrainConfig(batch_size=DEMO_BATCH, total_tokens=DEMO_TOKENS, lr=DEMO_LR, lr_warmup_steps=10, device="cpu")

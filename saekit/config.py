@@ -14,6 +14,7 @@ from saekit.errors import ConfigError
 from saekit.kinds import KINDS
 
 VARIANTS = ("baseline", "l1_weights", "act_l1", "pruned", "solu", "topographic", "random")
+POSITIONAL_EMBEDDINGS = ("standard", "rotary")
 MAX_OF_K_VARIANTS = ("baseline", "l1_weights", "act_l1", "random")  # those that apply to an attention-only model
 # Default regulariser strength per variant (chosen so the tiny demo model shows a clear effect).
 DEFAULT_COEF = {
@@ -104,6 +105,9 @@ class ModelConfig(_Config):
     n_ctx: int = 128
     vocab_size: int = 4096
     act_fn: str = "gelu"  # the `solu` variant switches this to "solu_ln"
+    # "standard": a learned W_pos added to the residual stream; "rotary": rotary positions in attention
+    # (as Pythia), nothing positional in the residual stream (docs/comparing.md, "Random control")
+    positional_embedding: str = "standard"
     # training
     steps: int = 600
     batch_size: int = 32
@@ -138,6 +142,10 @@ class ModelConfig(_Config):
             _positive(name, getattr(self, name))
             _require(float(getattr(self, name)).is_integer(), f"{name} must be an integer, got {getattr(self, name)!r}.")
         _positive("lr", self.lr)
+        _require(
+            self.positional_embedding in POSITIONAL_EMBEDDINGS,
+            f"positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}, got {self.positional_embedding!r}.",
+        )
         _require(self.d_model % self.n_heads == 0, f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads}).")
         if self.topo_sheet is not None:
             self.topo_sheet = tuple(self.topo_sheet)

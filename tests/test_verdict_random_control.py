@@ -14,7 +14,10 @@ What it does NOT check: `worse` on abstractness. At this size random-weights lat
 predictable from the current token id than the baseline's at every hookpoint measured (resid_pre,
 attn_out, mlp_out, resid_post; docs/comparing.md "Checking the verdicts"): the random model's residual
 is dominated by its random positional embedding and random context averages, not by the token, so the
-premise of the control (random-weights latents are token-level) does not hold here.
+premise of the control (random-weights latents are token-level) does not hold here. Rotary positions
+(``ModelConfig(positional_embedding="rotary")``) do not change that: abstractness 0.55 vs 0.87 at
+``mlp_out``, still `better` (2026-12-01); the random attention output is what makes the random MLP output
+contextual (docs/comparing.md, "Rotary positions do not fix it").
 ``test_abstractness_goes_the_other_way_at_this_size`` keeps that measured finding honest.
 """
 

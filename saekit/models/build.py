@@ -21,7 +21,7 @@ def tl_config_dict(cfg: ModelConfig) -> dict:
         "d_vocab": cfg.vocab_size,
         "act_fn": cfg.act_fn,
         "normalization_type": "LN",
-        "positional_embedding_type": "standard",
+        "positional_embedding_type": cfg.positional_embedding,
         "seed": cfg.seed,
         "init_weights": True,
     }

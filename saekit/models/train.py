@@ -147,7 +147,7 @@ def train_model(
     out = Path(out_dir)
     existing = existing_model_info(out) if not overwrite else None
     if existing is not None:
-        if existing.get("config") == cfg.to_dict() and existing.get("dataset") == dataset:
+        if _same_config(existing.get("config"), cfg) and existing.get("dataset") == dataset:
             handle = load_model(out, device=cfg.device)
             handle.info["reused"] = True  # the command says "reused", not "saved"
             return handle
@@ -201,6 +201,15 @@ def train_model(
     save_model_folder(handle, tl_args, info, pruner.masks if pruner else None)
     release(lock)
     return handle
+
+
+def _same_config(saved: dict | None, cfg: ModelConfig) -> bool:
+    """Whether a saved saekit_model.json config is cfg; fields added since it was written take their
+    defaults (a folder saved before `positional_embedding` existed is a "standard" model)."""
+    try:
+        return saved is not None and ModelConfig.from_dict(saved).to_dict() == cfg.to_dict()
+    except ConfigError:
+        return False
 
 
 def _train_loop(model, cfg: ModelConfig, train_tokens, sheet, pruner, log_path: Path, device, progress) -> list[float]:
