@@ -35,12 +35,8 @@ RELU_PENALTIES = ("l1", "l1_decnorm", "tanh", "log", "lp")
 NORM_DEPENDENT_KINDS = tuple(k for k, f in KINDS.items() if f.norm_dependent)  # penalties set for E||x||² = d_in
 
 
-# λ per kind for inputs normalised to E||x||² = d_in (TrainConfig.normalize, on by default).
-# relu: 2, measured (docs/training.md): Anthropic's 5 left the flat planted world's SAE at L0 4 with
-# FVU 0.65 and MMCS 0.64, λ 2 at the default rate recovers it (0.97); gated: 4, its best on the same
-# world at the default rate (5: 0.82, 2-3: L0 13-25, 10-20: collapse); jumprelu: 5 (not measured here);
-# a relu crosscoder keeps 5 (its λ multiplies the sum of its sources' decoder norms; not re-measured).
-DEFAULT_SPARSITY_COEF = {"relu": 2.0, "gated": 4.0, "jumprelu": 5.0}
+# a relu crosscoder keeps Anthropic's 5 (its λ multiplies the sum of its sources' decoder norms;
+# not re-measured); a single dictionary's λ is its kind's row in saekit.kinds
 CROSSCODER_SPARSITY_COEF = 5.0
 
 
@@ -48,7 +44,8 @@ def default_sparsity_coef(kind: str, n_sources: int = 1) -> float:
     """The λ a dictionary of ``kind`` gets when ``sparsity_coef`` is not given (top-k kinds: unused)."""
     if n_sources > 1:
         return CROSSCODER_SPARSITY_COEF
-    return DEFAULT_SPARSITY_COEF.get(kind, 5.0)
+    coef = KINDS[kind].default_sparsity_coef if kind in KINDS else None
+    return 5.0 if coef is None else coef
 
 
 def _require(ok: bool, message: str) -> None:
@@ -174,7 +171,7 @@ class DictionaryConfig(_Config):
     skip: bool = False
     # relu
     penalty: str = "l1"  # l1 | l1_decnorm | tanh | log | lp
-    sparsity_coef: float | None = None  # λ (also the L0 coefficient of jumprelu); None = DEFAULT_SPARSITY_COEF
+    sparsity_coef: float | None = None  # λ (also the L0 coefficient of jumprelu); None = the kind's default_sparsity_coef (saekit.kinds)
     lp: float = 0.5
     sparsity_warmup_steps: int = 0
     # relu, penalty "lp": p annealed from 1 to ``lp`` (Karvonen et al. 2024); 0 steps = fixed p

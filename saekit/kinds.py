@@ -25,12 +25,17 @@ class Kind:
     dictionary_learning: str = ""  # the dictionary_learning SAE class saekit reads as this kind
     dictionary_learning_crosscoder: str = ""  # the dictionary_learning crosscoder class it exports to
     sparsify: bool = False  # EleutherAI sparsify has coders of this kind (top-k only)
+    # λ when sparsity_coef is not given, for inputs normalised to E||x||² = d_in (None: no penalty). relu 2:
+    # Anthropic's 5 left the flat planted world's SAE at L0 4, FVU 0.65, MMCS 0.64, λ 2 recovers it (0.97);
+    # gated 4: its best there (5: 0.82; 2-3: L0 13-25; 10-20 collapse); jumprelu 5 (docs/training.md)
+    default_sparsity_coef: float | None = None
 
 
 KINDS: dict[str, Kind] = {
     "relu": Kind(
         uses_k=False,
         norm_dependent=True,
+        default_sparsity_coef=2.0,
         saved_as="relu",
         saelens="standard",
         saelens_transcoders=True,
@@ -58,6 +63,7 @@ KINDS: dict[str, Kind] = {
     "jumprelu": Kind(
         uses_k=False,
         norm_dependent=True,
+        default_sparsity_coef=5.0,
         saved_as="jumprelu",
         saelens="jumprelu",
         saelens_transcoders=True,
@@ -65,7 +71,7 @@ KINDS: dict[str, Kind] = {
     ),
     "matryoshka": Kind(uses_k=True, norm_dependent=False, saved_as="jumprelu"),
     "abstopk": Kind(uses_k=True, norm_dependent=False, saved_as="abstopk", saelens="abstopk"),  # SAELens ≥ 6.5x
-    "gated": Kind(uses_k=False, norm_dependent=True, saved_as="gated", saelens="gated"),
+    "gated": Kind(uses_k=False, norm_dependent=True, saved_as="gated", saelens="gated", default_sparsity_coef=4.0),
 }
 
 
