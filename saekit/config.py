@@ -32,7 +32,6 @@ CROSSCODER_KINDS = tuple(k for k, f in KINDS.items() if f.crosscoder)
 TOPK_KINDS = tuple(k for k, f in KINDS.items() if f.uses_k)  # kinds whose L0 is set by k
 JUMPRELU_LOSSES = ("step", "tanh", "quadratic")
 RELU_PENALTIES = ("l1", "l1_decnorm", "tanh", "log", "lp")
-NORM_DEPENDENT_KINDS = tuple(k for k, f in KINDS.items() if f.norm_dependent)  # penalties set for E||x||² = d_in
 
 
 # a relu crosscoder keeps Anthropic's 5 (its λ multiplies the sum of its sources' decoder norms;

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Kind:
     uses_k: bool  # the L0 is set by k (top-k kinds)
-    norm_dependent: bool  # its penalty was set for E||x||² = d_in, so activations are scaled by default
     saved_as: str  # the kind whose form a saved folder holds (batchtopk, matryoshka: a JumpReLU)
     saelens: str = ""  # SAELens architecture of the SAE, for kinds saved as themselves
     saelens_transcoders: bool = False  # SAELens also has <kind> transcoder and skip-transcoder classes
@@ -34,7 +33,6 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "relu": Kind(
         uses_k=False,
-        norm_dependent=True,
         default_sparsity_coef=2.0,
         saved_as="relu",
         saelens="standard",
@@ -45,7 +43,6 @@ KINDS: dict[str, Kind] = {
     ),
     "topk": Kind(
         uses_k=True,
-        norm_dependent=False,
         saved_as="topk",
         saelens="topk",  # SAELens has no top-k transcoder: saekit writes its own name for one
         crosscoder=True,
@@ -54,7 +51,6 @@ KINDS: dict[str, Kind] = {
     ),
     "batchtopk": Kind(
         uses_k=True,
-        norm_dependent=False,
         saved_as="jumprelu",  # the inference form: a per-latent threshold replaces the batch top-k
         crosscoder=True,
         dictionary_learning="BatchTopKSAE",  # read as a JumpReLU with its global threshold
@@ -62,16 +58,15 @@ KINDS: dict[str, Kind] = {
     ),
     "jumprelu": Kind(
         uses_k=False,
-        norm_dependent=True,
         default_sparsity_coef=5.0,
         saved_as="jumprelu",
         saelens="jumprelu",
         saelens_transcoders=True,
         dictionary_learning="JumpReluAutoEncoder",
     ),
-    "matryoshka": Kind(uses_k=True, norm_dependent=False, saved_as="jumprelu"),
-    "abstopk": Kind(uses_k=True, norm_dependent=False, saved_as="abstopk", saelens="abstopk"),  # SAELens ≥ 6.5x
-    "gated": Kind(uses_k=False, norm_dependent=True, saved_as="gated", saelens="gated", default_sparsity_coef=4.0),
+    "matryoshka": Kind(uses_k=True, saved_as="jumprelu"),
+    "abstopk": Kind(uses_k=True, saved_as="abstopk", saelens="abstopk"),  # SAELens ≥ 6.5x
+    "gated": Kind(uses_k=False, saved_as="gated", saelens="gated", default_sparsity_coef=4.0),
 }
 
 
