@@ -186,7 +186,7 @@ class DictionaryConfig(_Config):
     # off-feature pre-activations have std ≈ 1); measured in docs/dictionaries.md (JumpReLU)
     jumprelu_bandwidth: float = 0.2  # None in files before session 6 (it meant 0.001 / 0.05): read as 0.2
     jumprelu_init_threshold: float = 0.25
-    jumprelu_threshold_lr_scale: float = 1.0  # θ's learning rate = this × lr (θ must travel O(1))
+    jumprelu_threshold_lr_scale: float = 1.0  # θ's rate = max(this × lr, √λ/steps): θ must climb ≈ √λ
     jumprelu_init_encoder_scale: float = 0.3  # W_enc starts at this × its usual init (W_decᵀ when tied)
     jumprelu_sparsity_loss: str = "step"  # step (L0) | tanh (Anthropic 2025) | quadratic (target L0)
     jumprelu_tanh_scale: float = 4.0

@@ -21,7 +21,8 @@ to about √λ ≈ 2.2 at λ = 5. Adam moves a parameter by about lr per step, s
 θ₀ = ε = 0.001 and saekit's short-run learning rates θ could not travel that far (L0 ≈ 45 for a
 true 3 after 300 steps); and an ε of 0.001 against pre-activations of scale 1 leaves the STE
 window almost empty. Hence θ₀ = 0.25 (dense enough for every latent to learn first), ε = 0.2,
-θ at the run's learning rate (``jumprelu_threshold_lr_scale`` = 1: session 6's default lr rule keeps
+θ at the run's learning rate or faster (``jumprelu_threshold_lr_scale`` = 1, with a floor of √λ/steps so that θ
+can climb √λ in any run whatever the width: session 7; session 6's default lr rule keeps
 lr·steps ≈ 2.3 for 512 latents in any short run, far enough; 3 overshot to L0 2.2 there), and the
 encoder starting at ``jumprelu_init_encoder_scale`` = 0.3 times its tied initialisation (at 1×
 about a third of the latents fire at the first step and the dense reconstruction overshoots).
@@ -93,11 +94,17 @@ class JumpReLUDictionary(SparseDictionary):
         return pre * (pre > self.threshold)
 
     def param_groups(self) -> list[dict]:
-        """The thresholds step ``jumprelu_threshold_lr_scale`` times faster than the other weights:
-        Adam moves a parameter by about lr per step, and θ must travel O(1) on normalised inputs
-        (module docstring)."""
+        """The thresholds step ``jumprelu_threshold_lr_scale`` times faster than the other weights,
+        and fast enough to travel √λ over the run (``min_travel``): Adam moves a parameter by about
+        lr per step and θ must climb to about √λ on normalised inputs (module docstring), which a
+        wide dictionary's smaller width-scaled rate would not reach in a short run."""
         rest = [p for name, p in self.named_parameters() if name != "threshold"]
-        return [{"params": rest}, {"params": [self.threshold], "lr_scale": float(self.cfg.jumprelu_threshold_lr_scale)}]
+        theta = {
+            "params": [self.threshold],
+            "lr_scale": float(self.cfg.jumprelu_threshold_lr_scale),
+            "min_travel": float(self.cfg.sparsity_coef) ** 0.5,
+        }
+        return [{"params": rest}, theta]
 
     def train_codes(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pre = self.pre_acts(xs)

@@ -133,7 +133,7 @@ class Trainer:
         seed = self.tcfg.seed if cfg.seed is None else cfg.seed
         sae = self.strategy.make_dictionary(cfg, seed, self.device)
         lr = self.tcfg.learning_rate(cfg.n_latents)
-        opt = torch.optim.Adam(sae.param_groups(), lr=lr, betas=self.tcfg.adam_betas)
+        opt = torch.optim.Adam(travel_scaled(sae.param_groups(), lr, self.total_steps), lr=lr, betas=self.tcfg.adam_betas)
         tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(), self.device)
         return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
 
@@ -487,6 +487,17 @@ def _nonfinite(x: torch.Tensor, y: torch.Tensor | None) -> str | None:
             bad = int((~torch.isfinite(t)).reshape(t.shape[0], -1).any(-1).sum())
             return f"{bad} row(s) of the {name}"
     return None
+
+
+def travel_scaled(groups: list[dict], lr: float, steps: int) -> list[dict]:
+    """Raise a group's ``lr_scale`` so that its parameters can travel its ``min_travel`` over the
+    run: Adam moves a parameter by about its learning rate per step, so lr·scale·steps must reach
+    the distance (JumpReLU's thresholds must climb to about √λ whatever the width)."""
+    for g in groups:
+        travel = g.pop("min_travel", None)
+        if travel is not None and lr > 0 and steps > 0:
+            g["lr_scale"] = max(g.get("lr_scale", 1.0), travel / (lr * steps))
+    return groups
 
 
 def train(
