@@ -11,8 +11,8 @@ learns through straight-through estimators: the pseudo-derivative of H(u − θ)
 c = ``jumprelu_tanh_scale`` (Anthropic's January 2025 update: a smooth L0 that reaches the
 values, not only the thresholds); ``quadratic`` λ·(2/L*)·(L0 − L*)² per token around
 ``target_l0`` L* (Gemma Scope 2): it pushes L0 down when above the target *and up when below*.
-It lands near targets at or below the data's own L0 but cannot hold L0 above it: once the encoder
-separates its pre-activations from θ the straight-through window that carries the push is empty.
+The target is traded against reconstruction (one more active latent costs about θ² of error and
+gains λ·4(L* − L0)/L*): at λ 5 L0 settles near the data's own; a larger λ holds the target.
 
 Defaults (measured, docs/dictionaries.md): the kind trains on inputs normalised to E||x||² = d_in,
 where a latent's pre-activation on tokens without its feature has std ≈ 1 whatever d_in, and a
