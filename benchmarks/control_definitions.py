@@ -1,0 +1,135 @@
+"""Which random control is token-level? Abstractness of baseline vs candidate random controls, per hookpoint.
+
+Trains one tiny baseline model per initialisation (the control test's models: 1 layer, d_model 32,
+400 steps of 8 on 3200 sequences), builds candidate random-weights controls, trains one small top-k SAE
+(64 latents, k 8, 32k tokens) per model and hookpoint, and prints saekit's abstractness (median over alive
+latents of 1 − R² from the current token id, split-half) of the SAE latents and of the raw activation,
+on 512 held-out sequences. Controls (Heap et al. 2025, "Sparse autoencoders can interpret randomly
+initialized transformers", use the step-0 model and re-randomised trained weights):
+
+- ``step0``: the model at its initialisation (saekit's ``random`` variant today);
+- ``rerand``: every trained parameter re-drawn from a normal with its own matrix's mean and std;
+- ``rerand_keep_emb``: the same, but the trained token and positional embeddings kept;
+- ``step0_keep_emb``: the initialisation with the trained embeddings copied in.
+
+``--out-scale S`` multiplies the residual-output projections (W_O and W_out) of the initialisation by S
+before training (the baseline) and for ``step0``.
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/control_definitions.py --out-scale 1 0.1
+
+Numbers in docs/comparing.md ("Random control: which definition") come from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+
+
+def hooks_of(n_layers: int) -> list[str]:
+    """The four hookpoints of the last layer (and the first layer's MLP output in deeper models)."""
+    last = [f"blocks.{n_layers - 1}.hook_{h}" for h in ("resid_pre", "attn_out", "mlp_out", "resid_post")]
+    return (["blocks.0.hook_mlp_out"] if n_layers > 1 else []) + last
+
+EMBEDDINGS = ("embed.W_E", "pos_embed.W_pos")
+
+
+def rerandomised(model, seed: int, keep: tuple[str, ...] = ()) -> None:
+    """Re-draw every parameter not in keep from N(its matrix's mean, its matrix's std), in place."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in keep:
+                continue
+            mean, std = p.mean(), (p.std() if p.numel() > 1 else torch.tensor(0.0))
+            p.copy_(mean + std * torch.randn(p.shape, generator=gen))
+
+
+def sae_abstractness(x: torch.Tensor, ids: torch.Tensor, seed: int) -> float:
+    import saekit
+    from saekit.config import DictionaryConfig, TrainConfig
+    from saekit.evaluation.abstractness import abstractness
+
+    cfg = DictionaryConfig(kind="topk", d_in=x.shape[1], n_latents=64, k=8)
+    tcfg = TrainConfig(batch_size=64, total_tokens=32_000, lr=3e-3, lr_warmup_steps=2, log_every=10**9, seed=seed)
+    sae = saekit.train(cfg, x, tcfg)
+    with torch.no_grad():
+        z = sae.encode(x)
+    return abstractness(z, ids)["median_current"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    from saekit.activations import read_activations
+    from saekit.config import ModelConfig
+    from saekit.data import default_tokenizer, load_corpus, pack_tokens
+    from saekit.evaluation.abstractness import abstractness
+    from saekit.models import load_model, train_model
+    from saekit.models.build import tl_config_dict
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out-scale", type=float, nargs="+", default=[1.0])
+    p.add_argument("--pos-emb", default="standard")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-layers", type=int, default=1)
+    p.add_argument("--eval-seqs", type=int, default=512)
+    p.add_argument("--work", type=Path, default=Path("/tmp/control_definitions"))
+    args = p.parse_args(argv)
+    tok = default_tokenizer()
+    train = pack_tokens(load_corpus("train")[:2], tok, 32, max_rows=3200)
+    val = pack_tokens(load_corpus("validation")[:1], tok, 32, max_rows=16)
+    held = pack_tokens(load_corpus("validation"), tok, 32, max_rows=args.eval_seqs)
+    ids = held[:, 1:].reshape(-1)
+    HOOKS = hooks_of(args.n_layers)
+    base_cfg = ModelConfig(n_layers=args.n_layers, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=400, batch_size=8,
+                           device="cpu", positional_embedding=args.pos_emb, seed=args.seed)  # fmt: skip
+    import saekit.models.train as mt
+
+    plain_build = mt.build_model
+    print("| W_O, W_out init × | model | val loss | " + " | ".join(h[7:] for h in HOOKS) + " |")
+    print("|---|---|---|" + "---|" * len(HOOKS))
+    for scale in args.out_scale:
+
+        def scaled_build(tl_args, scale=scale):
+            m = plain_build(tl_args)
+            with torch.no_grad():
+                for b in m.blocks:
+                    b.attn.W_O.mul_(scale)
+                    b.mlp.W_out.mul_(scale)
+            return m
+
+        mt.build_model = scaled_build
+        t0 = time.perf_counter()
+        folder = args.work / f"baseline-L{args.n_layers}-x{scale}-{args.pos_emb}-s{args.seed}"
+        h = train_model(base_cfg, folder, tokenizer=tok, data=(train, val), progress=False)
+        mt.build_model = plain_build
+        trained = load_model(folder).model
+        models = {"baseline": trained}
+        step0 = scaled_build(tl_config_dict(base_cfg.replace(seed=args.seed + 100))).eval()
+        models["step0"] = step0
+        for name, keep in (("rerand", ()), ("rerand_keep_emb", EMBEDDINGS)):
+            m = load_model(folder).model
+            rerandomised(m, args.seed + 100, keep)
+            models[name] = m
+        m = scaled_build(tl_config_dict(base_cfg.replace(seed=args.seed + 100))).eval()
+        m.load_state_dict({**m.state_dict(), **{k: v for k, v in trained.state_dict().items() if k in EMBEDDINGS}})
+        models["step0_keep_emb"] = m
+        for name, model in models.items():
+            model.eval()
+            with torch.no_grad():
+                loss = float(model(val, return_type="loss"))
+            acts = read_activations(model, held, HOOKS, progress=False)
+            cells = []
+            for hook in HOOKS:
+                x = acts[hook][:, 1:].reshape(-1, acts[hook].shape[-1]).float()
+                raw = abstractness(x, ids)["median_current"]
+                cells.append(f"{sae_abstractness(x, ids, args.seed):.2f} ({raw:.2f})")
+            print(f"| {scale} | {name} | {loss:.2f} | " + " | ".join(cells) + " |", flush=True)
+        print(f"(x{scale}: {time.perf_counter() - t0:.0f} s, baseline val loss {h.info['val_loss']:.3f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
