@@ -75,17 +75,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pos-emb", default="standard")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-layers", type=int, default=1)
+    p.add_argument("--d-model", type=int, default=32)
+    p.add_argument("--n-ctx", type=int, default=32)
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--train-docs", type=int, default=2)
+    p.add_argument("--train-rows", type=int, default=3200)
+    p.add_argument("--models", nargs="+", default=["baseline", "step0", "rerand", "rerand_keep_emb", "step0_keep_emb"])
     p.add_argument("--eval-seqs", type=int, default=512)
     p.add_argument("--work", type=Path, default=Path("/tmp/control_definitions"))
     args = p.parse_args(argv)
     tok = default_tokenizer()
-    train = pack_tokens(load_corpus("train")[:2], tok, 32, max_rows=3200)
-    val = pack_tokens(load_corpus("validation")[:1], tok, 32, max_rows=16)
-    held = pack_tokens(load_corpus("validation"), tok, 32, max_rows=args.eval_seqs)
+    n_ctx = args.n_ctx
+    train = pack_tokens(load_corpus("train")[: args.train_docs], tok, n_ctx, max_rows=args.train_rows)
+    val = pack_tokens(load_corpus("validation")[:1], tok, n_ctx, max_rows=16)
+    held = pack_tokens(load_corpus("validation"), tok, n_ctx, max_rows=args.eval_seqs)
     ids = held[:, 1:].reshape(-1)
     HOOKS = hooks_of(args.n_layers)
-    base_cfg = ModelConfig(n_layers=args.n_layers, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=400, batch_size=8,
-                           device="cpu", positional_embedding=args.pos_emb, seed=args.seed)  # fmt: skip
+    base_cfg = ModelConfig(n_layers=args.n_layers, d_model=args.d_model, n_heads=2 if args.d_model < 128 else 4,
+                           d_mlp=4 * args.d_model, n_ctx=n_ctx, steps=args.steps, batch_size=args.batch, device="cpu",
+                           positional_embedding=args.pos_emb, seed=args.seed, warmup_steps=min(50, args.steps // 4))  # fmt: skip
     import saekit.models.train as mt
 
     plain_build = mt.build_model
@@ -103,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
         mt.build_model = scaled_build
         t0 = time.perf_counter()
-        folder = args.work / f"baseline-L{args.n_layers}-x{scale}-{args.pos_emb}-s{args.seed}"
+        folder = args.work / f"baseline-L{args.n_layers}-d{args.d_model}-c{n_ctx}-t{args.steps}x{args.batch}-x{scale}-{args.pos_emb}-s{args.seed}"
         h = train_model(base_cfg, folder, tokenizer=tok, data=(train, val), progress=False)
         mt.build_model = plain_build
         trained = load_model(folder).model
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         m = scaled_build(tl_config_dict(base_cfg.replace(seed=args.seed + 100))).eval()
         m.load_state_dict({**m.state_dict(), **{k: v for k, v in trained.state_dict().items() if k in EMBEDDINGS}})
         models["step0_keep_emb"] = m
-        for name, model in models.items():
+        for name, model in ((k, v) for k, v in models.items() if k in args.models):
             model.eval()
             with torch.no_grad():
                 loss = float(model(val, return_type="loss"))
