@@ -12,8 +12,9 @@ initialized transformers", use the step-0 model and re-randomised trained weight
 - ``rerand_keep_emb``: the same, but the trained token and positional embeddings kept;
 - ``step0_keep_emb``: the initialisation with the trained embeddings copied in.
 
-``--out-scale S`` multiplies the residual-output projections (W_O and W_out) of the initialisation by S
-before training (the baseline) and for ``step0``.
+``--out-scale S`` is ``ModelConfig.out_init_scale``: the residual-output projections (W_O and W_out) of the
+initialisation times S, for the baseline (before training) and for ``step0``. Model folders are kept in
+``--work`` and reused.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/control_definitions.py --out-scale 1 0.1
 
@@ -27,7 +28,6 @@ import time
 from pathlib import Path
 
 import torch
-
 
 
 def hooks_of(n_layers: int) -> list[str]:
@@ -62,16 +62,29 @@ def sae_abstractness(x: torch.Tensor, ids: torch.Tensor, seed: int) -> float:
     return abstractness(z, ids)["median_current"]
 
 
-def main(argv: list[str] | None = None) -> None:
-    from saekit.activations import read_activations
-    from saekit.config import ModelConfig
-    from saekit.data import default_tokenizer, load_corpus, pack_tokens
-    from saekit.evaluation.abstractness import abstractness
-    from saekit.models import load_model, train_model
-    from saekit.models.build import tl_config_dict
+def candidate_controls(folder: Path, cfg, seed: int, names: list[str]) -> dict:
+    """The trained baseline in folder and the random controls built from it or from cfg's initialisation."""
+    from saekit.models import load_model
+    from saekit.models.build import build_model, initialise, tl_config_dict
 
+    def step0():
+        return initialise(build_model(tl_config_dict(cfg.replace(seed=seed))), cfg)
+
+    trained = load_model(folder).model
+    models = {"baseline": trained, "step0": step0()}
+    for name, keep in (("rerand", ()), ("rerand_keep_emb", EMBEDDINGS)):
+        m = load_model(folder).model
+        rerandomised(m, seed, keep)
+        models[name] = m
+    m = step0()
+    m.load_state_dict({**m.state_dict(), **{k: v for k, v in trained.state_dict().items() if k in EMBEDDINGS}})
+    models["step0_keep_emb"] = m
+    return {k: v.eval() for k, v in models.items() if k in names}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out-scale", type=float, nargs="+", default=[1.0])
+    p.add_argument("--out-scale", type=float, nargs="+", default=[1.0], help="ModelConfig.out_init_scale values")
     p.add_argument("--pos-emb", default="standard")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-layers", type=int, default=1)
@@ -84,55 +97,37 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", nargs="+", default=["baseline", "step0", "rerand", "rerand_keep_emb", "step0_keep_emb"])
     p.add_argument("--eval-seqs", type=int, default=512)
     p.add_argument("--work", type=Path, default=Path("/tmp/control_definitions"))
-    args = p.parse_args(argv)
-    tok = default_tokenizer()
-    n_ctx = args.n_ctx
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from saekit.activations import read_activations
+    from saekit.config import ModelConfig
+    from saekit.data import default_tokenizer, load_corpus, pack_tokens
+    from saekit.evaluation.abstractness import abstractness
+    from saekit.models import train_model
+
+    args = parse_args(argv)
+    tok, n_ctx, hooks = default_tokenizer(), args.n_ctx, hooks_of(args.n_layers)
     train = pack_tokens(load_corpus("train")[: args.train_docs], tok, n_ctx, max_rows=args.train_rows)
     val = pack_tokens(load_corpus("validation")[:1], tok, n_ctx, max_rows=16)
     held = pack_tokens(load_corpus("validation"), tok, n_ctx, max_rows=args.eval_seqs)
-    ids = held[:, 1:].reshape(-1)
-    HOOKS = hooks_of(args.n_layers)
+    ids = held[:, 1:].reshape(-1)  # BOS positions left out, as in a comparison
     base_cfg = ModelConfig(n_layers=args.n_layers, d_model=args.d_model, n_heads=2 if args.d_model < 128 else 4,
                            d_mlp=4 * args.d_model, n_ctx=n_ctx, steps=args.steps, batch_size=args.batch, device="cpu",
                            positional_embedding=args.pos_emb, seed=args.seed, warmup_steps=min(50, args.steps // 4))  # fmt: skip
-    import saekit.models.train as mt
-
-    plain_build = mt.build_model
-    print("| W_O, W_out init × | model | val loss | " + " | ".join(h[7:] for h in HOOKS) + " |")
-    print("|---|---|---|" + "---|" * len(HOOKS))
+    print("| W_O, W_out init × | model | val loss | " + " | ".join(h[7:] for h in hooks) + " |")
+    print("|---|---|---|" + "---|" * len(hooks))
     for scale in args.out_scale:
-
-        def scaled_build(tl_args, scale=scale):
-            m = plain_build(tl_args)
-            with torch.no_grad():
-                for b in m.blocks:
-                    b.attn.W_O.mul_(scale)
-                    b.mlp.W_out.mul_(scale)
-            return m
-
-        mt.build_model = scaled_build
-        t0 = time.perf_counter()
+        t0, cfg = time.perf_counter(), base_cfg.replace(out_init_scale=scale)
         folder = args.work / f"baseline-L{args.n_layers}-d{args.d_model}-c{n_ctx}-t{args.steps}x{args.batch}-x{scale}-{args.pos_emb}-s{args.seed}"
-        h = train_model(base_cfg, folder, tokenizer=tok, data=(train, val), progress=False)
-        mt.build_model = plain_build
-        trained = load_model(folder).model
-        models = {"baseline": trained}
-        step0 = scaled_build(tl_config_dict(base_cfg.replace(seed=args.seed + 100))).eval()
-        models["step0"] = step0
-        for name, keep in (("rerand", ()), ("rerand_keep_emb", EMBEDDINGS)):
-            m = load_model(folder).model
-            rerandomised(m, args.seed + 100, keep)
-            models[name] = m
-        m = scaled_build(tl_config_dict(base_cfg.replace(seed=args.seed + 100))).eval()
-        m.load_state_dict({**m.state_dict(), **{k: v for k, v in trained.state_dict().items() if k in EMBEDDINGS}})
-        models["step0_keep_emb"] = m
-        for name, model in ((k, v) for k, v in models.items() if k in args.models):
-            model.eval()
+        h = train_model(cfg, folder, tokenizer=tok, data=(train, val), progress=False)
+        for name, model in candidate_controls(folder, cfg, args.seed + 100, args.models).items():
             with torch.no_grad():
                 loss = float(model(val, return_type="loss"))
-            acts = read_activations(model, held, HOOKS, progress=False)
+            acts = read_activations(model, held, hooks, progress=False)
             cells = []
-            for hook in HOOKS:
+            for hook in hooks:
                 x = acts[hook][:, 1:].reshape(-1, acts[hook].shape[-1]).float()
                 raw = abstractness(x, ids)["median_current"]
                 cells.append(f"{sae_abstractness(x, ids, args.seed):.2f} ({raw:.2f})")
