@@ -147,7 +147,8 @@ class ModelConfig(_Config):
             f"positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}, got {self.positional_embedding!r}.",
         )
         _require(
-            isinstance(self.out_init_scale, (int, float)) and 0 < self.out_init_scale <= 1,
+            isinstance(self.out_init_scale, (int, float)) and not isinstance(self.out_init_scale, bool)
+            and 0 < self.out_init_scale <= 1,
             f"out_init_scale must be a number in (0, 1], got {self.out_init_scale!r}.",
         )
         _require(self.d_model % self.n_heads == 0, f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads}).")

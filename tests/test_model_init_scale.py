@@ -48,7 +48,7 @@ def test_folder_saved_before_the_field_is_a_scale_one_model(tmp_path, data):
         train_model(TINY.replace(out_init_scale=0.1), folder, tokenizer=tok, data=tokens, progress=False)
 
 
-@pytest.mark.parametrize("bad", [0, 1.5, "small"])
+@pytest.mark.parametrize("bad", [0, 1.5, "small", True])
 def test_bad_out_init_scale_is_one_sentence(bad):
     with pytest.raises(ConfigError, match=r"out_init_scale must be a number in \(0, 1\], got"):
         ModelConfig(out_init_scale=bad)
