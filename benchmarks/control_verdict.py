@@ -29,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-ctx", type=int, default=32)
     p.add_argument("--steps", type=int, default=400, help="model training steps")
     p.add_argument("--pos-emb", default="standard", choices=["standard", "rotary"], help="ModelConfig.positional_embedding")
+    p.add_argument("--out-init-scale", type=float, default=1.0, help="ModelConfig.out_init_scale (W_O, W_out at init ×)")
     p.add_argument("--parallel-attn-mlp", action="store_true",
                    help="experiment: attention and MLP read the same residual (as Pythia); not a ModelConfig option")
     p.add_argument("--model-batch", type=int, default=8)
@@ -69,6 +70,7 @@ def train_models(args: argparse.Namespace) -> list[Path]:
     base = ModelConfig(
         n_layers=args.n_layers, d_model=args.d_model, n_heads=2, d_mlp=4 * args.d_model, n_ctx=args.n_ctx,
         steps=args.steps, batch_size=args.model_batch, device="cpu", positional_embedding=args.pos_emb,
+        out_init_scale=args.out_init_scale,
     )  # fmt: skip
     paths = []
     for variant in ("baseline", "random"):

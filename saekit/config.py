@@ -104,6 +104,10 @@ class ModelConfig(_Config):
     # "standard": a learned W_pos added to the residual stream; "rotary": rotary positions in attention
     # (as Pythia), nothing positional in the residual stream (docs/comparing.md, "Random control")
     positional_embedding: str = "standard"
+    # multiplies the initial W_O and W_out (the projections that write into the residual stream) after
+    # transformer-lens's initialisation; < 1 makes a random-weights model's stream mostly its token
+    # embedding (docs/comparing.md, "Random control: which definition"); 1 = transformer-lens's own
+    out_init_scale: float = 1.0
     # training
     steps: int = 600
     batch_size: int = 32
@@ -141,6 +145,11 @@ class ModelConfig(_Config):
         _require(
             self.positional_embedding in POSITIONAL_EMBEDDINGS,
             f"positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}, got {self.positional_embedding!r}.",
+        )
+        _require(
+            isinstance(self.out_init_scale, (int, float)) and not isinstance(self.out_init_scale, bool)
+            and 0 < self.out_init_scale <= 1,
+            f"out_init_scale must be a number in (0, 1], got {self.out_init_scale!r}.",
         )
         _require(self.d_model % self.n_heads == 0, f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads}).")
         if self.topo_sheet is not None:

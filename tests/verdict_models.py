@@ -29,11 +29,13 @@ def train_verdict_models(root: Path) -> dict[str, Path]:
     return out
 
 
-def train_control_models(root: Path, n_seeds: int = 3) -> dict[str, Path]:
+def train_control_models(root: Path, n_seeds: int = 3, **changes) -> dict[str, Path]:
     """Three baseline and three random-weights model seeds for the random-control test (``baseline0`` ...
     ``random2``): TINY_MODEL trained on 3200 distinct sequences (about 100k tokens, each seen about once in
     400 steps of 8). On the 160 sequences of ``train_verdict_models`` the baselines memorise their data
-    (train loss 2.7, held-out 7.9 nats, no better than the random control's 8.6); here they reach 6.5."""
+    (train loss 2.7, held-out 7.9 nats, no better than the random control's 8.6); here they reach 6.5.
+    ``changes`` (ModelConfig fields, e.g. ``positional_embedding="rotary", out_init_scale=0.1``) apply to
+    both groups: the control is the same model family, untrained."""
     tok = default_tokenizer()
     train = pack_tokens(load_corpus("train")[:2], tok, 32, max_rows=3200)
     val = pack_tokens(load_corpus("validation")[:1], tok, 32, max_rows=16)
@@ -41,6 +43,7 @@ def train_control_models(root: Path, n_seeds: int = 3) -> dict[str, Path]:
     for variant in ("baseline", "random"):
         for seed in range(n_seeds):
             folder = root / f"{variant}{seed}"
-            train_model(TINY_MODEL.replace(variant=variant, seed=seed), folder, tokenizer=tok, data=(train, val), progress=False)
+            cfg = TINY_MODEL.replace(variant=variant, seed=seed, **changes)
+            train_model(cfg, folder, tokenizer=tok, data=(train, val), progress=False)
             out[folder.name] = folder
     return out

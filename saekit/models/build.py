@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from saekit.config import ModelConfig
@@ -25,6 +26,19 @@ def tl_config_dict(cfg: ModelConfig) -> dict:
         "seed": cfg.seed,
         "init_weights": True,
     }
+
+
+def initialise(model: HookedTransformer, cfg: ModelConfig) -> HookedTransformer:
+    """Scale the residual-output projections (W_O, W_out) of a fresh model by cfg.out_init_scale.
+
+    transformer-lens draws every matrix with std 0.8/sqrt(d_model); the attention output of a random
+    model is then several times its token embedding (docs/comparing.md, "Random control")."""
+    if cfg.out_init_scale != 1:
+        with torch.no_grad():
+            for block in model.blocks:
+                block.attn.W_O.mul_(cfg.out_init_scale)
+                block.mlp.W_out.mul_(cfg.out_init_scale)
+    return model
 
 
 def build_model(tl_args: dict) -> HookedTransformer:

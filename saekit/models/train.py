@@ -17,7 +17,7 @@ import torch
 from saekit.config import ModelConfig
 from saekit.device import resolve_device
 from saekit.errors import ConfigError
-from saekit.models.build import build_model, tl_config_dict
+from saekit.models.build import build_model, initialise, tl_config_dict
 from saekit.models.handle import ModelHandle
 from saekit.models.regularisers import MagnitudePruner, sheet_shape, topo_loss, weight_l1
 from saekit.models.store import existing_model_info, load_model, save_model_folder
@@ -167,7 +167,7 @@ def train_model(
             raise ConfigError("train_model got token data without its tokenizer; pass tokenizer= as well.")
 
     tl_args = tl_config_dict(cfg)
-    model = build_model(tl_args).to(device, print_details=False)
+    model = initialise(build_model(tl_args), cfg).to(device, print_details=False)
     sheet = cfg.topo_sheet or sheet_shape(cfg.d_mlp)
     pruner = None
     if cfg.variant == "pruned":
