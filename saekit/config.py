@@ -316,7 +316,7 @@ class TrainConfig(_Config):
     """How a dictionary is trained: tokens, batches, optimiser, logging and checkpoints."""
 
     batch_size: int = 4096
-    lr: float | None = None  # None = default_lr(n_latents, batch_size, steps) below
+    lr: float | None = None  # None = default_lr(n_latents, batch_size, steps, the data's spread) below
     total_tokens: int = 50_000_000
     seed: int = 0
     lr_warmup_steps: int | None = None  # None = 5 % of the steps, at most 100
@@ -367,11 +367,12 @@ class TrainConfig(_Config):
     def dead_token_window(self) -> int:
         return self.dead_tokens if self.dead_tokens is not None else min(10_000_000, max(self.batch_size, self.total_tokens // 5))
 
-    def learning_rate(self, n_latents: int) -> float:
-        """The base learning rate: ``lr``, or the default rule for this width and run length."""
+    def learning_rate(self, n_latents: int, spread: float = 1.0) -> float:
+        """The base learning rate: ``lr``, or the default rule for this width, run length and the
+        data's ``spread`` (see default_lr)."""
         if self.lr is not None:
             return float(self.lr)
-        return default_lr(n_latents, self.batch_size, self.steps)
+        return default_lr(n_latents, self.batch_size, self.steps, spread)
 
     def warmup_steps(self) -> int:
         """Linear warm-up length: ``lr_warmup_steps``, or 5 % of the steps (at most 100)."""
@@ -401,14 +402,17 @@ SHORT_RUN_EXPONENT = 1.0  # below it lr·steps stays what a LONG_RUN_STEPS run g
 MAX_DEFAULT_LR = 1e-2
 
 
-def default_lr(n_latents: int, batch_size: int, steps: int) -> float:
+def default_lr(n_latents: int, batch_size: int, steps: int, spread: float = 1.0) -> float:
     """The default base learning rate for a dictionary of ``n_latents`` latents trained ``steps``
     steps of ``batch_size`` rows: Gao et al. (2024)'s 2e-4·√(16384/n) for runs of LONG_RUN_STEPS
     steps or more, and for shorter ones that rate times LONG_RUN_STEPS/steps, so that a short run
     travels as far (lr × steps) as a LONG_RUN_STEPS-step run; at most MAX_DEFAULT_LR. The batch
-    size enters through the step count."""
+    size enters through the step count. ``spread`` (0-1, saekit.training.spread.spread_factor of
+    the activations; the trainer measures it) scales that short-run boost: data held by a few
+    directions, like a tiny LM's residual stream, loses its latents at the full boost."""
     width = 2e-4 / (n_latents / 16384) ** 0.5
-    return min(MAX_DEFAULT_LR, width * max(1.0, LONG_RUN_STEPS / max(1, steps)) ** SHORT_RUN_EXPONENT)
+    boost = (LONG_RUN_STEPS / max(1, steps)) ** SHORT_RUN_EXPONENT * spread
+    return min(MAX_DEFAULT_LR, width * max(1.0, boost))
 
 
 def default_warmup(steps: int) -> int:

@@ -36,6 +36,7 @@ from saekit.training.metrics import MetricsLog
 from saekit.training.resample import resample_dead
 from saekit.training.schedule import lr_factor
 from saekit.training.sources import BatchSource, as_source, check_sources
+from saekit.training.spread import spread_factor
 from saekit.training.strategy import Solo
 from saekit.training.summary import summary_line
 
@@ -162,7 +163,9 @@ class Trainer:
             else:
                 scale = math.sqrt(x.shape[1] / float(x.pow(2).sum(-1).mean().clamp_min(1e-12)))
         target = x if y is None else y
-        for run in self.runs:
+        self.spread = spread_factor(x)  # the default rate's short-run boost follows it (default_lr)
+        for cfg, run in zip(self.cfgs, self.runs):
+            run.base_lr = self.tcfg.learning_rate(cfg.n_latents, self.spread)
             s = scale if self.tcfg.normalizes(run.sae.kind) else 1.0
             run.sae.act_scale.copy_(torch.as_tensor(s).expand_as(run.sae.act_scale))  # [M, 1] for crosscoders
             init_b_dec(run.sae, target * torch.as_tensor(s, dtype=target.dtype, device=target.device))
