@@ -80,7 +80,7 @@ def main() -> None:
         with torch.no_grad():
             z = sae.encode(Xv)
             xh = sae(Xv)
-        row = {"data": args.data, "kind": args.kind, "normalize": args.normalize, "freeze_b_enc": args.freeze_b_enc, "centred": args.prescale_centred, "mult": m, "lr": run.base_lr, "warmup": tcfg.warmup_steps(), "aux_coef": cfgs[0].aux_coef, "dead_tokens": tcfg.dead_token_window(), "k_aux": cfgs[0].k_aux,
+        row = {"data": args.data, "kind": args.kind, "normalize": args.normalize, "freeze_b_enc": args.freeze_b_enc, "centred": args.prescale_centred, "mult": m, "lr": run.base_lr, "warmup": tcfg.warmup_steps(), "aux_coef": cfgs[0].aux_coef, "dead_tokens": run.tracker.window, "k_aux": cfgs[0].k_aux,
                "fvu": float((xh - Xv).pow(2).sum() / (Xv - Xv.mean(0)).pow(2).sum()),
                "l0": float((z != 0).sum(-1).float().mean()), "dead_val": float(((z != 0).sum(0) == 0).float().mean()),
                "dead_window": run.tracker.dead_fraction(), "secs": secs}

@@ -179,7 +179,7 @@ class DictionaryConfig(_Config):
     lp_anneal_updates: int = 10  # p falls in this many equal stages (λ rescaled at each)
     # topk
     k_aux: int | None = None  # None = d_in // 2
-    aux_coef: float = 1 / 32
+    aux_coef: float | None = None  # None = DEFAULT_AUX_COEF (a crosscoder: Gao et al.'s 1/32)
     multi_topk: bool = False
     # jumprelu
     # STE bandwidth ε and initial θ, in the units the dictionary sees (normalised: E||x||² = d_in, where
@@ -243,6 +243,9 @@ class DictionaryConfig(_Config):
         self._check_new_kinds()
         if self.k_aux is None:
             self.k_aux = max(1, min(self.n_latents, self.d_in // 2))
+        if self.aux_coef is None:  # crosscoders keep Gao et al.'s value (not re-measured)
+            self.aux_coef = DEFAULT_AUX_COEF if self.n_sources == 1 else 1 / 32
+        _require(self.aux_coef >= 0, f"aux_coef must be ≥ 0, got {self.aux_coef}.")
         self._check_crosscoder()
 
     def _check_crosscoder(self) -> None:
@@ -364,8 +367,18 @@ class TrainConfig(_Config):
     def steps(self) -> int:
         return max(1, self.total_tokens // self.batch_size)
 
-    def dead_token_window(self) -> int:
-        return self.dead_tokens if self.dead_tokens is not None else min(10_000_000, max(self.batch_size, self.total_tokens // 5))
+    def dead_token_window(self, n_latents: int | None = None, k: int | None = None) -> int:
+        """Tokens without firing after which a latent counts as dead (and AuxK trains it):
+        ``dead_tokens``, or a fifth of the run (at most 10M); for a top-k kind (``k`` given) at most
+        the tokens in which a latent of average frequency (k / n_latents) fires
+        DEAD_WINDOW_FIRINGS times, so that AuxK reaches a dying latent within a few steps of a
+        short run (docs/training.md)."""
+        if self.dead_tokens is not None:
+            return self.dead_tokens
+        window = min(10_000_000, max(self.batch_size, self.total_tokens // 5))
+        if k and n_latents:
+            window = min(window, max(self.batch_size, DEAD_WINDOW_FIRINGS * n_latents // k))
+        return window
 
     def learning_rate(self, n_latents: int, spread: float = 1.0) -> float:
         """The base learning rate: ``lr``, or the default rule for this width, run length and the
@@ -400,6 +413,9 @@ LONG_RUN_STEPS = 2048  # at and beyond this many steps the default is Gao et al.
 SHORT_RUN_EXPONENT = 1.0  # below it lr·steps stays what a LONG_RUN_STEPS run gets (√ until session 6:
 # on the planted worlds the √ rule's rate was 3-4x too low to find the features in a short run)
 MAX_DEFAULT_LR = 1e-2
+# Dead latents (session 7): AuxK's weight, and the dead window of top-k kinds in average firings
+DEFAULT_AUX_COEF = 1 / 2  # Gao et al.'s 1/32 left 5 % of a tiny LM's latents dead in a short run
+DEAD_WINDOW_FIRINGS = 320  # 20k tokens for 512 latents at k = 8 (a fifth of the run was 200k)
 
 
 def default_lr(n_latents: int, batch_size: int, steps: int, spread: float = 1.0) -> float:
