@@ -163,7 +163,7 @@ class Trainer:
             else:
                 scale = math.sqrt(x.shape[1] / float(x.pow(2).sum(-1).mean().clamp_min(1e-12)))
         target = x if y is None else y
-        self.spread = spread_factor(x)  # the default rate's short-run boost follows it (default_lr)
+        self.spread = self.strategy.agree(spread_factor(x))  # the default rate's short-run boost follows it
         for cfg, run in zip(self.cfgs, self.runs):
             run.base_lr = self.tcfg.learning_rate(cfg.n_latents, self.spread)
             s = scale if self.tcfg.normalizes(run.sae.kind) else 1.0
