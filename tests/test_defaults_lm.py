@@ -2,7 +2,7 @@
 holds most of its residual variance in one direction, and there the session-6 defaults (the full
 short-run boost of the learning rate, AuxK at 1/32) lose most latents; the defaults scale the boost
 by the data's spread and give AuxK 1/2, and must keep far more latents alive at the same
-reconstruction. benchmarks/RESULTS.md, "Session 7", has the full-size row (1.2 % dead vs 79 %).
+reconstruction. benchmarks/RESULTS.md, "Session 7", has the full-size row (1.2-1.6 % dead vs 79 %).
 
 Real components: tests/tiny_models.py's transformer, trained 40 Adam steps on the built-in corpus
 (characters as tokens, so no tokenizer is trained), its blocks.1.hook_resid_post activations.
