@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--aux-coef", type=float, default=None, help="AuxK coefficient of every dictionary (default 1/32)")
     ap.add_argument("--dead-tokens", type=int, default=None, help="TrainConfig.dead_tokens (AuxK's dead window)")
     ap.add_argument("--warmup", type=int, default=None, help="lr_warmup_steps (default: the rule's)")
+    ap.add_argument("--k-aux", type=int, default=None, help="DictionaryConfig.k_aux (default d_in // 2)")
     ap.add_argument("--freeze-b-enc", action="store_true", help="diagnostic: b_enc kept at 0 (no gradient)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -60,6 +61,8 @@ def main() -> None:
         X, Xv = X * s, Xv * s
     norm = {"true": True, "false": False, "none": None}[args.normalize]
     aux = {} if args.aux_coef is None else {"aux_coef": args.aux_coef}
+    if args.k_aux is not None:
+        aux["k_aux"] = args.k_aux
     cfgs = [DictionaryConfig(kind=args.kind, d_in=X.shape[1], n_latents=args.n_latents, k=args.k, **aux) for _ in args.mults]
     tcfg = TrainConfig(batch_size=args.batch, total_tokens=args.tokens, device="cpu", log_every=0, normalize=norm,
                        lr_warmup_steps=args.warmup, dead_tokens=args.dead_tokens)
@@ -77,7 +80,7 @@ def main() -> None:
         with torch.no_grad():
             z = sae.encode(Xv)
             xh = sae(Xv)
-        row = {"data": args.data, "kind": args.kind, "normalize": args.normalize, "freeze_b_enc": args.freeze_b_enc, "centred": args.prescale_centred, "mult": m, "lr": run.base_lr, "warmup": tcfg.warmup_steps(), "aux_coef": cfgs[0].aux_coef, "dead_tokens": tcfg.dead_token_window(),
+        row = {"data": args.data, "kind": args.kind, "normalize": args.normalize, "freeze_b_enc": args.freeze_b_enc, "centred": args.prescale_centred, "mult": m, "lr": run.base_lr, "warmup": tcfg.warmup_steps(), "aux_coef": cfgs[0].aux_coef, "dead_tokens": run.tracker.window, "k_aux": cfgs[0].k_aux,
                "fvu": float((xh - Xv).pow(2).sum() / (Xv - Xv.mean(0)).pow(2).sum()),
                "l0": float((z != 0).sum(-1).float().mean()), "dead_val": float(((z != 0).sum(0) == 0).float().mean()),
                "dead_window": run.tracker.dead_fraction(), "secs": secs}

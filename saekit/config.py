@@ -188,7 +188,7 @@ class DictionaryConfig(_Config):
     lp_anneal_updates: int = 10  # p falls in this many equal stages (λ rescaled at each)
     # topk
     k_aux: int | None = None  # None = d_in // 2
-    aux_coef: float = 1 / 32
+    aux_coef: float | None = None  # None = DEFAULT_AUX_COEF (a crosscoder: Gao et al.'s 1/32)
     multi_topk: bool = False
     # jumprelu
     # STE bandwidth ε and initial θ, in the units the dictionary sees (normalised: E||x||² = d_in, where
@@ -252,6 +252,9 @@ class DictionaryConfig(_Config):
         self._check_new_kinds()
         if self.k_aux is None:
             self.k_aux = max(1, min(self.n_latents, self.d_in // 2))
+        if self.aux_coef is None:  # crosscoders keep Gao et al.'s value (not re-measured)
+            self.aux_coef = DEFAULT_AUX_COEF if self.n_sources == 1 else 1 / 32
+        _require(self.aux_coef >= 0, f"aux_coef must be ≥ 0, got {self.aux_coef}.")
         self._check_crosscoder()
 
     def _check_crosscoder(self) -> None:
@@ -325,7 +328,7 @@ class TrainConfig(_Config):
     """How a dictionary is trained: tokens, batches, optimiser, logging and checkpoints."""
 
     batch_size: int = 4096
-    lr: float | None = None  # None = default_lr(n_latents, batch_size, steps) below
+    lr: float | None = None  # None = default_lr(n_latents, batch_size, steps, the data's spread) below
     total_tokens: int = 50_000_000
     seed: int = 0
     lr_warmup_steps: int | None = None  # None = 5 % of the steps, at most 100
@@ -373,14 +376,25 @@ class TrainConfig(_Config):
     def steps(self) -> int:
         return max(1, self.total_tokens // self.batch_size)
 
-    def dead_token_window(self) -> int:
-        return self.dead_tokens if self.dead_tokens is not None else min(10_000_000, max(self.batch_size, self.total_tokens // 5))
+    def dead_token_window(self, n_latents: int | None = None, k: int | None = None) -> int:
+        """Tokens without firing after which a latent counts as dead (and AuxK trains it):
+        ``dead_tokens``, or a fifth of the run (at most 10M); for a top-k kind (``k`` given) at most
+        the tokens in which a latent of average frequency (k / n_latents) fires
+        DEAD_WINDOW_FIRINGS times, so that AuxK reaches a dying latent within a few steps of a
+        short run (docs/training.md)."""
+        if self.dead_tokens is not None:
+            return self.dead_tokens
+        window = min(10_000_000, max(self.batch_size, self.total_tokens // 5))
+        if k and n_latents:
+            window = min(window, max(self.batch_size, DEAD_WINDOW_FIRINGS * n_latents // k))
+        return window
 
-    def learning_rate(self, n_latents: int) -> float:
-        """The base learning rate: ``lr``, or the default rule for this width and run length."""
+    def learning_rate(self, n_latents: int, spread: float = 1.0) -> float:
+        """The base learning rate: ``lr``, or the default rule for this width, run length and the
+        data's ``spread`` (see default_lr)."""
         if self.lr is not None:
             return float(self.lr)
-        return default_lr(n_latents, self.batch_size, self.steps)
+        return default_lr(n_latents, self.batch_size, self.steps, spread)
 
     def warmup_steps(self) -> int:
         """Linear warm-up length: ``lr_warmup_steps``, or 5 % of the steps (at most 100)."""
@@ -408,16 +422,22 @@ LONG_RUN_STEPS = 2048  # at and beyond this many steps the default is Gao et al.
 SHORT_RUN_EXPONENT = 1.0  # below it lr·steps stays what a LONG_RUN_STEPS run gets (√ until session 6:
 # on the planted worlds the √ rule's rate was 3-4x too low to find the features in a short run)
 MAX_DEFAULT_LR = 1e-2
+# Dead latents (session 7): AuxK's weight, and the dead window of top-k kinds in average firings
+DEFAULT_AUX_COEF = 1 / 2  # Gao et al.'s 1/32 left 5 % of a tiny LM's latents dead in a short run
+DEAD_WINDOW_FIRINGS = 320  # 20k tokens for 512 latents at k = 8 (a fifth of the run was 200k)
 
 
-def default_lr(n_latents: int, batch_size: int, steps: int) -> float:
+def default_lr(n_latents: int, batch_size: int, steps: int, spread: float = 1.0) -> float:
     """The default base learning rate for a dictionary of ``n_latents`` latents trained ``steps``
     steps of ``batch_size`` rows: Gao et al. (2024)'s 2e-4·√(16384/n) for runs of LONG_RUN_STEPS
     steps or more, and for shorter ones that rate times LONG_RUN_STEPS/steps, so that a short run
     travels as far (lr × steps) as a LONG_RUN_STEPS-step run; at most MAX_DEFAULT_LR. The batch
-    size enters through the step count."""
+    size enters through the step count. ``spread`` (0-1, saekit.training.spread.spread_factor of
+    the activations; the trainer measures it) scales that short-run boost: data held by a few
+    directions, like a tiny LM's residual stream, loses its latents at the full boost."""
     width = 2e-4 / (n_latents / 16384) ** 0.5
-    return min(MAX_DEFAULT_LR, width * max(1.0, LONG_RUN_STEPS / max(1, steps)) ** SHORT_RUN_EXPONENT)
+    boost = (LONG_RUN_STEPS / max(1, steps)) ** SHORT_RUN_EXPONENT * spread
+    return min(MAX_DEFAULT_LR, width * max(1.0, boost))
 
 
 def default_warmup(steps: int) -> int:

@@ -23,6 +23,7 @@ from saekit import DictionaryConfig, TrainConfig
 from saekit.config import default_lr, default_warmup
 from saekit.training import Trainer
 from saekit.training.guard import quality_warnings
+from saekit.training.spread import participation_ratio, spread_factor
 
 D, N_LATENTS = 64, 512  # two latents per planted feature
 KINDS = {"topk": {"k": 3}, "batchtopk": {"k": 3}, "matryoshka": {"k": 3}, "abstopk": {"k": 3}, "relu": {}, "gated": {}}
@@ -111,6 +112,52 @@ def test_default_schedule_adapts_to_the_run():
     assert default_lr(4096, 4096, 512) == pytest.approx(4 * gao) and default_lr(4096, 4096, 1024) == pytest.approx(2 * gao)
     assert default_lr(64, 4096, 1) == 1e-2  # the cap
     assert TrainConfig(lr_warmup_steps=7).warmup_steps() == 7
+    # the data's spread scales the short-run boost (session 7), never below Gao's rate, and a
+    # long run's rate not at all
+    assert default_lr(4096, 4096, 244, spread=0.5) == pytest.approx(default_lr(4096, 4096, 244) / 2)
+    assert default_lr(4096, 4096, 244, spread=0.01) == pytest.approx(gao)
+    assert default_lr(4096, 4096, 4096, spread=0.1) == pytest.approx(gao)
+    assert t.learning_rate(4096, 0.5) == default_lr(4096, 4096, 244, 0.5)
+    assert TrainConfig(lr=1e-3).learning_rate(4096, 0.1) == 1e-3
+
+
+def lm_like(X: torch.Tensor, share: float = 0.95) -> torch.Tensor:
+    """X plus a mean and one direction holding ``share`` of the centred variance (the shape of a
+    trained LM's residual stream: 95 % in one direction on issue 21's LM row)."""
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(X.shape[1], generator=g)
+    t = torch.randn(len(X), generator=g) * ((X - X.mean(0)).pow(2).sum(-1).mean() * share / (1 - share)).sqrt()
+    return X + 3 * u + t[:, None] * u / u.norm()
+
+
+def test_the_default_rate_follows_the_datas_spread(planted):
+    sets, _ = planted
+    X = sets["norm_d"]
+    assert spread_factor(X[:4096]) == 1.0  # planted worlds: participation ratio ≈ 0.7·d
+    skewed = lm_like(X)
+    s = spread_factor(skewed[:4096])
+    assert 0.1 < s < 0.35 and spread_factor(skewed[:4096] * 1e-3) == pytest.approx(s)  # scale-free
+    assert participation_ratio(torch.eye(8)) == pytest.approx(7)  # 8 points: 7 equal directions
+    cfg = DictionaryConfig(kind="topk", d_in=D, n_latents=N_LATENTS, k=3)
+    tcfg = TrainConfig(batch_size=BATCH, total_tokens=150_000, device="cpu")
+    flat, skew = (Trainer(cfg, data, tcfg, progress=False).runs[0].base_lr for data in (X, skewed))
+    assert flat == default_lr(N_LATENTS, BATCH, tcfg.steps)
+    assert skew == pytest.approx(default_lr(N_LATENTS, BATCH, tcfg.steps, s), rel=0.03) and skew < flat / 2.5  # its own sample
+    assert Trainer(cfg, skewed, tcfg.replace(lr=1e-3), progress=False).runs[0].base_lr == 1e-3  # given: kept
+
+
+def test_auxk_reaches_dying_latents_within_a_few_steps_of_a_short_run():
+    t = TrainConfig(batch_size=4096, total_tokens=1_000_000)
+    assert t.dead_token_window() == 200_000  # kinds without k: a fifth of the run
+    assert t.dead_token_window(512, 8) == 20_480  # top-k kinds: 320 firings of an average latent
+    assert TrainConfig(total_tokens=10**9).dead_token_window(32768, 32) == 327_680
+    assert t.dead_token_window(512, 1) == 163_840 and TrainConfig(total_tokens=10_000).dead_token_window(512, 8) == 4096
+    assert t.replace(dead_tokens=5).dead_token_window(512, 8) == 5
+    cfg = DictionaryConfig(kind="topk", d_in=8, n_latents=64, k=2)
+    assert cfg.aux_coef == 0.5 and DictionaryConfig(kind="topk", d_in=8, n_latents=64, k=2, aux_coef=0.1).aux_coef == 0.1
+    assert DictionaryConfig(kind="topk", d_in=8, n_latents=64, k=2, n_sources=2).aux_coef == 1 / 32  # crosscoders
+    trainer = Trainer(cfg, torch.randn(512, 8), TrainConfig(batch_size=64, total_tokens=1_000_000), progress=False)
+    assert trainer.runs[0].tracker.window == 320 * 64 // 2
 
 
 def test_every_kind_is_normalised_by_default_and_lambda_is_per_kind():

@@ -113,6 +113,11 @@ class DataParallel(Solo):
     def global_rows(self, n_local: int) -> int:
         return n_local * self.world_size
 
+    def agree(self, value: float) -> float:
+        """The mean over the ranks (each may have measured its own rows)."""
+        t = torch.tensor([float(value)], dtype=torch.float64, device=comm.comm_device())
+        return float(comm.all_reduce(t, what="the data-spread average")) / self.world_size
+
     # ------------------------------------------------------------------ the DDP part
     def reduce_gradients(self, sae: SparseDictionary) -> None:
         params = list(sae.parameters())

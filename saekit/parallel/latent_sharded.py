@@ -76,6 +76,11 @@ class LatentSharded(Solo):
         # b_dec and W_skip start at zero in every init (b_dec is then set from the sample).
         return shard
 
+    def agree(self, value: float) -> float:
+        """The mean over the ranks (each may have measured its own rows)."""
+        t = torch.tensor([float(value)], dtype=torch.float64, device=comm.comm_device())
+        return float(comm.all_reduce(t, what="the data-spread average")) / self.world_size
+
     def latents_here(self, sae: SparseDictionary) -> int:
         return sae.n_local
 

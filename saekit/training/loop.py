@@ -36,6 +36,7 @@ from saekit.training.metrics import MetricsLog
 from saekit.training.resample import resample_dead
 from saekit.training.schedule import lr_factor
 from saekit.training.sources import BatchSource, as_source, check_sources
+from saekit.training.spread import spread_factor
 from saekit.training.strategy import Solo
 from saekit.training.summary import summary_line
 
@@ -133,8 +134,8 @@ class Trainer:
         seed = self.tcfg.seed if cfg.seed is None else cfg.seed
         sae = self.strategy.make_dictionary(cfg, seed, self.device)
         lr = self.tcfg.learning_rate(cfg.n_latents)
-        opt = torch.optim.Adam(travel_scaled(sae.param_groups(), lr, self.total_steps), lr=lr, betas=self.tcfg.adam_betas)
-        tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(), self.device)
+        opt = torch.optim.Adam(sae.param_groups(), lr=lr, betas=self.tcfg.adam_betas)
+        tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(cfg.n_latents, cfg.k if cfg.n_sources == 1 else None), self.device)
         return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
 
     @torch.no_grad()
@@ -162,7 +163,9 @@ class Trainer:
             else:
                 scale = math.sqrt(x.shape[1] / float(x.pow(2).sum(-1).mean().clamp_min(1e-12)))
         target = x if y is None else y
-        for run in self.runs:
+        self.spread = self.strategy.agree(spread_factor(x))  # the default rate's short-run boost follows it
+        for cfg, run in zip(self.cfgs, self.runs):
+            run.base_lr = self.tcfg.learning_rate(cfg.n_latents, self.spread)
             s = scale if self.tcfg.normalizes(run.sae.kind) else 1.0
             run.sae.act_scale.copy_(torch.as_tensor(s).expand_as(run.sae.act_scale))  # [M, 1] for crosscoders
             init_b_dec(run.sae, target * torch.as_tensor(s, dtype=target.dtype, device=target.device))
@@ -216,7 +219,7 @@ class Trainer:
                 strategy.clip_gradients(sae, self.tcfg.grad_clip)
             lr = run.base_lr * factor
             for g in run.optimizer.param_groups:
-                g["lr"] = lr * g.get("lr_scale", 1.0)  # a kind may step some parameters faster
+                g["lr"] = lr * group_lr_scale(g, run.base_lr, self.total_steps)  # a kind may step some faster
             run.optimizer.step()
             sae.after_step()
             run.tracker.update(strategy.reduce_fired(out.fired), n_tokens)
@@ -489,15 +492,16 @@ def _nonfinite(x: torch.Tensor, y: torch.Tensor | None) -> str | None:
     return None
 
 
-def travel_scaled(groups: list[dict], lr: float, steps: int) -> list[dict]:
-    """Raise a group's ``lr_scale`` so that its parameters can travel its ``min_travel`` over the
-    run: Adam moves a parameter by about its learning rate per step, so lr·scale·steps must reach
-    the distance (JumpReLU's thresholds must climb to about √λ whatever the width)."""
-    for g in groups:
-        travel = g.pop("min_travel", None)
-        if travel is not None and lr > 0 and steps > 0:
-            g["lr_scale"] = max(g.get("lr_scale", 1.0), travel / (lr * steps))
-    return groups
+def group_lr_scale(group: dict, base_lr: float, steps: int) -> float:
+    """A parameter group's learning rate as a multiple of the run's: its ``lr_scale``, raised so
+    that its parameters can travel its ``min_travel`` over the run (Adam moves a parameter by
+    about its rate per step, so base_lr·scale·steps must reach the distance; JumpReLU's thresholds
+    must climb to about √λ whatever the width and the data's rate)."""
+    scale = group.get("lr_scale", 1.0)
+    travel = group.get("min_travel")
+    if travel is not None and base_lr > 0 and steps > 0:
+        scale = max(scale, travel / (base_lr * steps))
+    return scale
 
 
 def train(

@@ -55,6 +55,11 @@ class Solo:
     def after_init(self, setup: dict[str, Any], saes: dict[str, SparseDictionary]) -> None:
         """Called once the dictionaries are initialised (a data-parallel check goes here)."""
 
+    def agree(self, value: float) -> float:
+        """A value every process of one dictionary must share (the data's spread, which sets the
+        default rate), from each process's own measurement: here, the value itself."""
+        return value
+
     # ------------------------------------------------------------------ data
     def read_batch(self, source: Any, batch_size: int, pending: list[Batch]) -> Batch:
         """This process's rows of the next global batch (``pending``: batches read early)."""

@@ -1,0 +1,62 @@
+"""Dead latents at the defaults on issue 21's two peer rows (session 7): one ``Trainer`` sweep
+(the same batches for all) of top-k dictionaries, each cell a multiple of the default rate and
+DictionaryConfig overrides (``aux_coef``, ``k_aux``), with TrainConfig overrides shared by the
+sweep (``dead_tokens``...). Rows as in benchmarks/defaults_lr_cells.py (512 latents, k 8, batch
+4096, 1M tokens); held-out FVU, L0, the fraction of latents never firing on 20k held-out rows,
+MMCS (synthetic). One JSON line per cell.
+
+Run:  python benchmarks/defaults_dead_cells.py lm '{"dead_tokens": 20480}' '{"mult": 1}' '{"mult": 1, "aux_coef": 0.5}'
+      python benchmarks/defaults_dead_cells.py synthetic '{}' '{"mult": 1}'
+(lm reads benchmarks/out/lm/train and benchmarks/out/lm/val, see RESULTS.md "Session 6".)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from defaults_vs_peers import cached_rows, synthetic_rows  # noqa: E402
+from synthetic import feature_recovery  # noqa: E402
+
+from saekit import DictionaryConfig, TrainConfig  # noqa: E402
+from saekit.training import Trainer  # noqa: E402
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    data, tk, cells = sys.argv[1], json.loads(sys.argv[2]), [json.loads(a) for a in sys.argv[3:]]
+    if data == "lm":
+        X, Xv, feats = cached_rows(str(ROOT / "benchmarks/out/lm/train"), str(ROOT / "benchmarks/out/lm/val"), 20_000)
+    else:
+        X, Xv, feats = synthetic_rows(1_000_000, 20_000)
+    cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=512, k=8, **{k: v for k, v in c.items() if k != "mult"})
+            for c in cells]
+    tcfg = TrainConfig(batch_size=4096, total_tokens=1_000_000, device="cpu", log_every=0, **tk)
+    tr = Trainer(cfgs, X, tcfg, progress=False)
+    for run, c in zip(tr.runs, cells):
+        run.base_lr *= c.get("mult", 1.0)
+    t0 = time.perf_counter()
+    saes = tr.fit()
+    secs = time.perf_counter() - t0
+    for c, run, sae in zip(cells, tr.runs, saes):
+        with torch.no_grad():
+            z, xh = sae.encode(Xv), sae(Xv)
+        row = {"data": data, "tcfg": tk, "cell": c, "lr": run.base_lr, "spread": tr.spread, "dead_window": run.tracker.window,
+               "fvu": round(float((xh - Xv).pow(2).sum() / (Xv - Xv.mean(0)).pow(2).sum()), 5),
+               "l0": round(float((z != 0).sum(-1).float().mean()), 2),
+               "dead_val": round(float(((z != 0).sum(0) == 0).float().mean()), 4), "secs": round(secs)}
+        if feats is not None:
+            row["mmcs"], row["matched"] = (round(v, 4) for v in feature_recovery(feats, sae.W_dec.detach()))
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
