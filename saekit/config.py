@@ -193,6 +193,8 @@ class DictionaryConfig(_Config):
     target_l0: float | None = None  # quadratic: the L0 the penalty pulls toward
     # matryoshka: nested prefix widths (increasing, last = n_latents); None = n/8, n/4, n/2, n
     matryoshka_widths: tuple[int, ...] | None = None
+    # weight of each inner prefix's loss (the full dictionary's is 1); 1 = Bussmann et al. and SAELens
+    matryoshka_inner_weight: float = 0.15
     # initialisation
     init_encoder_from_decoder: bool = True
     b_dec_init: str = "geometric_median"  # geometric_median | mean | zero
@@ -307,6 +309,10 @@ class DictionaryConfig(_Config):
                 f"matryoshka_widths must be increasing positive integers ending at n_latents ({self.n_latents}), got {list(w)}.",
             )
             self.matryoshka_widths = w
+            _require(
+                isinstance(self.matryoshka_inner_weight, (int, float)) and self.matryoshka_inner_weight >= 0,
+                f"matryoshka_inner_weight must be a number ≥ 0, got {self.matryoshka_inner_weight!r}.",
+            )
         elif self.matryoshka_widths is not None:
             self.matryoshka_widths = tuple(self.matryoshka_widths)
 
