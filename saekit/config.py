@@ -256,7 +256,10 @@ class DictionaryConfig(_Config):
         than Karvonen et al.'s 15 %, a fixed p = 0.5 from step 0 far fewer (MMCS 0.67 vs 0.98)."""
         if self.penalty != "lp" or None not in (self.lp_anneal_start, self.lp_anneal_steps):
             return self
-        start = total_steps // 3 if self.lp_anneal_start is None else self.lp_anneal_start
+        if self.lp_anneal_start is None:  # a third of the run; 0 when only the length was given (as before)
+            start = total_steps // 3 if self.lp_anneal_steps is None else 0
+        else:
+            start = self.lp_anneal_start
         steps = max(1, total_steps - 1 - start) if self.lp_anneal_steps is None else self.lp_anneal_steps
         return dataclasses.replace(self, lp_anneal_start=start, lp_anneal_steps=steps)
 

@@ -130,6 +130,19 @@ def test_every_kind_is_normalised_by_default_and_lambda_is_per_kind():
     assert DictionaryConfig(kind="relu", d_in=4, n_latents=8, sparsity_coef=0.3).sparsity_coef == 0.3
 
 
+def test_annealed_lp_schedule_follows_the_run():
+    lp = DictionaryConfig(kind="relu", d_in=4, n_latents=8, penalty="lp")
+    run = lp.for_run(300)  # p starts to fall at a third of the run and reaches lp at its last step
+    assert (run.lp_anneal_start, run.lp_anneal_steps) == (100, 199)
+    assert (lp.for_run(30).lp_anneal_start, lp.for_run(30).lp_anneal_steps) == (10, 19)
+    given = DictionaryConfig(kind="relu", d_in=4, n_latents=8, penalty="lp", lp_anneal_steps=50).for_run(300)
+    assert (given.lp_anneal_start, given.lp_anneal_steps) == (0, 50)
+    fixed = DictionaryConfig(kind="relu", d_in=4, n_latents=8, penalty="lp", lp_anneal_steps=0)
+    assert fixed.for_run(300).lp_anneal_steps == 0  # a fixed p stays fixed
+    l1 = DictionaryConfig(kind="relu", d_in=4, n_latents=8)
+    assert l1.for_run(300) == l1 and (l1.lp_anneal_start, l1.lp_anneal_steps) == (0, 0)
+
+
 def test_guard_warns_on_a_collapsed_run(planted, caplog):
     sets, _ = planted
     cfg = DictionaryConfig(kind="relu", d_in=D, n_latents=256, sparsity_coef=200.0)
