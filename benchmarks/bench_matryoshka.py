@@ -9,6 +9,7 @@ here as the reference the incremental one (one decode of each group, cumulative 
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_matryoshka.py [--d 64 --n 256 --k 5 --batch 256]
          [--dead-tokens 2560]   (a short dead window: latents count as dead, AuxK runs)
+         [--data hier]          (the hierarchical benchmark's world instead of Gaussian rows)
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--steps", type=int, default=200, help="timed steps per kind, interleaved")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--data", choices=("gauss", "hier"), default="gauss", help="random rows or the hierarchical world")
     ap.add_argument("--dead-tokens", type=int, default=None, help="dead window (small: AuxK's dense path runs)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
@@ -85,7 +87,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    x = torch.randn(args.rows, args.d, generator=torch.Generator().manual_seed(0))
+    if args.data == "hier":  # the hierarchical benchmark's world (benchmarks/hier_vs_saelens.py)
+        from saekit.evaluation.probes import hierarchical_data
+
+        x = hierarchical_data(args.rows, d=args.d, n_features=256, n_parents=16, children_per_parent=4, mean_active=4, seed=0).x
+    else:
+        x = torch.randn(args.rows, args.d, generator=torch.Generator().manual_seed(0))
     trainers = {name: trainer(name, x, args) for name in KINDS}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in KINDS}
     for _ in range(args.steps):
@@ -98,7 +105,7 @@ def main() -> None:
         for name in KINDS:
             print(f"{clock:4} {name:22} {rate[name]:10.0f} rows/s (median step), "
                   f"{rate[name] / rate['batchtopk']:.2f} x batchtopk")
-    print(f"d {args.d}, n {args.n}, k {args.k}, batch {args.batch}, threads {torch.get_num_threads()}, "
+    print(f"data {args.data}, d {args.d}, n {args.n}, k {args.k}, batch {args.batch}, threads {torch.get_num_threads()}, "
           f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load {os.getloadavg()[0]:.1f}")
 
 
