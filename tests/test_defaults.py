@@ -29,7 +29,7 @@ KINDS = {"topk": {"k": 3}, "batchtopk": {"k": 3}, "matryoshka": {"k": 3}, "absto
 KINDS["relu_lp"] = {"kind": "relu", "penalty": "lp"}  # annealed Lp at its defaults: p 1 -> 0.5 from a third of the run
 # (MMCS, fraction matched at cos > 0.9): bars a little under the session-6 measurements at both
 # scales (equal, normalised): topk 0.989/0.97, batchtopk 0.963/0.91 (600k tokens; 0.893 at 150k, 0.935
-# at 300k), abstopk 0.971/0.95, relu 0.986/0.97 (L0 8.6), gated 0.973/0.95 (300k; 0.913 at 150k);
+# at 300k), abstopk 0.971/0.95, relu 0.986/0.97 (L0 8.6), gated 0.973/0.95 at session 6 (300k; 0.913 at 150k);
 # matryoshka (session 7: inner prefixes weighted 0.15) 0.971/0.93 and 0.973/0.93 (600k; 0.942 at 300k;
 # 0.914/0.76 with every prefix weighted 1, as SAELens)
 BARS = {
@@ -38,15 +38,16 @@ BARS = {
     "matryoshka": (0.95, 0.90),
     "abstopk": (0.95, 0.90),
     "relu": (0.95, 0.90),
-    "gated": (0.95, 0.90),
+    "gated": (0.95, 0.93),  # session 7 (aux term reaching the decoder, encoder at 0.3× init): 0.987/0.98 at 150k
     "relu_lp": (0.95, 0.92),  # session 7: 0.978/0.96 and 0.979/0.96 (L0 5.7: sparser than L1's 8.6)
 }
 MISSES: set[str] = set()  # kinds below issue 21's 0.95 at a test's budget (docs/dictionaries.md): none since session 7
-TOKENS = {"batchtopk": 600_000, "matryoshka": 600_000, "gated": 300_000}  # others 150k; these need more steps
+TOKENS = {"batchtopk": 600_000, "matryoshka": 600_000}  # others 150k; these need more steps
 # batchtopk and matryoshka are still learning at the end (MMCS 0.893 / 0.935 / 0.963 at 150k / 300k /
 # 600k tokens; the FVU falls 2 % of its total gain over the last 10 % of steps): the guard says
-# "under-trained", rightly
-STILL_LEARNING = {"batchtopk", "matryoshka"}
+# "under-trained", rightly; gated at 150k finds the features (0.987) with its FVU still falling (0.136 to
+# 0.127 over the last 10 %: 3 % of its gain)
+STILL_LEARNING = {"batchtopk", "matryoshka", "gated"}
 BATCH = 512
 
 
