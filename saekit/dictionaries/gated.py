@@ -25,7 +25,6 @@ from torch import nn
 
 from saekit.dictionaries.base import SparseDictionary
 
-
 INIT_ENCODER_SCALE = 0.3  # W_enc starts at this × its usual (tied) init
 
 
