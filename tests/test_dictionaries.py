@@ -211,6 +211,10 @@ def test_bad_configs_are_one_sentence():
         DictionaryConfig(kind="topk", d_in=16, n_latents=48, k=100)
     with pytest.raises(ConfigError, match=r"^kind 'gatd' is not known; expected one of"):
         DictionaryConfig(kind="gatd", d_in=16, n_latents=48)
+    with pytest.raises(ConfigError, match=r"^matryoshka_inner_weight must be a number ≥ 0, got -1\.0\.$"):
+        DictionaryConfig(kind="matryoshka", d_in=16, n_latents=48, k=4, matryoshka_inner_weight=-1.0)
+    with pytest.raises(ConfigError, match=r"^lp_anneal_start must be an integer ≥ 0, got -3\.$"):
+        DictionaryConfig(kind="relu", d_in=16, n_latents=48, penalty="lp", lp_anneal_start=-3)
     with pytest.raises(ConfigError, match=r"^lr must be > 0, got -0\.1\.$"):
         saekit.TrainConfig(lr=-0.1)
     with pytest.raises(ConfigError, match="lr must be > 0"):
