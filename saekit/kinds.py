@@ -26,7 +26,8 @@ class Kind:
     sparsify: bool = False  # EleutherAI sparsify has coders of this kind (top-k only)
     # λ when sparsity_coef is not given, for inputs normalised to E||x||² = d_in (None: no penalty). relu 2:
     # Anthropic's 5 left the flat planted world's SAE at L0 4, FVU 0.65, MMCS 0.64, λ 2 recovers it (0.97);
-    # gated 4: its best there (5: 0.82; 2-3: L0 13-25; 10-20 collapse); jumprelu 5 (docs/training.md)
+    # gated 4: its best there (5: 0.82; 2-3: L0 13-25; 10-20 collapse; after session 7's gated changes 4: 0.987,
+    # 5: 0.969, 6: 0.889); jumprelu 5 (docs/training.md)
     default_sparsity_coef: float | None = None
 
 

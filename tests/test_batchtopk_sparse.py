@@ -94,7 +94,7 @@ def grads(sae, loss):
 @pytest.mark.parametrize("kind", ["batchtopk", "matryoshka"])
 def test_sparse_path_equals_dense_autograd(kind):
     torch.manual_seed(0)
-    widths = {"matryoshka_widths": (12, 48)} if kind == "matryoshka" else {}
+    widths = {"matryoshka_widths": (12, 30, 48)} if kind == "matryoshka" else {}
     sae = create(DictionaryConfig(kind=kind, d_in=16, n_latents=48, k=4, **widths), seed=0)
     with torch.no_grad():
         sae.b_dec.normal_()  # exercise b_dec's path into the encoder input
@@ -114,6 +114,14 @@ def test_sparse_path_equals_dense_autograd(kind):
     for name in g_sparse:
         torch.testing.assert_close(g_sparse[name], g_dense[name], atol=1e-5, rtol=1e-4)
     assert float(out.l0) == pytest.approx(4.0)
+    if kind == "matryoshka":  # the prefix losses, each weighted, written out by hand
+        z = dense.batch_topk(dense.pre_acts(dense.scale_in(x)))
+        mses = [(z[:, :w] @ dense.W_dec[:w] + dense.b_dec - dense.scale_in(x)).pow(2).sum(-1).mean() for w in (12, 30, 48)]
+        hand_loss = dense.cfg.matryoshka_inner_weight * (mses[0] + mses[1]) + mses[2]
+        torch.testing.assert_close(ref.loss, hand_loss, atol=1e-5, rtol=1e-5)
+        g_hand = grads(dense, hand_loss)
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            torch.testing.assert_close(g_sparse[name], g_hand[name], atol=1e-5, rtol=1e-4)
     if kind == "batchtopk":  # and both equal the definition written out by hand
         hand_loss, hand_y = dense_reference_loss(dense, x)
         torch.testing.assert_close(ref.loss, hand_loss, atol=1e-5, rtol=1e-5)

@@ -211,6 +211,10 @@ def test_bad_configs_are_one_sentence():
         DictionaryConfig(kind="topk", d_in=16, n_latents=48, k=100)
     with pytest.raises(ConfigError, match=r"^kind 'gatd' is not known; expected one of"):
         DictionaryConfig(kind="gatd", d_in=16, n_latents=48)
+    with pytest.raises(ConfigError, match=r"^matryoshka_inner_weight must be a number ≥ 0, got -1\.0\.$"):
+        DictionaryConfig(kind="matryoshka", d_in=16, n_latents=48, k=4, matryoshka_inner_weight=-1.0)
+    with pytest.raises(ConfigError, match=r"^lp_anneal_start must be an integer ≥ 0, got -3\.$"):
+        DictionaryConfig(kind="relu", d_in=16, n_latents=48, penalty="lp", lp_anneal_start=-3)
     with pytest.raises(ConfigError, match=r"^lr must be > 0, got -0\.1\.$"):
         saekit.TrainConfig(lr=-0.1)
     with pytest.raises(ConfigError, match="lr must be > 0"):
@@ -278,8 +282,10 @@ def test_jumprelu_tanh_loss_value():
     torch.testing.assert_close(sae.sparsity_loss(pre, z, step=0)["sparsity"], want)
 
 
-def test_gated_codes_and_frozen_decoder_in_the_auxiliary_loss():
+def test_gated_codes_init_and_the_auxiliary_loss_reaching_the_decoder():
     sae = make("gated", sparsity_coef=0.0)
+    # the encoder starts at 0.3 × its tied init (session 7: docs/dictionaries.md, gated)
+    torch.testing.assert_close(sae.W_enc, 0.3 * sae.W_dec.T)
     with torch.no_grad():
         sae.r_mag.normal_()
         sae.b_mag.normal_()
@@ -290,8 +296,11 @@ def test_gated_codes_and_frozen_decoder_in_the_auxiliary_loss():
     z = (gate > 0) * torch.relu(xc @ (sae.W_enc * sae.r_mag.exp()) + sae.b_mag)
     torch.testing.assert_close(sae.encode(x), z)
     out = sae.training_loss(x)
+    want = (torch.relu(gate) @ sae.W_dec + sae.b_dec - x).pow(2).sum(-1).mean()
+    torch.testing.assert_close(out.terms["aux_gate"], want)
     out.terms["aux_gate"].backward()
-    assert sae.W_dec.grad is None or float(sae.W_dec.grad.abs().sum()) == 0  # frozen decoder copy
+    # not detached (SAELens's choice): the decoder learns from the gate's reconstruction too
+    assert float(sae.W_dec.grad.abs().sum()) > 0 and float(sae.b_dec.grad.abs().sum()) > 0
     assert float(sae.W_enc.grad.abs().sum()) > 0 and float(sae.b_gate.grad.abs().sum()) > 0
 
 

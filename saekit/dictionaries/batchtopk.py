@@ -84,10 +84,8 @@ class BatchTopKDictionary(SparseDictionary):
         # sel.scores are pre[sel.rows, sel.cols] already: no second gather from the [B, n] matrix
         return torch.relu(pairs_encode(xin, self.W_enc, self.b_enc, sel.scores, sel.rows, sel.cols, sel.crow)), sel, None
 
-    def decode_batch(self, vals: torch.Tensor, sel: BatchSelection, limit: int | None = None) -> torch.Tensor:
-        """Σ vals·W_dec[latent] per row (no bias) of the kept entries; ``limit`` keeps latents < limit."""
-        if limit is not None:
-            vals = vals * (sel.cols < limit)
+    def decode_batch(self, vals: torch.Tensor, sel: BatchSelection) -> torch.Tensor:
+        """Σ vals·W_dec[latent] per row (no bias) of the kept entries."""
         if resolve_backend("auto", vals.device) == "dense":  # the plain-autograd reference
             return sel.dense(vals) @ self.W_dec
         return torch.nn.functional.embedding_bag(

@@ -6,10 +6,15 @@ Two paths share the encoder matrix: the gate decides *which* latents fire, the m
     π_gate = (x − b_dec) W_enc + b_gate          f = 1[π_gate > 0] ⊙ ReLU(π_mag)
     π_mag  = (x − b_dec) (W_enc ⊙ exp(r_mag)) + b_mag
 
-Loss: ||y − ŷ||² + λ Σ_i ReLU(π_gate,i) ||W_dec,i|| + ||y − x̂_frozen(ReLU(π_gate))||², where the
-auxiliary term reconstructs from the gate's ReLU through a *frozen* (detached) copy of the decoder,
-which gives the gate a gradient toward useful directions. λ is ``sparsity_coef`` (warmed up
-over ``sparsity_warmup_steps``). Parameter names are SAELens's (W_enc, b_gate, b_mag, r_mag,
+Loss: ||y − ŷ||² + λ Σ_i ReLU(π_gate,i) ||W_dec,i|| + ||y − x̂(ReLU(π_gate))||², where the
+auxiliary term reconstructs from the gate's ReLU, which gives the gate a gradient toward useful
+directions. λ is ``sparsity_coef`` (warmed up over ``sparsity_warmup_steps``).
+
+Two choices differ from the paper, both measured on the planted worlds (docs/dictionaries.md,
+"gated"): the auxiliary term reaches the decoder (SAELens's choice; the paper freezes a copy) and
+the encoder starts at ``INIT_ENCODER_SCALE`` = 0.3 times its tied initialisation (as JumpReLU's).
+Together they took the flat world at 150k tokens from MMCS 0.911 to 0.987 and the small world at
+60k from 0.883 to 0.969 (each alone: 0.939 / 0.951 and 0.934 / 0.938). Parameter names are SAELens's (W_enc, b_gate, b_mag, r_mag,
 W_dec, b_dec; no b_enc), so the folder loads as SAELens's ``gated`` architecture.
 """
 
@@ -19,6 +24,8 @@ import torch
 from torch import nn
 
 from saekit.dictionaries.base import SparseDictionary
+
+INIT_ENCODER_SCALE = 0.3  # W_enc starts at this × its usual (tied) init
 
 
 class GatedDictionary(SparseDictionary):
@@ -40,6 +47,7 @@ class GatedDictionary(SparseDictionary):
         with torch.no_grad():
             self.b_mag.zero_()
             self.r_mag.zero_()
+            self.W_enc.mul_(INIT_ENCODER_SCALE)
 
     def _centred(self, xs: torch.Tensor) -> torch.Tensor:
         return xs - self.b_dec if self.apply_b_dec_to_input else xs
@@ -75,7 +83,6 @@ class GatedDictionary(SparseDictionary):
         return {"sparsity": coef * (torch.relu(pre) * self.W_dec.norm(dim=-1)).sum(-1).mean()}
 
     def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:
-        skip = self.skip_path(xs)
-        skip = skip.detach() if isinstance(skip, torch.Tensor) else skip
-        via_gate = torch.relu(pre) @ self.W_dec.detach() + self.b_dec.detach() + skip
+        # not detached (SAELens): the decoder also learns from the gate's reconstruction
+        via_gate = torch.relu(pre) @ self.W_dec + self.b_dec + self.skip_path(xs)
         return {"aux_gate": (via_gate - ys).pow(2).sum(-1).mean()}

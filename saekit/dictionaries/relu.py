@@ -10,7 +10,8 @@ have found a direction.
 
 ``lp`` can be *annealed* (Karvonen et al. 2024, p-annealing): with ``lp_anneal_steps`` > 0, p
 starts at 1 (plain L1, an easy convex start) and falls in ``lp_anneal_updates`` equal stages to
-``lp`` between ``lp_anneal_start`` and ``lp_anneal_start + lp_anneal_steps``. At each stage λ is
+``lp`` between ``lp_anneal_start`` and ``lp_anneal_start + lp_anneal_steps`` (by default from a
+third of the run to its last step: ``DictionaryConfig.for_run``). At each stage λ is
 rescaled by (penalty at the old p) / (penalty at the new p) on the current batch, so the loss
 does not jump when p changes. The stage and the rescaling factor are buffers (``lp_stage``,
 ``lp_coef_scale``): they travel in checkpoints, so a resumed run anneals exactly as an
@@ -31,7 +32,9 @@ class ReLUDictionary(SparseDictionary):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        if cfg.penalty == "lp" and cfg.lp_anneal_steps > 0:
+        # lp_anneal_steps None (the default) is resolved by the trainer (DictionaryConfig.for_run);
+        # a dictionary built outside a run keeps p fixed
+        if cfg.penalty == "lp" and (cfg.lp_anneal_steps or 0) > 0:
             self.register_buffer("lp_stage", torch.zeros((), dtype=torch.long))
             self.register_buffer("lp_coef_scale", torch.ones(()))
 
@@ -47,7 +50,7 @@ class ReLUDictionary(SparseDictionary):
     def lp_stage_at(self, step: int) -> int:
         """Annealing stage at ``step``: 0 (p = 1) .. lp_anneal_updates (p = lp)."""
         c = self.cfg
-        frac = (step - c.lp_anneal_start) / c.lp_anneal_steps
+        frac = (step - (c.lp_anneal_start or 0)) / c.lp_anneal_steps
         return max(0, min(c.lp_anneal_updates, math.floor(frac * c.lp_anneal_updates)))
 
     def p_of_stage(self, stage: int) -> float:

@@ -96,6 +96,7 @@ class Trainer:
         self._check_shapes()
         self.names = names or (["dictionary"] if len(self.cfgs) == 1 else run_names(self.cfgs))
         self.total_steps = self.tcfg.steps
+        self.cfgs = [c.for_run(self.total_steps) for c in self.cfgs]  # run-length defaults (annealed Lp)
         self.step_count = 0
         self.tokens = 0
         self.progress = progress
