@@ -13,6 +13,7 @@ Run:  python benchmarks/defaults_recovery.py [--kinds topk,batchtopk,...] [--tok
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -33,10 +34,8 @@ KIND_ARGS = {"topk": {"k": 3}, "batchtopk": {"k": 3}, "matryoshka": {"k": 3}, "a
 
 def _value(s: str):
     for conv in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return conv(s)
-        except ValueError:
-            pass
     return {"true": True, "false": False, "none": None}.get(s.lower(), s)
 
 

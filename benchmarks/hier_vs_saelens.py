@@ -126,6 +126,7 @@ def main() -> int:
     ap.add_argument("--features", type=int, default=256)
     ap.add_argument("--n-latents", type=int, default=256)
     ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--frameworks", default="saekit,saelens", help="saekit,saelens or one of them")
     ap.add_argument("--out", default="benchmarks/out/hier_vs_saelens.json")
     args = ap.parse_args()
     world = hierarchical_data(args.rows + args.eval_rows, args.d, args.features, n_parents=16, children_per_parent=4,
@@ -138,7 +139,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
-            for fw in ("saekit", "saelens"):
+            for fw in args.frameworks.split(","):
                 load0 = os.getloadavg()[0]
                 sae, secs = run_saekit(kind, x, args) if fw == "saekit" else run_saelens(kind, x, args, Path(tmp))
                 row = {"framework": fw, "kind": kind, "tokens_per_s": args.tokens / secs, "train_s": secs,
