@@ -249,7 +249,8 @@ def test_sparse_autograd_function_matches_definition(shape):
         _close(got, exp, torch.float32)
 
 
-@pytest.mark.parametrize("n_dead", [3, 40])  # fewer dead latents than k_aux (8), and more
+# fewer dead latents than k_aux (8), a few more (dense decode: at most DENSE_AUX_FACTOR·k_aux), many more (sparse)
+@pytest.mark.parametrize("n_dead", [3, 20, 40])
 def test_topk_auxk_through_the_sparse_encoder_equals_the_dense_path(n_dead):
     """AuxK on the sparse-backward path (pre-activations of the dead latents only) gives the
     loss terms and every gradient of the dense path (full pre-activations, masked top-k, dense

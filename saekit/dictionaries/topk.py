@@ -136,5 +136,25 @@ def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode) -> dict[str, torch.
     if n_dead == 0:
         return {}
     k_aux = min(cfg.k_aux, n_dead)
+    if n_dead <= DENSE_AUX_FACTOR * cfg.k_aux:
+        return _aux_term(cfg, n_dead, _few_dead_decode(sae, xin, dead, k_aux), ys, y_hat)
     vals, j = encode(xin, sae.W_enc[:, dead], sae.b_enc[dead], k_aux)
     return _aux_term(cfg, n_dead, sae.decode_rows(vals, dead[j], None), ys, y_hat)
+
+
+# With at most this many times k_aux dead latents, AuxK decodes them with dense [B, n_dead]
+# matmuls: cheaper than the sparse decode's embedding-bag backward at that size (with AuxK on for
+# most of a short run, that backward was a sixth of a step; benchmarks/RESULTS.md, session 7).
+DENSE_AUX_FACTOR = 4
+
+
+def _few_dead_decode(sae, xin: torch.Tensor, dead: torch.Tensor, k_aux: int) -> torch.Tensor:
+    """AuxK's reconstruction from the k_aux largest ReLU'd pre-activations of the ``dead`` latents,
+    through plain autograd on [B, n_dead] (the same loss and gradients as the sparse path)."""
+    pre = torch.addmm(sae.b_enc[dead], xin, sae.W_enc[:, dead])
+    if k_aux < dead.numel():
+        top = pre.topk(k_aux, dim=-1, sorted=False)
+        codes = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
+    else:
+        codes = torch.relu(pre)
+    return codes @ sae.W_dec[dead]
