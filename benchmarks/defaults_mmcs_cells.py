@@ -6,6 +6,9 @@ and encoder's rate as a multiple of the rest (``dec``, ``enc``), and DictionaryC
 (any other key). Rows as in benchmarks/defaults_lr_cells.py (512 latents, k 8, batch 4096, 1M
 tokens = 244 steps); held-out FVU, L0, dead fraction on 20k held-out rows, MMCS, matched > 0.9.
 
+The second argument holds TrainConfig overrides shared by the sweep ('{"total_tokens": 10000000}':
+2441 steps over the same 1M synthetic rows, ten epochs).
+
 Run:  python benchmarks/defaults_mmcs_cells.py synthetic '{}' '{"mult": 1}' '{"mult": 1, "decay": 0, "warmup": 1}'
 """
 
@@ -40,7 +43,7 @@ def regroup(run, cell: dict, tcfg: TrainConfig) -> None:
     groups: dict[float, list] = {}
     for name, p in sae.named_parameters():
         groups.setdefault(scale.get(name, 1.0), []).append(p)
-    betas = tuple(cell.get("betas", tcfg.adam_betas))
+    betas = tuple(cell.get("betas", tcfg.betas()))
     run.optimizer = torch.optim.Adam([{"params": ps, "lr_scale": s} for s, ps in groups.items()], lr=run.base_lr, betas=betas)
 
 
@@ -53,7 +56,7 @@ def main() -> None:
         X, Xv, feats = synthetic_rows(1_000_000, 20_000)
     cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=512, k=8,
                              **{k: v for k, v in c.items() if k not in SCHEDULE_KEYS}) for c in cells]  # fmt: skip
-    tcfg = TrainConfig(batch_size=4096, total_tokens=1_000_000, device="cpu", log_every=0, **tk)
+    tcfg = TrainConfig(**{"batch_size": 4096, "total_tokens": 1_000_000, "device": "cpu", "log_every": 0, **tk})
     tr = Trainer(cfgs, X, tcfg, progress=False)
     base = []
     for run, c in zip(tr.runs, cells):
