@@ -20,7 +20,8 @@ import torch
 from synthetic import feature_recovery, sparse_feature_data
 
 from saekit import DictionaryConfig, TrainConfig
-from saekit.config import default_lr, default_warmup
+from saekit.config import default_betas, default_lr, default_warmup
+from saekit.errors import ConfigError
 from saekit.training import Trainer
 from saekit.training.guard import quality_warnings
 from saekit.training.spread import participation_ratio, spread_factor
@@ -125,6 +126,13 @@ def test_default_schedule_adapts_to_the_run():
     assert default_lr(4096, 4096, 4096, spread=0.1) == pytest.approx(gao)
     assert t.learning_rate(4096, 0.5) == default_lr(4096, 4096, 244, 0.5)
     assert TrainConfig(lr=1e-3).learning_rate(4096, 0.1) == 1e-3
+    # Adam's betas (session 7): a short run's squared-gradient average must not outlast the run;
+    # from 2048 steps on Gao et al.'s (0.9, 0.999); a given value wins
+    assert t.betas() == default_betas(244) == (0.5, 0.95)
+    assert default_betas(2047) == (0.5, 0.95) and default_betas(2048) == default_betas(100_000) == (0.9, 0.999)
+    assert TrainConfig(adam_betas=[0.9, 0.99]).betas() == (0.9, 0.99)
+    with pytest.raises(ConfigError, match="adam_betas"):
+        TrainConfig(adam_betas=(1.0, 0.9))
 
 
 def lm_like(X: torch.Tensor, share: float = 0.95) -> torch.Tensor:

@@ -135,7 +135,7 @@ class Trainer:
         seed = self.tcfg.seed if cfg.seed is None else cfg.seed
         sae = self.strategy.make_dictionary(cfg, seed, self.device)
         lr = self.tcfg.learning_rate(cfg.n_latents)
-        opt = torch.optim.Adam(sae.param_groups(), lr=lr, betas=self.tcfg.adam_betas)
+        opt = torch.optim.Adam(sae.param_groups(), lr=lr, betas=self.tcfg.betas())
         tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(cfg.n_latents, cfg.k if cfg.n_sources == 1 else None), self.device)
         return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
 
