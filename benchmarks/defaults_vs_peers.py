@@ -194,6 +194,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--n-latents", type=int, default=512)
     ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--d", type=int, default=64, help="synthetic rows' width (issue 21's row: 128)")
+    ap.add_argument("--features", type=int, default=512, help="synthetic planted features (issue 21's row: 1024)")
     ap.add_argument("--dead-tokens", type=int, default=1_000_000)
     ap.add_argument("--saekit-lrs", type=float, nargs="*", default=[], help="also saekit at these fixed rates")
     ap.add_argument("--saelens-lrs", type=float, nargs="+", default=[1e-3, 4e-3, 1.6e-2])
@@ -216,7 +218,7 @@ def main() -> int:
         versions[fw] = tvp.version_of(pythons[fw], "saekit" if fw == "saekit" else tvp.PEERS[fw])
     n_val = 20_000
     if args.data == "synthetic":
-        X, Xv, feats = synthetic_rows(min(args.tokens, args.rows), n_val)
+        X, Xv, feats = synthetic_rows(min(args.tokens, args.rows), n_val, d=args.d, n_features=args.features)
     else:
         X, Xv, feats = cached_rows(args.cache, args.val_cache, n_val)
     result = {
