@@ -50,6 +50,15 @@ def timed_step(t: Trainer, sync) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def interleaved_times(trainers: dict[str, Trainer], steps: int, sync) -> dict[str, list[tuple[float, float]]]:
+    """``steps`` timed steps of every trainer, taking turns step by step (load hits all alike)."""
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in trainers}
+    for _ in range(steps):
+        for name, t in trainers.items():
+            times[name].append(timed_step(t, sync))
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--d", type=int, default=256)
@@ -66,11 +75,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     x = torch.randn(args.rows, args.d, generator=torch.Generator().manual_seed(0))
-    trainers = {name: trainer(name, x, args) for name in KINDS}
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in KINDS}
-    for _ in range(args.steps):
-        for name, t in trainers.items():
-            times[name].append(timed_step(t, sync))
+    times = interleaved_times({name: trainer(name, x, args) for name in KINDS}, args.steps, sync)
     for i, clock in enumerate(("wall", "cpu")):
         rate = {name: args.batch / statistics.median(s[i] for s in v) for name, v in times.items()}
         for name in KINDS:

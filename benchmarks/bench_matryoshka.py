@@ -20,6 +20,7 @@ import statistics
 import time
 
 import torch
+from bench_batchtopk import interleaved_times  # this folder is on sys.path when run as a script
 
 from saekit import DictionaryConfig, TrainConfig
 from saekit.dictionaries.matryoshka import MatryoshkaDictionary
@@ -60,16 +61,6 @@ def trainer(name: str, x: torch.Tensor, args) -> Trainer:
     return t
 
 
-def timed_step(t: Trainer, sync) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one training step."""
-    batch = t.next_batch()
-    sync()
-    wall, cpu = time.perf_counter(), time.process_time()
-    t.step(*batch)
-    sync()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--d", type=int, default=64)
@@ -94,10 +85,7 @@ def main() -> None:
     else:
         x = torch.randn(args.rows, args.d, generator=torch.Generator().manual_seed(0))
     trainers = {name: trainer(name, x, args) for name in KINDS}
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in KINDS}
-    for _ in range(args.steps):
-        for name, t in trainers.items():
-            times[name].append(timed_step(t, sync))
+    times = interleaved_times(trainers, args.steps, sync)
     dead = {name: t.runs[0].tracker.dead_fraction() for name, t in trainers.items()}
     print("dead fraction at the end: " + ", ".join(f"{name} {v:.2f}" for name, v in dead.items()))
     for i, clock in enumerate(("wall", "cpu")):

@@ -30,16 +30,32 @@ from saekit import DictionaryConfig, TrainConfig  # noqa: E402
 from saekit.training import Trainer  # noqa: E402
 
 
+def row_set(data: str):
+    """(training rows, held-out rows, planted features or None) of issue 21's ``lm`` or ``synthetic`` row."""
+    if data == "lm":
+        return cached_rows(str(ROOT / "benchmarks/out/lm/train"), str(ROOT / "benchmarks/out/lm/val"), 20_000)
+    return synthetic_rows(1_000_000, 20_000)
+
+
+@torch.no_grad()
+def held_out_scores(sae, Xv: torch.Tensor, feats: torch.Tensor | None) -> dict:
+    """FVU, L0 and the dead fraction on the held-out rows; MMCS and matched > 0.9 where features are known."""
+    z, xh = sae.encode(Xv), sae(Xv)
+    row = {"fvu": round(float((xh - Xv).pow(2).sum() / (Xv - Xv.mean(0)).pow(2).sum()), 5),
+           "l0": round(float((z != 0).sum(-1).float().mean()), 2),
+           "dead_val": round(float(((z != 0).sum(0) == 0).float().mean()), 4)}  # fmt: skip
+    if feats is not None:
+        row["mmcs"], row["matched"] = (round(v, 4) for v in feature_recovery(feats, sae.W_dec.detach()))
+    return row
+
+
 def main() -> None:
     torch.set_num_threads(1)
     data, tk, cells = sys.argv[1], json.loads(sys.argv[2]), [json.loads(a) for a in sys.argv[3:]]
-    if data == "lm":
-        X, Xv, feats = cached_rows(str(ROOT / "benchmarks/out/lm/train"), str(ROOT / "benchmarks/out/lm/val"), 20_000)
-    else:
-        X, Xv, feats = synthetic_rows(1_000_000, 20_000)
+    X, Xv, feats = row_set(data)
     cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=512, k=8, **{k: v for k, v in c.items() if k != "mult"})
             for c in cells]
-    tcfg = TrainConfig(batch_size=4096, total_tokens=1_000_000, device="cpu", log_every=0, **tk)
+    tcfg = TrainConfig(**{"batch_size": 4096, "total_tokens": 1_000_000, "device": "cpu", "log_every": 0, **tk})
     tr = Trainer(cfgs, X, tcfg, progress=False)
     for run, c in zip(tr.runs, cells):
         run.base_lr *= c.get("mult", 1.0)
@@ -47,14 +63,8 @@ def main() -> None:
     saes = tr.fit()
     secs = time.perf_counter() - t0
     for c, run, sae in zip(cells, tr.runs, saes):
-        with torch.no_grad():
-            z, xh = sae.encode(Xv), sae(Xv)
         row = {"data": data, "tcfg": tk, "cell": c, "lr": run.base_lr, "spread": tr.spread, "dead_window": run.tracker.window,
-               "fvu": round(float((xh - Xv).pow(2).sum() / (Xv - Xv.mean(0)).pow(2).sum()), 5),
-               "l0": round(float((z != 0).sum(-1).float().mean()), 2),
-               "dead_val": round(float(((z != 0).sum(0) == 0).float().mean()), 4), "secs": round(secs)}
-        if feats is not None:
-            row["mmcs"], row["matched"] = (round(v, 4) for v in feature_recovery(feats, sae.W_dec.detach()))
+               **held_out_scores(sae, Xv, feats), "secs": round(secs)}  # fmt: skip
         print(json.dumps(row), flush=True)
 
 

@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from defaults_vs_peers import cached_rows, synthetic_rows  # noqa: E402
-from synthetic import feature_recovery  # noqa: E402
+from defaults_dead_cells import held_out_scores, row_set  # noqa: E402
 
 from saekit import DictionaryConfig, TrainConfig  # noqa: E402
 from saekit.training import Trainer  # noqa: E402
@@ -50,10 +49,7 @@ def regroup(run, cell: dict, tcfg: TrainConfig) -> None:
 def main() -> None:
     torch.set_num_threads(1)
     data, tk, cells = sys.argv[1], json.loads(sys.argv[2]), [json.loads(a) for a in sys.argv[3:]]
-    if data == "lm":
-        X, Xv, feats = cached_rows(str(ROOT / "benchmarks/out/lm/train"), str(ROOT / "benchmarks/out/lm/val"), 20_000)
-    else:
-        X, Xv, feats = synthetic_rows(1_000_000, 20_000)
+    X, Xv, feats = row_set(data)
     cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=512, k=8,
                              **{k: v for k, v in c.items() if k not in SCHEDULE_KEYS}) for c in cells]  # fmt: skip
     tcfg = TrainConfig(**{"batch_size": 4096, "total_tokens": 1_000_000, "device": "cpu", "log_every": 0, **tk})
@@ -73,18 +69,8 @@ def main() -> None:
         x, y = tr.next_batch()
         tr.step(x, y)
     secs = time.perf_counter() - t0
-    for c, run in zip(cells, tr.runs):
-        sae = run.sae
-        with torch.no_grad():
-            z = sae.encode(Xv)
-            xh = sae(Xv)
-        row = {"data": data, **tk, **c, "lr": base[cells.index(c)],
-               "fvu": float((xh - Xv).pow(2).sum() / (Xv - Xv.mean(0)).pow(2).sum()),
-               "l0": float((z != 0).sum(-1).float().mean()), "dead_val": float(((z != 0).sum(0) == 0).float().mean()),
-               "secs": secs}  # fmt: skip
-        if feats is not None:
-            row["mmcs"], row["matched"] = feature_recovery(feats, sae.W_dec.detach())
-        print(json.dumps(row), flush=True)
+    for c, run, lr in zip(cells, tr.runs, base):
+        print(json.dumps({"data": data, **tk, **c, "lr": lr, **held_out_scores(run.sae, Xv, feats), "secs": secs}), flush=True)
 
 
 if __name__ == "__main__":

@@ -426,6 +426,10 @@ class TrainConfig(_Config):
             return float(self.lr)
         return default_lr(n_latents, self.batch_size, self.steps, spread)
 
+    def rate_follows_spread(self) -> bool:
+        """Whether the default rate reads the data's spread: only its short-run boost does."""
+        return self.lr is None and self.steps < LONG_RUN_STEPS
+
     def betas(self) -> tuple[float, float]:
         """Adam's (β1, β2): ``adam_betas``, or the default for this run length (see default_betas)."""
         if self.adam_betas is not None:

@@ -189,6 +189,12 @@ def all_reduce(t: torch.Tensor, op=dist.ReduceOp.SUM, what: str = "an all-reduce
     return t
 
 
+def mean_over_ranks(value: float, what: str = "an average over the ranks") -> float:
+    """The mean of each rank's ``value`` (the value itself without a process group)."""
+    t = torch.tensor([float(value)], dtype=torch.float64, device=comm_device())
+    return float(all_reduce(t, what=what)) / rank_and_world()[1]
+
+
 def all_gather(t: torch.Tensor, what: str = "an all-gather", group=None, note: str = "") -> list[torch.Tensor]:
     """All ranks' copies of ``t`` (same shape everywhere), in rank order."""
     if solo():

@@ -115,8 +115,7 @@ class DataParallel(Solo):
 
     def agree(self, value: float) -> float:
         """The mean over the ranks (each may have measured its own rows)."""
-        t = torch.tensor([float(value)], dtype=torch.float64, device=comm.comm_device())
-        return float(comm.all_reduce(t, what="the data-spread average")) / self.world_size
+        return comm.mean_over_ranks(value, "the data-spread average")
 
     # ------------------------------------------------------------------ the DDP part
     def reduce_gradients(self, sae: SparseDictionary) -> None:

@@ -78,8 +78,7 @@ class LatentSharded(Solo):
 
     def agree(self, value: float) -> float:
         """The mean over the ranks (each may have measured its own rows)."""
-        t = torch.tensor([float(value)], dtype=torch.float64, device=comm.comm_device())
-        return float(comm.all_reduce(t, what="the data-spread average")) / self.world_size
+        return comm.mean_over_ranks(value, "the data-spread average")
 
     def latents_here(self, sae: SparseDictionary) -> int:
         return sae.n_local

@@ -134,7 +134,7 @@ class Trainer:
     def _make_run(self, cfg: DictionaryConfig, name: str) -> Run:
         seed = self.tcfg.seed if cfg.seed is None else cfg.seed
         sae = self.strategy.make_dictionary(cfg, seed, self.device)
-        lr = self.tcfg.learning_rate(cfg.n_latents)
+        lr = self.tcfg.learning_rate(cfg.n_latents)  # _initialise sets it again once the data's spread is known
         opt = torch.optim.Adam(sae.param_groups(), lr=lr, betas=self.tcfg.betas())
         tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(cfg.n_latents, cfg.k if cfg.n_sources == 1 else None), self.device)
         return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
@@ -164,7 +164,8 @@ class Trainer:
             else:
                 scale = math.sqrt(x.shape[1] / float(x.pow(2).sum(-1).mean().clamp_min(1e-12)))
         target = x if y is None else y
-        self.spread = self.strategy.agree(spread_factor(x))  # the default rate's short-run boost follows it
+        # the default rate's short-run boost follows the data's spread (a Gram matrix: only when read)
+        self.spread = self.strategy.agree(spread_factor(x)) if self.tcfg.rate_follows_spread() else 1.0
         for cfg, run in zip(self.cfgs, self.runs):
             run.base_lr = self.tcfg.learning_rate(cfg.n_latents, self.spread)
             s = scale if self.tcfg.normalizes(run.sae.kind) else 1.0

@@ -1,5 +1,11 @@
-"""ModelConfig.positional_embedding: rotary models train, save and load back as rotary; folders saved
-before the field existed load and are reused as "standard" models; a wrong value is one clear sentence."""
+"""ModelConfig fields added for the random-weights control (docs/model_variants.md):
+
+- ``positional_embedding``: rotary models train, save and load back as rotary;
+- ``out_init_scale``: the random-weights model's W_O and W_out are the same seed's initialisation
+  times the scale (everything else identical), and the folder saves and reloads them;
+- folders saved before either field existed load and are reused at the field's default; a wrong
+  value is one clear sentence.
+"""
 
 import json
 
@@ -12,6 +18,7 @@ from saekit.errors import ConfigError
 from saekit.models import load_model, train_model
 
 TINY = ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, n_ctx=16, steps=3, batch_size=4, eval_tokens=256, device="cpu")
+SCALED = ("attn.W_O", "mlp.W_out")
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +42,40 @@ def test_rotary_model_has_no_positional_vector_and_round_trips(tmp_path, data):
     assert torch.equal(back.model(x[None]), h.model(x[None]))
 
 
-def test_folder_saved_before_the_field_is_a_standard_model_and_reused(tmp_path, data):
+def test_random_model_has_scaled_output_projections_and_round_trips(tmp_path, data):
+    tok, tokens = data
+    random = TINY.replace(variant="random", n_layers=2)
+    plain = train_model(random, tmp_path / "plain", tokenizer=tok, data=tokens, progress=False).model.state_dict()
+    small = train_model(random.replace(out_init_scale=0.1), tmp_path / "small", tokenizer=tok, data=tokens, progress=False)
+    state = small.model.state_dict()
+    for name, value in plain.items():
+        expected = value * 0.1 if name.endswith(SCALED) else value
+        assert torch.allclose(state[name], expected), name
+    assert sum(name.endswith(SCALED) for name in plain) == 4  # W_O and W_out of both blocks
+    back = load_model(tmp_path / "small", device="cpu").model.state_dict()
+    assert all(torch.equal(back[name], state[name]) for name in state)
+
+
+@pytest.mark.parametrize("field, other", [("positional_embedding", "rotary"), ("out_init_scale", 0.1)])
+def test_folder_saved_before_the_field_existed_is_reused_at_its_default(tmp_path, data, field, other):
     tok, tokens = data
     folder = tmp_path / "old"
     train_model(TINY, folder, tokenizer=tok, data=tokens, progress=False)
     info = json.loads((folder / "saekit_model.json").read_text())
-    del info["config"]["positional_embedding"]  # as written before the field existed
+    del info["config"][field]  # as written before the field existed
     (folder / "saekit_model.json").write_text(json.dumps(info))
     assert load_model(folder, device="cpu").model.cfg.positional_embedding_type == "standard"
     assert train_model(TINY, folder, tokenizer=tok, data=tokens, progress=False).info.get("reused") is True
     with pytest.raises(ConfigError, match="already holds a different model"):
-        train_model(TINY.replace(positional_embedding="rotary"), folder, tokenizer=tok, data=tokens, progress=False)
+        train_model(TINY.replace(**{field: other}), folder, tokenizer=tok, data=tokens, progress=False)
 
 
 def test_unknown_positional_embedding_is_one_sentence():
     with pytest.raises(ConfigError, match=r"positional_embedding must be one of standard, rotary, got 'alibi'\."):
         ModelConfig(positional_embedding="alibi")
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "small", True])
+def test_bad_out_init_scale_is_one_sentence(bad):
+    with pytest.raises(ConfigError, match=r"out_init_scale must be a number in \(0, 1\], got"):
+        ModelConfig(out_init_scale=bad)
