@@ -9,6 +9,7 @@ Gao et al.'s Multi-TopK term L(4k)/8 so the dictionary also works at larger k.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from saekit.dictionaries.base import SparseDictionary, TrainOutput, sparse_decode
 from saekit.kernels import topk_encode
@@ -32,9 +33,11 @@ class TopKDictionary(SparseDictionary):
 
     def fired_mask(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """[latents held here] bool: the latents active on at least one row."""
-        fired = torch.zeros(self.W_dec.shape[0], dtype=torch.bool, device=vals.device)
-        fired[idx[vals != 0]] = True
-        return fired
+        n = self.W_dec.shape[0]
+        # inactive entries point at a spare slot n: no boolean gather (a host sync on CUDA)
+        fired = torch.zeros(n + 1, dtype=torch.bool, device=vals.device)
+        fired.index_fill_(0, idx.masked_fill(vals == 0, n).flatten(), True)
+        return fired[:n]
 
     def count_dead(self, dead_mask: torch.Tensor) -> int:
         return int(dead_mask.sum())
@@ -67,20 +70,22 @@ class TopKDictionary(SparseDictionary):
             # Sparse encoder backward (saekit.kernels): the gradient of W_enc comes from the k
             # chosen entries per row, never from a dense [B, n_latents] gradient.
             pre = None
-            xin = xs - self.b_dec if self.apply_b_dec_to_input else xs
-            vals, idx = encode(xin, self.W_enc, self.b_enc, self.cfg.k)
+            xin, b_enc = self.centred_input(xs)
+            vals, idx = encode(xin, self.W_enc, b_enc, self.cfg.k)
         else:
             pre = self.pre_acts(xs)
             vals, idx = self.select(pre, self.cfg.k)
         skip = self.skip_path(xs)
-        y_hat = self.decode_rows(vals, idx, self.b_dec) + skip
-        terms = {"mse": (y_hat - ys).pow(2).sum(-1).mean()}
+        y_hat = self.decode_rows(vals, idx, self.b_dec)
+        if self.W_skip is not None:  # (adding the float 0.0 of no skip path would be a [B, d] pass)
+            y_hat = y_hat + skip
+        terms = {"mse": squared_error(y_hat, ys)}
         if self.cfg.multi_topk:
             v4, i4 = self.select(pre, 4 * self.cfg.k)
             y4 = self.decode_rows(v4, i4, self.b_dec) + skip
-            terms["multi_topk"] = (y4 - ys).pow(2).sum(-1).mean() / 8
+            terms["multi_topk"] = squared_error(y4, ys) / 8
         if sparse:
-            terms.update(sparse_auxk_loss(self, xin, ys, y_hat, dead_mask, encode))
+            terms.update(sparse_auxk_loss(self, xin, ys, y_hat, dead_mask, encode, b_enc))
         else:
             terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
         l0 = (vals != 0).sum(-1).float().mean()  # signed kinds (abstopk) are active below zero too
@@ -88,6 +93,45 @@ class TopKDictionary(SparseDictionary):
 
     def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:
         return auxk_loss(self, ys, pre, y_hat, dead_mask, self.select, self.decode_rows, self.count_dead)
+
+    def centred_input(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the encoder's input, its bias) for the sparse encoder: ``xs - b_dec`` (an SAE) with
+        b_dec's gradient routed through the bias (``_CentredBias``), so that the encoder's
+        backward never computes the [B, d_in] gradient of its input, which only b_dec needed."""
+        if not self.apply_b_dec_to_input:
+            return xs, self.b_enc
+        if xs.requires_grad or not self.b_dec.requires_grad:  # (a caller differentiating in x)
+            return xs - self.b_dec, self.b_enc
+        return xs - self.b_dec.detach(), _CentredBias.apply(self.b_enc, self.b_dec, self.W_enc.detach())
+
+
+class _CentredBias(torch.autograd.Function):
+    """The identity on ``b_enc`` whose backward also gives ``b_dec`` its gradient through an
+    encoder input centred on it. With pre = (x - b_dec) @ W_enc + b_enc, summing ∂L/∂pre over the
+    rows gives both ∂L/∂b_enc = g and ∂L/∂b_dec = -W_enc @ g: a [d_in, n] × [n] product instead of
+    the [B, d_in] input gradient (and its negation and row sum) that autograd would build. Every
+    use of the returned bias (the main top-k and AuxK's dead latents) adds to g, so b_dec gets
+    the whole encoder side of its gradient; the same gradient up to float rounding
+    (tests/test_kernels.py)."""
+
+    @staticmethod
+    def forward(ctx, b_enc, b_dec, W_enc):  # type: ignore[override]
+        ctx.save_for_backward(W_enc)
+        return b_enc.view_as(b_enc)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (W_enc,) = ctx.saved_tensors
+        return g, -(W_enc @ g.to(W_enc.dtype)).to(g.dtype), None
+
+
+def squared_error(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Σ over the last dimension of (y_hat - y)², averaged over rows: one fused pass forward and
+    one backward (F.mse_loss) where ``.pow(2).sum(-1).mean()`` took three each; the same
+    gradient to the bit, the loss's value up to the order of its sum."""
+    if y_hat.dtype != y.dtype or y_hat.shape != y.shape:
+        return (y_hat - y).pow(2).sum(-1).mean()
+    return F.mse_loss(y_hat, y, reduction="sum") / max(1, y.numel() // max(1, y.shape[-1]))
 
 
 def auxk_loss(sae, ys, pre, y_hat, dead_mask, select=None, decode_rows=None, count_dead=None) -> dict[str, torch.Tensor]:
@@ -119,16 +163,18 @@ def _aux_term(cfg, n_dead: int, e_hat: torch.Tensor, ys: torch.Tensor, y_hat: to
     down when fewer than k_aux latents are dead."""
     e = (ys - y_hat).detach()  # the residual the dead latents should explain
     scale = min(n_dead / cfg.k_aux, 1.0)
-    return {"aux": cfg.aux_coef * scale * (e_hat - e).pow(2).sum(-1).mean()}
+    return {"aux": cfg.aux_coef * scale * squared_error(e_hat, e)}
 
 
-def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode) -> dict[str, torch.Tensor]:
+def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode, b_enc=None) -> dict[str, torch.Tensor]:
     """AuxK as ``auxk_loss`` computes it, through the sparse-backward top-k encoder: the
     pre-activations of the dead latents only (``xin @ W_enc[:, dead]``), their k_aux largest per
     row, decoded. Same loss and gradients as the dense path without its [B, n_latents] masked
     copy, full top-k and dense encoder backward (the cost that made a run with dead latents
-    slower than sparsify's, benchmarks/RESULTS.md)."""
+    slower than sparsify's, benchmarks/RESULTS.md). ``b_enc``: the encoder bias the main top-k
+    used (``TopKDictionary.centred_input``; default the parameter)."""
     cfg = sae.cfg
+    b_enc = sae.b_enc if b_enc is None else b_enc
     if dead_mask is None or cfg.aux_coef == 0:
         return {}
     dead = dead_mask.nonzero().flatten()
@@ -137,8 +183,8 @@ def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode) -> dict[str, torch.
         return {}
     k_aux = min(cfg.k_aux, n_dead)
     if n_dead <= DENSE_AUX_FACTOR * cfg.k_aux:
-        return _aux_term(cfg, n_dead, _few_dead_decode(sae, xin, dead, k_aux), ys, y_hat)
-    vals, j = encode(xin, sae.W_enc[:, dead], sae.b_enc[dead], k_aux)
+        return _aux_term(cfg, n_dead, _few_dead_decode(sae, xin, b_enc, dead, k_aux), ys, y_hat)
+    vals, j = encode(xin, sae.W_enc[:, dead], b_enc[dead], k_aux)
     return _aux_term(cfg, n_dead, sae.decode_rows(vals, dead[j], None), ys, y_hat)
 
 
@@ -148,10 +194,10 @@ def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode) -> dict[str, torch.
 DENSE_AUX_FACTOR = 4
 
 
-def _few_dead_decode(sae, xin: torch.Tensor, dead: torch.Tensor, k_aux: int) -> torch.Tensor:
+def _few_dead_decode(sae, xin: torch.Tensor, b_enc: torch.Tensor, dead: torch.Tensor, k_aux: int) -> torch.Tensor:
     """AuxK's reconstruction from the k_aux largest ReLU'd pre-activations of the ``dead`` latents,
     through plain autograd on [B, n_dead] (the same loss and gradients as the sparse path)."""
-    pre = torch.addmm(sae.b_enc[dead], xin, sae.W_enc[:, dead])
+    pre = torch.addmm(b_enc[dead], xin, sae.W_enc[:, dead])
     if k_aux < dead.numel():
         top = pre.topk(k_aux, dim=-1, sorted=False)
         codes = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))

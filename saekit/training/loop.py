@@ -488,7 +488,11 @@ class Trainer:
 def _nonfinite(x: torch.Tensor, y: torch.Tensor | None) -> str | None:
     """'N row(s) of the inputs/targets' when a batch holds NaN or inf, else None."""
     for name, t in (("inputs", x), ("targets", y)):
-        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        # A NaN or inf anywhere makes the sum NaN or inf: one reduction per batch instead of
+        # isfinite's several passes; a sum that overflowed from finite values is checked in full.
+        if t is None or not t.is_floating_point() or bool(torch.isfinite(t.sum())):
+            continue
+        if not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).reshape(t.shape[0], -1).any(-1).sum())
             return f"{bad} row(s) of the {name}"
     return None
