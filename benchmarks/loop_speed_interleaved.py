@@ -11,6 +11,11 @@ Runs in sparsify's venv (torch and sparsify there; saekit from this checkout):
 
     PYTHONPATH=. <sparsify venv>/bin/python benchmarks/loop_speed_interleaved.py \
         --cache benchmarks/out/lm/train --tokens 1000000
+
+``--baseline DIR`` adds ``saekit (baseline)``: the loop of another checkout (a folder holding its
+saekit/ and kernels/, e.g. ``git archive <commit> saekit kernels | tar -x -C DIR``), imported
+before this checkout's saekit and trained in the same turns, so a change's speed-up is measured
+side by side too. ``--contenders`` keeps only the named loops.
 """
 
 from __future__ import annotations
@@ -29,18 +34,42 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def _saekit_kernels() -> None:
+def _saekit_kernels(root: Path = ROOT) -> None:
     """saekit.kernels is mapped from kernels/ by the package's install; outside its venv, load it
-    from this checkout under the same name."""
+    from the checkout ``root`` under the same name."""
     try:
         import saekit.kernels  # noqa: F401
     except ModuleNotFoundError:
         spec = importlib.util.spec_from_file_location(
-            "saekit.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")]
+            "saekit.kernels", root / "kernels" / "__init__.py", submodule_search_locations=[str(root / "kernels")]
         )
         module = importlib.util.module_from_spec(spec)
         sys.modules["saekit.kernels"] = module
         spec.loader.exec_module(module)
+
+
+def _forget_saekit() -> None:
+    """Drop every imported saekit module: the next import reads the checkout first on sys.path
+    (objects built before keep the modules they were built with)."""
+    for name in [m for m in sys.modules if m == "saekit" or m.startswith("saekit.")]:
+        del sys.modules[name]
+
+
+def baseline_loop(root: Path, *shape) -> SaekitLoop:
+    """``SaekitLoop`` built with the saekit of the checkout ``root``, then this checkout's saekit
+    restored for the other contenders."""
+    _forget_saekit()
+    sys.path.insert(0, str(root))
+    try:
+        _saekit_kernels(root)
+        loop = SaekitLoop(*shape, dense_auxk=False)
+        if not sys.modules["saekit"].__file__.startswith(str(root)):
+            raise SystemExit(f"--baseline {root}: saekit was imported from {sys.modules['saekit'].__file__}")
+    finally:
+        sys.path.remove(str(root))
+        _forget_saekit()
+    _saekit_kernels()
+    return loop
 
 
 class SaekitLoop:
@@ -99,8 +128,13 @@ def main() -> int:
     ap.add_argument("--dead-tokens", type=int, default=1_000_000, help="sparsify's dead window (as defaults_vs_peers.py)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--baseline", default=None, help="another checkout's folder: its saekit loop as one more contender")
+    ap.add_argument("--contenders", nargs="+", default=None, help="only these loops (names as in the output)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    baseline_root = None
+    if args.baseline:  # read the rows with this checkout's saekit; the baseline is built below
+        baseline_root = Path(args.baseline).resolve()
     _saekit_kernels()
     from saekit.activations import ActivationCache
 
@@ -109,12 +143,18 @@ def main() -> int:
     X = X[torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(0))]
     steps = args.tokens // args.batch
     shape = (X, args.n_latents, args.k, args.batch, steps)
-    loops = {
-        "saekit": SaekitLoop(*shape, dense_auxk=False),
-        "saekit dense AuxK": SaekitLoop(*shape, dense_auxk=True),
-        "sparsify Signum": SparsifyLoop(*shape, "signum", args.dead_tokens),
-        "sparsify Adam": SparsifyLoop(*shape, "adam", args.dead_tokens),
+    makers = {
+        "saekit (baseline)": (lambda: baseline_loop(baseline_root, *shape)) if baseline_root else None,
+        "saekit": lambda: SaekitLoop(*shape, dense_auxk=False),
+        "saekit dense AuxK": lambda: SaekitLoop(*shape, dense_auxk=True),
+        "sparsify Signum": lambda: SparsifyLoop(*shape, "signum", args.dead_tokens),
+        "sparsify Adam": lambda: SparsifyLoop(*shape, "adam", args.dead_tokens),
     }
+    keep = args.contenders or list(makers)
+    unknown = set(keep) - set(makers)
+    if unknown:
+        raise SystemExit(f"--contenders: unknown {sorted(unknown)}; the loops are {list(makers)}")
+    loops = {name: make() for name, make in makers.items() if make is not None and name in keep}
     secs = dict.fromkeys(loops, 0.0)
     t_start, load0 = time.time(), os.getloadavg()[0]
     for s0 in range(0, steps, args.chunk):
@@ -131,7 +171,7 @@ def main() -> int:
         fvu = float((xhat - Xv).pow(2).sum() / (Xv - Xv.mean(0)).pow(2).sum())
         rows.append({"run": name, "tokens_per_s": steps * args.batch / secs[name], "train_s": secs[name],
                      "fvu": fvu, "dead_fraction": dead})
-    fastest_peer = max(r["tokens_per_s"] for r in rows if r["run"].startswith("sparsify"))
+    fastest_peer = max((r["tokens_per_s"] for r in rows if r["run"].startswith("sparsify")), default=float("nan"))
     for r in rows:
         r["vs_fastest_sparsify"] = r["tokens_per_s"] / fastest_peer
         print(json.dumps(r), flush=True)

@@ -31,10 +31,7 @@ class TopKEncode(torch.autograd.Function):
             pre_vals, idx = fused_topk_forward(x, W_enc, b_enc, k)
             vals = torch.relu(pre_vals).to(torch.promote_types(x.dtype, W_enc.dtype))
         else:
-            pre = torch.addmm(b_enc, x, W_enc) if b_enc is not None else x @ W_enc
-            top = pre.topk(k, dim=-1, sorted=False)
-            vals = torch.relu(top.values)
-            idx = top.indices
+            vals, idx = _topk_of_linear(x, W_enc, b_enc, k)
         ctx.save_for_backward(x, W_enc, idx, vals)
         ctx.backend = backend
         ctx.has_bias = b_enc is not None
@@ -65,6 +62,32 @@ class TopKEncode(torch.autograd.Function):
                 grad_W = gw_t.to(W_enc.dtype) if need_W else None
                 grad_b = gb.to(W_enc.dtype) if need_b and ctx.has_bias else None
         return grad_x, grad_W, grad_b, None, None, None
+
+
+# On CPU the [rows, n] pre-activations are computed in blocks of this many elements (8 MiB of
+# fp32): a whole [B, n] block above glibc's largest mmap threshold (32 MiB) is a fresh mapping
+# every step, paid in page faults (a sixth of a step at 4096 latents and batch 4096;
+# benchmarks/RESULTS.md, session 8). Blocks of rows give the same values to the bit (each row's
+# product and top-k are its own) and need no [B, n] memory at all.
+_CPU_BLOCK_ELEMENTS = 1 << 21
+
+
+def _topk_of_linear(x, W_enc, b_enc, k):
+    """(ReLU'd values, indices) [B, k] of the k largest of ``x @ W_enc + b_enc`` per row."""
+    B, n = x.shape[0], W_enc.shape[1]
+    rows = B if x.device.type != "cpu" else max(64, _CPU_BLOCK_ELEMENTS // max(1, n))
+    if rows >= B:
+        pre = torch.addmm(b_enc, x, W_enc) if b_enc is not None else x @ W_enc
+        top = pre.topk(k, dim=-1, sorted=False)
+        return torch.relu(top.values), top.indices
+    vals = idx = None
+    for s in range(0, B, rows):
+        pre = torch.addmm(b_enc, x[s : s + rows], W_enc) if b_enc is not None else x[s : s + rows] @ W_enc
+        if vals is None:  # (autocast may have chosen pre's dtype)
+            vals = torch.empty(B, k, dtype=pre.dtype, device=x.device)
+            idx = torch.empty(B, k, dtype=torch.long, device=x.device)
+        torch.topk(pre, k, dim=-1, sorted=False, out=(vals[s : s + rows], idx[s : s + rows]))
+    return vals.relu_(), idx
 
 
 def topk_encode_dense(

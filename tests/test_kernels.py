@@ -174,6 +174,32 @@ def test_topk_encode_sparse_backward_matches_dense(shape):
     assert bool((grads[1][:, ~used] == 0).all()) and bool((grads[1][:, used] != 0).any())
 
 
+def test_topk_encode_in_row_blocks_equals_one_block(monkeypatch):
+    """On CPU the encoder's forward takes its rows in blocks when [B, n] is large (no fresh
+    [B, n] mapping per step): the values, indices and gradients are those of one block, to the bit."""
+    from saekit.kernels import encoder
+
+    g = torch.Generator().manual_seed(3)
+    x, W, bias = torch.randn(200, 12, generator=g), torch.randn(12, 40, generator=g), torch.randn(40, generator=g)
+    gv = torch.randn(200, 5, generator=g)
+
+    def run():
+        leaves = [t.clone().requires_grad_(True) for t in (x, W, bias)]
+        vals, idx = topk_encode(*leaves, 5, backend="torch")
+        return vals, idx, torch.autograd.grad(vals, leaves, gv)
+
+    whole = run()
+    calls = []
+    real_topk = torch.topk
+    monkeypatch.setattr(encoder, "_CPU_BLOCK_ELEMENTS", 64 * 40)  # 64 rows a block: 64, 64, 64, 8
+    monkeypatch.setattr(encoder.torch, "topk", lambda t, *a, **kw: calls.append(t.shape[0]) or real_topk(t, *a, **kw))
+    blocks = run()
+    assert calls == [64, 64, 64, 8]
+    assert torch.equal(blocks[0], whole[0]) and torch.equal(blocks[1], whole[1])
+    for got, exp in zip(blocks[2], whole[2]):
+        assert torch.equal(got, exp)
+
+
 def _planted(N=2048, d=16, n_true=48, active=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     D = torch.nn.functional.normalize(torch.randn(n_true, d, generator=g), dim=-1)
