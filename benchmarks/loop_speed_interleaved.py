@@ -55,14 +55,14 @@ def _forget_saekit() -> None:
         del sys.modules[name]
 
 
-def baseline_loop(root: Path, *shape) -> SaekitLoop:
+def baseline_loop(root: Path, *shape, seed: int = 0) -> SaekitLoop:
     """``SaekitLoop`` built with the saekit of the checkout ``root``, then this checkout's saekit
     restored for the other contenders."""
     _forget_saekit()
     sys.path.insert(0, str(root))
     try:
         _saekit_kernels(root)
-        loop = SaekitLoop(*shape, dense_auxk=False)
+        loop = SaekitLoop(*shape, dense_auxk=False, seed=seed)
         if not sys.modules["saekit"].__file__.startswith(str(root)):
             raise SystemExit(f"--baseline {root}: saekit was imported from {sys.modules['saekit'].__file__}")
     finally:
@@ -73,12 +73,12 @@ def baseline_loop(root: Path, *shape) -> SaekitLoop:
 
 
 class SaekitLoop:
-    def __init__(self, X, n, k, batch, steps, dense_auxk: bool):
+    def __init__(self, X, n, k, batch, steps, dense_auxk: bool, seed: int = 0):
         from saekit.config import DictionaryConfig, TrainConfig
         from saekit.training import TensorSource, Trainer
 
         cfg = DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=n, k=k)
-        tcfg = TrainConfig(batch_size=batch, total_tokens=batch * steps, device="cpu", log_every=0)
+        tcfg = TrainConfig(batch_size=batch, total_tokens=batch * steps, device="cpu", log_every=0, seed=seed)
         self.tr = Trainer(cfg, TensorSource(X, shuffle=False), tcfg, progress=False)
         self.dense_auxk = dense_auxk
 

@@ -141,6 +141,23 @@ def test_nan_batch_stops_naming_step_and_keeps_good_checkpoint(small, tmp_path):
     assert all(torch.isfinite(v).all() for v in state["runs"][0]["model"].values())
 
 
+def test_batch_check_sums_first_and_looks_closer_only_then():
+    """The per-step batch check sums the batch (a NaN or inf anywhere makes the sum NaN or inf)
+    and looks value by value only when the sum is not finite: finite values whose sum overflows
+    are not reported; an inf among them, or NaN and inf in the targets, are, row by row."""
+    from saekit.training.loop import _nonfinite
+
+    big = torch.full((4, 3), 3e38)
+    assert not torch.isfinite(big.sum())
+    assert _nonfinite(big, None) is None
+    big[2, 1] = float("-inf")
+    assert _nonfinite(big, None) == "1 row(s) of the inputs"
+    x, y = torch.zeros(5, 2), torch.zeros(5, 2)
+    y[1, 0], y[3, 1] = float("nan"), float("inf")
+    assert _nonfinite(x, y) == "2 row(s) of the targets"
+    assert _nonfinite(x, torch.zeros(5, 2)) is None
+
+
 def test_source_width_mismatch_is_one_sentence(small):
     cfg = DictionaryConfig(kind="topk", d_in=32, n_latents=64, k=3)
     with pytest.raises(ConfigError, match=r"^d_in is 32 but the activations have width 16; set d_in=16\.$"):
