@@ -94,7 +94,7 @@ class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder pre-activations for scaled inputs ``x`` [B, d_in] -> [B, n_latents]."""
         if self.apply_b_dec_to_input:
-            x = x - self.b_dec
+            x = x + self.b_dec.neg()  # = x - b_dec to the bit; its backward skips a [B, d_in] negation
         if x.dim() == 2:
             return torch.addmm(self.b_enc, x, self.W_enc)  # fused bias add
         return x @ self.W_enc + self.b_enc

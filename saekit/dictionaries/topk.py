@@ -70,8 +70,8 @@ class TopKDictionary(SparseDictionary):
             # Sparse encoder backward (saekit.kernels): the gradient of W_enc comes from the k
             # chosen entries per row, never from a dense [B, n_latents] gradient.
             pre = None
-            xin, b_enc = self.centred_input(xs)
-            vals, idx = encode(xin, self.W_enc, b_enc, self.cfg.k)
+            xin = self.centred_input(xs)
+            vals, idx = encode(xin, self.W_enc, self.b_enc, self.cfg.k)
         else:
             pre = self.pre_acts(xs)
             vals, idx = self.select(pre, self.cfg.k)
@@ -85,7 +85,7 @@ class TopKDictionary(SparseDictionary):
             y4 = self.decode_rows(v4, i4, self.b_dec) + skip
             terms["multi_topk"] = squared_error(y4, ys) / 8
         if sparse:
-            terms.update(sparse_auxk_loss(self, xin, ys, y_hat, dead_mask, encode, b_enc))
+            terms.update(sparse_auxk_loss(self, xin, ys, y_hat, dead_mask, encode))
         else:
             terms.update(self.aux_loss(xs, ys, pre, y_hat, dead_mask))
         l0 = (vals != 0).sum(-1).float().mean()  # signed kinds (abstopk) are active below zero too
@@ -94,35 +94,11 @@ class TopKDictionary(SparseDictionary):
     def aux_loss(self, xs, ys, pre, y_hat, dead_mask) -> dict[str, torch.Tensor]:
         return auxk_loss(self, ys, pre, y_hat, dead_mask, self.select, self.decode_rows, self.count_dead)
 
-    def centred_input(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the encoder's input, its bias) for the sparse encoder: ``xs - b_dec`` (an SAE) with
-        b_dec's gradient routed through the bias (``_CentredBias``), so that the encoder's
-        backward never computes the [B, d_in] gradient of its input, which only b_dec needed."""
-        if not self.apply_b_dec_to_input:
-            return xs, self.b_enc
-        if xs.requires_grad or not self.b_dec.requires_grad:  # (a caller differentiating in x)
-            return xs - self.b_dec, self.b_enc
-        return xs - self.b_dec.detach(), _CentredBias.apply(self.b_enc, self.b_dec, self.W_enc.detach())
-
-
-class _CentredBias(torch.autograd.Function):
-    """The identity on ``b_enc`` whose backward also gives ``b_dec`` its gradient through an
-    encoder input centred on it. With pre = (x - b_dec) @ W_enc + b_enc, summing ∂L/∂pre over the
-    rows gives both ∂L/∂b_enc = g and ∂L/∂b_dec = -W_enc @ g: a [d_in, n] × [n] product instead of
-    the [B, d_in] input gradient (and its negation and row sum) that autograd would build. Every
-    use of the returned bias (the main top-k and AuxK's dead latents) adds to g, so b_dec gets
-    the whole encoder side of its gradient; the same gradient up to float rounding
-    (tests/test_kernels.py)."""
-
-    @staticmethod
-    def forward(ctx, b_enc, b_dec, W_enc):  # type: ignore[override]
-        ctx.save_for_backward(W_enc)
-        return b_enc.view_as(b_enc)
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        (W_enc,) = ctx.saved_tensors
-        return g, -(W_enc @ g.to(W_enc.dtype)).to(g.dtype), None
+    def centred_input(self, xs: torch.Tensor) -> torch.Tensor:
+        """The sparse encoder's input: ``xs - b_dec`` for an SAE, written ``xs + (-b_dec)`` (the
+        same values to the bit): autograd then sums b_dec's gradient over the rows before
+        negating it instead of negating all [B, d_in] of it first (the same sum, one pass fewer)."""
+        return xs + self.b_dec.neg() if self.apply_b_dec_to_input else xs
 
 
 def squared_error(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -166,15 +142,13 @@ def _aux_term(cfg, n_dead: int, e_hat: torch.Tensor, ys: torch.Tensor, y_hat: to
     return {"aux": cfg.aux_coef * scale * squared_error(e_hat, e)}
 
 
-def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode, b_enc=None) -> dict[str, torch.Tensor]:
+def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode) -> dict[str, torch.Tensor]:
     """AuxK as ``auxk_loss`` computes it, through the sparse-backward top-k encoder: the
     pre-activations of the dead latents only (``xin @ W_enc[:, dead]``), their k_aux largest per
     row, decoded. Same loss and gradients as the dense path without its [B, n_latents] masked
     copy, full top-k and dense encoder backward (the cost that made a run with dead latents
-    slower than sparsify's, benchmarks/RESULTS.md). ``b_enc``: the encoder bias the main top-k
-    used (``TopKDictionary.centred_input``; default the parameter)."""
+    slower than sparsify's, benchmarks/RESULTS.md)."""
     cfg = sae.cfg
-    b_enc = sae.b_enc if b_enc is None else b_enc
     if dead_mask is None or cfg.aux_coef == 0:
         return {}
     dead = dead_mask.nonzero().flatten()
@@ -183,8 +157,8 @@ def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode, b_enc=None) -> dict
         return {}
     k_aux = min(cfg.k_aux, n_dead)
     if n_dead <= DENSE_AUX_FACTOR * cfg.k_aux:
-        return _aux_term(cfg, n_dead, _few_dead_decode(sae, xin, b_enc, dead, k_aux), ys, y_hat)
-    vals, j = encode(xin, sae.W_enc[:, dead], b_enc[dead], k_aux)
+        return _aux_term(cfg, n_dead, _few_dead_decode(sae, xin, dead, k_aux), ys, y_hat)
+    vals, j = encode(xin, sae.W_enc[:, dead], sae.b_enc[dead], k_aux)
     return _aux_term(cfg, n_dead, sae.decode_rows(vals, dead[j], None), ys, y_hat)
 
 
@@ -194,10 +168,10 @@ def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode, b_enc=None) -> dict
 DENSE_AUX_FACTOR = 4
 
 
-def _few_dead_decode(sae, xin: torch.Tensor, b_enc: torch.Tensor, dead: torch.Tensor, k_aux: int) -> torch.Tensor:
+def _few_dead_decode(sae, xin: torch.Tensor, dead: torch.Tensor, k_aux: int) -> torch.Tensor:
     """AuxK's reconstruction from the k_aux largest ReLU'd pre-activations of the ``dead`` latents,
     through plain autograd on [B, n_dead] (the same loss and gradients as the sparse path)."""
-    pre = torch.addmm(b_enc[dead], xin, sae.W_enc[:, dead])
+    pre = torch.addmm(sae.b_enc[dead], xin, sae.W_enc[:, dead])
     if k_aux < dead.numel():
         top = pre.topk(k_aux, dim=-1, sorted=False)
         codes = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
