@@ -12,10 +12,10 @@ Runs in sparsify's venv (torch and sparsify there; saekit from this checkout):
     PYTHONPATH=. <sparsify venv>/bin/python benchmarks/loop_speed_interleaved.py \
         --cache benchmarks/out/lm/train --tokens 1000000
 
-``--baseline DIR`` adds ``saekit (baseline)``: the loop of another checkout (a folder holding its
-saekit/ and kernels/, e.g. ``git archive <commit> saekit kernels | tar -x -C DIR``), imported
-before this checkout's saekit and trained in the same turns, so a change's speed-up is measured
-side by side too. ``--contenders`` keeps only the named loops.
+``--baseline DIR [DIR ...]`` adds ``saekit (DIR's name)`` for each: the loop of another checkout (a
+folder holding its saekit/ and kernels/, e.g. ``git archive <commit> saekit kernels | tar -x -C
+DIR``), imported before this checkout's saekit and trained in the same turns, so a change's
+speed-up is measured side by side too. ``--contenders`` keeps only the named loops.
 """
 
 from __future__ import annotations
@@ -128,13 +128,11 @@ def main() -> int:
     ap.add_argument("--dead-tokens", type=int, default=1_000_000, help="sparsify's dead window (as defaults_vs_peers.py)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--baseline", default=None, help="another checkout's folder: its saekit loop as one more contender")
+    ap.add_argument("--baseline", nargs="+", default=[], help="other checkouts' folders: their saekit loops as more contenders")
     ap.add_argument("--contenders", nargs="+", default=None, help="only these loops (names as in the output)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    baseline_root = None
-    if args.baseline:  # read the rows with this checkout's saekit; the baseline is built below
-        baseline_root = Path(args.baseline).resolve()
+    baselines = [Path(b).resolve() for b in args.baseline]  # built below, after the rows are read
     _saekit_kernels()
     from saekit.activations import ActivationCache
 
@@ -143,18 +141,18 @@ def main() -> int:
     X = X[torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(0))]
     steps = args.tokens // args.batch
     shape = (X, args.n_latents, args.k, args.batch, steps)
-    makers = {
-        "saekit (baseline)": (lambda: baseline_loop(baseline_root, *shape)) if baseline_root else None,
+    makers = {f"saekit ({root.name})": (lambda root=root: baseline_loop(root, *shape)) for root in baselines}
+    makers.update({
         "saekit": lambda: SaekitLoop(*shape, dense_auxk=False),
         "saekit dense AuxK": lambda: SaekitLoop(*shape, dense_auxk=True),
         "sparsify Signum": lambda: SparsifyLoop(*shape, "signum", args.dead_tokens),
         "sparsify Adam": lambda: SparsifyLoop(*shape, "adam", args.dead_tokens),
-    }
+    })
     keep = args.contenders or list(makers)
     unknown = set(keep) - set(makers)
     if unknown:
         raise SystemExit(f"--contenders: unknown {sorted(unknown)}; the loops are {list(makers)}")
-    loops = {name: make() for name, make in makers.items() if make is not None and name in keep}
+    loops = {name: make() for name, make in makers.items() if name in keep}
     secs = dict.fromkeys(loops, 0.0)
     t_start, load0 = time.time(), os.getloadavg()[0]
     for s0 in range(0, steps, args.chunk):
