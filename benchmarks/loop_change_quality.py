@@ -46,8 +46,10 @@ def main() -> int:
     shape = (X, args.n_latents, args.k, args.batch, steps)
     rows = []
     for seed in args.seeds:
-        loops = {"baseline": baseline_loop(Path(args.baseline).resolve(), *shape, seed=seed),
-                 "this checkout": SaekitLoop(*shape, dense_auxk=False, seed=seed)}
+        loops = {
+            "baseline": baseline_loop(Path(args.baseline).resolve(), *shape, seed=seed),
+            "this checkout": SaekitLoop(*shape, dense_auxk=False, seed=seed),
+        }
         for name, loop in loops.items():
             for i in range(steps):
                 loop.step(i)
@@ -59,12 +61,18 @@ def main() -> int:
         mine = [r for r in rows if r["run"] == name]
         fvus, deads = [r["fvu"] for r in mine], [r["dead_fraction"] for r in mine]
         spread = statistics.stdev(fvus) if len(fvus) > 1 else 0.0
-        print(f"{name}: FVU {statistics.mean(fvus):.5f} ± {spread:.5f} (sd over {len(fvus)} seeds), "
-              f"dead {statistics.mean(deads):.4f} (min {min(deads):.4f}, max {max(deads):.4f})")
+        print(
+            f"{name}: FVU {statistics.mean(fvus):.5f} ± {spread:.5f} (sd over {len(fvus)} seeds), "
+            f"dead {statistics.mean(deads):.4f} (min {min(deads):.4f}, max {max(deads):.4f})"
+        )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                              "settings": vars(args), "rows": rows}, indent=2))
+        Path(args.out).write_text(
+            json.dumps(
+                {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "settings": vars(args), "rows": rows},
+                indent=2,
+            )
+        )
     return 0
 
 
