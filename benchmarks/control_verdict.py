@@ -32,6 +32,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-init-scale", type=float, default=1.0, help="ModelConfig.out_init_scale (W_O, W_out at init ×)")
     p.add_argument("--parallel-attn-mlp", action="store_true",
                    help="experiment: attention and MLP read the same residual (as Pythia); not a ModelConfig option")
+    p.add_argument("--control", default="step0", choices=["step0", "rerand", "rerand_keep_emb"],
+                   help="the random group: the initialisation (saekit's random variant) or the trained baseline of the "
+                   "same seed with every matrix re-drawn from its own mean and std (Heap et al. 2025), optionally "
+                   "keeping the trained token and positional embeddings (benchmarks/control_definitions.py)")
     p.add_argument("--model-batch", type=int, default=8)
     p.add_argument("--train-rows", type=int, default=160, help="model training sequences")
     p.add_argument("--train-docs", type=int, default=1, help="documents of the built-in corpus's train split to pack")
@@ -39,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hooks", nargs="+", default=None, help="one SAE per hookpoint (default: last hook_mlp_out)")
     p.add_argument("--width", type=int, nargs="+", default=[64], help="dictionary widths (one SAE per width, k, hook)")
     p.add_argument("--k", type=int, nargs="+", default=[4], help="top-k values (one SAE per width, k, hook)")
+    p.add_argument("--kind", default="topk", help="dictionary kind (kinds without k ignore --k: one SAE per width)")
     p.add_argument("--dict-seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--dict-tokens", type=int, default=16_000)
     p.add_argument("--eval-seqs", type=int, default=128)
@@ -81,10 +86,34 @@ def train_models(args: argparse.Namespace) -> list[Path]:
             if args.reuse and (folder / "model.safetensors").exists():
                 paths.append(folder)
                 continue
+            if variant == "random" and args.control != "step0":
+                paths.append(rerandomised_folder(args.out / "models" / f"baseline{seed}", folder, args.control, seed))
+                continue
             h = train_model(base.replace(variant=variant, seed=seed), folder, tokenizer=tok, data=(train, val), progress=False)
             print(f"{variant} seed {seed}: val loss {h.info['val_loss']:.3f}")
             paths.append(folder)
     return paths
+
+
+def rerandomised_folder(baseline: Path, folder: Path, control: str, seed: int) -> Path:
+    """A model folder of the ``random`` variant: the trained baseline's parameters re-drawn per matrix
+    (buffers such as the rotary tables untouched), as benchmarks/control_definitions.py builds them."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from benchmarks.control_definitions import EMBEDDINGS, rerandomised
+    from saekit.models import load_model
+
+    shutil.copytree(baseline, folder, dirs_exist_ok=True)
+    model = load_model(baseline).model
+    rerandomised(model, seed + 100, EMBEDDINGS if control == "rerand_keep_emb" else ())
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    info = json.loads((folder / "saekit_model.json").read_text())
+    info["variant"], info["config"]["variant"], info["name"] = "random", "random", f"saekit-tiny-{control}"
+    (folder / "saekit_model.json").write_text(json.dumps(info, indent=2))
+    print(f"{control} seed {seed} from {baseline.name}")
+    return folder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,10 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.train_only:
         return print(f"models {t1 - t0:.0f} s wall / {c1 - c0:.0f} s CPU")
     hooks = args.hooks or [f"blocks.{args.n_layers - 1}.hook_mlp_out"]
-    grid = [(h, w, k) for h in hooks for w in args.width for k in args.k]
+    from saekit.kinds import KINDS
+
+    uses_k = KINDS[args.kind].uses_k
+    grid = [(h, w, k if uses_k else None) for h in hooks for w in args.width for k in (args.k if uses_k else [0])]
     one = len(args.width) == len(args.k) == 1  # one SAE per hook: named by its hook, as before
     cfgs = {
-        (h if one else f"{h}-w{w}-k{k}"): DictionaryConfig(kind="topk", d_in=args.d_model, n_latents=w, k=k, hook_name=h)
+        (h if one else f"{h}-w{w}-k{k}"): DictionaryConfig(kind=args.kind, d_in=args.d_model, n_latents=w, k=k, hook_name=h)
         for h, w, k in grid
     }
     tcfg = TrainConfig(batch_size=64, total_tokens=args.dict_tokens, lr=3e-3, lr_warmup_steps=2, log_every=100)
@@ -147,7 +179,7 @@ def record_per_latent(sink: list[dict]) -> None:
         for r in ai.get("latents", []):
             if r["n_fired"] > 0:
                 a = ab[r["latent"]]
-                sink.append({"model": handle.name, "hook": sae.cfg.hook_name, "k": sae.cfg.k, "seed": seed,
+                sink.append({"model": handle.name, "hook": sae.cfg.hook_name, "width": sae.cfg.n_latents, "k": sae.cfg.k, "seed": seed,
                              "latent": r["latent"], "abstractness": None if np.isnan(a) else float(a), "f1": r["f1"],
                              "recall": r["recall"], "precision": r["precision"], "density": r["density_train"]})  # fmt: skip
         return out
