@@ -1,6 +1,6 @@
 """The random-weights control on a real run (issue 14): three seeds of a random-weights model against three
 trained baseline seeds that generalise, one dictionary at ``blocks.0.hook_resid_post`` (16k training tokens),
-512 held-out and 256 explanation sequences, all 64 latents explained.
+512 held-out and 512 explanation sequences, all 64 latents explained.
 
 One control definition fails both of the control question's axes (docs/comparing.md, "Random control: which
 definition"; benchmarks/RESULTS.md, "One random control on both axes"):
@@ -17,12 +17,12 @@ definition"; benchmarks/RESULTS.md, "One random control on both axes"):
 
 Checked: the control question asked in advance (``axes=CONTROL_AXES``: Holm over those two axes, from the
 per-dictionary values of results.json) is `worse` on both with intervals excluding 0 (measured 2026-12-01 with
-benchmarks/control_verdict.py at these settings: n-gram F1 0.450 vs 0.402, [-0.076, -0.020]; abstractness 0.142
-vs 0.097, [-0.080, -0.009]; model seeds 3-5: 0.451 vs 0.405 and 0.132 vs 0.091 at 32k tokens and 512 sequences);
-the run's own verdicts are `worse` on reconstruction and LM cost; the same data with the groups swapped comes
-out `better` (the tests read a direction, not a constant). With ``out_init_scale`` ignored (transformer-lens's
-initialisation) abstractness comes out 0.53 vs 0.89, `better`, and the test fails. Fixture: 54 CPU s (models
-40, comparison 14).
+benchmarks/control_verdict.py at these settings: n-gram F1 0.455 vs 0.401, [-0.082, -0.026], abstractness 0.142
+vs 0.097, [-0.080, -0.009]; on model seeds 3-5 0.451 vs 0.399, [-0.083, -0.022], and 0.151 vs 0.101, [-0.068,
+-0.031]); the run's own verdicts are `worse` on reconstruction and LM cost; the same data with the groups
+swapped comes out `better` (the tests read a direction, not a constant). With ``out_init_scale`` ignored
+(transformer-lens's initialisation) abstractness comes out 0.53 vs 0.89, `better`, and the test fails. Fixture:
+about 60 CPU s (models 40, comparison 20); 55 s wall in pytest on the loaded 2-core machine.
 """
 
 import json
@@ -48,7 +48,7 @@ def control(control_models, tmp_path_factory):
     tcfg = TrainConfig(batch_size=64, total_tokens=16_000, lr=3e-3, lr_warmup_steps=2, log_every=100)
     res = run_comparison(
         list(control_models.values()), cfgs, tmp_path_factory.mktemp("random_control"), seeds=(0, 1),
-        train_tokens=16_000, tcfg=tcfg, n_eval_seqs=512, n_splice_seqs=4, n_explain_seqs=256, autointerp_latents=64,
+        train_tokens=16_000, tcfg=tcfg, n_eval_seqs=512, n_splice_seqs=4, n_explain_seqs=512, autointerp_latents=64,
         split_widths=False, synthetic=False, quiet=True, report=False,
     )  # fmt: skip
     groups = res["groups"]
