@@ -1,14 +1,21 @@
 """The random-control check at small sizes: where does `random` vs `baseline` come out `worse`?
 
 Trains (or reuses) ``--model-seeds`` tiny baseline models and initialises as many random-weights
-controls, runs ``run_comparison`` on them with one small top-k SAE (``--hook``), and prints, per
-axis, the two groups' values, the delta with its 95 % interval and the verdict, plus the wall and
-CPU time of each stage. Used to size the control test (tests/test_verdict_random_control.py).
+controls (``--control``: the initialisation, or Heap et al.'s re-randomised baselines), runs
+``run_comparison`` on them with one small SAE per hookpoint × width × k (``--hooks``, ``--width``, ``--k``,
+``--kind``), and prints, per axis, the two groups' values, the delta with its 95 % interval and the
+verdict, then issue 14's control question per dictionary config (explainability and abstractness as
+their own Holm family), plus the wall and CPU time of each stage; ``--per-latent`` also keeps every
+explained latent's abstractness beside its n-gram F1 (benchmarks/control_axes_per_latent.py reads it).
+Used to size and choose the control test (tests/test_verdict_random_control.py).
 
-    PYTHONPATH=. nice -n 10 python benchmarks/control_verdict.py --n-layers 2 --d-model 32 \\
-        --steps 400 --eval-seqs 128 --out /tmp/control
+    PYTHONPATH=. nice -n 10 python benchmarks/control_verdict.py --n-layers 1 --d-model 32 --steps 400 \
+        --train-docs 2 --train-rows 3200 --pos-emb rotary --out-init-scale 0.1 --kind relu \
+        --hooks blocks.0.hook_resid_post --eval-seqs 512 --explain-seqs 512 --autointerp-latents 64 \
+        --dict-tokens 16000 --out /tmp/control
 
-Numbers in docs/comparing.md ("Checking the verdicts") come from it.
+Numbers in docs/comparing.md ("Checking the verdicts") and benchmarks/RESULTS.md ("One random control on
+both axes") come from it.
 """
 
 from __future__ import annotations
