@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, nargs="+", default=[64], help="dictionary widths (one SAE per width, k, hook)")
     p.add_argument("--k", type=int, nargs="+", default=[4], help="top-k values (one SAE per width, k, hook)")
     p.add_argument("--kind", default="topk", help="dictionary kind (kinds without k ignore --k: one SAE per width)")
+    p.add_argument("--sparsity-coef", type=float, default=None, help="λ of kinds without k (default: the kind's)")
     p.add_argument("--dict-seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--dict-tokens", type=int, default=16_000)
     p.add_argument("--eval-seqs", type=int, default=128)
@@ -139,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     grid = [(h, w, k if uses_k else None) for h in hooks for w in args.width for k in (args.k if uses_k else [0])]
     one = len(args.width) == len(args.k) == 1  # one SAE per hook: named by its hook, as before
     cfgs = {
-        (h if one else f"{h}-w{w}-k{k}"): DictionaryConfig(kind=args.kind, d_in=args.d_model, n_latents=w, k=k, hook_name=h)
+        (h if one else f"{h}-w{w}-k{k}"): DictionaryConfig(
+            kind=args.kind, d_in=args.d_model, n_latents=w, k=k, hook_name=h, sparsity_coef=args.sparsity_coef
+        )
         for h, w, k in grid
     }
     tcfg = TrainConfig(batch_size=64, total_tokens=args.dict_tokens, lr=3e-3, lr_warmup_steps=2, log_every=100)
