@@ -21,7 +21,9 @@ benchmarks/control_verdict.py at these settings: n-gram F1 0.455 vs 0.401, [-0.0
 vs 0.097, [-0.080, -0.009]; on model seeds 3-5 0.451 vs 0.399, [-0.083, -0.022], and 0.151 vs 0.101, [-0.068,
 -0.031]); the run's own verdicts are `worse` on reconstruction and LM cost; the same data with the groups
 swapped comes out `better` (the tests read a direction, not a constant). With ``out_init_scale`` ignored
-(transformer-lens's initialisation) abstractness comes out 0.53 vs 0.89, `better`, and the test fails. Fixture:
+(transformer-lens's initialisation) abstractness comes out 0.53 vs 0.89, `better`, and the test fails. A measured
+point, not a margin: both intervals clear 0 only at the ReLU kind's default λ 2 (λ 1.5 or 3: one reaches 0), so a
+change to the ReLU SAE's training defaults can make this test fail (benchmarks/RESULTS.md, "How fragile"). Fixture:
 about 60 CPU s (models 40, comparison 20); 55 s wall in pytest on the loaded 2-core machine.
 """
 
