@@ -48,7 +48,8 @@ def verdict_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def control_models(tmp_path_factory):
-    """Three baseline and three random model seeds whose baselines generalise (the random-control test)."""
-    from verdict_models import train_control_models
+    """Three baseline and three random model seeds whose baselines generalise (the random-control test), of the
+    token-level family: rotary positions, residual-output projections initialised ×0.1 (verdict_models.py)."""
+    from verdict_models import TOKEN_LEVEL, train_control_models
 
-    return train_control_models(tmp_path_factory.mktemp("control_models"))
+    return train_control_models(tmp_path_factory.mktemp("control_models"), **TOKEN_LEVEL)

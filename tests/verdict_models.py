@@ -11,6 +11,9 @@ from saekit.data import default_tokenizer, load_corpus, pack_tokens
 from saekit.models import train_model
 
 TINY_MODEL = ModelConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=128, n_ctx=32, steps=400, batch_size=8, device="cpu")
+# the random control's model family (baseline and random alike): the random model's stream is its token
+# embedding (docs/comparing.md, "Random control: which definition")
+TOKEN_LEVEL = {"positional_embedding": "rotary", "out_init_scale": 0.1}
 MODELS = [("baseline", 0, None), ("baseline", 1, None), ("baseline", 2, "baseline_b"), ("baseline", 3, "baseline_b"),
           ("random", 0, None), ("random", 1, None)]  # fmt: skip
 
