@@ -1,7 +1,7 @@
 """Dead latents at the defaults on issue 21's two peer rows (session 7): one ``Trainer`` sweep
 (the same batches for all) of top-k dictionaries, each cell a multiple of the default rate and
 DictionaryConfig overrides (``aux_coef``, ``k_aux``), with TrainConfig overrides shared by the
-sweep (``dead_tokens``...). Rows as in benchmarks/defaults_lr_cells.py (512 latents, k 8, batch
+sweep (``dead_tokens``...) and the row's shape (``n_latents``, ``k``, ``d``, ``features``). Rows as in benchmarks/defaults_lr_cells.py (512 latents, k 8, batch
 4096, 1M tokens); held-out FVU, L0, the fraction of latents never firing on 20k held-out rows,
 MMCS (synthetic). One JSON line per cell.
 
@@ -29,12 +29,20 @@ from synthetic import feature_recovery  # noqa: E402
 from saekit import DictionaryConfig, TrainConfig  # noqa: E402
 from saekit.training import Trainer  # noqa: E402
 
+SHAPE_KEYS = ("n_latents", "k", "d", "features")  # the row's shape, in the sweep's JSON (issue 21's own: 4096, 32, 128, 1024)
 
-def row_set(data: str):
+
+def split_shape(tk: dict) -> tuple[dict, dict]:
+    """(the row's shape, with the stand-in row's 512 latents, k 8, 64-d, 512 features by default; TrainConfig overrides)."""
+    shape = {"n_latents": 512, "k": 8, "d": 64, "features": 512, **{k: tk[k] for k in SHAPE_KEYS if k in tk}}
+    return shape, {k: v for k, v in tk.items() if k not in SHAPE_KEYS}
+
+
+def row_set(data: str, d: int = 64, features: int = 512):
     """(training rows, held-out rows, planted features or None) of issue 21's ``lm`` or ``synthetic`` row."""
     if data == "lm":
         return cached_rows(str(ROOT / "benchmarks/out/lm/train"), str(ROOT / "benchmarks/out/lm/val"), 20_000)
-    return synthetic_rows(1_000_000, 20_000)
+    return synthetic_rows(1_000_000, 20_000, d=d, n_features=features)
 
 
 @torch.no_grad()
@@ -51,10 +59,10 @@ def held_out_scores(sae, Xv: torch.Tensor, feats: torch.Tensor | None) -> dict:
 
 def main() -> None:
     torch.set_num_threads(1)
-    data, tk, cells = sys.argv[1], json.loads(sys.argv[2]), [json.loads(a) for a in sys.argv[3:]]
-    X, Xv, feats = row_set(data)
-    cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=512, k=8, **{k: v for k, v in c.items() if k != "mult"})
-            for c in cells]
+    data, (shape, tk), cells = sys.argv[1], split_shape(json.loads(sys.argv[2])), [json.loads(a) for a in sys.argv[3:]]
+    X, Xv, feats = row_set(data, shape["d"], shape["features"])
+    cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=shape["n_latents"], k=shape["k"],
+                             **{k: v for k, v in c.items() if k != "mult"}) for c in cells]  # fmt: skip
     tcfg = TrainConfig(**{"batch_size": 4096, "total_tokens": 1_000_000, "device": "cpu", "log_every": 0, **tk})
     tr = Trainer(cfgs, X, tcfg, progress=False)
     for run, c in zip(tr.runs, cells):
@@ -63,7 +71,7 @@ def main() -> None:
     saes = tr.fit()
     secs = time.perf_counter() - t0
     for c, run, sae in zip(cells, tr.runs, saes):
-        row = {"data": data, "tcfg": tk, "cell": c, "lr": run.base_lr, "spread": tr.spread, "dead_window": run.tracker.window,
+        row = {"data": data, **shape, "tcfg": tk, "cell": c, "lr": run.base_lr, "spread": tr.spread, "dead_window": run.tracker.window,
                **held_out_scores(sae, Xv, feats), "secs": round(secs)}  # fmt: skip
         print(json.dumps(row), flush=True)
 

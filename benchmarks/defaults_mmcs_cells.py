@@ -7,7 +7,8 @@ and encoder's rate as a multiple of the rest (``dec``, ``enc``), and DictionaryC
 tokens = 244 steps); held-out FVU, L0, dead fraction on 20k held-out rows, MMCS, matched > 0.9.
 
 The second argument holds TrainConfig overrides shared by the sweep ('{"total_tokens": 10000000}':
-2441 steps over the same 1M synthetic rows, ten epochs).
+2441 steps over the same 1M synthetic rows, ten epochs) and the row's shape (issue 21's own row:
+'{"n_latents": 4096, "k": 32, "d": 128, "features": 1024}').
 
 Run:  python benchmarks/defaults_mmcs_cells.py synthetic '{}' '{"mult": 1}' '{"mult": 1, "decay": 0, "warmup": 1}'
 """
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from defaults_dead_cells import held_out_scores, row_set  # noqa: E402
+from defaults_dead_cells import held_out_scores, row_set, split_shape  # noqa: E402
 
 from saekit import DictionaryConfig, TrainConfig  # noqa: E402
 from saekit.training import Trainer  # noqa: E402
@@ -48,9 +49,9 @@ def regroup(run, cell: dict, tcfg: TrainConfig) -> None:
 
 def main() -> None:
     torch.set_num_threads(1)
-    data, tk, cells = sys.argv[1], json.loads(sys.argv[2]), [json.loads(a) for a in sys.argv[3:]]
-    X, Xv, feats = row_set(data)
-    cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=512, k=8,
+    data, (shape, tk), cells = sys.argv[1], split_shape(json.loads(sys.argv[2])), [json.loads(a) for a in sys.argv[3:]]
+    X, Xv, feats = row_set(data, shape["d"], shape["features"])
+    cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=shape["n_latents"], k=shape["k"],
                              **{k: v for k, v in c.items() if k not in SCHEDULE_KEYS}) for c in cells]  # fmt: skip
     tcfg = TrainConfig(**{"batch_size": 4096, "total_tokens": 1_000_000, "device": "cpu", "log_every": 0, **tk})
     tr = Trainer(cfgs, X, tcfg, progress=False)
@@ -70,7 +71,7 @@ def main() -> None:
         tr.step(x, y)
     secs = time.perf_counter() - t0
     for c, run, lr in zip(cells, tr.runs, base):
-        print(json.dumps({"data": data, **tk, **c, "lr": lr, **held_out_scores(run.sae, Xv, feats), "secs": secs}), flush=True)
+        print(json.dumps({"data": data, **shape, **tk, **c, "lr": lr, **held_out_scores(run.sae, Xv, feats), "secs": secs}), flush=True)
 
 
 if __name__ == "__main__":
