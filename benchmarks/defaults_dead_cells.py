@@ -57,14 +57,20 @@ def held_out_scores(sae, Xv: torch.Tensor, feats: torch.Tensor | None) -> dict:
     return row
 
 
-def main() -> None:
-    torch.set_num_threads(1)
-    data, (shape, tk), cells = sys.argv[1], split_shape(json.loads(sys.argv[2])), [json.loads(a) for a in sys.argv[3:]]
+def sweep(argv: list[str], not_config: tuple[str, ...]):
+    """The command line's sweep: (row name, shape, TrainConfig overrides, cells, TrainConfig, Trainer,
+    held-out rows, planted features); a cell's keys outside ``not_config`` are DictionaryConfig overrides."""
+    data, (shape, tk), cells = argv[0], split_shape(json.loads(argv[1])), [json.loads(a) for a in argv[2:]]
     X, Xv, feats = row_set(data, shape["d"], shape["features"])
     cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=shape["n_latents"], k=shape["k"],
-                             **{k: v for k, v in c.items() if k != "mult"}) for c in cells]  # fmt: skip
+                             **{k: v for k, v in c.items() if k not in not_config}) for c in cells]  # fmt: skip
     tcfg = TrainConfig(**{"batch_size": 4096, "total_tokens": 1_000_000, "device": "cpu", "log_every": 0, **tk})
-    tr = Trainer(cfgs, X, tcfg, progress=False)
+    return data, shape, tk, cells, tcfg, Trainer(cfgs, X, tcfg, progress=False), Xv, feats
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    data, shape, tk, cells, _, tr, Xv, feats = sweep(sys.argv[1:], ("mult",))
     for run, c in zip(tr.runs, cells):
         run.base_lr *= c.get("mult", 1.0)
     t0 = time.perf_counter()

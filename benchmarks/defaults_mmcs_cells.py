@@ -26,10 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from defaults_dead_cells import held_out_scores, row_set, split_shape  # noqa: E402
+from defaults_dead_cells import held_out_scores, sweep  # noqa: E402
 
-from saekit import DictionaryConfig, TrainConfig  # noqa: E402
-from saekit.training import Trainer  # noqa: E402
+from saekit import TrainConfig  # noqa: E402
 from saekit.training.schedule import lr_factor  # noqa: E402
 
 PARAMS = ("W_enc", "W_dec", "b_enc", "b_dec")  # a cell's rate multiple of one parameter: {"W_enc": 2}
@@ -49,12 +48,7 @@ def regroup(run, cell: dict, tcfg: TrainConfig) -> None:
 
 def main() -> None:
     torch.set_num_threads(1)
-    data, (shape, tk), cells = sys.argv[1], split_shape(json.loads(sys.argv[2])), [json.loads(a) for a in sys.argv[3:]]
-    X, Xv, feats = row_set(data, shape["d"], shape["features"])
-    cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=shape["n_latents"], k=shape["k"],
-                             **{k: v for k, v in c.items() if k not in SCHEDULE_KEYS}) for c in cells]  # fmt: skip
-    tcfg = TrainConfig(**{"batch_size": 4096, "total_tokens": 1_000_000, "device": "cpu", "log_every": 0, **tk})
-    tr = Trainer(cfgs, X, tcfg, progress=False)
+    data, shape, tk, cells, tcfg, tr, Xv, feats = sweep(sys.argv[1:], SCHEDULE_KEYS)
     base = []
     for run, c in zip(tr.runs, cells):
         run.base_lr *= c.get("mult", 1.0)

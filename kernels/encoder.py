@@ -76,18 +76,14 @@ def _topk_of_linear(x, W_enc, b_enc, k):
     """(ReLU'd values, indices) [B, k] of the k largest of ``x @ W_enc + b_enc`` per row."""
     B, n = x.shape[0], W_enc.shape[1]
     rows = B if x.device.type != "cpu" else max(64, _CPU_BLOCK_ELEMENTS // max(1, n))
-    if rows >= B:
-        pre = torch.addmm(b_enc, x, W_enc) if b_enc is not None else x @ W_enc
-        top = pre.topk(k, dim=-1, sorted=False)
-        return torch.relu(top.values), top.indices
-    vals = idx = None
-    for s in range(0, B, rows):
-        pre = torch.addmm(b_enc, x[s : s + rows], W_enc) if b_enc is not None else x[s : s + rows] @ W_enc
-        if vals is None:  # (autocast may have chosen pre's dtype)
-            vals = torch.empty(B, k, dtype=pre.dtype, device=x.device)
-            idx = torch.empty(B, k, dtype=torch.long, device=x.device)
-        torch.topk(pre, k, dim=-1, sorted=False, out=(vals[s : s + rows], idx[s : s + rows]))
-    return vals.relu_(), idx
+    tops = []
+    for s in range(0, max(B, 1), rows):  # (an empty batch: one empty block)
+        xb = x[s : s + rows]
+        pre = torch.addmm(b_enc, xb, W_enc) if b_enc is not None else xb @ W_enc
+        tops.append(torch.topk(pre, k, dim=-1, sorted=False))
+    if len(tops) == 1:
+        return torch.relu(tops[0].values), tops[0].indices
+    return torch.relu(torch.cat([t.values for t in tops])), torch.cat([t.indices for t in tops])
 
 
 def topk_encode_dense(

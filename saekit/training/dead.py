@@ -14,10 +14,7 @@ class DeadLatentTracker:
 
     def update(self, fired: torch.Tensor, n_tokens: int) -> None:
         self.tokens_since_fired += n_tokens
-        if fired.dtype == torch.bool:
-            self.tokens_since_fired.masked_fill_(fired, 0)  # in place, no boolean gather
-        else:
-            self.tokens_since_fired[fired] = 0
+        self.tokens_since_fired.masked_fill_(fired, 0)  # fired: [n] bool; in place, no boolean gather
 
     def dead_mask(self) -> torch.Tensor:
         return self.tokens_since_fired >= self.window
