@@ -1,7 +1,7 @@
 """Feature recovery (MMCS) at the defaults on issue 21's synthetic row (session 7, helper mmc7):
 one ``Trainer`` sweep (the same batches for all) of top-k dictionaries whose cells differ in the
 optimiser's schedule, which a sweep otherwise shares: a multiple of the default rate (``mult``),
-the rate multiple of one parameter (``W_enc``, ``W_dec``, ``b_enc``, ``b_dec``), their own warm-up (``warmup`` steps) and decay fraction (``decay``), Adam's ``betas``, the decoder's
+the rate multiple of one parameter (``W_enc``, ``W_dec``, ``b_enc``, ``b_dec``; W_dec's and b_dec's replace their ``W_dec_lr_scale`` and ``b_dec_lr_scale``), their own warm-up (``warmup`` steps) and decay fraction (``decay``), Adam's ``betas``, the decoder's
 and encoder's rate as a multiple of the rest (``dec``, ``enc``), and DictionaryConfig overrides
 (any other key). Rows as in benchmarks/defaults_lr_cells.py (512 latents, k 8, batch 4096, 1M
 tokens = 244 steps); held-out FVU, L0, dead fraction on 20k held-out rows, MMCS, matched > 0.9.
@@ -32,13 +32,23 @@ from saekit import TrainConfig  # noqa: E402
 from saekit.training.schedule import lr_factor  # noqa: E402
 
 PARAMS = ("W_enc", "W_dec", "b_enc", "b_dec")  # a cell's rate multiple of one parameter: {"W_enc": 2}
-SCHEDULE_KEYS = ("mult", "warmup", "decay", "betas", "dec", "enc", *PARAMS)
+SCHEDULE_KEYS = ("mult", "warmup", "decay", "betas", "dec", "enc", "W_dec_to", *PARAMS)
+
+
+def w_dec_scale(cell: dict, i: int, steps: int) -> float | None:
+    """W_dec's rate multiple at step i when the cell gives ``W_dec_to``: from ``W_dec`` at the start to
+    ``W_dec_to`` at the end as 1/√(a + b·i), the way a SAELens decoder row's turning rate falls as its
+    norm grows (its squared norm grows about linearly with the steps)."""
+    if "W_dec_to" not in cell:
+        return None
+    a, end = 1 / cell.get("W_dec", 1.0) ** 2, 1 / cell["W_dec_to"] ** 2
+    return (a + (end - a) * i / max(1, steps - 1)) ** -0.5
 
 
 def regroup(run, cell: dict, tcfg: TrainConfig) -> None:
     """A fresh Adam with the cell's betas and per-parameter rate multiples."""
     sae = run.sae
-    scale = {"W_dec": cell.get("dec", 1.0), "W_enc": cell.get("enc", 1.0), **{p: cell[p] for p in PARAMS if p in cell}}
+    scale = {"b_dec": sae.cfg.b_dec_lr_scale, "W_dec": cell.get("dec", sae.cfg.W_dec_lr_scale), "W_enc": cell.get("enc", 1.0), **{p: cell[p] for p in PARAMS if p in cell}}
     groups: dict[float, list] = {}
     for name, p in sae.named_parameters():
         groups.setdefault(scale.get(name, 1.0), []).append(p)
@@ -61,6 +71,10 @@ def main() -> None:
         for run, b, c in zip(tr.runs, base, cells):  # the trainer multiplies base_lr by the shared factor
             own = lr_factor(i, steps, c.get("warmup", warm), c.get("decay", dec))
             run.base_lr = b * own / shared
+            scale = w_dec_scale(c, i, steps)
+            if scale is not None:
+                group = next(g for g in run.optimizer.param_groups if any(p is run.sae.W_dec for p in g["params"]))
+                group["lr_scale"] = scale
         x, y = tr.next_batch()
         tr.step(x, y)
     secs = time.perf_counter() - t0

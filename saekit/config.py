@@ -209,6 +209,10 @@ class DictionaryConfig(_Config):
     # initialisation
     init_encoder_from_decoder: bool = True
     b_dec_init: str = "geometric_median"  # geometric_median | mean | zero
+    # W_dec's and b_dec's rates as multiples of the run's; None = the kind's ``decoder_rates`` in
+    # saekit.kinds (3 and 0.3 for topk, batchtopk, matryoshka; else 1 and 1; docs/training.md)
+    W_dec_lr_scale: float | None = None
+    b_dec_lr_scale: float | None = None
     zero_init_decoder: bool = False  # sparsify's choice for transcoders
     seed: int | None = None  # initialisation seed; None = TrainConfig.seed (set it to sweep seeds)
     # crosscoder: n_sources ≥ 2 reads the same tokens from that many models (saekit.dictionaries.crosscoder)
@@ -246,6 +250,12 @@ class DictionaryConfig(_Config):
             )
         if self.sparsity_coef is None:
             self.sparsity_coef = default_sparsity_coef(self.kind, self.n_sources)
+        # the kind's decoder rates (saekit.kinds; measured on single-source dictionaries only)
+        w_dec, b_dec = KINDS[self.kind].decoder_rates if self.n_sources == 1 else (1.0, 1.0)
+        if self.W_dec_lr_scale is None:
+            self.W_dec_lr_scale = w_dec
+        if self.b_dec_lr_scale is None:
+            self.b_dec_lr_scale = b_dec
         _require(self.penalty in RELU_PENALTIES, f"penalty {self.penalty!r} is not known; expected one of {', '.join(RELU_PENALTIES)}.")
         _require(self.sparsity_coef >= 0, f"sparsity_coef must be ≥ 0, got {self.sparsity_coef}.")
         _require(0 < self.lp < 1 or self.penalty != "lp", f"lp must be in (0, 1) for penalty 'lp', got {self.lp}.")
@@ -253,6 +263,9 @@ class DictionaryConfig(_Config):
             self.b_dec_init in ("geometric_median", "mean", "zero"),
             f"b_dec_init {self.b_dec_init!r} is not known; expected geometric_median, mean or zero.",
         )
+        for name in ("W_dec_lr_scale", "b_dec_lr_scale"):
+            value = getattr(self, name)
+            _require(value >= 0, f"{name} must be ≥ 0 (0 keeps the parameter where it starts), got {value}.")
         self._check_new_kinds()
         if self.k_aux is None:
             self.k_aux = max(1, min(self.n_latents, self.d_in // 2))

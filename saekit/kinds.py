@@ -29,6 +29,10 @@ class Kind:
     # gated 4: its best there (5: 0.82; 2-3: L0 13-25; 10-20 collapse; after session 7's gated changes 4: 0.987,
     # 5: 0.969, 6: 0.889); jumprelu 5 (docs/training.md)
     default_sparsity_coef: float | None = None
+    # W_dec's and b_dec's rates as multiples of the run's for a single-source dictionary of this kind
+    # (session 9: 3 and 0.3 for topk, batchtopk, matryoshka; abstopk and the penalty kinds gained
+    # nothing; docs/training.md, "The decoder's rates"); crosscoders keep 1 and 1 (not measured)
+    decoder_rates: tuple[float, float] = (1.0, 1.0)
 
 
 KINDS: dict[str, Kind] = {
@@ -49,6 +53,7 @@ KINDS: dict[str, Kind] = {
         crosscoder=True,
         dictionary_learning="AutoEncoderTopK",
         sparsify=True,
+        decoder_rates=(3.0, 0.3),
     ),
     "batchtopk": Kind(
         uses_k=True,
@@ -56,6 +61,7 @@ KINDS: dict[str, Kind] = {
         crosscoder=True,
         dictionary_learning="BatchTopKSAE",  # read as a JumpReLU with its global threshold
         dictionary_learning_crosscoder="BatchTopKCrossCoder",
+        decoder_rates=(3.0, 0.3),
     ),
     "jumprelu": Kind(
         uses_k=False,
@@ -65,7 +71,7 @@ KINDS: dict[str, Kind] = {
         saelens_transcoders=True,
         dictionary_learning="JumpReluAutoEncoder",
     ),
-    "matryoshka": Kind(uses_k=True, saved_as="jumprelu"),
+    "matryoshka": Kind(uses_k=True, saved_as="jumprelu", decoder_rates=(3.0, 0.3)),
     "abstopk": Kind(uses_k=True, saved_as="abstopk", saelens="abstopk"),  # SAELens ≥ 6.5x
     "gated": Kind(uses_k=False, saved_as="gated", saelens="gated", default_sparsity_coef=4.0),
 }

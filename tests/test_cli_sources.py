@@ -168,6 +168,25 @@ def test_negative_checkpoint_every_is_one_sentence_and_demo_train_tokens_take_su
     assert build_parser().parse_args(["demo", "--train-tokens", "10k"]).train_tokens == 10_000
 
 
+def test_decoder_rate_flags_reach_the_dictionary_and_a_negative_one_is_one_sentence(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.randn(512, 8)}, str(tmp_path / "a.safetensors"))
+    args = ["train", "--activations", str(tmp_path / "a.safetensors"), "--kind", "topk", "--k", "2", "--n-latents", "16",
+            "--tokens", "512", "--batch-size", "128", "--device", "cpu"]  # fmt: skip
+    assert main([*args, "--w-dec-lr-scale", "20", "--b-dec-lr-scale", "0", "--out", str(tmp_path / "r")]) == 0
+    cfg = json.loads((tmp_path / "r" / "saekit.json").read_text())["dictionary"]
+    assert (cfg["W_dec_lr_scale"], cfg["b_dec_lr_scale"]) == (20.0, 0.0)
+    assert main([*args, "--out", str(tmp_path / "d")]) == 0  # the defaults of a top-k kind
+    cfg = json.loads((tmp_path / "d" / "saekit.json").read_text())["dictionary"]
+    assert (cfg["W_dec_lr_scale"], cfg["b_dec_lr_scale"]) == (3.0, 0.3)
+    capsys.readouterr()
+    assert main([*args, "--w-dec-lr-scale", "-1", "--out", str(tmp_path / "n")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "W_dec_lr_scale must be ≥ 0" in err and "got -1" in err, err
+    assert not (tmp_path / "n").exists()
+
+
 def test_demo_planted_option_picks_the_planted_models_settings_and_refuses_an_unknown_language(tmp_path, capsys):
     from saekit.cli import build_parser
     from saekit.pipeline.demo import DEMO_MODEL, _demo_model

@@ -36,19 +36,20 @@ KINDS["relu_lp"] = {"kind": "relu", "penalty": "lp"}  # annealed Lp at its defau
 # 0.914/0.76 with every prefix weighted 1, as SAELens)
 BARS = {
     "topk": (0.95, 0.90),
-    "batchtopk": (0.95, 0.88),
-    "matryoshka": (0.95, 0.90),
+    # session 9 (W_dec at 3x the rate, b_dec at 0.3x): 0.991/0.98 and 0.983/0.94 at 150k tokens, where
+    # the decoder at the run's rate reached 0.973 and 0.962 (benchmarks/RESULTS.md, "Session 9")
+    "batchtopk": (0.98, 0.95),
+    "matryoshka": (0.975, 0.90),
     "abstopk": (0.95, 0.90),
     "relu": (0.95, 0.90),
     "gated": (0.95, 0.93),  # session 7 (aux term reaching the decoder, encoder at 0.3× init): 0.987/0.98 at 150k
     "relu_lp": (0.95, 0.92),  # session 7: 0.978/0.96 and 0.979/0.96 (L0 5.7: sparser than L1's 8.6)
 }
 MISSES: set[str] = set()  # kinds below issue 21's 0.95 at a test's budget (docs/dictionaries.md): none since session 7
-TOKENS = {"batchtopk": 600_000, "matryoshka": 600_000}  # others 150k; these need more steps
-# batchtopk and matryoshka are still learning at the end (MMCS 0.893 / 0.935 / 0.963 at 150k / 300k /
-# 600k tokens; the FVU falls 2 % of its total gain over the last 10 % of steps): the guard says
-# "under-trained", rightly; gated at 150k finds the features (0.987) with its FVU still falling (0.136 to
-# 0.127 over the last 10 %: 3 % of its gain)
+TOKENS: dict[str, int] = {}  # every kind 150k (batchtopk and matryoshka needed 600k before session 9)
+# batchtopk and matryoshka were still learning at the end before session 9 (MMCS 0.893 / 0.935 / 0.963
+# at 150k / 300k / 600k tokens): the guard may say "under-trained"; gated at 150k finds the features
+# (0.987) with its FVU still falling (0.136 to 0.127 over the last 10 %: 3 % of its gain)
 STILL_LEARNING = {"batchtopk", "matryoshka", "gated"}
 BATCH = 512
 
@@ -103,6 +104,27 @@ def test_every_kind_recovers_features_at_its_defaults(kind, scale, planted, capl
 
 def test_the_misses_are_the_kinds_below_the_issues_bar():
     assert MISSES == {k for k, (bar, _) in BARS.items() if bar < 0.95}
+
+
+def test_a_top_k_decoder_steps_at_its_own_rates(planted):
+    """W_dec at 3x the run's rate and b_dec at 0.3x for single-source topk, batchtopk and matryoshka,
+    everything at the run's rate for abstopk, a penalty kind and a crosscoder, and a user's values
+    kept (docs/training.md)."""
+    sets, _ = planted
+    cfgs = [DictionaryConfig(kind=k, d_in=D, n_latents=64, **KINDS[k]) for k in ("topk", "matryoshka", "relu", "abstopk")]
+    cfgs.append(DictionaryConfig(kind="topk", d_in=D, n_latents=64, k=3, W_dec_lr_scale=1.5, b_dec_lr_scale=0.0))
+    trainer = Trainer(cfgs, sets["norm_d"], TrainConfig(batch_size=BATCH, total_tokens=BATCH * 10, device="cpu"), progress=False)
+    start = trainer.runs[4].sae.b_dec.detach().clone()
+    trainer.step(*trainer.next_batch())
+    want = [(3.0, 0.3), (3.0, 0.3), (1.0, 1.0), (1.0, 1.0), (1.5, 0.0)]
+    for run, (w_dec, b_dec) in zip(trainer.runs, want):
+        lr_of = {id(p): g["lr"] for g in run.optimizer.param_groups for p in g["params"]}
+        base = lr_of[id(run.sae.W_enc)]
+        assert base > 0 and lr_of[id(run.sae.W_dec)] == pytest.approx(w_dec * base)
+        assert lr_of[id(run.sae.b_dec)] == pytest.approx(b_dec * base)
+    assert trainer.runs[4].sae.b_dec.detach().equal(start)  # rate 0: b_dec stays at its init
+    cross = DictionaryConfig(kind="topk", d_in=D, n_latents=64, k=3, n_sources=2)
+    assert (cross.W_dec_lr_scale, cross.b_dec_lr_scale) == (1.0, 1.0)
 
 
 def test_default_schedule_adapts_to_the_run():
@@ -215,13 +237,25 @@ def test_guard_warns_on_an_under_trained_run(caplog):
     sets = {"norm_d": X * (D / X.pow(2).sum(-1).mean()).sqrt()}
     # an encoder not tied to the decoder, no decay, 20 steps: the FVU is still dropping fast at
     # the end (1.13 -> 0.87 by step 17, ~1.5 % a step; a tied top-k run plateaus within 20 steps here)
-    cfg = DictionaryConfig(kind="topk", d_in=D, n_latents=256, k=5, init_encoder_from_decoder=False)
+    # (session 8's decoder rates: at today's 3x W_dec rate the same run plateaus within 20 steps)
+    cfg = DictionaryConfig(kind="topk", d_in=D, n_latents=256, k=5, init_encoder_from_decoder=False, W_dec_lr_scale=1.0, b_dec_lr_scale=1.0)
     tcfg = TrainConfig(batch_size=512, total_tokens=512 * 20, lr=3e-3, lr_warmup_steps=0, lr_decay_fraction=0.0,
                        seed=0, device="cpu", log_every=1)
     with caplog.at_level(logging.WARNING, logger="saekit.training"):
         fit(cfg, sets["norm_d"], tcfg)
     messages = [r.getMessage() for r in caplog.records]
     assert any("under-trained" in m and "total_tokens" in m for m in messages), messages
+
+
+def test_guard_reads_the_fall_where_the_rate_starts_to_decay():
+    """A run flat until its rate decays at step 80, then 8 % lower over the decay (Adam's noise
+    annealed away): the guard is silent given the decay's start, and warns on the same records
+    without it; a run still falling steeply when the decay starts is under-trained either way."""
+    flat = [{"step": s, "fvu": 0.2 if s <= 80 else 0.2 - 0.0008 * (s - 80), "l0": 5.0} for s in range(1, 101)]
+    falling = [{"step": s, "fvu": 1.0 - 0.008 * min(s, 80) - 0.0008 * max(0, s - 80), "l0": 5.0} for s in range(1, 101)]
+    assert quality_warnings(flat, decay_start=80) == []
+    assert "under-trained" in quality_warnings(flat)[0]
+    assert "under-trained" in quality_warnings(falling, decay_start=80)[0]
 
 
 def test_guard_reads_each_dictionary_of_a_sweep():

@@ -51,6 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--sparsity-coef", type=float, default=None, help="λ of relu penalties / jumprelu L0")
     d.add_argument("--penalty", default=None, help="relu penalty: l1 | l1_decnorm | tanh | log | lp")
     d.add_argument("--no-tied-init", action="store_true", help="random encoder instead of decoder transpose")
+    d.add_argument("--w-dec-lr-scale", type=float, default=None,
+                   help="W_dec's rate as a multiple of the run's (default 3 for topk, batchtopk, matryoshka; else 1)")
+    d.add_argument("--b-dec-lr-scale", type=float, default=None,
+                   help="b_dec's rate as a multiple of the run's (default 0.3 for topk, batchtopk, matryoshka; else 1)")
     t = p.add_argument_group("training")
     t.add_argument("--tokens", default=None, help=f"training tokens, e.g. 50M (default {base.total_tokens:,})")
     t.add_argument("--batch-size", type=int, default=None, help=f"activation rows per step (default {base.batch_size})")
@@ -125,6 +129,8 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "k": args.k,
         "sparsity_coef": args.sparsity_coef,
         "penalty": args.penalty,
+        "W_dec_lr_scale": args.w_dec_lr_scale,
+        "b_dec_lr_scale": args.b_dec_lr_scale,
     }
     dflags = {k: v for k, v in dflags.items() if v is not None}
     if args.skip:

@@ -150,8 +150,23 @@ class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
 
     def param_groups(self) -> list[dict]:
         """The optimiser's parameter groups; a group's ``lr_scale`` multiplies the base learning
-        rate (JumpReLU steps its thresholds faster). One group of every parameter by default."""
-        return [{"params": list(self.parameters())}]
+        rate. W_dec steps at ``W_dec_lr_scale`` times the run's rate and b_dec at ``b_dec_lr_scale``
+        (3 and 0.3 for top-k kinds by default: a unit-norm decoder row turns only about rate·√d a
+        step, and a shared bias moved at the full rate shifts every latent's input at once, which
+        killed 40 % of a wide top-k dictionary's latents in a short run; docs/training.md, "The
+        decoder's rates"); the other weights at the run's rate; kinds add their own groups through
+        ``own_param_groups`` (JumpReLU's thresholds)."""
+        own = {
+            "W_dec": {"lr_scale": float(self.cfg.W_dec_lr_scale)},
+            "b_dec": {"lr_scale": float(self.cfg.b_dec_lr_scale)},
+            **self.own_param_groups(),
+        }
+        rest = [p for name, p in self.named_parameters() if name not in own]
+        return [{"params": rest}] + [{"params": [getattr(self, name)], **opts} for name, opts in own.items()]
+
+    def own_param_groups(self) -> dict[str, dict]:
+        """A kind's parameters that step at their own rate: {name: group options}; none by default."""
+        return {}
 
     def sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Extra loss terms of the architecture (none by default)."""

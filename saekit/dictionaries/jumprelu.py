@@ -93,18 +93,16 @@ class JumpReLUDictionary(SparseDictionary):
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         return pre * (pre > self.threshold)
 
-    def param_groups(self) -> list[dict]:
+    def own_param_groups(self) -> dict[str, dict]:
         """The thresholds step ``jumprelu_threshold_lr_scale`` times faster than the other weights,
         and fast enough to travel √λ over the run (``min_travel``): Adam moves a parameter by about
         lr per step and θ must climb to about √λ on normalised inputs (module docstring), which a
         wide dictionary's smaller width-scaled rate would not reach in a short run."""
-        rest = [p for name, p in self.named_parameters() if name != "threshold"]
         theta = {
-            "params": [self.threshold],
             "lr_scale": float(self.cfg.jumprelu_threshold_lr_scale),
             "min_travel": float(self.cfg.sparsity_coef) ** 0.5,
         }
-        return [{"params": rest}, theta]
+        return {"threshold": theta}
 
     def train_codes(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pre = self.pre_acts(xs)

@@ -33,6 +33,7 @@ from saekit.training.checkpoint import save_checkpoint
 from saekit.training.dead import DeadLatentTracker
 from saekit.training.guard import warn_quality
 from saekit.training.metrics import MetricsLog
+from saekit.training.optim_state import group_names, load_optimizer_state
 from saekit.training.resample import resample_dead
 from saekit.training.schedule import lr_factor
 from saekit.training.sources import BatchSource, as_source, check_sources
@@ -332,7 +333,8 @@ class Trainer:
             done = self.tokens - self._tok0
             print(summary_line(self.metrics.records, len(self.runs), done, time.perf_counter() - self._t0, self.out_dir), file=sys.stderr)
         if self.strategy.writes:
-            warn_quality(self.metrics.records)  # under-trained or collapsed: say what to change
+            decay_start = self.total_steps - int(self.total_steps * self.tcfg.lr_decay_fraction)
+            warn_quality(self.metrics.records, decay_start)  # under-trained or collapsed: say what to change
         return saes
 
     @torch.no_grad()
@@ -370,6 +372,7 @@ class Trainer:
                     "cfg": r.sae.cfg.to_dict(),
                     "model": {k: v.cpu() for k, v in r.sae.state_dict().items()},
                     "optimizer": r.optimizer.state_dict(),
+                    "optimizer_groups": group_names(r.sae, r.optimizer),
                     "tracker": r.tracker.state_dict(),
                     "generator": r.generator.get_state(),
                 }
@@ -414,7 +417,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         for run, saved in zip(self.runs, runs):
             run.sae.load_state_dict(saved["model"])
-            run.optimizer.load_state_dict(saved["optimizer"])
+            load_optimizer_state(run.sae, run.optimizer, saved["optimizer"], saved.get("optimizer_groups"))
             run.tracker.load_state_dict(saved["tracker"])
             run.generator.set_state(saved["generator"])
         self.metrics.truncate_after(self.step_count)
