@@ -2,8 +2,9 @@
 one ``Trainer`` sweep (the same batches for all) of top-k dictionaries whose cells differ in the
 optimiser's schedule, which a sweep otherwise shares: a multiple of the default rate (``mult``),
 the rate multiple of one parameter (``W_enc``, ``W_dec``, ``b_enc``, ``b_dec``; W_dec's and b_dec's replace their ``W_dec_lr_scale`` and ``b_dec_lr_scale``), their own warm-up (``warmup`` steps) and decay fraction (``decay``), Adam's ``betas``, the decoder's
-and encoder's rate as a multiple of the rest (``dec``, ``enc``), and DictionaryConfig overrides
-(any other key). Rows as in benchmarks/defaults_lr_cells.py (512 latents, k 8, batch 4096, 1M
+and encoder's rate as a multiple of the rest (``dec``, ``enc``), W_dec's multiple falling to
+``W_dec_to`` over the run, the dead latents' rows moved ``dead_mult`` times as far each step (session 9),
+and DictionaryConfig overrides (any other key). Rows as in benchmarks/defaults_lr_cells.py (512 latents, k 8, batch 4096, 1M
 tokens = 244 steps); held-out FVU, L0, dead fraction on 20k held-out rows, MMCS, matched > 0.9.
 
 The second argument holds TrainConfig overrides shared by the sweep ('{"total_tokens": 10000000}':
@@ -32,7 +33,7 @@ from saekit import TrainConfig  # noqa: E402
 from saekit.training.schedule import lr_factor  # noqa: E402
 
 PARAMS = ("W_enc", "W_dec", "b_enc", "b_dec")  # a cell's rate multiple of one parameter: {"W_enc": 2}
-SCHEDULE_KEYS = ("mult", "warmup", "decay", "betas", "dec", "enc", "W_dec_to", *PARAMS)
+SCHEDULE_KEYS = ("mult", "warmup", "decay", "betas", "dec", "enc", "W_dec_to", "dead_mult", *PARAMS)
 
 
 def w_dec_scale(cell: dict, i: int, steps: int) -> float | None:
@@ -43,6 +44,14 @@ def w_dec_scale(cell: dict, i: int, steps: int) -> float | None:
         return None
     a, end = 1 / cell.get("W_dec", 1.0) ** 2, 1 / cell["W_dec_to"] ** 2
     return (a + (end - a) * i / max(1, steps - 1)) ** -0.5
+
+
+@torch.no_grad()
+def stretch_step(sae, dead: torch.Tensor, W_dec: torch.Tensor, W_enc: torch.Tensor, mult: float) -> None:
+    """The dead latents' decoder rows and encoder columns moved ``mult`` times as far as the step took them."""
+    sae.W_dec[dead] = W_dec[dead] + mult * (sae.W_dec[dead] - W_dec[dead])
+    sae.W_enc[:, dead] = W_enc[:, dead] + mult * (sae.W_enc[:, dead] - W_enc[:, dead])
+    sae.after_step()
 
 
 def regroup(run, cell: dict, tcfg: TrainConfig) -> None:
@@ -76,7 +85,11 @@ def main() -> None:
                 group = next(g for g in run.optimizer.param_groups if any(p is run.sae.W_dec for p in g["params"]))
                 group["lr_scale"] = scale
         x, y = tr.next_batch()
+        before = [(run.tracker.dead_mask().clone(), run.sae.W_dec.detach().clone(), run.sae.W_enc.detach().clone()) for run in tr.runs]
         tr.step(x, y)
+        for run, c, (dead, W_dec, W_enc) in zip(tr.runs, cells, before):
+            if "dead_mult" in c and bool(dead.any()):  # dead latents' rows step dead_mult times further
+                stretch_step(run.sae, dead, W_dec, W_enc, c["dead_mult"])
     secs = time.perf_counter() - t0
     for c, run, lr in zip(cells, tr.runs, base):
         print(json.dumps({"data": data, **shape, **tk, **c, "lr": lr, **held_out_scores(run.sae, Xv, feats), "secs": secs}), flush=True)
