@@ -58,11 +58,8 @@ def regroup(run, cell: dict, tcfg: TrainConfig) -> None:
     """A fresh Adam with the cell's betas and per-parameter rate multiples."""
     sae = run.sae
     scale = {"b_dec": sae.cfg.b_dec_lr_scale, "W_dec": cell.get("dec", sae.cfg.W_dec_lr_scale), "W_enc": cell.get("enc", 1.0), **{p: cell[p] for p in PARAMS if p in cell}}
-    groups: dict[float, list] = {}
-    for name, p in sae.named_parameters():
-        groups.setdefault(scale.get(name, 1.0), []).append(p)
-    betas = tuple(cell.get("betas", tcfg.betas()))
-    run.optimizer = torch.optim.Adam([{"params": ps, "lr_scale": s} for s, ps in groups.items()], lr=run.base_lr, betas=betas)
+    groups = [{"params": [p], "lr_scale": scale.get(name, 1.0)} for name, p in sae.named_parameters()]  # one each
+    run.optimizer = torch.optim.Adam(groups, lr=run.base_lr, betas=tuple(cell.get("betas", tcfg.betas())))
 
 
 def main() -> None:
@@ -81,15 +78,15 @@ def main() -> None:
             own = lr_factor(i, steps, c.get("warmup", warm), c.get("decay", dec))
             run.base_lr = b * own / shared
             scale = w_dec_scale(c, i, steps)
-            if scale is not None:
-                group = next(g for g in run.optimizer.param_groups if any(p is run.sae.W_dec for p in g["params"]))
-                group["lr_scale"] = scale
+            if scale is not None:  # regroup gives every parameter a group of its own
+                next(g for g in run.optimizer.param_groups if g["params"][0] is run.sae.W_dec)["lr_scale"] = scale
         x, y = tr.next_batch()
-        before = [(run.tracker.dead_mask().clone(), run.sae.W_dec.detach().clone(), run.sae.W_enc.detach().clone()) for run in tr.runs]
+        stretched = [(run, c["dead_mult"], run.tracker.dead_mask().clone(), run.sae.W_dec.detach().clone(),
+                      run.sae.W_enc.detach().clone()) for run, c in zip(tr.runs, cells) if "dead_mult" in c]  # fmt: skip
         tr.step(x, y)
-        for run, c, (dead, W_dec, W_enc) in zip(tr.runs, cells, before):
-            if "dead_mult" in c and bool(dead.any()):  # dead latents' rows step dead_mult times further
-                stretch_step(run.sae, dead, W_dec, W_enc, c["dead_mult"])
+        for run, mult, dead, W_dec, W_enc in stretched:  # dead latents' rows step dead_mult times further
+            if bool(dead.any()):
+                stretch_step(run.sae, dead, W_dec, W_enc, mult)
     secs = time.perf_counter() - t0
     for c, run, lr in zip(cells, tr.runs, base):
         print(json.dumps({"data": data, **shape, **tk, **c, "lr": lr, **held_out_scores(run.sae, Xv, feats), "secs": secs}), flush=True)

@@ -35,7 +35,7 @@ from saekit.training.guard import warn_quality
 from saekit.training.metrics import MetricsLog
 from saekit.training.optim_state import group_names, load_optimizer_state
 from saekit.training.resample import resample_dead
-from saekit.training.schedule import lr_factor
+from saekit.training.schedule import decay_start, lr_factor
 from saekit.training.sources import BatchSource, as_source, check_sources
 from saekit.training.spread import spread_factor
 from saekit.training.strategy import Solo
@@ -333,8 +333,8 @@ class Trainer:
             done = self.tokens - self._tok0
             print(summary_line(self.metrics.records, len(self.runs), done, time.perf_counter() - self._t0, self.out_dir), file=sys.stderr)
         if self.strategy.writes:
-            decay_start = self.total_steps - int(self.total_steps * self.tcfg.lr_decay_fraction)
-            warn_quality(self.metrics.records, decay_start)  # under-trained or collapsed: say what to change
+            decay_from = decay_start(self.total_steps, self.tcfg.lr_decay_fraction)
+            warn_quality(self.metrics.records, decay_from)  # under-trained or collapsed: say what to change
         return saes
 
     @torch.no_grad()
