@@ -4,7 +4,10 @@ optimiser's schedule, which a sweep otherwise shares: a multiple of the default 
 the rate multiple of one parameter (``W_enc``, ``W_dec``, ``b_enc``, ``b_dec``; W_dec's and b_dec's replace their ``W_dec_lr_scale`` and ``b_dec_lr_scale``), their own warm-up (``warmup`` steps) and decay fraction (``decay``), Adam's ``betas``, the decoder's
 and encoder's rate as a multiple of the rest (``dec``, ``enc``), W_dec's multiple falling to
 ``W_dec_to`` over the run, the dead latents' rows moved ``dead_mult`` times as far each step (session 9),
-and DictionaryConfig overrides (any other key). Rows as in benchmarks/defaults_lr_cells.py (512 latents, k 8, batch 4096, 1M
+k annealed from ``k_from`` over the first ``k_decay`` of the run, W_dec's multiple steered by the
+tracker's dead fraction (``dead_ctl``: [target, gain per step, largest]; session 10), and
+DictionaryConfig overrides (any other key). Each line also carries the tracker's dead fraction at 25
+points of the run (``dead_trace``). Rows as in benchmarks/defaults_lr_cells.py (512 latents, k 8, batch 4096, 1M
 tokens = 244 steps); held-out FVU, L0, dead fraction on 20k held-out rows, MMCS, matched > 0.9.
 
 The second argument holds TrainConfig overrides shared by the sweep ('{"total_tokens": 10000000}':
@@ -33,7 +36,14 @@ from saekit import TrainConfig  # noqa: E402
 from saekit.training.schedule import lr_factor  # noqa: E402
 
 PARAMS = ("W_enc", "W_dec", "b_enc", "b_dec")  # a cell's rate multiple of one parameter: {"W_enc": 2}
-SCHEDULE_KEYS = ("mult", "warmup", "decay", "betas", "dec", "enc", "W_dec_to", "dead_mult", *PARAMS)
+SCHEDULE_KEYS = ("mult", "warmup", "decay", "betas", "dec", "enc", "W_dec_to", "dead_mult", "k_from", "k_decay", "dead_ctl", *PARAMS)
+
+
+def annealed_k(cell: dict, k: int, i: int, steps: int) -> int:
+    """k at step i when the cell gives ``k_from``: linear from k_from to k over the first ``k_decay``
+    of the run (sparsify's experimental ``k_decay_steps``, which starts at 10x the input width)."""
+    end = max(1, round(cell.get("k_decay", 0.5) * steps))
+    return k if i >= end else round(cell["k_from"] + (k - cell["k_from"]) * i / end)
 
 
 def w_dec_scale(cell: dict, i: int, steps: int) -> float | None:
@@ -44,6 +54,17 @@ def w_dec_scale(cell: dict, i: int, steps: int) -> float | None:
         return None
     a, end = 1 / cell.get("W_dec", 1.0) ** 2, 1 / cell["W_dec_to"] ** 2
     return (a + (end - a) * i / max(1, steps - 1)) ** -0.5
+
+
+def controlled_scale(run, ctl: list) -> float:
+    """W_dec's multiple raised by (1 + gain) each step while more than ``target`` of the latents are
+    dead (the tracker's window), lowered while fewer than half of it are, within [its default, top]."""
+    target, gain, top = ctl
+    group = next(g for g in run.optimizer.param_groups if g["params"][0] is run.sae.W_dec)
+    dead = run.tracker.dead_fraction()
+    m = group["lr_scale"] * (1 + gain) if dead > target else group["lr_scale"] / (1 + gain) if dead < target / 2 else group["lr_scale"]
+    run.__dict__.setdefault("ctl_trace", []).append(round(m, 2))
+    return min(top, max(run.sae.cfg.W_dec_lr_scale, m))
 
 
 @torch.no_grad()
@@ -77,19 +98,27 @@ def main() -> None:
         for run, b, c in zip(tr.runs, base, cells):  # the trainer multiplies base_lr by the shared factor
             own = lr_factor(i, steps, c.get("warmup", warm), c.get("decay", dec))
             run.base_lr = b * own / shared
+            if "k_from" in c:
+                run.sae.cfg.k = annealed_k(c, shape.get("k", 8), i, steps)
             scale = w_dec_scale(c, i, steps)
+            if "dead_ctl" in c:  # [target dead fraction, gain per step, largest multiple]
+                scale = controlled_scale(run, c["dead_ctl"])
             if scale is not None:  # regroup gives every parameter a group of its own
                 next(g for g in run.optimizer.param_groups if g["params"][0] is run.sae.W_dec)["lr_scale"] = scale
         x, y = tr.next_batch()
         stretched = [(run, c["dead_mult"], run.tracker.dead_mask().clone(), run.sae.W_dec.detach().clone(),
                       run.sae.W_enc.detach().clone()) for run, c in zip(tr.runs, cells) if "dead_mult" in c]  # fmt: skip
         tr.step(x, y)
+        if i % max(1, steps // 24) == 0 or i == steps - 1:  # the tracker's dead fraction over the run
+            for run in tr.runs:
+                run.__dict__.setdefault("dead_trace", []).append(round(run.tracker.dead_fraction(), 3))
         for run, mult, dead, W_dec, W_enc in stretched:  # dead latents' rows step dead_mult times further
             if bool(dead.any()):
                 stretch_step(run.sae, dead, W_dec, W_enc, mult)
     secs = time.perf_counter() - t0
     for c, run, lr in zip(cells, tr.runs, base):
-        print(json.dumps({"data": data, **shape, **tk, **c, "lr": lr, **held_out_scores(run.sae, Xv, feats), "secs": secs}), flush=True)
+        trace = run.__dict__.get("ctl_trace", [])[:: max(1, steps // 12)]
+        print(json.dumps({"data": data, **shape, **tk, **c, "lr": lr, "trace": trace, "dead_trace": run.__dict__.get("dead_trace"), **held_out_scores(run.sae, Xv, feats), "secs": secs}), flush=True)
 
 
 if __name__ == "__main__":

@@ -93,20 +93,9 @@ PEER_RUNNER = PEER_RUNNER.replace("import os\n", "import os\n" + TICK, 1)
 
 def synthetic_rows(n_rows: int, n_val: int, d: int = 64, n_features: int = 512, mean_active: float = 5.0):
     """tests/synthetic.py's world, drawn in chunks (so 1M+ rows fit in memory): the same features."""
-    from synthetic import sparse_feature_data
+    from synthetic import planted_rows
 
-    _, feats = sparse_feature_data(n=1, d=d, n_features=n_features, mean_active=mean_active, seed=0)
-    gen = torch.Generator().manual_seed(1)
-    p = 1.0 / torch.arange(1, n_features + 1).float() ** 0.5
-    p = (p / p.sum() * mean_active).clamp(max=1.0)
-    chunks = []
-    for s in range(0, n_rows + n_val, 50_000):
-        m = min(50_000, n_rows + n_val - s)
-        active = torch.rand(m, n_features, generator=gen) < p
-        mags = torch.rand(m, n_features, generator=gen) * 1.5 + 0.5
-        chunks.append((active * mags) @ feats)
-    X = torch.cat(chunks)
-    return X[:n_rows], X[n_rows:], feats
+    return planted_rows(n_rows, n_val, d, n_features, mean_active)
 
 
 def cached_rows(cache: str, val_cache: str, n_val: int):

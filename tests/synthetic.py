@@ -24,6 +24,23 @@ def sparse_feature_data(
     return (active * mags) @ feats, feats
 
 
+def planted_rows(n_rows: int, n_val: int, d: int = 64, n_features: int = 512, mean_active: float = 5.0):
+    """(training rows, held-out rows, features) of sparse_feature_data's world (the same features),
+    drawn in chunks of 50k rows so that 1M+ rows fit in memory: issue 21's synthetic rows."""
+    _, feats = sparse_feature_data(n=1, d=d, n_features=n_features, mean_active=mean_active, seed=0)
+    gen = torch.Generator().manual_seed(1)
+    p = 1.0 / torch.arange(1, n_features + 1).float() ** 0.5
+    p = (p / p.sum() * mean_active).clamp(max=1.0)
+    chunks = []
+    for s in range(0, n_rows + n_val, 50_000):
+        m = min(50_000, n_rows + n_val - s)
+        active = torch.rand(m, n_features, generator=gen) < p
+        mags = torch.rand(m, n_features, generator=gen) * 1.5 + 0.5
+        chunks.append((active * mags) @ feats)
+    X = torch.cat(chunks)
+    return X[:n_rows], X[n_rows:], feats
+
+
 def feature_recovery(features: torch.Tensor, W_dec: torch.Tensor) -> tuple[float, float]:
     """(mean max cosine similarity, fraction of features with a latent at cosine > 0.9)."""
     W = W_dec / W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12)

@@ -134,18 +134,20 @@ def test_default_schedule_adapts_to_the_run():
     t = TrainConfig(batch_size=4096, total_tokens=1_000_000)
     assert t.learning_rate(4096) == default_lr(4096, 4096, 244) and t.warmup_steps() == 12
     assert TrainConfig(lr=1e-3, lr_warmup_steps=7).learning_rate(4096) == 1e-3
-    # Gao et al.'s rate from 2048 steps on; below, lr·steps of a 2048-step run (the travel of the
-    # long run in fewer steps), at most 1e-2
+    # twice Gao et al.'s rate from 1024 steps on (session 10); below, lr·steps of a 2048-step run at
+    # Gao's rate (the travel of the long run in fewer steps), at most 1e-2
     gao = 2e-4 * (16384 / 4096) ** 0.5
-    assert default_lr(4096, 4096, 2048) == pytest.approx(gao) and default_lr(4096, 4096, 100_000) == pytest.approx(gao)
+    assert default_lr(4096, 4096, 2048) == pytest.approx(2 * gao) and default_lr(4096, 4096, 100_000) == pytest.approx(2 * gao)
     assert default_lr(4096, 4096, 512) == pytest.approx(4 * gao) and default_lr(4096, 4096, 1024) == pytest.approx(2 * gao)
+    assert default_lr(4096, 4096, 1500) == pytest.approx(2 * gao) and default_lr(4096, 4096, 800) == pytest.approx(2.56 * gao)
     assert default_lr(64, 4096, 1) == 1e-2  # the cap
     assert TrainConfig(lr_warmup_steps=7).warmup_steps() == 7
-    # the data's spread scales the short-run boost (session 7), never below Gao's rate, and a
-    # long run's rate not at all
+    # the data's spread scales the boost (session 7), never below Gao's rate: a long run on data
+    # spread over few directions (an LM's residual stream, spread 0.19) keeps Gao's rate
     assert default_lr(4096, 4096, 244, spread=0.5) == pytest.approx(default_lr(4096, 4096, 244) / 2)
     assert default_lr(4096, 4096, 244, spread=0.01) == pytest.approx(gao)
     assert default_lr(4096, 4096, 4096, spread=0.1) == pytest.approx(gao)
+    assert default_lr(4096, 4096, 4096, spread=0.75) == pytest.approx(1.5 * gao)
     assert t.learning_rate(4096, 0.5) == default_lr(4096, 4096, 244, 0.5)
     assert TrainConfig(lr=1e-3).learning_rate(4096, 0.1) == 1e-3
     # Adam's betas (session 7): a short run's squared-gradient average must not outlast the run;
@@ -185,15 +187,18 @@ def test_the_default_rate_follows_the_datas_spread(planted):
 def test_auxk_reaches_dying_latents_within_a_few_steps_of_a_short_run():
     t = TrainConfig(batch_size=4096, total_tokens=1_000_000)
     assert t.dead_token_window() == 200_000  # kinds without k: a fifth of the run
-    assert t.dead_token_window(512, 8) == 20_480  # top-k kinds: 320 firings of an average latent
-    assert TrainConfig(total_tokens=10**9).dead_token_window(32768, 32) == 327_680
-    assert t.dead_token_window(512, 1) == 163_840 and TrainConfig(total_tokens=10_000).dead_token_window(512, 8) == 4096
+    assert t.dead_token_window(4096, 32) == 12_288  # top-k kinds: 96 firings of an average latent,
+    assert t.dead_token_window(512, 8) == 3 * 4096  # at least three batches,
+    assert t.replace(total_tokens=10_000_000).dead_token_window(4096, 32) == 40_960  # or 1 % of the run, at most 320 firings
+    assert t.replace(total_tokens=3_000_000).dead_token_window(4096, 32) == 30_000
+    assert TrainConfig(total_tokens=10**9).dead_token_window(32768, 32) == 327_680  # a long run: 320 firings
+    assert t.dead_token_window(512, 1) == 49_152 and TrainConfig(total_tokens=10_000).dead_token_window(512, 8) == 4096
     assert t.replace(dead_tokens=5).dead_token_window(512, 8) == 5
     cfg = DictionaryConfig(kind="topk", d_in=8, n_latents=64, k=2)
     assert cfg.aux_coef == 0.5 and DictionaryConfig(kind="topk", d_in=8, n_latents=64, k=2, aux_coef=0.1).aux_coef == 0.1
     assert DictionaryConfig(kind="topk", d_in=8, n_latents=64, k=2, n_sources=2).aux_coef == 1 / 32  # crosscoders
     trainer = Trainer(cfg, torch.randn(512, 8), TrainConfig(batch_size=64, total_tokens=1_000_000), progress=False)
-    assert trainer.runs[0].tracker.window == 320 * 64 // 2
+    assert trainer.runs[0].tracker.window == 10_000  # 1 % of the run: more than 96 firings (3072), less than 320
 
 
 def test_every_kind_is_normalised_by_default_and_lambda_is_per_kind():

@@ -1,0 +1,30 @@
+"""Issue 21's own synthetic row at the defaults (4096 latents, k 32, 128-d, 1024 planted features, about
+five active per row, batch 4096, 1M tokens = 244 steps): the row where latents stopped firing.
+
+Session 7's dead window (320 firings of an average latent, 41k tokens here) left 8-10 % of the latents
+never firing on held-out rows (three seeds); session 10's (96 firings, at least three batches: 12k
+tokens) leaves 0.7-0.8 % (benchmarks/RESULTS.md, "Session 10: the dead window").
+The FVU bar is SAELens's at its best rate on this row (0.0984), the MMCS bar below its 0.964.
+"""
+
+from __future__ import annotations
+
+import torch
+from synthetic import feature_recovery, planted_rows
+
+from saekit import DictionaryConfig, TrainConfig
+from saekit.training import Trainer
+
+
+def test_issue_rows_latents_stay_alive_at_the_defaults():
+    X, Xv, feats = planted_rows(1_000_000, 20_000, d=128, n_features=1024)
+    cfg = DictionaryConfig(kind="topk", d_in=128, n_latents=4096, k=32)
+    tcfg = TrainConfig(batch_size=4096, total_tokens=1_000_000, device="cpu", log_every=0)
+    sae = Trainer(cfg, X, tcfg, progress=False).fit()[0]
+    with torch.no_grad():
+        z, x_hat = sae.encode(Xv), sae(Xv)
+    never_fired = float(((z != 0).sum(0) == 0).float().mean())
+    fvu = float((x_hat - Xv).pow(2).sum() / (Xv - Xv.mean(0)).pow(2).sum())
+    mmcs, _ = feature_recovery(feats, sae.W_dec.detach())
+    assert never_fired < 0.02, f"{never_fired:.1%} of the latents never fired on held-out rows"
+    assert fvu < 0.0984 and mmcs > 0.95, (fvu, mmcs)
