@@ -484,7 +484,7 @@ MAX_DEFAULT_LR = 1e-2
 SHORT_RUN_BETAS = (0.5, 0.95)  # Adam's betas below LONG_RUN_STEPS steps (session 7, default_betas)
 # Dead latents (session 7): AuxK's weight, and the dead window of top-k kinds in average firings
 # (session 10: 320 firings left 8-10 % of issue 21's synthetic row's latents never firing on held-out
-# rows, 96 firings 0.5-1 % over three seeds, with AuxK 1/2 or 1; docs/training.md, "Dead latents")
+# rows, 96 firings 0.7-1 % (three seeds; AuxK 1: 0.5-1 %); docs/training.md, "Dead latents")
 DEFAULT_AUX_COEF = 1 / 2  # Gao et al.'s 1/32 left 5 % of a tiny LM's latents dead in a short run
 DEAD_WINDOW_FIRINGS = 96  # 12k tokens for 4096 latents at k = 32 (a fifth of the run was 200k)
 DEAD_WINDOW_BATCHES = 3  # a window of one or two batches lost more latents (5.5 % against 2 %)

@@ -3,7 +3,7 @@ five active per row, batch 4096, 1M tokens = 244 steps): the row where latents s
 
 Session 7's dead window (320 firings of an average latent, 41k tokens here) left 8-10 % of the latents
 never firing on held-out rows (three seeds); session 10's (96 firings, at least three batches: 12k
-tokens) leaves 0.7-0.8 % (benchmarks/RESULTS.md, "Session 10: the dead window").
+tokens) leaves 0.7-1.0 % (benchmarks/RESULTS.md, "Session 10: the dead window").
 The FVU bar is SAELens's at its best rate on this row (0.0984), the MMCS bar below its 0.964.
 """
 
