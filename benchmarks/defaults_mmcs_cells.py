@@ -56,14 +56,20 @@ def w_dec_scale(cell: dict, i: int, steps: int) -> float | None:
     return (a + (end - a) * i / max(1, steps - 1)) ** -0.5
 
 
+def w_dec_group(run) -> dict:
+    """W_dec's Adam group (regroup gives every parameter a group of its own)."""
+    return next(g for g in run.optimizer.param_groups if g["params"][0] is run.sae.W_dec)
+
+
 def controlled_scale(run, ctl: list) -> float:
     """W_dec's multiple raised by (1 + gain) each step while more than ``target`` of the latents are
     dead (the tracker's window), lowered while fewer than half of it are, within [its default, top]."""
     target, gain, top = ctl
-    group = next(g for g in run.optimizer.param_groups if g["params"][0] is run.sae.W_dec)
-    dead = run.tracker.dead_fraction()
-    m = group["lr_scale"] * (1 + gain) if dead > target else group["lr_scale"] / (1 + gain) if dead < target / 2 else group["lr_scale"]
-    run.__dict__.setdefault("ctl_trace", []).append(round(m, 2))
+    m, dead = w_dec_group(run)["lr_scale"], run.tracker.dead_fraction()
+    if dead > target:
+        m *= 1 + gain
+    elif dead < target / 2:
+        m /= 1 + gain
     return min(top, max(run.sae.cfg.W_dec_lr_scale, m))
 
 
@@ -92,10 +98,12 @@ def main() -> None:
         base.append(run.base_lr)
         regroup(run, c, tcfg)
     steps, warm, dec = tr.total_steps, tcfg.warmup_steps(), tcfg.lr_decay_fraction
+    scale_trace: dict[int, list] = {j: [] for j in range(len(cells))}  # dead_ctl cells' W_dec multiple
+    dead_trace: dict[int, list] = {j: [] for j in range(len(cells))}  # every cell's tracker dead fraction
     t0 = time.perf_counter()
     for i in range(steps):
         shared = lr_factor(i, steps, warm, dec)
-        for run, b, c in zip(tr.runs, base, cells):  # the trainer multiplies base_lr by the shared factor
+        for j, (run, b, c) in enumerate(zip(tr.runs, base, cells)):  # the trainer multiplies base_lr by the shared factor
             own = lr_factor(i, steps, c.get("warmup", warm), c.get("decay", dec))
             run.base_lr = b * own / shared
             if "k_from" in c:
@@ -103,22 +111,23 @@ def main() -> None:
             scale = w_dec_scale(c, i, steps)
             if "dead_ctl" in c:  # [target dead fraction, gain per step, largest multiple]
                 scale = controlled_scale(run, c["dead_ctl"])
-            if scale is not None:  # regroup gives every parameter a group of its own
-                next(g for g in run.optimizer.param_groups if g["params"][0] is run.sae.W_dec)["lr_scale"] = scale
+                scale_trace[j].append(round(scale, 2))
+            if scale is not None:
+                w_dec_group(run)["lr_scale"] = scale
         x, y = tr.next_batch()
         stretched = [(run, c["dead_mult"], run.tracker.dead_mask().clone(), run.sae.W_dec.detach().clone(),
                       run.sae.W_enc.detach().clone()) for run, c in zip(tr.runs, cells) if "dead_mult" in c]  # fmt: skip
         tr.step(x, y)
         if i % max(1, steps // 24) == 0 or i == steps - 1:  # the tracker's dead fraction over the run
-            for run in tr.runs:
-                run.__dict__.setdefault("dead_trace", []).append(round(run.tracker.dead_fraction(), 3))
+            for j, run in enumerate(tr.runs):
+                dead_trace[j].append(round(run.tracker.dead_fraction(), 3))
         for run, mult, dead, W_dec, W_enc in stretched:  # dead latents' rows step dead_mult times further
             if bool(dead.any()):
                 stretch_step(run.sae, dead, W_dec, W_enc, mult)
     secs = time.perf_counter() - t0
-    for c, run, lr in zip(cells, tr.runs, base):
-        trace = run.__dict__.get("ctl_trace", [])[:: max(1, steps // 12)]
-        print(json.dumps({"data": data, **shape, **tk, **c, "lr": lr, "trace": trace, "dead_trace": run.__dict__.get("dead_trace"), **held_out_scores(run.sae, Xv, feats), "secs": secs}), flush=True)
+    for j, (c, run, lr) in enumerate(zip(cells, tr.runs, base)):
+        trace = scale_trace[j][:: max(1, steps // 12)]
+        print(json.dumps({"data": data, **shape, **tk, **c, "lr": lr, "trace": trace, "dead_trace": dead_trace[j], **held_out_scores(run.sae, Xv, feats), "secs": secs}), flush=True)
 
 
 if __name__ == "__main__":

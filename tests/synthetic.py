@@ -17,11 +17,7 @@ def sparse_feature_data(
     gen = torch.Generator().manual_seed(seed)
     feats = torch.randn(n_features, d, generator=gen)
     feats /= feats.norm(dim=-1, keepdim=True)
-    p = 1.0 / torch.arange(1, n_features + 1).float() ** 0.5
-    p = (p / p.sum() * mean_active).clamp(max=1.0)
-    active = torch.rand(n, n_features, generator=gen) < p
-    mags = torch.rand(n, n_features, generator=gen) * 1.5 + 0.5
-    return (active * mags) @ feats, feats
+    return _draw_rows(n, feats, mean_active, gen), feats
 
 
 def planted_rows(n_rows: int, n_val: int, d: int = 64, n_features: int = 512, mean_active: float = 5.0):
@@ -29,16 +25,18 @@ def planted_rows(n_rows: int, n_val: int, d: int = 64, n_features: int = 512, me
     drawn in chunks of 50k rows so that 1M+ rows fit in memory: issue 21's synthetic rows."""
     _, feats = sparse_feature_data(n=1, d=d, n_features=n_features, mean_active=mean_active, seed=0)
     gen = torch.Generator().manual_seed(1)
-    p = 1.0 / torch.arange(1, n_features + 1).float() ** 0.5
-    p = (p / p.sum() * mean_active).clamp(max=1.0)
-    chunks = []
-    for s in range(0, n_rows + n_val, 50_000):
-        m = min(50_000, n_rows + n_val - s)
-        active = torch.rand(m, n_features, generator=gen) < p
-        mags = torch.rand(m, n_features, generator=gen) * 1.5 + 0.5
-        chunks.append((active * mags) @ feats)
-    X = torch.cat(chunks)
+    total = n_rows + n_val
+    X = torch.cat([_draw_rows(min(50_000, total - s), feats, mean_active, gen) for s in range(0, total, 50_000)])
     return X[:n_rows], X[n_rows:], feats
+
+
+def _draw_rows(n: int, feats: torch.Tensor, mean_active: float, gen: torch.Generator) -> torch.Tensor:
+    """n rows Σ a_i f_i: feature i fires with probability ∝ 1/rank^0.5 (about ``mean_active`` a row)."""
+    p = 1.0 / torch.arange(1, feats.shape[0] + 1).float() ** 0.5
+    p = (p / p.sum() * mean_active).clamp(max=1.0)
+    active = torch.rand(n, feats.shape[0], generator=gen) < p
+    mags = torch.rand(n, feats.shape[0], generator=gen) * 1.5 + 0.5
+    return (active * mags) @ feats
 
 
 def feature_recovery(features: torch.Tensor, W_dec: torch.Tensor) -> tuple[float, float]:

@@ -9,10 +9,10 @@ The FVU bar is SAELens's at its best rate on this row (0.0984), the MMCS bar bel
 
 from __future__ import annotations
 
-import torch
 from synthetic import feature_recovery, planted_rows
 
 from saekit import DictionaryConfig, TrainConfig
+from saekit.evaluation import dictionary_metrics
 from saekit.training import Trainer
 
 
@@ -21,10 +21,8 @@ def test_issue_rows_latents_stay_alive_at_the_defaults():
     cfg = DictionaryConfig(kind="topk", d_in=128, n_latents=4096, k=32)
     tcfg = TrainConfig(batch_size=4096, total_tokens=1_000_000, device="cpu", log_every=0)
     sae = Trainer(cfg, X, tcfg, progress=False).fit()[0]
-    with torch.no_grad():
-        z, x_hat = sae.encode(Xv), sae(Xv)
-    never_fired = float(((z != 0).sum(0) == 0).float().mean())
-    fvu = float((x_hat - Xv).pow(2).sum() / (Xv - Xv.mean(0)).pow(2).sum())
+    held_out = dictionary_metrics(sae, Xv)
+    never_fired, fvu = held_out["dead_fraction"], held_out["fvu"]
     mmcs, _ = feature_recovery(feats, sae.W_dec.detach())
     assert never_fired < 0.02, f"{never_fired:.1%} of the latents never fired on held-out rows"
     assert fvu < 0.0984 and mmcs > 0.95, (fvu, mmcs)
