@@ -253,7 +253,7 @@ class DictionaryConfig(_Config):
         # the kind's decoder rates (saekit.kinds; measured on single-source dictionaries only)
         w_dec, b_dec = KINDS[self.kind].decoder_rates if self.n_sources == 1 else (1.0, 1.0)
         if self.W_dec_lr_scale is None:
-            self.W_dec_lr_scale = w_dec
+            self.W_dec_lr_scale = default_w_dec_lr_scale(w_dec, self.n_latents, self.d_out, self.k)
         if self.b_dec_lr_scale is None:
             self.b_dec_lr_scale = b_dec
         _require(self.penalty in RELU_PENALTIES, f"penalty {self.penalty!r} is not known; expected one of {', '.join(RELU_PENALTIES)}.")
@@ -492,6 +492,26 @@ DEAD_WINDOW_BATCHES = 3  # a window of one or two batches lost more latents (5.5
 # the 12k window let 20 % of that row's latents die two thirds into the run, 41k kept 99.4 % alive
 DEAD_WINDOW_RUN_FRACTION = 0.01
 DEAD_WINDOW_MAX_FIRINGS = 320
+# W_dec's multiple in crowded dictionaries (session 11, default_w_dec_lr_scale): on issue 21's synthetic row
+# (4096 latents, k 32, 128-d) 3x found fewer features than SAELens (MMCS 0.958 vs 0.964), 12x lost 4 % of the
+# latents, 16-24x gave 0.970-0.974 with 1.1-1.7 % dead; rows only wide (2048 latents at 64-d with k 3 or 8,
+# 4096 at 128-d with k 8) or only busy (1024 latents, k 32, 128-d) lost MMCS or FVU at 10-19x
+# (benchmarks/RESULTS.md, "Session 11: the decoder's rate in crowded dictionaries")
+WIDE_LATENTS_PER_DIM = 16
+BUSY_K_PER_DIM = 1 / 8
+MAX_W_DEC_LR_SCALE = 20.0
+
+
+def default_w_dec_lr_scale(kind_scale: float, n_latents: int, d_out: int, k: int | None) -> float:
+    """W_dec's default rate multiple: the kind's (saekit.kinds ``decoder_rates``: 3 for topk,
+    batchtopk, matryoshka), raised in crowded dictionaries, those both wide (many latents per decoder
+    dimension) and busy (k a large fraction of it): with c = min(n_latents / (WIDE_LATENTS_PER_DIM·d),
+    k / (BUSY_K_PER_DIM·d)), from the kind's at c ≤ 1 linearly to MAX_W_DEC_LR_SCALE at c = 2 (issue
+    21's row: 4096 latents, k 32, 128-d, c = 2). Kinds whose multiple is 1 keep it."""
+    if kind_scale <= 1.0 or k is None:
+        return kind_scale
+    crowding = min(n_latents / (WIDE_LATENTS_PER_DIM * d_out), k / (BUSY_K_PER_DIM * d_out))
+    return round(min(MAX_W_DEC_LR_SCALE, kind_scale + (MAX_W_DEC_LR_SCALE - kind_scale) * max(0.0, crowding - 1)), 2)
 
 
 def default_lr(n_latents: int, batch_size: int, steps: int, spread: float = 1.0) -> float:

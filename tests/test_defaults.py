@@ -127,6 +127,25 @@ def test_a_top_k_decoder_steps_at_its_own_rates(planted):
     assert (cross.W_dec_lr_scale, cross.b_dec_lr_scale) == (1.0, 1.0)
 
 
+def test_a_crowded_top_k_dictionary_steps_its_decoder_faster():
+    """W_dec's multiple is the kind's 3x unless the dictionary is both wide (over 16 latents per
+    decoder dimension) and busy (k over an eighth of it); from there it rises to 20x at twice both
+    (issue 21's row: 4096 latents, k 32, 128-d); kinds at 1x and a user's value stay."""
+    def w_dec(**kw):
+        return DictionaryConfig(**{"kind": "topk", "d_in": 128, "k": 32, **kw}).W_dec_lr_scale
+
+    assert w_dec(n_latents=4096) == 20.0 and w_dec(n_latents=4096, kind="matryoshka") == 20.0
+    assert w_dec(n_latents=4096, k=24) == pytest.approx(11.5)  # busy x1.5, wide x2: half-way
+    assert w_dec(n_latents=3072) == pytest.approx(11.5)  # wide x1.5, busy x2
+    assert w_dec(n_latents=4096, k=16) == 3.0 and w_dec(n_latents=4096, k=8) == 3.0  # wide, not busy
+    assert w_dec(n_latents=1024) == 3.0 and w_dec(n_latents=1024, k=128) == 3.0  # busy, not wide
+    assert w_dec(n_latents=65536, k=128) == 20.0  # capped
+    assert w_dec(n_latents=4096, d_in=64, d_out=128) == 20.0  # the decoder's rows' width counts
+    assert w_dec(n_latents=4096, W_dec_lr_scale=2.0) == 2.0
+    assert w_dec(n_latents=4096, kind="abstopk") == 1.0 and w_dec(n_latents=4096, kind="relu", k=None) == 1.0
+    assert w_dec(n_latents=4096, n_sources=2) == 1.0
+
+
 def test_default_schedule_adapts_to_the_run():
     # wider dictionaries get smaller steps; short runs a short warm-up and a larger rate
     assert default_lr(4096, 4096, 244) < default_lr(1024, 4096, 244)

@@ -4,7 +4,9 @@ five active per row, batch 4096, 1M tokens = 244 steps): the row where latents s
 Session 7's dead window (320 firings of an average latent, 41k tokens here) left 8-10 % of the latents
 never firing on held-out rows (three seeds); session 10's (96 firings, at least three batches: 12k
 tokens) leaves 0.7-1.0 % (benchmarks/RESULTS.md, "Session 10: the dead window").
-The FVU bar is SAELens's at its best rate on this row (0.0984), the MMCS bar below its 0.964.
+At W_dec's session-9 multiple (3x) the defaults found fewer features than SAELens (MMCS 0.958); at 32
+latents per dimension session 11's wide-dictionary multiple (19x) finds more (0.972, two seeds) at FVU
+0.096 with 1.1 % never firing. The bars are SAELens's at its best rate on this row (FVU 0.0984, MMCS 0.964).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from saekit.evaluation import dictionary_metrics
 from saekit.training import Trainer
 
 
-def test_issue_rows_latents_stay_alive_at_the_defaults():
+def test_issue_row_at_the_defaults_keeps_its_latents_and_finds_more_features_than_saelens():
     X, Xv, feats = planted_rows(1_000_000, 20_000, d=128, n_features=1024)
     cfg = DictionaryConfig(kind="topk", d_in=128, n_latents=4096, k=32)
     tcfg = TrainConfig(batch_size=4096, total_tokens=1_000_000, device="cpu", log_every=0)
@@ -25,4 +27,4 @@ def test_issue_rows_latents_stay_alive_at_the_defaults():
     never_fired, fvu = held_out["dead_fraction"], held_out["fvu"]
     mmcs, _ = feature_recovery(feats, sae.W_dec.detach())
     assert never_fired < 0.02, f"{never_fired:.1%} of the latents never fired on held-out rows"
-    assert fvu < 0.0984 and mmcs > 0.95, (fvu, mmcs)
+    assert fvu < 0.0984 and mmcs > 0.964, (fvu, mmcs)
