@@ -31,7 +31,8 @@ class Kind:
     default_sparsity_coef: float | None = None
     # W_dec's and b_dec's rates as multiples of the run's for a single-source dictionary of this kind
     # (session 9: 3 and 0.3 for topk, batchtopk, matryoshka; abstopk and the penalty kinds gained
-    # nothing; docs/training.md, "The decoder's rates"); crosscoders keep 1 and 1 (not measured)
+    # nothing; docs/training.md, "The decoder's rates"); crosscoders keep 1 and 1 (not measured);
+    # W_dec's rises in crowded dictionaries (saekit.config.default_w_dec_lr_scale, session 11)
     decoder_rates: tuple[float, float] = (1.0, 1.0)
 
 
