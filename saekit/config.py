@@ -511,7 +511,8 @@ def default_w_dec_lr_scale(kind_scale: float, n_latents: int, d_out: int, k: int
     if kind_scale <= 1.0 or k is None:
         return kind_scale
     crowding = min(n_latents / (WIDE_LATENTS_PER_DIM * d_out), k / (BUSY_K_PER_DIM * d_out))
-    return round(min(MAX_W_DEC_LR_SCALE, kind_scale + (MAX_W_DEC_LR_SCALE - kind_scale) * max(0.0, crowding - 1)), 2)
+    ramp = min(1.0, max(0.0, crowding - 1))  # 0 at c ≤ 1, 1 at c ≥ 2
+    return round(kind_scale + (MAX_W_DEC_LR_SCALE - kind_scale) * ramp, 2)
 
 
 def default_lr(n_latents: int, batch_size: int, steps: int, spread: float = 1.0) -> float:

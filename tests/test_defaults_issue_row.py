@@ -4,9 +4,9 @@ five active per row, batch 4096, 1M tokens = 244 steps): the row where latents s
 Session 7's dead window (320 firings of an average latent, 41k tokens here) left 8-10 % of the latents
 never firing on held-out rows (three seeds); session 10's (96 firings, at least three batches: 12k
 tokens) leaves 0.7-1.0 % (benchmarks/RESULTS.md, "Session 10: the dead window").
-At W_dec's session-9 multiple (3x) the defaults found fewer features than SAELens (MMCS 0.958); at 32
-latents per dimension session 11's wide-dictionary multiple (19x) finds more (0.972, two seeds) at FVU
-0.096 with 1.1 % never firing. The bars are SAELens's at its best rate on this row (FVU 0.0984, MMCS 0.964).
+At W_dec's session-9 multiple (3x) the defaults found fewer features than SAELens (MMCS 0.958); this row
+is crowded (32 latents per dimension, k a quarter of it), so session 11's rule gives W_dec 20x, which
+finds more (0.972-0.973, two seeds) at FVU 0.096 with 1.1 % never firing. The bars are SAELens's at its best rate on this row (FVU 0.0984, MMCS 0.964).
 """
 
 from __future__ import annotations
