@@ -42,7 +42,7 @@ from saekit.config import DictionaryConfig, TrainConfig
 from saekit.training import Trainer, TensorSource
 cfg = DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=n, k=k)
 src = TensorSource(X[perm], shuffle=False)  # the peers' batches, epoch after epoch
-tcfg = TrainConfig(batch_size=B, total_tokens=B * steps, device="cpu", log_every=0)  # nothing else set
+tcfg = TrainConfig(batch_size=B, total_tokens=B * steps, seed=job["seed"], device="cpu", log_every=0)  # nothing else set
 if job.get("old"):  # the defaults before issue 21: Gao's rate, 100 warm-up steps
     tcfg = tcfg.replace(lr=2e-4 / (n / 16384) ** 0.5, lr_warmup_steps=100, normalize=False)
 if job.get("prev"):  # session 4's rule: the knee at 8192 steps (twice today's rate in short runs)
@@ -110,7 +110,7 @@ def cached_rows(cache: str, val_cache: str, n_val: int):
 
 def jobs(args, steps: int) -> list[tuple[str, str, dict]]:
     """(framework, label, job overrides) for every run of one data set."""
-    base = {"seed": 0, "threads": args.threads, "batch": args.batch, "steps": steps, "n": args.n_latents,
+    base = {"seed": args.seed, "threads": args.threads, "batch": args.batch, "steps": steps, "n": args.n_latents,
             "k": args.k, "dead_tokens": args.dead_tokens}
     peer_warm = max(1, min(1000, steps // 10))
     out = [("saekit", "saekit defaults", {**base, "lr": 0.0, "warmup": 1})]
@@ -194,6 +194,7 @@ def main() -> int:
     ap.add_argument("--data", default="synthetic", help="synthetic | lm (needs --cache and --val-cache)")
     ap.add_argument("--cache", default=None, help="`saekit cache` folder of training activations")
     ap.add_argument("--val-cache", default=None, help="`saekit cache` folder of held-out activations")
+    ap.add_argument("--seed", type=int, default=0, help="every run's initialisation and batch order (the data stay)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time")
     ap.add_argument("--venvs", default=str(ROOT / "benchmarks" / ".venvs"))
