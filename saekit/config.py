@@ -210,7 +210,8 @@ class DictionaryConfig(_Config):
     init_encoder_from_decoder: bool = True
     b_dec_init: str = "geometric_median"  # geometric_median | mean | zero
     # W_dec's and b_dec's rates as multiples of the run's; None = the kind's ``decoder_rates`` in
-    # saekit.kinds (3 and 0.3 for topk, batchtopk, matryoshka; else 1 and 1; docs/training.md)
+    # saekit.kinds (3 and 0.3 for topk, batchtopk, matryoshka; else 1 and 1; docs/training.md), W_dec's
+    # raised in crowded dictionaries and more so in long runs (resolved by the trainer, ``for_run``)
     W_dec_lr_scale: float | None = None
     b_dec_lr_scale: float | None = None
     zero_init_decoder: bool = False  # sparsify's choice for transcoders
@@ -250,12 +251,8 @@ class DictionaryConfig(_Config):
             )
         if self.sparsity_coef is None:
             self.sparsity_coef = default_sparsity_coef(self.kind, self.n_sources)
-        # the kind's decoder rates (saekit.kinds; measured on single-source dictionaries only)
-        w_dec, b_dec = KINDS[self.kind].decoder_rates if self.n_sources == 1 else (1.0, 1.0)
-        if self.W_dec_lr_scale is None:
-            self.W_dec_lr_scale = default_w_dec_lr_scale(w_dec, self.n_latents, self.d_out, self.k)
         if self.b_dec_lr_scale is None:
-            self.b_dec_lr_scale = b_dec
+            self.b_dec_lr_scale = self._kind_decoder_rates()[1]
         _require(self.penalty in RELU_PENALTIES, f"penalty {self.penalty!r} is not known; expected one of {', '.join(RELU_PENALTIES)}.")
         _require(self.sparsity_coef >= 0, f"sparsity_coef must be ≥ 0, got {self.sparsity_coef}.")
         _require(0 < self.lp < 1 or self.penalty != "lp", f"lp must be in (0, 1) for penalty 'lp', got {self.lp}.")
@@ -265,7 +262,7 @@ class DictionaryConfig(_Config):
         )
         for name in ("W_dec_lr_scale", "b_dec_lr_scale"):
             value = getattr(self, name)
-            _require(value >= 0, f"{name} must be ≥ 0 (0 keeps the parameter where it starts), got {value}.")
+            _require(value is None or value >= 0, f"{name} must be ≥ 0 (0 keeps the parameter where it starts), got {value}.")
         self._check_new_kinds()
         if self.k_aux is None:
             self.k_aux = max(1, min(self.n_latents, self.d_in // 2))
@@ -274,11 +271,38 @@ class DictionaryConfig(_Config):
         _require(self.aux_coef >= 0, f"aux_coef must be ≥ 0, got {self.aux_coef}.")
         self._check_crosscoder()
 
-    def for_run(self, total_steps: int) -> DictionaryConfig:
-        """This config with the defaults that depend on the run's length filled in (the trainer
-        calls it): annealed Lp's schedule, p falling from a third of the steps to the last one.
-        Measured on the planted worlds (docs/dictionaries.md): later starts recover more features
-        than Karvonen et al.'s 15 %, a fixed p = 0.5 from step 0 far fewer (MMCS 0.67 vs 0.98)."""
+    def _kind_decoder_rates(self) -> tuple[float, float]:
+        """The kind's (W_dec, b_dec) multiples (saekit.kinds; measured on single-source dictionaries only)."""
+        return KINDS[self.kind].decoder_rates if self.n_sources == 1 else (1.0, 1.0)
+
+    def crowding_ramp(self) -> float:
+        """0-1: how far the crowded-dictionary rules apply (0 at crowding c ≤ 1, 1 at c ≥ 2; see
+        default_w_dec_lr_scale); 0 for kinds whose decoder keeps the run's rate and for crowded
+        kinds without k."""
+        if self._kind_decoder_rates()[0] <= 1.0 or self.k is None:
+            return 0.0
+        return crowding_ramp(self.n_latents, self.d_out, self.k)
+
+    def decoder_lr_scale(self, steps: int = 0, spread: float = 1.0) -> float:
+        """W_dec's rate multiple in a run of ``steps`` steps on data of that ``spread``:
+        ``W_dec_lr_scale``, or the default rule (default_w_dec_lr_scale)."""
+        if self.W_dec_lr_scale is not None:
+            return float(self.W_dec_lr_scale)
+        kind_scale = self._kind_decoder_rates()[0]
+        return default_w_dec_lr_scale(kind_scale, self.n_latents, self.d_out, self.k, steps, spread)
+
+    def for_run(self, total_steps: int, spread: float = 1.0) -> DictionaryConfig:
+        """This config with the defaults that depend on the run filled in (the trainer calls it):
+        W_dec's rate multiple for the run's length and the data's spread (decoder_lr_scale), and
+        annealed Lp's schedule, p falling from a third of the steps to the last one. Measured on the
+        planted worlds (docs/dictionaries.md): later starts recover more features than Karvonen et
+        al.'s 15 %, a fixed p = 0.5 from step 0 far fewer (MMCS 0.67 vs 0.98)."""
+        cfg = self
+        if cfg.W_dec_lr_scale is None:
+            cfg = dataclasses.replace(cfg, W_dec_lr_scale=cfg.decoder_lr_scale(total_steps, spread))
+        return cfg._lp_for_run(total_steps)
+
+    def _lp_for_run(self, total_steps: int) -> DictionaryConfig:
         if self.penalty != "lp" or None not in (self.lp_anneal_start, self.lp_anneal_steps):
             return self
         if self.lp_anneal_start is None:  # a third of the run; 0 when only the length was given (as before)
@@ -435,16 +459,21 @@ class TrainConfig(_Config):
             window = min(window, hi, max(lo, int(self.total_tokens * DEAD_WINDOW_RUN_FRACTION)))
         return window
 
-    def learning_rate(self, n_latents: int, spread: float = 1.0) -> float:
-        """The base learning rate: ``lr``, or the default rule for this width, run length and the
-        data's ``spread`` (see default_lr)."""
+    def learning_rate(self, n_latents: int, spread: float = 1.0, crowding: float = 0.0) -> float:
+        """The base learning rate: ``lr``, or the default rule for this width, run length, the
+        data's ``spread`` and the dictionary's ``crowding`` (DictionaryConfig.crowding_ramp; see
+        default_lr)."""
         if self.lr is not None:
             return float(self.lr)
-        return default_lr(n_latents, self.batch_size, self.steps, spread)
+        return default_lr(n_latents, self.batch_size, self.steps, spread, crowding)
 
-    def rate_follows_spread(self) -> bool:
-        """Whether the default rate reads the data's spread: only its short-run boost does."""
-        return self.lr is None and self.steps < LONG_RUN_STEPS
+    def rate_follows_spread(self, crowded: bool = False) -> bool:
+        """Whether the default rates read the data's spread: a short run's boost does (when ``lr``
+        is not given), and in a long run a ``crowded`` dictionary's rates (default_lr,
+        default_w_dec_lr_scale)."""
+        if self.steps < LONG_RUN_STEPS:
+            return self.lr is None
+        return crowded
 
     def betas(self) -> tuple[float, float]:
         """Adam's (β1, β2): ``adam_betas``, or the default for this run length (see default_betas)."""
@@ -500,32 +529,67 @@ DEAD_WINDOW_MAX_FIRINGS = 320
 WIDE_LATENTS_PER_DIM = 16
 BUSY_K_PER_DIM = 1 / 8
 MAX_W_DEC_LR_SCALE = 20.0
+# ... and in long runs (LONG_RUN_STEPS or more) a slower run with a much faster decoder (session 13): at 20x
+# every lever that found more of that row's features at 10M tokens lost reconstruction (session 12's front);
+# the base rate at 0.75x with W_dec at 120x that (4.5x W_dec's absolute rate) found as many as SAELens or
+# more at a lower FVU (benchmarks/RESULTS.md, "Session 13: long runs of crowded dictionaries")
+LONG_RUN_W_DEC_LR_SCALE = 120.0
+LONG_RUN_CROWDED_LR_SCALE = 0.75
+# both only on spread-out data, in full from spread 1 down to none at LONG_RUN_SPREAD_FLOOR: on issue 21's LM
+# row (spread 0.19) at 10M tokens the rule in full cost 27 % FVU, at 0.19 of it (0.95x, 39x) 12-20 % with more dead
+LONG_RUN_SPREAD_FLOOR = 0.5
 
 
-def default_w_dec_lr_scale(kind_scale: float, n_latents: int, d_out: int, k: int | None) -> float:
+def crowding_ramp(n_latents: int, d_out: int, k: int) -> float:
+    """0-1: how crowded a top-k dictionary is, both wide (many latents per decoder dimension) and
+    busy (k a large fraction of it): with c = min(n_latents / (WIDE_LATENTS_PER_DIM·d),
+    k / (BUSY_K_PER_DIM·d)), 0 at c ≤ 1 rising linearly to 1 at c ≥ 2 (issue 21's row: 4096
+    latents, k 32, 128-d, c = 2)."""
+    crowding = min(n_latents / (WIDE_LATENTS_PER_DIM * d_out), k / (BUSY_K_PER_DIM * d_out))
+    return min(1.0, max(0.0, crowding - 1))
+
+
+def long_run_weight(crowding: float, spread: float) -> float:
+    """0-1: how far a long run's crowded-dictionary rule applies (default_lr, default_w_dec_lr_scale):
+    the crowding ramp (crowding_ramp) times the spread's, 0 at LONG_RUN_SPREAD_FLOOR or less, 1 at 1."""
+    return crowding * min(1.0, max(0.0, (spread - LONG_RUN_SPREAD_FLOOR) / (1 - LONG_RUN_SPREAD_FLOOR)))
+
+
+def default_w_dec_lr_scale(
+    kind_scale: float, n_latents: int, d_out: int, k: int | None, steps: int = 0, spread: float = 1.0
+) -> float:
     """W_dec's default rate multiple: the kind's (saekit.kinds ``decoder_rates``: 3 for topk,
-    batchtopk, matryoshka), raised in crowded dictionaries, those both wide (many latents per decoder
-    dimension) and busy (k a large fraction of it): with c = min(n_latents / (WIDE_LATENTS_PER_DIM·d),
-    k / (BUSY_K_PER_DIM·d)), from the kind's at c ≤ 1 linearly to MAX_W_DEC_LR_SCALE at c = 2 (issue
-    21's row: 4096 latents, k 32, 128-d, c = 2). Kinds whose multiple is 1 keep it."""
+    batchtopk, matryoshka), raised in crowded dictionaries (crowding_ramp) linearly to
+    MAX_W_DEC_LR_SCALE; in a run of LONG_RUN_STEPS ``steps`` or more further toward
+    LONG_RUN_W_DEC_LR_SCALE on spread-out data (long_run_weight of the data's ``spread``, 0-1;
+    default_lr lowers the base rate of the same dictionaries as much). Kinds whose multiple is 1
+    keep it."""
     if kind_scale <= 1.0 or k is None:
         return kind_scale
-    crowding = min(n_latents / (WIDE_LATENTS_PER_DIM * d_out), k / (BUSY_K_PER_DIM * d_out))
-    ramp = min(1.0, max(0.0, crowding - 1))  # 0 at c ≤ 1, 1 at c ≥ 2
-    return round(kind_scale + (MAX_W_DEC_LR_SCALE - kind_scale) * ramp, 2)
+    ramp = crowding_ramp(n_latents, d_out, k)
+    scale = kind_scale + (MAX_W_DEC_LR_SCALE - kind_scale) * ramp
+    if steps >= LONG_RUN_STEPS:
+        scale += (LONG_RUN_W_DEC_LR_SCALE - MAX_W_DEC_LR_SCALE) * long_run_weight(ramp, spread)
+    return round(scale, 2)
 
 
-def default_lr(n_latents: int, batch_size: int, steps: int, spread: float = 1.0) -> float:
+def default_lr(n_latents: int, batch_size: int, steps: int, spread: float = 1.0, crowding: float = 0.0) -> float:
     """The default base learning rate for a dictionary of ``n_latents`` latents trained ``steps``
     steps of ``batch_size`` rows: Gao et al. (2024)'s 2e-4·√(16384/n) times a boost, at most
     MAX_DEFAULT_LR. The boost is LONG_RUN_STEPS/steps for a short run, so that it travels as far
     (lr × steps) as a LONG_RUN_STEPS-step run, and at least LONG_RUN_BOOST (twice Gao's rate from
     LONG_RUN_STEPS / LONG_RUN_BOOST steps on). The batch size enters through the step count.
     ``spread`` (0-1, saekit.training.spread.spread_factor of the activations; the trainer measures
-    it) scales the boost, never below Gao's rate: data held by a few directions, like a tiny LM's
-    residual stream, loses its latents at the full boost."""
+    it) scales a short run's boost, never below Gao's rate: data held by a few directions, like a
+    tiny LM's residual stream, loses its latents at the full boost. In a long run the boost is
+    LONG_RUN_BOOST whatever the spread, and a crowded dictionary's (``crowding``, 0-1:
+    crowding_ramp) falls toward LONG_RUN_CROWDED_LR_SCALE times that on spread-out data
+    (long_run_weight), its decoder stepping faster instead (default_w_dec_lr_scale)."""
     width = 2e-4 / (n_latents / 16384) ** 0.5
-    boost = max(LONG_RUN_BOOST, (LONG_RUN_STEPS / max(1, steps)) ** SHORT_RUN_EXPONENT) * spread
+    if steps >= LONG_RUN_STEPS:
+        boost = LONG_RUN_BOOST * (1 - (1 - LONG_RUN_CROWDED_LR_SCALE) * long_run_weight(crowding, spread))
+    else:
+        boost = max(LONG_RUN_BOOST, (LONG_RUN_STEPS / max(1, steps)) ** SHORT_RUN_EXPONENT) * spread
     return min(MAX_DEFAULT_LR, width * max(1.0, boost))
 
 

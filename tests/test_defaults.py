@@ -124,7 +124,7 @@ def test_a_top_k_decoder_steps_at_its_own_rates(planted):
         assert lr_of[id(run.sae.b_dec)] == pytest.approx(b_dec * base)
     assert trainer.runs[4].sae.b_dec.detach().equal(start)  # rate 0: b_dec stays at its init
     cross = DictionaryConfig(kind="topk", d_in=D, n_latents=64, k=3, n_sources=2)
-    assert (cross.W_dec_lr_scale, cross.b_dec_lr_scale) == (1.0, 1.0)
+    assert (cross.decoder_lr_scale(), cross.b_dec_lr_scale) == (1.0, 1.0)
 
 
 def test_a_crowded_top_k_dictionary_steps_its_decoder_faster():
@@ -132,7 +132,8 @@ def test_a_crowded_top_k_dictionary_steps_its_decoder_faster():
     decoder dimension) and busy (k over an eighth of it); from there it rises to 20x at twice both
     (issue 21's row: 4096 latents, k 32, 128-d); kinds at 1x and a user's value stay."""
     def w_dec(**kw):
-        return DictionaryConfig(**{"kind": "topk", "d_in": 128, "k": 32, **kw}).W_dec_lr_scale
+        steps = kw.pop("steps", 0)
+        return DictionaryConfig(**{"kind": "topk", "d_in": 128, "k": 32, **kw}).decoder_lr_scale(steps)
 
     assert w_dec(n_latents=4096) == 20.0 and w_dec(n_latents=4096, kind="matryoshka") == 20.0
     assert w_dec(n_latents=4096, k=24) == pytest.approx(11.5)  # busy x1.5, wide x2: half-way
@@ -144,6 +145,14 @@ def test_a_crowded_top_k_dictionary_steps_its_decoder_faster():
     assert w_dec(n_latents=4096, W_dec_lr_scale=2.0) == 2.0
     assert w_dec(n_latents=4096, kind="abstopk") == 1.0 and w_dec(n_latents=4096, kind="relu", k=None) == 1.0
     assert w_dec(n_latents=4096, n_sources=2) == 1.0
+    # long runs (2048 steps or more, session 13): 120x at c = 2, the same ramp below, on spread-out data
+    # (in full at spread 1, none at 0.5 or less); the rest as before
+    assert w_dec(n_latents=4096, steps=2048) == 120.0 and w_dec(n_latents=4096, steps=2047) == 20.0
+    topk = DictionaryConfig(kind="topk", d_in=128, k=32, n_latents=4096)
+    assert topk.decoder_lr_scale(10_000, spread=0.75) == 70.0 and topk.decoder_lr_scale(10_000, spread=0.5) == 20.0
+    assert w_dec(n_latents=4096, k=24, steps=10_000) == pytest.approx(61.5)
+    assert w_dec(n_latents=4096, k=16, steps=10_000) == 3.0 and w_dec(n_latents=4096, W_dec_lr_scale=2.0, steps=10_000) == 2.0
+    assert w_dec(n_latents=4096, kind="abstopk", steps=10_000) == 1.0 and w_dec(n_latents=4096, n_sources=2, steps=10_000) == 1.0
 
 
 def test_default_schedule_adapts_to_the_run():
@@ -161,13 +170,21 @@ def test_default_schedule_adapts_to_the_run():
     assert default_lr(4096, 4096, 1500) == pytest.approx(2 * gao) and default_lr(4096, 4096, 800) == pytest.approx(2.56 * gao)
     assert default_lr(64, 4096, 1) == 1e-2  # the cap
     assert TrainConfig(lr_warmup_steps=7).warmup_steps() == 7
-    # the data's spread scales the boost (session 7), never below Gao's rate: a long run on data
-    # spread over few directions (an LM's residual stream, spread 0.19) keeps Gao's rate
+    # the data's spread scales a short run's boost (session 7), never below Gao's rate; a long run
+    # keeps twice Gao's rate on data spread over few directions (an LM's residual stream, spread 0.19)
     assert default_lr(4096, 4096, 244, spread=0.5) == pytest.approx(default_lr(4096, 4096, 244) / 2)
     assert default_lr(4096, 4096, 244, spread=0.01) == pytest.approx(gao)
-    assert default_lr(4096, 4096, 4096, spread=0.1) == pytest.approx(gao)
-    assert default_lr(4096, 4096, 4096, spread=0.75) == pytest.approx(1.5 * gao)
+    assert default_lr(4096, 4096, 1500, spread=0.75) == pytest.approx(1.5 * gao)
+    assert default_lr(4096, 4096, 4096, spread=0.1) == pytest.approx(2 * gao)
     assert t.learning_rate(4096, 0.5) == default_lr(4096, 4096, 244, 0.5)
+    # a crowded dictionary's long run: 0.75x at crowding 1 on spread-out data (its decoder 120x instead),
+    # in proportion to the crowding and to the spread above 0.5; short runs as before
+    assert default_lr(4096, 4096, 2048, crowding=1.0) == pytest.approx(1.5 * gao)
+    assert default_lr(4096, 4096, 100_000, crowding=0.5) == pytest.approx(1.75 * gao)
+    assert default_lr(4096, 4096, 100_000, spread=0.75, crowding=1.0) == pytest.approx(1.75 * gao)
+    assert default_lr(4096, 4096, 100_000, spread=0.19, crowding=1.0) == pytest.approx(2 * gao)
+    assert default_lr(4096, 4096, 2047, crowding=1.0) == default_lr(4096, 4096, 2047)
+    assert TrainConfig(lr=1e-3).learning_rate(4096, 1.0, 1.0) == 1e-3
     assert TrainConfig(lr=1e-3).learning_rate(4096, 0.1) == 1e-3
     # Adam's betas (session 7): a short run's squared-gradient average must not outlast the run;
     # from 2048 steps on Gao et al.'s (0.9, 0.999); a given value wins
@@ -242,7 +259,7 @@ def test_annealed_lp_schedule_follows_the_run():
     fixed = DictionaryConfig(kind="relu", d_in=4, n_latents=8, penalty="lp", lp_anneal_steps=0)
     assert fixed.for_run(300).lp_anneal_steps == 0  # a fixed p stays fixed
     l1 = DictionaryConfig(kind="relu", d_in=4, n_latents=8)
-    assert l1.for_run(300) == l1 and (l1.lp_anneal_start, l1.lp_anneal_steps) == (0, 0)
+    assert l1.for_run(300) == l1.replace(W_dec_lr_scale=1.0) and (l1.lp_anneal_start, l1.lp_anneal_steps) == (0, 0)
 
 
 def test_guard_warns_on_a_collapsed_run(planted, caplog):
@@ -291,3 +308,30 @@ def test_guard_reads_each_dictionary_of_a_sweep():
     assert out[0].startswith("dictionary b:") and "under-trained" in out[0]
     assert out[1].startswith("dictionary c:") and "95% of the latents are dead" in out[1]
     assert quality_warnings(good) == [] and quality_warnings([]) == []
+
+
+@pytest.mark.parametrize("steps, skewed", [(2047, False), (2048, False), (2048, True)])
+def test_a_crowded_dictionary_in_a_long_run_slows_down_and_steps_its_decoder_faster(steps, skewed):
+    """From LONG_RUN_STEPS on, a crowded top-k dictionary (here 256 latents, k 2, 8-d: crowding 2)
+    trains at 0.75x the long-run rate with W_dec at 120x that on spread-out data, less on data held
+    by fewer directions (in proportion to the spread above 0.5; an LM's residual stream, spread 0.19:
+    none); the run's saved config carries the multiple it used. One step shorter, the short-run
+    rule: its rate and 20x."""
+    torch.manual_seed(0)
+    x = torch.randn(4096, 8)
+    x = lm_like(x) if skewed else x
+    cfg = DictionaryConfig(kind="topk", d_in=8, n_latents=256, k=2)
+    assert cfg.crowding_ramp() == 1.0 and cfg.W_dec_lr_scale is None
+    trainer = Trainer(cfg, x, TrainConfig(batch_size=16, total_tokens=16 * steps, device="cpu"), progress=False)
+    run = trainer.runs[0]
+    trainer.step(*trainer.next_batch())
+    lr_of = {id(p): g["lr"] for g in run.optimizer.param_groups for p in g["params"]}
+    spread = spread_factor(x[:4096])
+    assert trainer.spread == pytest.approx(spread, rel=1e-4) and (spread < 0.8 if skewed else spread == 1.0)
+    long_boost, gao = 2.0, 2e-4 * (16384 / 256) ** 0.5
+    weight = min(1.0, max(0.0, (spread - 0.5) / 0.5))
+    want_lr = long_boost * gao * (1 - 0.25 * weight) if steps >= 2048 else default_lr(256, 16, steps, spread)
+    want_w_dec = round(20 + 100 * weight, 2) if steps >= 2048 else 20.0
+    assert run.base_lr == pytest.approx(want_lr)
+    assert lr_of[id(run.sae.W_dec)] == pytest.approx(want_w_dec * lr_of[id(run.sae.W_enc)])
+    assert run.sae.cfg.W_dec_lr_scale == want_w_dec

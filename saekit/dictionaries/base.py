@@ -157,7 +157,7 @@ class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
         decoder's rates"); the other weights at the run's rate; kinds add their own groups through
         ``own_param_groups`` (JumpReLU's thresholds)."""
         own = {
-            "W_dec": {"lr_scale": float(self.cfg.W_dec_lr_scale)},
+            "W_dec": {"lr_scale": self.cfg.decoder_lr_scale()},  # the trainer resolves it for its run (for_run)
             "b_dec": {"lr_scale": float(self.cfg.b_dec_lr_scale)},
             **self.own_param_groups(),
         }

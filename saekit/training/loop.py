@@ -97,16 +97,19 @@ class Trainer:
         self._check_shapes()
         self.names = names or (["dictionary"] if len(self.cfgs) == 1 else run_names(self.cfgs))
         self.total_steps = self.tcfg.steps
-        self.cfgs = [c.for_run(self.total_steps) for c in self.cfgs]  # run-length defaults (annealed Lp)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        init_rows = self._init_rows()
+        self.spread = self._measure_spread(init_rows[0])
+        # the defaults that depend on the run: W_dec's rate (length and spread), annealed Lp's schedule
+        self.cfgs = [c.for_run(self.total_steps, self.spread) for c in self.cfgs]
         self.step_count = 0
         self.tokens = 0
         self.progress = progress
         writes = self.out_dir is not None and self.strategy.writes
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl" if writes else None)
-        self._pending: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self._last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self.runs = [self._make_run(c, n) for c, n in zip(self.cfgs, self.names)]
-        self._initialise()
+        self._initialise(*init_rows)
         self.strategy.after_init(self.describe(), {run.name: run.sae for run in self.runs})
 
     # ------------------------------------------------------------------ setup
@@ -135,15 +138,16 @@ class Trainer:
     def _make_run(self, cfg: DictionaryConfig, name: str) -> Run:
         seed = self.tcfg.seed if cfg.seed is None else cfg.seed
         sae = self.strategy.make_dictionary(cfg, seed, self.device)
-        lr = self.tcfg.learning_rate(cfg.n_latents)  # _initialise sets it again once the data's spread is known
+        lr = self.tcfg.learning_rate(cfg.n_latents, self.spread, cfg.crowding_ramp())
         opt = torch.optim.Adam(sae.param_groups(), lr=lr, betas=self.tcfg.betas())
         tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(cfg.n_latents, cfg.k if cfg.n_sources == 1 else None), self.device)
         return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
 
     @torch.no_grad()
-    def _initialise(self) -> None:
-        """b_dec and the normalisation scale from a sample of the source (not moving the reader
-        if it can sample; else from the first batch, which is then also trained on)."""
+    def _init_rows(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The finite rows (and targets) of a sample of the source, on the training device, for b_dec,
+        the normalisation scale and the data's spread (not moving the reader if it can sample; else
+        the first batch, which is then also trained on)."""
         sample = self.source.sample(INIT_SAMPLE)
         if sample is None:
             batch = self.source.next_batch(self.tcfg.batch_size)
@@ -155,7 +159,16 @@ class Trainer:
         ok = torch.isfinite(x).flatten(1).all(-1) & (torch.isfinite(y).all(-1) if y is not None else True)
         if not bool(ok.any()):
             raise DataError("every activation row sampled for initialisation has NaN or inf values.")
-        x, y = x[ok], (y[ok] if y is not None else None)
+        return x[ok], (y[ok] if y is not None else None)
+
+    def _measure_spread(self, x: torch.Tensor) -> float:
+        """The data's spread where a default rate reads it (a Gram matrix: only then), else 1."""
+        crowded = any(c.crowding_ramp() > 0 for c in self.cfgs)
+        return self.strategy.agree(spread_factor(x)) if self.tcfg.rate_follows_spread(crowded) else 1.0
+
+    @torch.no_grad()
+    def _initialise(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        """The runs' normalisation scale and b_dec from the initialisation rows (_init_rows)."""
         scale = 1.0
         if any(self.tcfg.normalizes(c.kind) for c in self.cfgs) and self.source.pre_scaled is None:
             # E||x||² = d_in after scaling (SAELens/Anthropic convention); one scalar per source
@@ -165,10 +178,7 @@ class Trainer:
             else:
                 scale = math.sqrt(x.shape[1] / float(x.pow(2).sum(-1).mean().clamp_min(1e-12)))
         target = x if y is None else y
-        # the default rate's short-run boost follows the data's spread (a Gram matrix: only when read)
-        self.spread = self.strategy.agree(spread_factor(x)) if self.tcfg.rate_follows_spread() else 1.0
-        for cfg, run in zip(self.cfgs, self.runs):
-            run.base_lr = self.tcfg.learning_rate(cfg.n_latents, self.spread)
+        for run in self.runs:
             s = scale if self.tcfg.normalizes(run.sae.kind) else 1.0
             run.sae.act_scale.copy_(torch.as_tensor(s).expand_as(run.sae.act_scale))  # [M, 1] for crosscoders
             init_b_dec(run.sae, target * torch.as_tensor(s, dtype=target.dtype, device=target.device))
