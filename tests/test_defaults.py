@@ -335,3 +335,23 @@ def test_a_crowded_dictionary_in_a_long_run_slows_down_and_steps_its_decoder_fas
     assert run.base_lr == pytest.approx(want_lr)
     assert lr_of[id(run.sae.W_dec)] == pytest.approx(want_w_dec * lr_of[id(run.sae.W_enc)])
     assert run.sae.cfg.W_dec_lr_scale == want_w_dec
+
+
+def test_a_checkpoint_of_other_rates_names_the_field_when_refused(tmp_path):
+    """A long run's checkpoint carries the W_dec multiple it used; resuming it under another
+    multiple (as after a change of default) is refused with the field and both values named, and
+    setting the checkpoint's value resumes it."""
+    torch.manual_seed(0)
+    x = torch.randn(4096, 8)
+    tcfg = TrainConfig(batch_size=16, total_tokens=16 * 2048, device="cpu", out_dir=str(tmp_path), checkpoint_every=2, log_every=0)
+    cfg = DictionaryConfig(kind="topk", d_in=8, n_latents=256, k=2)
+    trainer = Trainer(cfg, x, tcfg, progress=False)
+    for _ in range(2):
+        trainer.step(*trainer.next_batch())
+    trainer.save_checkpoint()
+    assert trainer.runs[0].sae.cfg.W_dec_lr_scale == 120.0
+    with pytest.raises(ConfigError, match=r"W_dec_lr_scale 120\.0 vs 20\.0"):
+        Trainer(cfg.replace(W_dec_lr_scale=20.0), x, tcfg, progress=False).resume()
+    resumed = Trainer(cfg.replace(W_dec_lr_scale=120.0), x, tcfg, progress=False)
+    resumed.resume()
+    assert resumed.step_count == 2

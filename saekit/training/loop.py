@@ -400,9 +400,11 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         runs = state["runs"]
         # read through from_dict: a checkpoint written before a field existed has that field's default
-        if [_as_config_dict(r["cfg"]) for r in runs] != [r.sae.cfg.to_dict() for r in self.runs]:
+        saved, now = [_as_config_dict(r["cfg"]) for r in runs], [r.sae.cfg.to_dict() for r in self.runs]
+        if saved != now:
             raise ConfigError(
-                "the checkpoint was written for different dictionary configs; resume with the same configs."
+                f"the checkpoint was written for different dictionary configs{_config_difference(saved, now)}; "
+                "resume with the same configs (a default that changed between versions can be set to the checkpoint's value)."
             )
         saved_t = dict(state["train_config"])
         for key in (
@@ -543,6 +545,17 @@ def train(
         trainer.resume(None if resume is True else resume)
     saes = trainer.fit()
     return saes[0] if isinstance(cfg, DictionaryConfig) else saes
+
+
+def _config_difference(saved: list[dict | None], now: list[dict]) -> str:
+    """' (dictionary i: field checkpoint value vs now value, ...)' for the first pair of configs that differ."""
+    if len(saved) != len(now):
+        return f" ({len(saved)} dictionaries in the checkpoint, {len(now)} now)"
+    for i, (a, b) in enumerate(zip(saved, now)):
+        if a is not None and a != b:
+            fields = ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+            return f" (dictionary {i}, checkpoint vs now: {fields})"
+    return ""
 
 
 def _as_config_dict(saved: dict[str, Any]) -> dict[str, Any] | None:
