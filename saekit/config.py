@@ -283,23 +283,33 @@ class DictionaryConfig(_Config):
             return 0.0
         return crowding_ramp(self.n_latents, self.d_out, self.k)
 
-    def decoder_lr_scale(self, steps: int = 0, spread: float = 1.0) -> float:
-        """W_dec's rate multiple in a run of ``steps`` steps on data of that ``spread``:
-        ``W_dec_lr_scale``, or the default rule (default_w_dec_lr_scale)."""
+    def long_run_weight(self, steps: int, spread: float) -> float:
+        """0-1: how far the long-run rule of crowded dictionaries applies to this one in a run of
+        ``steps`` steps on data of that ``spread`` (saekit.config.long_run_weight); 0 when
+        ``W_dec_lr_scale`` is given, since the rule sets the decoder's and the base rate together
+        (the trainer also passes 0 when ``TrainConfig.lr`` is given)."""
+        if self.W_dec_lr_scale is not None or steps < LONG_RUN_STEPS:
+            return 0.0
+        return long_run_weight(self.crowding_ramp(), spread)
+
+    def decoder_lr_scale(self, long_run: float = 0.0) -> float:
+        """W_dec's rate multiple: ``W_dec_lr_scale``, or the default rule (default_w_dec_lr_scale)
+        with the long-run rule at weight ``long_run`` (long_run_weight)."""
         if self.W_dec_lr_scale is not None:
             return float(self.W_dec_lr_scale)
         kind_scale = self._kind_decoder_rates()[0]
-        return default_w_dec_lr_scale(kind_scale, self.n_latents, self.d_out, self.k, steps, spread)
+        return default_w_dec_lr_scale(kind_scale, self.n_latents, self.d_out, self.k, long_run)
 
-    def for_run(self, total_steps: int, spread: float = 1.0) -> DictionaryConfig:
+    def for_run(self, total_steps: int, long_run: float = 0.0) -> DictionaryConfig:
         """This config with the defaults that depend on the run filled in (the trainer calls it):
-        W_dec's rate multiple for the run's length and the data's spread (decoder_lr_scale), and
-        annealed Lp's schedule, p falling from a third of the steps to the last one. Measured on the
-        planted worlds (docs/dictionaries.md): later starts recover more features than Karvonen et
-        al.'s 15 %, a fixed p = 0.5 from step 0 far fewer (MMCS 0.67 vs 0.98)."""
+        W_dec's rate multiple with the long-run rule at weight ``long_run`` (decoder_lr_scale,
+        long_run_weight), and annealed Lp's schedule, p falling from a third of the steps to the
+        last one. Measured on the planted worlds (docs/dictionaries.md): later starts recover more
+        features than Karvonen et al.'s 15 %, a fixed p = 0.5 from step 0 far fewer (MMCS 0.67 vs
+        0.98)."""
         cfg = self
         if cfg.W_dec_lr_scale is None:
-            cfg = dataclasses.replace(cfg, W_dec_lr_scale=cfg.decoder_lr_scale(total_steps, spread))
+            cfg = dataclasses.replace(cfg, W_dec_lr_scale=cfg.decoder_lr_scale(long_run))
         return cfg._lp_for_run(total_steps)
 
     def _lp_for_run(self, total_steps: int) -> DictionaryConfig:
@@ -459,21 +469,19 @@ class TrainConfig(_Config):
             window = min(window, hi, max(lo, int(self.total_tokens * DEAD_WINDOW_RUN_FRACTION)))
         return window
 
-    def learning_rate(self, n_latents: int, spread: float = 1.0, crowding: float = 0.0) -> float:
+    def learning_rate(self, n_latents: int, spread: float = 1.0, long_run: float = 0.0) -> float:
         """The base learning rate: ``lr``, or the default rule for this width, run length, the
-        data's ``spread`` and the dictionary's ``crowding`` (DictionaryConfig.crowding_ramp; see
-        default_lr)."""
+        data's ``spread`` and the weight of the long-run rule of crowded dictionaries (``long_run``,
+        DictionaryConfig.long_run_weight; see default_lr)."""
         if self.lr is not None:
             return float(self.lr)
-        return default_lr(n_latents, self.batch_size, self.steps, spread, crowding)
+        return default_lr(n_latents, self.batch_size, self.steps, spread, long_run)
 
     def rate_follows_spread(self, crowded: bool = False) -> bool:
-        """Whether the default rates read the data's spread: a short run's boost does (when ``lr``
-        is not given), and in a long run a ``crowded`` dictionary's rates (default_lr,
+        """Whether the default rates read the data's spread (when ``lr`` is not given): a short
+        run's boost does, and in a long run the rule of ``crowded`` dictionaries (default_lr,
         default_w_dec_lr_scale)."""
-        if self.steps < LONG_RUN_STEPS:
-            return self.lr is None
-        return crowded
+        return self.lr is None and (self.steps < LONG_RUN_STEPS or crowded)
 
     def betas(self) -> tuple[float, float]:
         """Adam's (β1, β2): ``adam_betas``, or the default for this run length (see default_betas)."""
@@ -551,29 +559,24 @@ def crowding_ramp(n_latents: int, d_out: int, k: int) -> float:
 
 def long_run_weight(crowding: float, spread: float) -> float:
     """0-1: how far a long run's crowded-dictionary rule applies (default_lr, default_w_dec_lr_scale):
-    the crowding ramp (crowding_ramp) times the spread's, 0 at LONG_RUN_SPREAD_FLOOR or less, 1 at 1."""
-    return crowding * min(1.0, max(0.0, (spread - LONG_RUN_SPREAD_FLOOR) / (1 - LONG_RUN_SPREAD_FLOOR)))
+    the crowding ramp (crowding_ramp) times the spread's, 0 at LONG_RUN_SPREAD_FLOOR or less, 1 at 1;
+    to 0.01, so that a spread measured again on resume (float noise) gives the same rates."""
+    return round(crowding * min(1.0, max(0.0, (spread - LONG_RUN_SPREAD_FLOOR) / (1 - LONG_RUN_SPREAD_FLOOR))), 2)
 
 
-def default_w_dec_lr_scale(
-    kind_scale: float, n_latents: int, d_out: int, k: int | None, steps: int = 0, spread: float = 1.0
-) -> float:
+def default_w_dec_lr_scale(kind_scale: float, n_latents: int, d_out: int, k: int | None, long_run: float = 0.0) -> float:
     """W_dec's default rate multiple: the kind's (saekit.kinds ``decoder_rates``: 3 for topk,
     batchtopk, matryoshka), raised in crowded dictionaries (crowding_ramp) linearly to
-    MAX_W_DEC_LR_SCALE; in a run of LONG_RUN_STEPS ``steps`` or more further toward
-    LONG_RUN_W_DEC_LR_SCALE on spread-out data (long_run_weight of the data's ``spread``, 0-1;
-    default_lr lowers the base rate of the same dictionaries as much). Kinds whose multiple is 1
-    keep it."""
+    MAX_W_DEC_LR_SCALE, and in a long run on spread-out data further toward LONG_RUN_W_DEC_LR_SCALE
+    by the rule's weight ``long_run`` (0-1, long_run_weight; default_lr lowers the base rate of the
+    same dictionaries as much). Kinds whose multiple is 1 keep it."""
     if kind_scale <= 1.0 or k is None:
         return kind_scale
-    ramp = crowding_ramp(n_latents, d_out, k)
-    scale = kind_scale + (MAX_W_DEC_LR_SCALE - kind_scale) * ramp
-    if steps >= LONG_RUN_STEPS:
-        scale += (LONG_RUN_W_DEC_LR_SCALE - MAX_W_DEC_LR_SCALE) * long_run_weight(ramp, spread)
-    return round(scale, 2)
+    scale = kind_scale + (MAX_W_DEC_LR_SCALE - kind_scale) * crowding_ramp(n_latents, d_out, k)
+    return round(scale + (LONG_RUN_W_DEC_LR_SCALE - MAX_W_DEC_LR_SCALE) * long_run, 2)
 
 
-def default_lr(n_latents: int, batch_size: int, steps: int, spread: float = 1.0, crowding: float = 0.0) -> float:
+def default_lr(n_latents: int, batch_size: int, steps: int, spread: float = 1.0, long_run: float = 0.0) -> float:
     """The default base learning rate for a dictionary of ``n_latents`` latents trained ``steps``
     steps of ``batch_size`` rows: Gao et al. (2024)'s 2e-4·√(16384/n) times a boost, at most
     MAX_DEFAULT_LR. The boost is LONG_RUN_STEPS/steps for a short run, so that it travels as far
@@ -582,12 +585,12 @@ def default_lr(n_latents: int, batch_size: int, steps: int, spread: float = 1.0,
     ``spread`` (0-1, saekit.training.spread.spread_factor of the activations; the trainer measures
     it) scales a short run's boost, never below Gao's rate: data held by a few directions, like a
     tiny LM's residual stream, loses its latents at the full boost. In a long run the boost is
-    LONG_RUN_BOOST whatever the spread, and a crowded dictionary's (``crowding``, 0-1:
-    crowding_ramp) falls toward LONG_RUN_CROWDED_LR_SCALE times that on spread-out data
-    (long_run_weight), its decoder stepping faster instead (default_w_dec_lr_scale)."""
+    LONG_RUN_BOOST whatever the spread, and a crowded dictionary's on spread-out data falls toward
+    LONG_RUN_CROWDED_LR_SCALE times that by the rule's weight ``long_run`` (0-1, long_run_weight),
+    its decoder stepping faster instead (default_w_dec_lr_scale)."""
     width = 2e-4 / (n_latents / 16384) ** 0.5
     if steps >= LONG_RUN_STEPS:
-        boost = LONG_RUN_BOOST * (1 - (1 - LONG_RUN_CROWDED_LR_SCALE) * long_run_weight(crowding, spread))
+        boost = LONG_RUN_BOOST * (1 - (1 - LONG_RUN_CROWDED_LR_SCALE) * long_run)
     else:
         boost = max(LONG_RUN_BOOST, (LONG_RUN_STEPS / max(1, steps)) ** SHORT_RUN_EXPONENT) * spread
     return min(MAX_DEFAULT_LR, width * max(1.0, boost))

@@ -133,7 +133,8 @@ def test_a_crowded_top_k_dictionary_steps_its_decoder_faster():
     (issue 21's row: 4096 latents, k 32, 128-d); kinds at 1x and a user's value stay."""
     def w_dec(**kw):
         steps = kw.pop("steps", 0)
-        return DictionaryConfig(**{"kind": "topk", "d_in": 128, "k": 32, **kw}).decoder_lr_scale(steps)
+        cfg = DictionaryConfig(**{"kind": "topk", "d_in": 128, "k": 32, **kw})
+        return cfg.decoder_lr_scale(cfg.long_run_weight(steps, 1.0))
 
     assert w_dec(n_latents=4096) == 20.0 and w_dec(n_latents=4096, kind="matryoshka") == 20.0
     assert w_dec(n_latents=4096, k=24) == pytest.approx(11.5)  # busy x1.5, wide x2: half-way
@@ -149,7 +150,9 @@ def test_a_crowded_top_k_dictionary_steps_its_decoder_faster():
     # (in full at spread 1, none at 0.5 or less); the rest as before
     assert w_dec(n_latents=4096, steps=2048) == 120.0 and w_dec(n_latents=4096, steps=2047) == 20.0
     topk = DictionaryConfig(kind="topk", d_in=128, k=32, n_latents=4096)
-    assert topk.decoder_lr_scale(10_000, spread=0.75) == 70.0 and topk.decoder_lr_scale(10_000, spread=0.5) == 20.0
+    assert topk.long_run_weight(10_000, 0.75) == 0.5 and topk.decoder_lr_scale(0.5) == 70.0
+    assert topk.long_run_weight(10_000, 0.5) == 0.0 and topk.long_run_weight(2047, 1.0) == 0.0
+    assert topk.replace(W_dec_lr_scale=20.0).long_run_weight(10_000, 1.0) == 0.0  # a given multiple: no long-run rule
     assert w_dec(n_latents=4096, k=24, steps=10_000) == pytest.approx(61.5)
     assert w_dec(n_latents=4096, k=16, steps=10_000) == 3.0 and w_dec(n_latents=4096, W_dec_lr_scale=2.0, steps=10_000) == 2.0
     assert w_dec(n_latents=4096, kind="abstopk", steps=10_000) == 1.0 and w_dec(n_latents=4096, n_sources=2, steps=10_000) == 1.0
@@ -179,11 +182,9 @@ def test_default_schedule_adapts_to_the_run():
     assert t.learning_rate(4096, 0.5) == default_lr(4096, 4096, 244, 0.5)
     # a crowded dictionary's long run: 0.75x at crowding 1 on spread-out data (its decoder 120x instead),
     # in proportion to the crowding and to the spread above 0.5; short runs as before
-    assert default_lr(4096, 4096, 2048, crowding=1.0) == pytest.approx(1.5 * gao)
-    assert default_lr(4096, 4096, 100_000, crowding=0.5) == pytest.approx(1.75 * gao)
-    assert default_lr(4096, 4096, 100_000, spread=0.75, crowding=1.0) == pytest.approx(1.75 * gao)
-    assert default_lr(4096, 4096, 100_000, spread=0.19, crowding=1.0) == pytest.approx(2 * gao)
-    assert default_lr(4096, 4096, 2047, crowding=1.0) == default_lr(4096, 4096, 2047)
+    assert default_lr(4096, 4096, 2048, long_run=1.0) == pytest.approx(1.5 * gao)
+    assert default_lr(4096, 4096, 100_000, long_run=0.5) == pytest.approx(1.75 * gao)
+    assert default_lr(4096, 4096, 100_000, spread=0.19) == pytest.approx(2 * gao)
     assert TrainConfig(lr=1e-3).learning_rate(4096, 1.0, 1.0) == 1e-3
     assert TrainConfig(lr=1e-3).learning_rate(4096, 0.1) == 1e-3
     # Adam's betas (session 7): a short run's squared-gradient average must not outlast the run;
@@ -329,7 +330,7 @@ def test_a_crowded_dictionary_in_a_long_run_slows_down_and_steps_its_decoder_fas
     spread = spread_factor(x[:4096])
     assert trainer.spread == pytest.approx(spread, rel=1e-4) and (spread < 0.8 if skewed else spread == 1.0)
     long_boost, gao = 2.0, 2e-4 * (16384 / 256) ** 0.5
-    weight = min(1.0, max(0.0, (spread - 0.5) / 0.5))
+    weight = round(min(1.0, max(0.0, (spread - 0.5) / 0.5)), 2)
     want_lr = long_boost * gao * (1 - 0.25 * weight) if steps >= 2048 else default_lr(256, 16, steps, spread)
     want_w_dec = round(20 + 100 * weight, 2) if steps >= 2048 else 20.0
     assert run.base_lr == pytest.approx(want_lr)
@@ -353,5 +354,21 @@ def test_a_checkpoint_of_other_rates_names_the_field_when_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"W_dec_lr_scale 120\.0 vs 20\.0"):
         Trainer(cfg.replace(W_dec_lr_scale=20.0), x, tcfg, progress=False).resume()
     resumed = Trainer(cfg.replace(W_dec_lr_scale=120.0), x, tcfg, progress=False)
-    resumed.resume()
-    assert resumed.step_count == 2
+    assert resumed.runs[0].base_lr != trainer.runs[0].base_lr  # a given multiple: the long-run rule is off
+    resumed.resume()  # ... but the run goes on at the rate it trained at
+    assert resumed.step_count == 2 and resumed.runs[0].base_lr == trainer.runs[0].base_lr
+
+
+def test_the_long_run_rule_applies_only_when_both_rates_are_defaults():
+    """The long-run rule sets the base rate and W_dec's multiple together: a given ``lr`` keeps
+    W_dec at the crowded 20x, a given ``W_dec_lr_scale`` keeps twice Gao's rate."""
+    x = torch.randn(4096, 8, generator=torch.Generator().manual_seed(0))
+    cfg = DictionaryConfig(kind="topk", d_in=8, n_latents=256, k=2)
+    tcfg = TrainConfig(batch_size=16, total_tokens=16 * 2048, device="cpu")
+    gao = 2e-4 * (16384 / 256) ** 0.5
+    rate_given = Trainer(cfg, x, tcfg.replace(lr=1e-3), progress=False).runs[0]
+    assert rate_given.base_lr == 1e-3 and rate_given.sae.cfg.W_dec_lr_scale == 20.0
+    w_dec_given = Trainer(cfg.replace(W_dec_lr_scale=50.0), x, tcfg, progress=False).runs[0]
+    assert w_dec_given.base_lr == pytest.approx(2 * gao) and w_dec_given.sae.cfg.W_dec_lr_scale == 50.0
+    both_default = Trainer(cfg, x, tcfg, progress=False).runs[0]
+    assert both_default.base_lr == pytest.approx(1.5 * gao) and both_default.sae.cfg.W_dec_lr_scale == 120.0

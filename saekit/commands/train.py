@@ -53,8 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--no-tied-init", action="store_true", help="random encoder instead of decoder transpose")
     d.add_argument("--w-dec-lr-scale", type=float, default=None,
                    help="W_dec's rate as a multiple of the run's (default 3 for topk, batchtopk, matryoshka, "
-                        "up to 20 when both n-latents > 16·d and k > d/8, up to 92 in runs of 2048+ steps; "
-                        "else 1; docs/training.md)")
+                        "up to 20 when both n-latents > 16·d and k > d/8, and in runs of 2048+ steps on spread-out "
+                        "data up to 120 with the base rate at 0.75x unless --lr is given; else 1; docs/training.md)")
     d.add_argument("--b-dec-lr-scale", type=float, default=None,
                    help="b_dec's rate as a multiple of the run's (default 0.3 for topk, batchtopk, matryoshka; else 1)")
     t = p.add_argument_group("training")

@@ -100,15 +100,17 @@ class Trainer:
         self._pending: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         init_rows = self._init_rows()
         self.spread = self._measure_spread(init_rows[0])
-        # the defaults that depend on the run: W_dec's rate (length and spread), annealed Lp's schedule
-        self.cfgs = [c.for_run(self.total_steps, self.spread) for c in self.cfgs]
+        # the long-run rule of crowded dictionaries sets the base rate and W_dec's together: only when both are defaults
+        weights = [0.0 if self.tcfg.lr is not None else c.long_run_weight(self.total_steps, self.spread) for c in self.cfgs]
+        # the defaults that depend on the run: W_dec's rate, annealed Lp's schedule
+        self.cfgs = [c.for_run(self.total_steps, w) for c, w in zip(self.cfgs, weights)]
         self.step_count = 0
         self.tokens = 0
         self.progress = progress
         writes = self.out_dir is not None and self.strategy.writes
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl" if writes else None)
         self._last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        self.runs = [self._make_run(c, n) for c, n in zip(self.cfgs, self.names)]
+        self.runs = [self._make_run(c, n, w) for c, n, w in zip(self.cfgs, self.names, weights)]
         self._initialise(*init_rows)
         self.strategy.after_init(self.describe(), {run.name: run.sae for run in self.runs})
 
@@ -135,10 +137,10 @@ class Trainer:
                 raise ConfigError(f"d_out{which} is {c.d_out} but the target activations have width {src.d_out}.")
             self.cfgs[i] = check_sources(c, src, which)  # crosscoders: n_sources and source names
 
-    def _make_run(self, cfg: DictionaryConfig, name: str) -> Run:
+    def _make_run(self, cfg: DictionaryConfig, name: str, long_run: float) -> Run:
         seed = self.tcfg.seed if cfg.seed is None else cfg.seed
         sae = self.strategy.make_dictionary(cfg, seed, self.device)
-        lr = self.tcfg.learning_rate(cfg.n_latents, self.spread, cfg.crowding_ramp())
+        lr = self.tcfg.learning_rate(cfg.n_latents, self.spread, long_run)
         opt = torch.optim.Adam(sae.param_groups(), lr=lr, betas=self.tcfg.betas())
         tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(cfg.n_latents, cfg.k if cfg.n_sources == 1 else None), self.device)
         return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
@@ -163,7 +165,7 @@ class Trainer:
 
     def _measure_spread(self, x: torch.Tensor) -> float:
         """The data's spread where a default rate reads it (a Gram matrix: only then), else 1."""
-        crowded = any(c.crowding_ramp() > 0 for c in self.cfgs)
+        crowded = any(c.long_run_weight(self.total_steps, 1.0) > 0 for c in self.cfgs)
         return self.strategy.agree(spread_factor(x)) if self.tcfg.rate_follows_spread(crowded) else 1.0
 
     @torch.no_grad()
@@ -385,6 +387,7 @@ class Trainer:
                     "optimizer_groups": group_names(r.sae, r.optimizer),
                     "tracker": r.tracker.state_dict(),
                     "generator": r.generator.get_state(),
+                    "base_lr": r.base_lr,
                 }
                 for r in self.runs
             ],
@@ -432,6 +435,8 @@ class Trainer:
             load_optimizer_state(run.sae, run.optimizer, saved["optimizer"], saved.get("optimizer_groups"))
             run.tracker.load_state_dict(saved["tracker"])
             run.generator.set_state(saved["generator"])
+            # the rate the run trained at: a default measured again (the data's spread) must not drift
+            run.base_lr = float(saved.get("base_lr", run.base_lr))
         self.metrics.truncate_after(self.step_count)
 
     def resume(self, path: str | Path | None = None) -> Trainer:
