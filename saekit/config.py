@@ -539,8 +539,8 @@ BUSY_K_PER_DIM = 1 / 8
 MAX_W_DEC_LR_SCALE = 20.0
 # ... and in long runs (LONG_RUN_STEPS or more) a slower run with a much faster decoder (session 13): at 20x
 # every lever that found more of that row's features at 10M tokens lost reconstruction (session 12's front);
-# the base rate at 0.75x with W_dec at 120x that (4.5x W_dec's absolute rate) found as many as SAELens or
-# more at a lower FVU (benchmarks/RESULTS.md, "Session 13: long runs of crowded dictionaries")
+# the base rate at 0.75x with W_dec at 120x that (4.5x W_dec's absolute rate) found as many as SAELens (a tie
+# across seeds) at a lower FVU (benchmarks/RESULTS.md, "Session 13: long runs of crowded dictionaries")
 LONG_RUN_W_DEC_LR_SCALE = 120.0
 LONG_RUN_CROWDED_LR_SCALE = 0.75
 # both only on spread-out data, in full from spread 1 down to none at LONG_RUN_SPREAD_FLOOR: on issue 21's LM

@@ -100,8 +100,7 @@ class Trainer:
         self._pending: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         init_rows = self._init_rows()
         self.spread = self._measure_spread(init_rows[0])
-        # the long-run rule of crowded dictionaries sets the base rate and W_dec's together: only when both are defaults
-        weights = [0.0 if self.tcfg.lr is not None else c.long_run_weight(self.total_steps, self.spread) for c in self.cfgs]
+        weights = self._long_run_weights(self.spread)
         # the defaults that depend on the run: W_dec's rate, annealed Lp's schedule
         self.cfgs = [c.for_run(self.total_steps, w) for c, w in zip(self.cfgs, weights)]
         self.step_count = 0
@@ -163,9 +162,16 @@ class Trainer:
             raise DataError("every activation row sampled for initialisation has NaN or inf values.")
         return x[ok], (y[ok] if y is not None else None)
 
+    def _long_run_weights(self, spread: float) -> list[float]:
+        """Each dictionary's weight of the long-run rule of crowded dictionaries, which sets the base
+        rate and W_dec's together: 0 for all when ``lr`` is given (DictionaryConfig.long_run_weight)."""
+        if self.tcfg.lr is not None:
+            return [0.0] * len(self.cfgs)
+        return [c.long_run_weight(self.total_steps, spread) for c in self.cfgs]
+
     def _measure_spread(self, x: torch.Tensor) -> float:
         """The data's spread where a default rate reads it (a Gram matrix: only then), else 1."""
-        crowded = any(c.long_run_weight(self.total_steps, 1.0) > 0 for c in self.cfgs)
+        crowded = any(w > 0 for w in self._long_run_weights(1.0))
         return self.strategy.agree(spread_factor(x)) if self.tcfg.rate_follows_spread(crowded) else 1.0
 
     @torch.no_grad()
