@@ -100,6 +100,40 @@ def test_safe_clear_deletes_listed_files_and_keeps_the_rest(tmp_path):
     assert (folder / "shards" / "notes.txt").exists()
 
 
+def _kill_during_safetensors_save(folder: Path) -> Path:
+    """Start a real safetensors save_file into ``folder`` and SIGKILL it mid-write: safetensors
+    (>= 0.6) writes a ".tmpXXXXXX" file of its own first, which the kill leaves behind."""
+    code = (
+        "import sys, torch; from safetensors.torch import save_file; "
+        "save_file({'a': torch.zeros(400_000_000, dtype=torch.uint8)}, sys.argv[1])"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder / "big.safetensors")])
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        left = [p for p in folder.iterdir() if p.name.startswith(".tmp")]
+        if left:
+            proc.kill()
+            proc.wait()
+            return left[0]
+        time.sleep(0.001)
+    proc.kill()
+    pytest.skip("safetensors wrote no temporary file of its own (an older safetensors writes in place)")
+
+
+def test_a_shard_write_killed_inside_safetensors_leaves_nothing_that_blocks_the_rerun(tmp_path):
+    from saekit.activations.writer import CacheWriter
+
+    folder = tmp_path / "c"
+    (folder / "shards").mkdir(parents=True)
+    left = _kill_during_safetensors_save(folder / "shards")
+    assert runfolder.is_owned(left.relative_to(folder), "cache")
+    assert runfolder.is_blank(folder)  # a start killed before its first shard blocks nothing
+    w = CacheWriter(folder, {"h": 4}, shard_tokens=8)
+    assert not left.exists()  # the resume removed it; a user's ".tmp" notes would not match
+    w.close()
+    assert not runfolder.is_owned(Path("shards/.tmp-notes.txt"), "cache")
+
+
 # ---------------------------------------------------------------------- 2. train / export refuse a non-empty --out
 def test_train_refuses_an_earlier_run_unless_overwrite_and_never_a_foreign_file(acts, tmp_path, capsys, umask022):
     out = tmp_path / "run"

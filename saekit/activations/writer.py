@@ -134,6 +134,7 @@ class CacheWriter:
                     "choose a new folder or overwrite."
                 )
             (self.out / "shards").mkdir(parents=True, exist_ok=True)
+            self._remove_unlisted()  # a start killed inside its first shard write
             return
         old = read_json(path, "cache manifest")
         if old.get("format") != FORMAT or old.get("fingerprint") != json_safe(self.fingerprint):
@@ -157,8 +158,13 @@ class CacheWriter:
             shard.close()
             self.shards.append(rec)
         self.complete = bool(old.get("complete")) and len(self.shards) == len(old["shards"])
+        self._remove_unlisted()
+
+    def _remove_unlisted(self) -> None:
+        """Delete the cache's own files in shards/ that no kept shard lists: half-written temp
+        files (saekit's and safetensors'), and shards written after the last manifest."""
         listed = {s["file"] for s in self.shards}
-        for f in (self.out / "shards").iterdir():  # half-written temp files, shards never listed
+        for f in (self.out / "shards").iterdir():
             rel = Path("shards") / f.name
             if rel.as_posix() not in listed and f.is_file() and is_owned(rel, "cache"):
                 f.unlink()
