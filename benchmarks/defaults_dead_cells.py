@@ -62,8 +62,8 @@ def sweep(argv: list[str], not_config: tuple[str, ...]):
     held-out rows, planted features); a cell's keys outside ``not_config`` are DictionaryConfig overrides."""
     data, (shape, tk), cells = argv[0], split_shape(json.loads(argv[1])), [json.loads(a) for a in argv[2:]]
     X, Xv, feats = row_set(data, shape["d"], shape["features"])
-    cfgs = [DictionaryConfig(kind="topk", d_in=X.shape[1], n_latents=shape["n_latents"], k=shape["k"],
-                             **{k: v for k, v in c.items() if k not in not_config}) for c in cells]  # fmt: skip
+    cfgs = [DictionaryConfig(**{"kind": "topk", "d_in": X.shape[1], "n_latents": shape["n_latents"], "k": shape["k"],
+                                **{k: v for k, v in c.items() if k not in not_config}}) for c in cells]  # fmt: skip
     tcfg = TrainConfig(**{"batch_size": 4096, "total_tokens": 1_000_000, "device": "cpu", "log_every": 0, **tk})
     return data, shape, tk, cells, tcfg, Trainer(cfgs, X, tcfg, progress=False), Xv, feats
 

@@ -285,12 +285,13 @@ class DictionaryConfig(_Config):
 
     def long_run_weight(self, steps: int, spread: float) -> float:
         """0-1: how far the long-run rule of crowded dictionaries applies to this one in a run of
-        ``steps`` steps on data of that ``spread`` (saekit.config.long_run_weight); 0 when
+        ``steps`` steps on data of that ``spread`` (saekit.config.long_run_weight), times the
+        kind's share (saekit.kinds ``long_run_share``: half for batchtopk and matryoshka); 0 when
         ``W_dec_lr_scale`` is given, since the rule sets the decoder's and the base rate together
         (the trainer also passes 0 when ``TrainConfig.lr`` is given)."""
         if self.W_dec_lr_scale is not None or steps < LONG_RUN_STEPS:
             return 0.0
-        return long_run_weight(self.crowding_ramp(), spread)
+        return long_run_weight(self.crowding_ramp() * KINDS[self.kind].long_run_share, spread)
 
     def decoder_lr_scale(self, long_run: float = 0.0) -> float:
         """W_dec's rate multiple: ``W_dec_lr_scale``, or the default rule (default_w_dec_lr_scale)

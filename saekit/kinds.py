@@ -34,6 +34,11 @@ class Kind:
     # nothing; docs/training.md, "The decoder's rates"); crosscoders keep 1 and 1 (not measured);
     # W_dec's rises in crowded dictionaries (saekit.config.default_w_dec_lr_scale, session 11)
     decoder_rates: tuple[float, float] = (1.0, 1.0)
+    # How far the long-run rule of crowded dictionaries applies to this kind (saekit.config.long_run_weight;
+    # session 14, issue 21's synthetic row at 10M tokens): top-k in full; batchtopk and matryoshka at half,
+    # where the full rule cost 19-23 % FVU and half of it keeps their latents alive at about half that cost
+    # (matryoshka's dead 17.7 % at session 12's rates, 1.3 % at half; benchmarks/RESULTS.md, "Session 14")
+    long_run_share: float = 1.0
 
 
 KINDS: dict[str, Kind] = {
@@ -63,6 +68,7 @@ KINDS: dict[str, Kind] = {
         dictionary_learning="BatchTopKSAE",  # read as a JumpReLU with its global threshold
         dictionary_learning_crosscoder="BatchTopKCrossCoder",
         decoder_rates=(3.0, 0.3),
+        long_run_share=0.5,
     ),
     "jumprelu": Kind(
         uses_k=False,
@@ -72,7 +78,7 @@ KINDS: dict[str, Kind] = {
         saelens_transcoders=True,
         dictionary_learning="JumpReluAutoEncoder",
     ),
-    "matryoshka": Kind(uses_k=True, saved_as="jumprelu", decoder_rates=(3.0, 0.3)),
+    "matryoshka": Kind(uses_k=True, saved_as="jumprelu", decoder_rates=(3.0, 0.3), long_run_share=0.5),
     "abstopk": Kind(uses_k=True, saved_as="abstopk", saelens="abstopk"),  # SAELens ≥ 6.5x
     "gated": Kind(uses_k=False, saved_as="gated", saelens="gated", default_sparsity_coef=4.0),
 }

@@ -156,6 +156,14 @@ def test_a_crowded_top_k_dictionary_steps_its_decoder_faster():
     assert w_dec(n_latents=4096, k=24, steps=10_000) == pytest.approx(61.5)
     assert w_dec(n_latents=4096, k=16, steps=10_000) == 3.0 and w_dec(n_latents=4096, W_dec_lr_scale=2.0, steps=10_000) == 2.0
     assert w_dec(n_latents=4096, kind="abstopk", steps=10_000) == 1.0 and w_dec(n_latents=4096, n_sources=2, steps=10_000) == 1.0
+    # batchtopk and matryoshka take half of the long-run rule (session 14): 0.875x the rate, W_dec 70x
+    for kind in ("batchtopk", "matryoshka"):
+        half = DictionaryConfig(kind=kind, d_in=128, k=32, n_latents=4096)
+        assert half.long_run_weight(10_000, 1.0) == 0.5 and w_dec(n_latents=4096, kind=kind, steps=10_000) == 70.0
+        assert half.long_run_weight(10_000, 0.75) == 0.25 and half.long_run_weight(2047, 1.0) == 0.0
+    t = TrainConfig(batch_size=4096, total_tokens=10_000_000)
+    gao = 2e-4 * (16384 / 4096) ** 0.5
+    assert t.learning_rate(4096, 1.0, 0.5) == pytest.approx(2 * gao * 0.875)
 
 
 def test_default_schedule_adapts_to_the_run():
@@ -311,17 +319,17 @@ def test_guard_reads_each_dictionary_of_a_sweep():
     assert quality_warnings(good) == [] and quality_warnings([]) == []
 
 
-@pytest.mark.parametrize("steps, skewed", [(2047, False), (2048, False), (2048, True)])
-def test_a_crowded_dictionary_in_a_long_run_slows_down_and_steps_its_decoder_faster(steps, skewed):
+@pytest.mark.parametrize("steps, skewed, kind", [(2047, False, "topk"), (2048, False, "topk"), (2048, True, "topk"), (2048, False, "batchtopk")])
+def test_a_crowded_dictionary_in_a_long_run_slows_down_and_steps_its_decoder_faster(steps, skewed, kind):
     """From LONG_RUN_STEPS on, a crowded top-k dictionary (here 256 latents, k 2, 8-d: crowding 2)
     trains at 0.75x the long-run rate with W_dec at 120x that on spread-out data, less on data held
     by fewer directions (in proportion to the spread above 0.5; an LM's residual stream, spread 0.19:
     none); the run's saved config carries the multiple it used. One step shorter, the short-run
-    rule: its rate and 20x."""
+    rule: its rate and 20x. batchtopk takes half of the long-run rule (session 14)."""
     torch.manual_seed(0)
     x = torch.randn(4096, 8)
     x = lm_like(x) if skewed else x
-    cfg = DictionaryConfig(kind="topk", d_in=8, n_latents=256, k=2)
+    cfg = DictionaryConfig(kind=kind, d_in=8, n_latents=256, k=2)
     assert cfg.crowding_ramp() == 1.0 and cfg.W_dec_lr_scale is None
     trainer = Trainer(cfg, x, TrainConfig(batch_size=16, total_tokens=16 * steps, device="cpu"), progress=False)
     run = trainer.runs[0]
@@ -330,7 +338,7 @@ def test_a_crowded_dictionary_in_a_long_run_slows_down_and_steps_its_decoder_fas
     spread = spread_factor(x[:4096])
     assert trainer.spread == pytest.approx(spread, rel=1e-4) and (spread < 0.8 if skewed else spread == 1.0)
     long_boost, gao = 2.0, 2e-4 * (16384 / 256) ** 0.5
-    weight = round(min(1.0, max(0.0, (spread - 0.5) / 0.5)), 2)
+    weight = round(min(1.0, max(0.0, (spread - 0.5) / 0.5)) * (0.5 if kind == "batchtopk" else 1.0), 2)
     want_lr = long_boost * gao * (1 - 0.25 * weight) if steps >= 2048 else default_lr(256, 16, steps, spread)
     want_w_dec = round(20 + 100 * weight, 2) if steps >= 2048 else 20.0
     assert run.base_lr == pytest.approx(want_lr)
