@@ -29,7 +29,7 @@ LOCK_NAME = ".saekit.lock"
 
 # What each saekit writer puts in its output folder (glob patterns on the path relative to it).
 # Temporary files of atomic writes (".NAME.XXXX.tmp") and the lock belong to every kind, and so
-# do the ".tmpXXXXXX" files safetensors (>= 0.6, Rust's tempfile) writes inside save_file before
+# do the ".tmpXXXXXX" files safetensors (0.8, through Rust's tempfile) writes inside save_file before
 # its own rename: a process killed mid-write leaves one behind.
 COMMON = [LOCK_NAME, ".*.tmp", "*/.*.tmp", "*.jsonl.tmp", ".tmp??????", "*/.tmp??????"]
 OWNED: dict[str, list[str]] = {

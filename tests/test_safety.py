@@ -102,7 +102,7 @@ def test_safe_clear_deletes_listed_files_and_keeps_the_rest(tmp_path):
 
 def _kill_during_safetensors_save(folder: Path) -> Path:
     """Start a real safetensors save_file into ``folder`` and SIGKILL it mid-write: safetensors
-    (>= 0.6) writes a ".tmpXXXXXX" file of its own first, which the kill leaves behind."""
+    (0.8) writes a ".tmpXXXXXX" file of its own first, which the kill leaves behind."""
     code = (
         "import sys, torch; from safetensors.torch import save_file; "
         "save_file({'a': torch.zeros(400_000_000, dtype=torch.uint8)}, sys.argv[1])"
