@@ -4,6 +4,7 @@ alone, one writer per folder, nothing is unpickled, files follow the umask."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -117,9 +118,15 @@ def _kill_during_safetensors_save(folder: Path) -> Path:
             return left[0]
         time.sleep(0.001)
     proc.kill()
-    pytest.skip("safetensors wrote no temporary file of its own (an older safetensors writes in place)")
+    proc.wait()
+    pytest.fail("safetensors' save_file finished (or hung) without a .tmpXXXXXX file of its own in the folder")
 
 
+# a platform condition, decided before the run: 0.8 is the version seen writing through a temporary file
+SAFETENSORS = tuple(int(v) for v in importlib.metadata.version("safetensors").split(".")[:2])
+
+
+@pytest.mark.skipif(SAFETENSORS < (0, 8), reason="safetensors older than 0.8 is not known to write a temporary file")
 def test_a_shard_write_killed_inside_safetensors_leaves_nothing_that_blocks_the_rerun(tmp_path):
     from saekit.activations.writer import CacheWriter
 
