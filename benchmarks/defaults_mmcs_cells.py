@@ -1,12 +1,13 @@
 """Feature recovery (MMCS) at the defaults on issue 21's synthetic row (session 7, helper mmc7):
 one ``Trainer`` sweep (the same batches for all) of top-k dictionaries whose cells differ in the
-optimiser's schedule, which a sweep otherwise shares: a multiple of the default rate (``mult``),
+optimiser's schedule, which a sweep otherwise shares: a multiple of the default rate (``mult``) or a
+rate of its own (``lr``),
 the rate multiple of one parameter (``W_enc``, ``W_dec``, ``b_enc``, ``b_dec``; W_dec's and b_dec's replace their ``W_dec_lr_scale`` and ``b_dec_lr_scale``), their own warm-up (``warmup`` steps) and decay fraction (``decay``), Adam's ``betas``, the decoder's
 and encoder's rate as a multiple of the rest (``dec``, ``enc``), W_dec's multiple falling to
 ``W_dec_to`` over the run, the dead latents' rows moved ``dead_mult`` times as far each step (session 9),
 k annealed from ``k_from`` over the first ``k_decay`` of the run, W_dec's multiple steered by the
 tracker's dead fraction (``dead_ctl``: [target, gain per step, largest]; session 10), and
-DictionaryConfig overrides (any other key). Each line also carries the tracker's dead fraction at 25
+DictionaryConfig overrides (any other key; SAELens's free decoder norms: ``"decoder_norm": "free"``). Each line also carries the tracker's dead fraction at 25
 points of the run (``dead_trace``). Rows as in benchmarks/defaults_lr_cells.py (512 latents, k 8, batch 4096, 1M
 tokens = 244 steps); held-out FVU, L0, dead fraction on 20k held-out rows, MMCS, matched > 0.9.
 
@@ -36,7 +37,7 @@ from saekit import TrainConfig  # noqa: E402
 from saekit.training.schedule import lr_factor  # noqa: E402
 
 PARAMS = ("W_enc", "W_dec", "b_enc", "b_dec")  # a cell's rate multiple of one parameter: {"W_enc": 2}
-SCHEDULE_KEYS = ("mult", "warmup", "decay", "betas", "dec", "enc", "W_dec_to", "dead_mult", "k_from", "k_decay", "dead_ctl", *PARAMS)
+SCHEDULE_KEYS = ("lr", "mult", "warmup", "decay", "betas", "dec", "enc", "W_dec_to", "dead_mult", "k_from", "k_decay", "dead_ctl", *PARAMS)
 
 
 def annealed_k(cell: dict, k: int, i: int, steps: int) -> int:
@@ -94,7 +95,7 @@ def main() -> None:
     data, shape, tk, cells, tcfg, tr, Xv, feats = sweep(sys.argv[1:], SCHEDULE_KEYS)
     base = []
     for run, c in zip(tr.runs, cells):
-        run.base_lr *= c.get("mult", 1.0)
+        run.base_lr = c["lr"] if "lr" in c else run.base_lr * c.get("mult", 1.0)
         base.append(run.base_lr)
         regroup(run, c, tcfg)
     steps, warm, dec = tr.total_steps, tcfg.warmup_steps(), tcfg.lr_decay_fraction

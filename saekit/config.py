@@ -215,6 +215,12 @@ class DictionaryConfig(_Config):
     W_dec_lr_scale: float | None = None
     b_dec_lr_scale: float | None = None
     zero_init_decoder: bool = False  # sparsify's choice for transcoders
+    # "unit": decoder rows held at norm 1 (gradient projected, rows renormalised each step). "free"
+    # (topk only): SAELens's top-k parametrisation (rescale_acts_by_decoder_norm): rows of free norm
+    # n starting at ``decoder_init_norm``, codes scaled by n, decoded through W_dec / n; folded into
+    # a unit-norm dictionary when training ends (docs/training.md "SAELens's decoder parametrisation")
+    decoder_norm: str = "unit"
+    decoder_init_norm: float = 0.1
     seed: int | None = None  # initialisation seed; None = TrainConfig.seed (set it to sweep seeds)
     # crosscoder: n_sources ≥ 2 reads the same tokens from that many models (saekit.dictionaries.crosscoder)
     n_sources: int = 1
@@ -264,6 +270,7 @@ class DictionaryConfig(_Config):
             value = getattr(self, name)
             _require(value is None or value >= 0, f"{name} must be ≥ 0 (0 keeps the parameter where it starts), got {value}.")
         self._check_new_kinds()
+        self._check_decoder_norm()
         if self.k_aux is None:
             self.k_aux = max(1, min(self.n_latents, self.d_in // 2))
         if self.aux_coef is None:  # crosscoders keep Gao et al.'s value (not re-measured)
@@ -288,8 +295,8 @@ class DictionaryConfig(_Config):
         ``steps`` steps on data of that ``spread`` (saekit.config.long_run_weight), times the
         kind's share (saekit.kinds ``long_run_share``: half for batchtopk and matryoshka); 0 when
         ``W_dec_lr_scale`` is given, since the rule sets the decoder's and the base rate together
-        (the trainer also passes 0 when ``TrainConfig.lr`` is given)."""
-        if self.W_dec_lr_scale is not None or steps < LONG_RUN_STEPS:
+        (the trainer also passes 0 when ``TrainConfig.lr`` is given), and for free decoder norms."""
+        if self.W_dec_lr_scale is not None or steps < LONG_RUN_STEPS or self.decoder_norm == "free":
             return 0.0
         return long_run_weight(self.crowding_ramp() * KINDS[self.kind].long_run_share, spread)
 
@@ -298,6 +305,8 @@ class DictionaryConfig(_Config):
         with the long-run rule at weight ``long_run`` (long_run_weight)."""
         if self.W_dec_lr_scale is not None:
             return float(self.W_dec_lr_scale)
+        if self.decoder_norm == "free":  # a free row turns by about rate / its norm: no multiple of its own
+            return 1.0
         kind_scale = self._kind_decoder_rates()[0]
         return default_w_dec_lr_scale(kind_scale, self.n_latents, self.d_out, self.k, long_run)
 
@@ -342,6 +351,22 @@ class DictionaryConfig(_Config):
             f"a crosscoder (n_sources={n}) has kind relu, topk or batchtopk, got {self.kind!r}.",
         )
         _require(not self.transcoder, "a crosscoder reconstructs its inputs; d_out, transcoder and skip are not supported with n_sources > 1.")
+
+    def as_saved(self) -> DictionaryConfig:
+        """The config of this dictionary's files: free decoder norms are folded into unit rows
+        when it is exported (SparseDictionary.fold_decoder_norms), so the files hold unit ones."""
+        return dataclasses.replace(self, decoder_norm="unit") if self.decoder_norm == "free" else self
+
+    def _check_decoder_norm(self) -> None:
+        _require(self.decoder_norm in ("unit", "free"), f"decoder_norm {self.decoder_norm!r} is not known; expected unit or free.")
+        if self.decoder_norm == "unit":
+            return
+        _require(
+            self.kind == "topk" and self.n_sources == 1 and not self.transcoder,
+            f"decoder_norm 'free' is SAELens's top-k parametrisation: it needs a top-k autoencoder (kind 'topk', "
+            f"one source, no transcoder), got kind {self.kind!r}, n_sources {self.n_sources}, transcoder {self.transcoder}.",
+        )
+        _require(self.decoder_init_norm > 0, f"decoder_init_norm must be > 0, got {self.decoder_init_norm}.")
 
     def _check_new_kinds(self) -> None:
         """Fields of the matryoshka kind, annealed Lp and the JumpReLU losses."""

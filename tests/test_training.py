@@ -39,6 +39,8 @@ SWEEP = [
     DictionaryConfig(
         kind="jumprelu", d_in=16, n_latents=64, sparsity_coef=0.1, jumprelu_sparsity_loss="quadratic", target_l0=3.0
     ),
+    # SAELens's free decoder norms: checkpoints hold the rows as they train, folded only at the end
+    DictionaryConfig(kind="topk", d_in=16, n_latents=64, k=3, decoder_norm="free"),
 ]
 
 
@@ -129,6 +131,8 @@ def test_a_checkpoint_written_before_a_config_field_existed_still_resumes(small,
     state = load_checkpoint(part.save_checkpoint())
     for run, r in zip(state["runs"], part.runs):
         del run["cfg"]["jumprelu_threshold_lr_scale"], run["cfg"]["jumprelu_init_encoder_scale"], run["cfg"]["b_dec_lr_scale"]
+        if run["cfg"]["decoder_norm"] == "unit":  # session 15's fields
+            del run["cfg"]["decoder_norm"], run["cfg"]["decoder_init_norm"]
         as_legacy_optimizer_state(run, r.sae)
     save_checkpoint(tmp_path / "part" / "checkpoint.pt", state)
     resumed = train(SWEEP, small, tc(out_dir=str(tmp_path / "part")), resume=True, progress=False)

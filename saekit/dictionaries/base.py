@@ -64,8 +64,9 @@ class ConfigShape:
 
     @property
     def unit_norm_decoder(self) -> bool:
-        # A zero-initialised decoder (sparsify's transcoder choice) cannot be renormalised.
-        return not self.cfg.zero_init_decoder
+        # A zero-initialised decoder (sparsify's transcoder choice) cannot be renormalised; free
+        # norms (SAELens's top-k parametrisation, saekit.dictionaries.topk) are not held at 1.
+        return not self.cfg.zero_init_decoder and self.cfg.decoder_norm == "unit"
 
 
 class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
@@ -95,9 +96,27 @@ class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
         """Encoder pre-activations for scaled inputs ``x`` [B, d_in] -> [B, n_latents]."""
         if self.apply_b_dec_to_input:
             x = x + self.b_dec.neg()  # = x - b_dec to the bit; its backward skips a [B, d_in] negation
+        W_enc, b_enc = self.encoder_weights()
         if x.dim() == 2:
-            return torch.addmm(self.b_enc, x, self.W_enc)  # fused bias add
-        return x @ self.W_enc + self.b_enc
+            return torch.addmm(b_enc, x, W_enc)  # fused bias add
+        return x @ W_enc + b_enc
+
+    def row_norms(self) -> torch.Tensor | None:
+        """[n_latents] the decoder rows' norms when they are free (``decoder_norm`` "free"), else None."""
+        if self.cfg.decoder_norm != "free":
+            return None
+        return self.W_dec.norm(dim=-1).clamp_min(1e-8)
+
+    def encoder_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W_enc, b_enc) as the codes see them: with free decoder norms, each latent's column and
+        bias times its row's norm (SAELens's ``rescale_acts_by_decoder_norm``); else the parameters."""
+        n = self.row_norms()
+        return (self.W_enc, self.b_enc) if n is None else (self.W_enc * n, self.b_enc * n)
+
+    def decoder_weights(self) -> torch.Tensor:
+        """W_dec as the reconstruction sees it: unit rows (W_dec / norm) when the norms are free."""
+        n = self.row_norms()
+        return self.W_dec if n is None else self.W_dec / n[:, None]
 
     @abc.abstractmethod
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
@@ -127,11 +146,11 @@ class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
     # ------------------------------------------------------------------ decoding
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction (without the skip path) from dense codes ``z`` [B, n_latents]."""
-        return (z @ self.W_dec + self.b_dec) / self.act_scale
+        return (z @ self.decoder_weights() + self.b_dec) / self.act_scale
 
     def decode_sparse(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Reconstruction (without the skip path) from sparse codes (values, indices) [B, k]."""
-        return sparse_decode(idx, vals, self.W_dec, self.b_dec) / self.act_scale
+        return sparse_decode(idx, vals, self.decoder_weights(), self.b_dec) / self.act_scale
 
     def skip_path(self, x_scaled: torch.Tensor) -> torch.Tensor | float:
         return x_scaled @ self.W_skip.T if self.W_skip is not None else 0.0
@@ -140,7 +159,7 @@ class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
         """Reconstruction (SAE) or predicted output activations (transcoder) for ``x``."""
         xs = self.scale_in(x)
         z = self.activation(self.pre_acts(xs))
-        return (z @ self.W_dec + self.b_dec + self.skip_path(xs)) / self.act_scale
+        return (z @ self.decoder_weights() + self.b_dec + self.skip_path(xs)) / self.act_scale
 
     # ------------------------------------------------------------------ training
     def train_codes(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,9 +255,23 @@ class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
             self.act_scale.fill_(1.0)
         return self
 
-    def to_inference(self) -> SparseDictionary:
-        """Switch to the inference behaviour (batchtopk -> per-token threshold); no-op elsewhere."""
+    @torch.no_grad()
+    def fold_decoder_norms(self) -> SparseDictionary:
+        """Free decoder norms n folded into the same function with unit rows: (x·W_enc + b_enc)·n =
+        x·(W_enc·n) + b_enc·n and W_dec / n; the config then says "unit" (as SAELens's fold_W_dec_norm
+        turns rescale_acts_by_decoder_norm off). No-op for unit rows."""
+        n = self.row_norms()
+        if n is not None:
+            self.W_enc.mul_(n)
+            self.b_enc.mul_(n)
+            self.W_dec.div_(n[:, None])
+            self.cfg = self.cfg.as_saved()
         return self
+
+    def to_inference(self) -> SparseDictionary:
+        """Switch to the inference behaviour: free decoder norms folded (fold_decoder_norms), and
+        batchtopk's per-token threshold in place of the batch top-k (its override)."""
+        return self.fold_decoder_norms()
 
     def save(self, path, extra: dict | None = None):
         """Write the dictionary folder (SAELens-compatible; saekit.dictionaries.folder)."""

@@ -221,7 +221,7 @@ def save_dictionary(
     meta = {
         "saekit_format": FORMAT_VERSION,
         "architecture": saelens_architecture(cfg),
-        "dictionary": cfg.to_dict(),
+        "dictionary": cfg.as_saved().to_dict(),  # export_tensors folded free decoder norms
         "act_scale_folded": scale,
         "buffers": extra_buffers(sae),
         "versions": _versions(),

@@ -53,6 +53,8 @@ def init_weights(sae: SparseDictionary, seed: int = 0) -> SparseDictionary:
     dtype = sae.W_dec.dtype
     w_dec = torch.randn(cfg.n_latents, cfg.d_out, generator=gen, dtype=torch.float32)
     w_dec /= w_dec.norm(dim=-1, keepdim=True)
+    if cfg.decoder_norm == "free":
+        w_dec *= cfg.decoder_init_norm  # SAELens's decoder_init_norm (Anthropic's April 2024 update: 0.1)
     if cfg.init_encoder_from_decoder and cfg.d_in == cfg.d_out and not cfg.zero_init_decoder:
         # Gao et al. 2024: tied init puts every latent's encoder on its own decoder direction,
         # so each latent fires on the inputs it reconstructs from the first step: fewer dead.

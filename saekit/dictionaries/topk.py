@@ -29,7 +29,7 @@ class TopKDictionary(SparseDictionary):
     def decode_rows(self, vals: torch.Tensor, idx: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """Σ vals·W_dec[idx] (+ bias) in scaled space, [B, k] -> [B, d_out]. The selection and
         this sum are what a latent-sharded subclass (saekit.parallel) replaces."""
-        return sparse_decode(idx, vals, self.W_dec, bias)
+        return sparse_decode(idx, vals, self.decoder_weights(), bias)
 
     def fired_mask(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """[latents held here] bool: the latents active on at least one row."""
@@ -71,7 +71,7 @@ class TopKDictionary(SparseDictionary):
             # chosen entries per row, never from a dense [B, n_latents] gradient.
             pre = None
             xin = self.centred_input(xs)
-            vals, idx = encode(xin, self.W_enc, self.b_enc, self.cfg.k)
+            vals, idx = encode(xin, *self.encoder_weights(), self.cfg.k)
         else:
             pre = self.pre_acts(xs)
             vals, idx = self.select(pre, self.cfg.k)
@@ -130,7 +130,7 @@ def auxk_loss(sae, ys, pre, y_hat, dead_mask, select=None, decode_rows=None, cou
     else:
         vals, idx = masked.topk(k_aux, dim=-1, sorted=False)
         vals = torch.relu(vals)
-    e_hat = decode_rows(vals, idx, None) if decode_rows is not None else sparse_decode(idx, vals, sae.W_dec, None)
+    e_hat = decode_rows(vals, idx, None) if decode_rows is not None else sparse_decode(idx, vals, sae.decoder_weights(), None)
     return _aux_term(cfg, n_dead, e_hat, ys, y_hat)
 
 
@@ -158,7 +158,8 @@ def sparse_auxk_loss(sae, xin, ys, y_hat, dead_mask, encode) -> dict[str, torch.
     k_aux = min(cfg.k_aux, n_dead)
     if n_dead <= DENSE_AUX_FACTOR * cfg.k_aux:
         return _aux_term(cfg, n_dead, _few_dead_decode(sae, xin, dead, k_aux), ys, y_hat)
-    vals, j = encode(xin, sae.W_enc[:, dead], sae.b_enc[dead], k_aux)
+    W_enc, b_enc = sae.encoder_weights()
+    vals, j = encode(xin, W_enc[:, dead], b_enc[dead], k_aux)
     return _aux_term(cfg, n_dead, sae.decode_rows(vals, dead[j], None), ys, y_hat)
 
 
@@ -171,10 +172,11 @@ DENSE_AUX_FACTOR = 4
 def _few_dead_decode(sae, xin: torch.Tensor, dead: torch.Tensor, k_aux: int) -> torch.Tensor:
     """AuxK's reconstruction from the k_aux largest ReLU'd pre-activations of the ``dead`` latents,
     through plain autograd on [B, n_dead] (the same loss and gradients as the sparse path)."""
-    pre = torch.addmm(sae.b_enc[dead], xin, sae.W_enc[:, dead])
+    W_enc, b_enc = sae.encoder_weights()
+    pre = torch.addmm(b_enc[dead], xin, W_enc[:, dead])
     if k_aux < dead.numel():
         top = pre.topk(k_aux, dim=-1, sorted=False)
         codes = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
     else:
         codes = torch.relu(pre)
-    return codes @ sae.W_dec[dead]
+    return codes @ sae.decoder_weights()[dead]

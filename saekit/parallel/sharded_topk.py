@@ -104,6 +104,8 @@ class ShardedTopK(TopKDictionary):
     def __init__(self, cfg: DictionaryConfig, group=None):
         if cfg.kind != "topk":
             raise ConfigError(f"latent sharding supports kind 'topk', got {cfg.kind!r}.")
+        if cfg.decoder_norm != "unit":
+            raise ConfigError("latent sharding needs unit decoder rows (decoder_norm 'unit'), got decoder_norm 'free'.")
         rank, world = dist.get_rank(group), dist.get_world_size(group)
         bounds = latent_bounds(cfg.n_latents, world)
         smallest = min(b - a for a, b in bounds)
