@@ -65,7 +65,7 @@ class ConfigShape:
     @property
     def unit_norm_decoder(self) -> bool:
         # A zero-initialised decoder (sparsify's transcoder choice) cannot be renormalised; free
-        # norms (SAELens's top-k parametrisation, saekit.dictionaries.topk) are not held at 1.
+        # norms (SAELens's top-k parametrisation: row_norms, fold_decoder_norms below) are not held at 1.
         return not self.cfg.zero_init_decoder and self.cfg.decoder_norm == "unit"
 
 
