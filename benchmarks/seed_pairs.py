@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from saekit.pipeline.stats import mean_t_interval  # noqa: E402
+from saekit.report.crosscoder import interval  # noqa: E402
 
 METRICS = ("fvu", "mmcs", "dead_fraction")
 BOUNDS = {"mmcs": (0.0, 1.0), "dead_fraction": (0.0, 1.0)}  # a side's interval stays where the value can be
@@ -40,15 +41,6 @@ def runs_by_seed(paths: list[str], name: str) -> dict[int, dict]:
     return out
 
 
-def fmt(iv: dict, digits: int) -> str:
-    """'mean [lo, hi]' (or the mean alone with one seed)."""
-    if iv["mean"] is None:
-        return "-"
-    if iv["lo"] is None:
-        return f"{iv['mean']:.{digits}f}"
-    return f"{iv['mean']:.{digits}f} [{iv['lo']:.{digits}f}, {iv['hi']:.{digits}f}]"
-
-
 def paired_table(ours: dict[int, dict], peer: dict[int, dict], level: float) -> list[str]:
     """Markdown rows: per metric, ours, the peer, and ours - peer over the seeds both have."""
     seeds = sorted(set(ours) & set(peer))
@@ -59,9 +51,9 @@ def paired_table(ours: dict[int, dict], peer: dict[int, dict], level: float) -> 
         b = [float(peer[s][m]) for s in seeds]
         diffs = [x - y for x, y in zip(a, b)]
         per_seed = ", ".join(f"{d:+.5f}" for d in diffs)
-        side = [fmt(mean_t_interval(v, level, BOUNDS.get(m)), 5) for v in (a, b)]
+        side = [interval(mean_t_interval(v, level, BOUNDS.get(m)), 5) for v in (a, b)]
         lines.append(f"| {m} | {side[0]} | {side[1]} | "
-                     f"{fmt(mean_t_interval(diffs, level), 5)} | {per_seed} |")  # fmt: skip
+                     f"{interval(mean_t_interval(diffs, level), 5)} | {per_seed} |")  # fmt: skip
     return lines
 
 
