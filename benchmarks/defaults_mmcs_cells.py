@@ -85,7 +85,7 @@ def stretch_step(sae, dead: torch.Tensor, W_dec: torch.Tensor, W_enc: torch.Tens
 def regroup(run, cell: dict, tcfg: TrainConfig) -> None:
     """A fresh Adam with the cell's betas and per-parameter rate multiples."""
     sae = run.sae
-    scale = {"b_dec": sae.cfg.b_dec_lr_scale, "W_dec": cell.get("dec", sae.cfg.W_dec_lr_scale), "W_enc": cell.get("enc", 1.0), **{p: cell[p] for p in PARAMS if p in cell}}
+    scale = {"b_dec": sae.cfg.b_dec_lr_scale, "b_enc": sae.cfg.b_enc_lr_scale or 1.0, "W_dec": cell.get("dec", sae.cfg.W_dec_lr_scale), "W_enc": cell.get("enc", 1.0), **{p: cell[p] for p in PARAMS if p in cell}}
     groups = [{"params": [p], "lr_scale": scale.get(name, 1.0)} for name, p in sae.named_parameters()]  # one each
     run.optimizer = torch.optim.Adam(groups, lr=run.base_lr, betas=tuple(cell.get("betas", tcfg.betas())))
 

@@ -214,6 +214,8 @@ class DictionaryConfig(_Config):
     # raised in crowded dictionaries and more so in long runs (resolved by the trainer, ``for_run``)
     W_dec_lr_scale: float | None = None
     b_dec_lr_scale: float | None = None
+    # b_enc's rate as a multiple of the run's; None = the run's (2x in long runs measured as a tie, session 17)
+    b_enc_lr_scale: float | None = None
     zero_init_decoder: bool = False  # sparsify's choice for transcoders
     # "unit": decoder rows held at norm 1 (gradient projected, rows renormalised each step). "free"
     # (topk only): SAELens's top-k parametrisation (rescale_acts_by_decoder_norm): rows of free norm
@@ -266,7 +268,7 @@ class DictionaryConfig(_Config):
             self.b_dec_init in ("geometric_median", "mean", "zero"),
             f"b_dec_init {self.b_dec_init!r} is not known; expected geometric_median, mean or zero.",
         )
-        for name in ("W_dec_lr_scale", "b_dec_lr_scale"):
+        for name in ("W_dec_lr_scale", "b_dec_lr_scale", "b_enc_lr_scale"):
             value = getattr(self, name)
             _require(value is None or value >= 0, f"{name} must be ≥ 0 (0 keeps the parameter where it starts), got {value}.")
         self._check_new_kinds()

@@ -174,12 +174,13 @@ def test_decoder_rate_flags_reach_the_dictionary_and_a_negative_one_is_one_sente
     save_file({"x": torch.randn(512, 8)}, str(tmp_path / "a.safetensors"))
     args = ["train", "--activations", str(tmp_path / "a.safetensors"), "--kind", "topk", "--k", "2", "--n-latents", "16",
             "--tokens", "512", "--batch-size", "128", "--device", "cpu"]  # fmt: skip
-    assert main([*args, "--w-dec-lr-scale", "20", "--b-dec-lr-scale", "0", "--out", str(tmp_path / "r")]) == 0
+    flags = ["--w-dec-lr-scale", "20", "--b-dec-lr-scale", "0", "--b-enc-lr-scale", "1.5"]
+    assert main([*args, *flags, "--out", str(tmp_path / "r")]) == 0
     cfg = json.loads((tmp_path / "r" / "saekit.json").read_text())["dictionary"]
-    assert (cfg["W_dec_lr_scale"], cfg["b_dec_lr_scale"]) == (20.0, 0.0)
+    assert (cfg["W_dec_lr_scale"], cfg["b_dec_lr_scale"], cfg["b_enc_lr_scale"]) == (20.0, 0.0, 1.5)
     assert main([*args, "--out", str(tmp_path / "d")]) == 0  # the defaults of a top-k kind
     cfg = json.loads((tmp_path / "d" / "saekit.json").read_text())["dictionary"]
-    assert (cfg["W_dec_lr_scale"], cfg["b_dec_lr_scale"]) == (3.0, 0.3)
+    assert (cfg["W_dec_lr_scale"], cfg["b_dec_lr_scale"], cfg["b_enc_lr_scale"]) == (3.0, 0.3, None)
     capsys.readouterr()
     assert main([*args, "--w-dec-lr-scale", "-1", "--out", str(tmp_path / "n")]) == 2
     err = capsys.readouterr().err.strip()

@@ -20,7 +20,8 @@ import torch
 from synthetic import feature_recovery, sparse_feature_data
 
 from saekit import DictionaryConfig, TrainConfig
-from saekit.config import default_betas, default_lr, default_warmup
+from saekit.config import DICTIONARY_KINDS, TOPK_KINDS, default_betas, default_lr, default_warmup
+from saekit.dictionaries import create
 from saekit.errors import ConfigError
 from saekit.training import Trainer
 from saekit.training.guard import quality_warnings
@@ -164,6 +165,26 @@ def test_a_crowded_top_k_dictionary_steps_its_decoder_faster():
     t = TrainConfig(batch_size=4096, total_tokens=10_000_000)
     gao = 2e-4 * (16384 / 4096) ** 0.5
     assert t.learning_rate(4096, 1.0, 0.5) == pytest.approx(2 * gao * 0.875)
+
+
+def test_a_given_encoder_bias_rate_reaches_every_kind():
+    """``b_enc_lr_scale`` (None: b_enc in the weights' group at the run's rate) gives every kind's
+    encoder bias a group of its own at that multiple (gated's is b_gate); a negative one is refused."""
+    for kind in DICTIONARY_KINDS:
+        k = 2 if kind in TOPK_KINDS else None
+        for given in (None, 0.5):
+            sae = create(DictionaryConfig(kind=kind, d_in=8, n_latents=32, k=k, b_enc_lr_scale=given))
+            scale_of = {id(p): g.get("lr_scale", 1.0) for g in sae.param_groups() for p in g["params"]}
+            assert scale_of[id(sae.b_enc)] == (given or 1.0) and scale_of[id(sae.W_enc)] == 1.0, kind
+    with pytest.raises(ConfigError, match="b_enc_lr_scale must be ≥ 0"):
+        DictionaryConfig(kind="topk", d_in=8, n_latents=32, k=2, b_enc_lr_scale=-1.0)
+    x = torch.randn(512, 8, generator=torch.Generator().manual_seed(0))
+    tcfg = TrainConfig(batch_size=64, total_tokens=64 * 4, device="cpu", log_every=0)
+    for given in (0.0, None):  # 0 holds b_enc where it starts; the default moves it
+        trainer = Trainer(DictionaryConfig(kind="topk", d_in=8, n_latents=32, k=2, b_enc_lr_scale=given), x, tcfg, progress=False)
+        start = trainer.runs[0].sae.b_enc.detach().clone()
+        trainer.fit()
+        assert torch.equal(trainer.runs[0].sae.b_enc, start) == (given == 0.0)
 
 
 def test_default_schedule_adapts_to_the_run():

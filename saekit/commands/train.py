@@ -57,6 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "data up to 120 with the base rate at 0.75x unless --lr is given; else 1; docs/training.md)")
     d.add_argument("--b-dec-lr-scale", type=float, default=None,
                    help="b_dec's rate as a multiple of the run's (default 0.3 for topk, batchtopk, matryoshka; else 1)")
+    d.add_argument("--b-enc-lr-scale", type=float, default=None,
+                   help="b_enc's rate as a multiple of the run's (default 1)")
     t = p.add_argument_group("training")
     t.add_argument("--tokens", default=None, help=f"training tokens, e.g. 50M (default {base.total_tokens:,})")
     t.add_argument("--batch-size", type=int, default=None, help=f"activation rows per step (default {base.batch_size})")
@@ -133,6 +135,7 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "penalty": args.penalty,
         "W_dec_lr_scale": args.w_dec_lr_scale,
         "b_dec_lr_scale": args.b_dec_lr_scale,
+        "b_enc_lr_scale": args.b_enc_lr_scale,
     }
     dflags = {k: v for k, v in dflags.items() if v is not None}
     if args.skip:

@@ -173,13 +173,16 @@ class SparseDictionary(ConfigShape, nn.Module, abc.ABC):
         (3 and 0.3 for top-k kinds by default: a unit-norm decoder row turns only about rate·√d a
         step, and a shared bias moved at the full rate shifts every latent's input at once, which
         killed 40 % of a wide top-k dictionary's latents in a short run; docs/training.md, "The
-        decoder's rates"); the other weights at the run's rate; kinds add their own groups through
-        ``own_param_groups`` (JumpReLU's thresholds)."""
+        decoder's rates"), b_enc at ``b_enc_lr_scale`` when it is set; the other weights at the run's
+        rate; kinds add their own groups through ``own_param_groups`` (JumpReLU's thresholds)."""
         own = {
             "W_dec": {"lr_scale": self.cfg.decoder_lr_scale()},  # the trainer resolves it for its run (for_run)
             "b_dec": {"lr_scale": float(self.cfg.b_dec_lr_scale)},
             **self.own_param_groups(),
         }
+        if self.cfg.b_enc_lr_scale is not None:  # a group only when set; gated's b_enc is named b_gate
+            b_enc = next(name for name, p in self.named_parameters() if p is self.b_enc)
+            own[b_enc] = {"lr_scale": float(self.cfg.b_enc_lr_scale)}
         rest = [p for name, p in self.named_parameters() if name not in own]
         return [{"params": rest}] + [{"params": [getattr(self, name)], **opts} for name, opts in own.items()]
 
