@@ -49,6 +49,10 @@ if job.get("prev"):  # session 4's rule: the knee at 8192 steps (twice today's r
     tcfg = tcfg.replace(lr=min(1e-2, 2e-4 / (n / 16384) ** 0.5 * max(1.0, (8192 / steps) ** 0.5)))
 if job.get("saekit_lr"):  # a fixed learning rate instead of the default rule (--saekit-lrs)
     tcfg = tcfg.replace(lr=job["saekit_lr"])
+if job.get("saekit_cfg"):  # a candidate default (--saekit-configs): DictionaryConfig and "train" overrides
+    extra = dict(job["saekit_cfg"])
+    tcfg = tcfg.replace(**extra.pop("train", {}))
+    cfg = cfg.replace(**extra)
 tr = Trainer(cfg, src, tcfg, progress=False)
 t0 = time.perf_counter()
 for i in range(steps):
@@ -120,6 +124,8 @@ def jobs(args, steps: int) -> list[tuple[str, str, dict]]:
         out.append(("saekit", "saekit knee 8192", {**base, "lr": 0.0, "warmup": 1, "prev": True}))
     for lr in args.saekit_lrs:
         out.append(("saekit", f"saekit lr {lr:g}", {**base, "lr": 0.0, "warmup": 1, "saekit_lr": lr}))
+    for text in args.saekit_configs:  # the run's name is "saekit " + the JSON as given (seed_pairs.py --ours)
+        out.append(("saekit", f"saekit {text}", {**base, "lr": 0.0, "warmup": 1, "saekit_cfg": json.loads(text)}))
     for lr in args.saelens_lrs:
         out.append(("saelens", f"SAELens lr {lr:g}", {**base, "lr": lr, "warmup": 1, "framework": "saelens"}))
     signum_lr = 5e-3 / (args.n_latents / 2**14) ** 0.5  # sparsify's default
@@ -187,6 +193,9 @@ def main() -> int:
     ap.add_argument("--features", type=int, default=512, help="synthetic planted features (issue 21's row: 1024)")
     ap.add_argument("--dead-tokens", type=int, default=1_000_000)
     ap.add_argument("--saekit-lrs", type=float, nargs="*", default=[], help="also saekit at these fixed rates")
+    ap.add_argument("--saekit-configs", nargs="*", default=[],
+                    help='also saekit with these overrides, each a JSON object of DictionaryConfig fields and '
+                         'an optional "train" object of TrainConfig fields: \'{"b_enc_lr_scale": 2, "train": {"lr": 6.4e-4}}\'')
     ap.add_argument("--saelens-lrs", type=float, nargs="+", default=[1e-3, 4e-3, 1.6e-2])
     ap.add_argument("--sparsify-opts", default="signum,adam")
     ap.add_argument("--old", action="store_true", help="also saekit's defaults before issue 21")
