@@ -295,7 +295,7 @@ def test_topk_auxk_through_the_sparse_encoder_equals_the_dense_path(n_dead):
         sae.fused_encode = fused  # False: the dense path
         out = sae.training_loss(x, dead_mask=dead)
         out.loss.backward()
-        return {k: float(v) for k, v in out.terms.items()}, {n: p.grad.clone() for n, p in sae.named_parameters()}
+        return {k: float(v.detach()) for k, v in out.terms.items()}, {n: p.grad.clone() for n, p in sae.named_parameters()}
 
     sparse_terms, sparse_grads = terms_and_grads(True)
     dense_terms, dense_grads = terms_and_grads(False)
