@@ -83,10 +83,17 @@ def stretch_step(sae, dead: torch.Tensor, W_dec: torch.Tensor, W_enc: torch.Tens
 
 
 def regroup(run, cell: dict, tcfg: TrainConfig) -> None:
-    """A fresh Adam with the cell's betas and per-parameter rate multiples."""
+    """A fresh Adam with one group per parameter: the dictionary's own group options (its
+    ``param_groups``: W_dec's, b_dec's, b_enc's multiples, JumpReLU's thresholds), the cell's rate
+    multiples over them (``dec``, ``enc``, PARAMS) and the cell's betas."""
     sae = run.sae
-    scale = {"b_dec": sae.cfg.b_dec_lr_scale, "b_enc": sae.cfg.b_enc_lr_scale or 1.0, "W_dec": cell.get("dec", sae.cfg.W_dec_lr_scale), "W_enc": cell.get("enc", 1.0), **{p: cell[p] for p in PARAMS if p in cell}}
-    groups = [{"params": [p], "lr_scale": scale.get(name, 1.0)} for name, p in sae.named_parameters()]  # one each
+    name_of = {id(p): n for n, p in sae.named_parameters()}
+    opts = {name_of[id(p)]: {k: v for k, v in g.items() if k != "params"} for g in sae.param_groups() for p in g["params"]}
+    over = {"enc": "W_enc", "dec": "W_dec", **{p: p for p in PARAMS}}
+    for key, name in over.items():
+        if key in cell and name in opts:  # gated's encoder bias is b_gate
+            opts[name]["lr_scale"] = cell[key]
+    groups = [{"params": [p], **opts[name]} for name, p in sae.named_parameters()]
     run.optimizer = torch.optim.Adam(groups, lr=run.base_lr, betas=tuple(cell.get("betas", tcfg.betas())))
 
 
