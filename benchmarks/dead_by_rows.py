@@ -38,7 +38,7 @@ def main() -> int:
     t0 = time.time()
     for _ in range(steps):
         tr.step(*tr.next_batch())
-    sae = tr.runs[0].sae
+    sae = tr.finish()[0]  # the saved weights (the tail's mean where the trainer averages)
 
     @torch.no_grad()
     def never_fire(rows: torch.Tensor) -> float:

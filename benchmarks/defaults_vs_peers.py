@@ -60,7 +60,7 @@ for i in range(steps):
     tr.step(x, y)
     tick(i, t0)
 t = time.perf_counter() - t0
-sae = tr.runs[0].sae
+sae = tr.finish()[0]  # the dictionary fit() returns: the tail's mean where the trainer averages
 with torch.no_grad():
     z = sae.encode(Xv); xhat = sae(Xv)
 finish(z, xhat, sae.W_dec.detach(), t)

@@ -200,3 +200,20 @@ def test_demo_planted_option_picks_the_planted_models_settings_and_refuses_an_un
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "nope" in err, err
     assert not (tmp_path / "d" / "models").exists()
+
+
+def test_tail_average_flag_reaches_the_run_and_a_bad_one_is_one_sentence(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.randn(512, 8)}, str(tmp_path / "a.safetensors"))
+    args = ["train", "--activations", str(tmp_path / "a.safetensors"), "--kind", "relu", "--n-latents", "16",
+            "--tokens", "512", "--batch-size", "128", "--device", "cpu"]  # fmt: skip
+    assert main([*args, "--tail-average", "0.5", "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "train_config.json").read_text())["train"]["tail_average"] == 0.5
+    assert main([*args, "--out", str(tmp_path / "d")]) == 0  # not given: the long-run rule's (TrainConfig.tail_fraction)
+    assert json.loads((tmp_path / "d" / "train_config.json").read_text())["train"]["tail_average"] is None
+    capsys.readouterr()
+    assert main([*args, "--tail-average", "2", "--out", str(tmp_path / "n")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tail_average must be a fraction of the steps in [0, 1]" in err and "got 2" in err, err
+    assert not (tmp_path / "n").exists()

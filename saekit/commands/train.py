@@ -68,6 +68,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "see docs/training.md)",
     )
     t.add_argument("--seed", type=int, default=None, help=f"seed of every random choice (default {base.seed})")
+    t.add_argument(
+        "--tail-average", type=float, default=None,
+        help="save the mean of the weights over this last fraction of the steps (default: 0.2 times the long-run "
+        "rule's weight, so 0.2 for a crowded topk in a run of 2048+ steps on spread-out data and 0 for short "
+        "runs, LM residual streams, penalty kinds and crosscoders; 0 = the last step's weights; docs/training.md)",
+    )
     t.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="scale activations so E||x||² = d_in (the default for every kind but crosscoders; --no-normalize: raw activations)")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
@@ -113,6 +119,7 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "seed": args.seed,
+        "tail_average": args.tail_average,
         "checkpoint_every": args.checkpoint_every,
         "device": args.device,
     }

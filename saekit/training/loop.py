@@ -29,6 +29,7 @@ from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_write_json
 from saekit.kernels import use_backend
 from saekit.progress import token_bar
+from saekit.training.average import TailAverage, tail_start
 from saekit.training.checkpoint import save_checkpoint
 from saekit.training.dead import DeadLatentTracker
 from saekit.training.guard import warn_quality
@@ -54,6 +55,7 @@ class Run:
     base_lr: float
     tracker: DeadLatentTracker
     generator: torch.Generator  # resampling draws
+    average: TailAverage  # the weights' mean over the run's tail: what finish() keeps
 
 
 def run_names(cfgs: list[DictionaryConfig]) -> list[str]:
@@ -142,7 +144,8 @@ class Trainer:
         lr = self.tcfg.learning_rate(cfg.n_latents, self.spread, long_run)
         opt = torch.optim.Adam(sae.param_groups(), lr=lr, betas=self.tcfg.betas())
         tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(cfg.n_latents, cfg.k if cfg.n_sources == 1 else None), self.device)
-        return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729))
+        average = TailAverage(tail_start(self.total_steps, self.tcfg.tail_fraction(long_run)))
+        return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729), average)
 
     @torch.no_grad()
     def _init_rows(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -249,6 +252,8 @@ class Trainer:
                 dead = run.tracker.dead_mask()
                 if resample_dead(sae, run.optimizer, dead, *strategy.gather_batch(x, y), run.generator):
                     run.tracker.reset(dead)
+                    run.average.restart()  # the moved latents' earlier weights must not enter the mean
+            run.average.update(sae, step)
             if log:
                 records.append(self._record(run, out, x, y, lr, n_tokens))
         self.step_count += 1
@@ -337,7 +342,10 @@ class Trainer:
         self.metrics.close()
 
     def finish(self) -> list[SparseDictionary]:
-        """After the last step: the trained dictionaries, assembled by the strategy and written."""
+        """After the last step: the trained dictionaries (their weights' mean over the tail, see
+        saekit.training.average), assembled by the strategy and written."""
+        for run in self.runs:
+            run.average.apply(run.sae)
         if self.source.pre_scaled is not None:
             self._unscale()
         saes = [run.sae.to_inference() for run in self.runs]
@@ -394,6 +402,7 @@ class Trainer:
                     "tracker": r.tracker.state_dict(),
                     "generator": r.generator.get_state(),
                     "base_lr": r.base_lr,
+                    "average": r.average.state_dict(),
                 }
                 for r in self.runs
             ],
@@ -424,8 +433,11 @@ class Trainer:
             "lr_warmup_steps",
             "lr_decay_fraction",
             "normalize",
+            "tail_average",
         ):
             mine = getattr(self.tcfg, key)
+            if key == "tail_average" and key not in saved_t:
+                continue  # a checkpoint from before tail averaging: the mean starts at the resume
             if saved_t.get(key) != mine:
                 raise ConfigError(
                     f"the checkpoint was trained with {key}={saved_t.get(key)!r} but this run has {key}={mine!r}."
@@ -443,6 +455,7 @@ class Trainer:
             run.generator.set_state(saved["generator"])
             # the rate the run trained at: a default measured again (the data's spread) must not drift
             run.base_lr = float(saved.get("base_lr", run.base_lr))
+            run.average.load_state_dict(saved.get("average"), self.device)
         self.metrics.truncate_after(self.step_count)
 
     def resume(self, path: str | Path | None = None) -> Trainer:
