@@ -67,6 +67,20 @@ def test_the_mean_survives_a_resume_inside_the_tail(rows, tmp_path):
         Trainer(CFG, rows, tcfg(tail_average=0.2, out_dir=str(tmp_path / "c")), progress=False).resume(path)
 
 
+def test_a_resample_inside_the_tail_restarts_the_mean(rows):
+    """relu at a huge λ and a high rate: most latents die, and resampling every 10 steps moves them;
+    the mean over the whole run (tail 1) then holds only the steps after the last resample (step 49)."""
+    counts = {}
+    for every in (None, 10):
+        t = TrainConfig(batch_size=BATCH, total_tokens=BATCH * 60, seed=0, device="cpu", log_every=0, tail_average=1.0,
+                        dead_tokens=2 * BATCH, resample_dead_every=every, lr=5e-2)
+        trainer = Trainer(DictionaryConfig(kind="relu", d_in=16, n_latents=64, sparsity_coef=1e3), rows, t, progress=False)
+        for _ in range(60):
+            trainer.step(*trainer.next_batch())
+        counts[every] = trainer.runs[0].average.count
+    assert counts == {None: 60, 10: 11}
+
+
 def test_restart_forgets_the_mean_and_nothing_averaged_changes_nothing():
     sae = torch.nn.Linear(2, 2)
     sae.after_step = lambda: None  # the interface apply() calls: no constraint on a Linear
