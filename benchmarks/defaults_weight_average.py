@@ -79,7 +79,7 @@ def with_weights(sae, weights: dict[str, torch.Tensor], unit: bool):
         for k, p in twin.named_parameters():
             p.copy_(weights[k])
         if unit:
-            twin.W_dec.div_(twin.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+            twin.set_decoder_norm_to_unit_norm()
     return twin
 
 

@@ -13,7 +13,8 @@ from synthetic import feature_recovery, planted_rows, sparse_feature_data
 from saekit import DictionaryConfig, TrainConfig
 from saekit.errors import ConfigError
 from saekit.training import Trainer
-from saekit.training.average import TailAverage, tail_start
+from saekit.training.average import TailAverage
+from saekit.training.schedule import decay_start
 
 CFG = DictionaryConfig(kind="topk", d_in=16, n_latents=64, k=4)
 STEPS, BATCH = 20, 64
@@ -101,7 +102,7 @@ def test_restart_forgets_the_mean_and_nothing_averaged_changes_nothing():
         sae.weight.fill_(9.0)
     empty.apply(sae)
     assert float(sae.weight.detach()[0, 0]) == 9.0
-    assert tail_start(2441, 0.2) == 1953 and tail_start(100, 0.0) == 100
+    assert decay_start(2441, 0.2) == 1953 and decay_start(100, 0.0) == 100
 
 
 def test_default_fraction_follows_the_long_run_rule_and_bad_values_are_refused():

@@ -20,13 +20,9 @@ import torch
 from saekit.dictionaries import SparseDictionary
 
 
-def tail_start(total_steps: int, fraction: float) -> int:
-    """The first step (0-based) whose weights enter the mean; ``total_steps`` when there is none."""
-    return total_steps - int(total_steps * fraction)
-
-
 class TailAverage:
-    """A running mean of a dictionary's parameters from step ``start`` on."""
+    """A running mean of a dictionary's parameters from step ``start`` on (the trainer counts the
+    tail as the schedule counts its decay: ``saekit.training.schedule.decay_start``)."""
 
     def __init__(self, start: int):
         self.start = start

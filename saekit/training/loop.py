@@ -29,7 +29,7 @@ from saekit.errors import ConfigError, DataError
 from saekit.fileutil import atomic_write_json
 from saekit.kernels import use_backend
 from saekit.progress import token_bar
-from saekit.training.average import TailAverage, tail_start
+from saekit.training.average import TailAverage
 from saekit.training.checkpoint import save_checkpoint
 from saekit.training.dead import DeadLatentTracker
 from saekit.training.guard import warn_quality
@@ -144,7 +144,7 @@ class Trainer:
         lr = self.tcfg.learning_rate(cfg.n_latents, self.spread, long_run)
         opt = torch.optim.Adam(sae.param_groups(), lr=lr, betas=self.tcfg.betas())
         tracker = DeadLatentTracker(self.strategy.latents_here(sae), self.tcfg.dead_token_window(cfg.n_latents, cfg.k if cfg.n_sources == 1 else None), self.device)
-        average = TailAverage(tail_start(self.total_steps, self.tcfg.tail_fraction(long_run)))
+        average = TailAverage(decay_start(self.total_steps, self.tcfg.tail_fraction(long_run)))
         return Run(name, sae, opt, lr, tracker, torch.Generator().manual_seed(seed + 104729), average)
 
     @torch.no_grad()
@@ -436,11 +436,10 @@ class Trainer:
             "tail_average",
         ):
             mine = getattr(self.tcfg, key)
-            if key == "tail_average" and key not in saved_t:
-                continue  # a checkpoint from before tail averaging: the mean starts at the resume
-            if saved_t.get(key) != mine:
+            # a field the checkpoint predates is not compared (tail_average: the mean starts at the resume)
+            if key in saved_t and saved_t[key] != mine:
                 raise ConfigError(
-                    f"the checkpoint was trained with {key}={saved_t.get(key)!r} but this run has {key}={mine!r}."
+                    f"the checkpoint was trained with {key}={saved_t[key]!r} but this run has {key}={mine!r}."
                 )
         self.step_count, self.tokens = int(state["step"]), int(state["tokens"])
         self.source.load_state_dict(state["source"])
